@@ -1,0 +1,4 @@
+//! qwen-luminal: run Qwen3 GGUF models on the luminal deep-learning crate.
+
+pub mod gguf;
+pub mod quant;

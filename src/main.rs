@@ -1,0 +1,5 @@
+//! `qwen`: run Qwen3 GGUF models on luminal.
+
+fn main() {
+    println!("qwen");
+}
