@@ -3,6 +3,18 @@
 //! Every GGUF tensor is stored as a sequence of blocks; a block holds `block_size` weights in
 //! `type_size` bytes. Only the types Qwen3 files use are computed on (see [`GgmlType::is_supported`]);
 //! the others are known by name so errors can say what a file holds.
+//!
+//! [`blocks`] holds the byte layout of each quantized block; [`dequantize_row`] turns a row of
+//! any supported type into f32 exactly as llama.cpp does.
+
+pub mod blocks;
+mod dequant;
+
+pub use dequant::{
+    dequantize_bf16, dequantize_f16, dequantize_f32, dequantize_q4_0, dequantize_q4_1,
+    dequantize_q4_k, dequantize_q5_0, dequantize_q5_1, dequantize_q5_k, dequantize_q6_k,
+    dequantize_q8_0, dequantize_row, dequantize_rows, QuantError,
+};
 
 /// A GGML tensor type as numbered in `ggml.h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,13 +55,17 @@ pub enum GgmlType {
 }
 
 /// The types this program computes on: all that F32/F16/BF16, Q8_0, Q4_0 and the
-/// Q4_K_M / Q5_K_M / Q6_K mixes contain.
-pub const SUPPORTED_TYPES: [GgmlType; 8] = [
+/// Q4_K_M / Q5_K_M / Q6_K mixes contain, plus the other legacy formats (Q4_1, Q5_0, Q5_1) that
+/// some official Qwen3 releases use.
+pub const SUPPORTED_TYPES: [GgmlType; 11] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
     GgmlType::Q8_0,
     GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,

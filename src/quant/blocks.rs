@@ -1,0 +1,473 @@
+//! Byte layouts of the GGML quantized blocks, as `ggml-common.h` defines them.
+//!
+//! Each `Block*` type is a zero-cost view over one block's bytes (`&[u8; BYTES]`). Blocks sit
+//! unaligned in a GGUF file, so every multi-byte field is decoded with `from_le_bytes`; no
+//! pointer casts, no `unsafe`. Split a row into blocks with [`slice::as_chunks`]:
+//!
+//! ```
+//! use qwen::quant::blocks::BlockQ8_0;
+//! let row = [0u8; 2 * BlockQ8_0::BYTES];
+//! let (blocks, rest) = row.as_chunks::<{ BlockQ8_0::BYTES }>();
+//! assert!(rest.is_empty());
+//! let scale = BlockQ8_0::new(&blocks[1]).d();
+//! assert_eq!(scale, 0.0);
+//! ```
+//!
+//! Each view also has `dequantize`, which follows the operation order of ggml's reference
+//! `dequantize_row_*` (ggml-quants.c) so its output is bit-identical to llama.cpp's.
+
+use half::f16;
+
+/// Weights per block of the legacy formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): ggml's `QK4_0` etc.
+pub const QK: usize = 32;
+/// Weights per super-block of the K-quants: ggml's `QK_K`.
+pub const QK_K: usize = 256;
+/// Bytes of the packed 6-bit scales and mins of Q4_K and Q5_K: ggml's `K_SCALE_SIZE`.
+pub const K_SCALE_SIZE: usize = 12;
+
+/// Bytes per Q8_0 block.
+pub const Q8_0_BYTES: usize = 2 + QK;
+/// Bytes per Q4_0 block.
+pub const Q4_0_BYTES: usize = 2 + QK / 2;
+/// Bytes per Q4_1 block.
+pub const Q4_1_BYTES: usize = 4 + QK / 2;
+/// Bytes per Q5_0 block.
+pub const Q5_0_BYTES: usize = 2 + 4 + QK / 2;
+/// Bytes per Q5_1 block.
+pub const Q5_1_BYTES: usize = 4 + 4 + QK / 2;
+/// Bytes per Q4_K block.
+pub const Q4_K_BYTES: usize = 4 + K_SCALE_SIZE + QK_K / 2;
+/// Bytes per Q5_K block.
+pub const Q5_K_BYTES: usize = 4 + K_SCALE_SIZE + QK_K / 8 + QK_K / 2;
+/// Bytes per Q6_K block.
+pub const Q6_K_BYTES: usize = QK_K / 2 + QK_K / 4 + QK_K / 16 + 2;
+
+/// The `N` bytes of `bytes` that start at `at`. Callers pass constant ranges inside their block,
+/// so the conversion cannot fail; the `expect` guards against a typo in this file, not bad input.
+#[inline(always)]
+fn field<const N: usize>(bytes: &[u8], at: usize) -> &[u8; N] {
+    bytes[at..at + N]
+        .try_into()
+        .expect("block field ranges are constants inside the block")
+}
+
+/// An f16 stored little-endian at `at`, widened exactly to f32 (ggml's `GGML_FP16_TO_FP32`).
+#[inline(always)]
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes(*field::<2>(bytes, at)).to_f32()
+}
+
+/// ggml's `get_scale_min_k4`: the 6-bit scale and min of sub-block `j` (0..8) of a Q4_K or Q5_K
+/// super-block. Sub-blocks 0..4 keep their values in the low 6 bits of bytes `j` and `j + 4`;
+/// sub-blocks 4..8 keep their low 4 bits in byte `j + 4` and their top 2 bits in the spare high
+/// bits of bytes `j - 4` (scale) and `j` (min).
+#[inline(always)]
+pub fn scale_min_k4(j: usize, scales: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
+    if j < 4 {
+        (scales[j] & 63, scales[j + 4] & 63)
+    } else {
+        let sc = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4);
+        let m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+        (sc, m)
+    }
+}
+
+/// `block_q8_0 { f16 d; i8 qs[32]; }`: `y = qs[j] * d`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ8_0<'a>(&'a [u8; Q8_0_BYTES]);
+
+impl<'a> BlockQ8_0<'a> {
+    pub const BYTES: usize = Q8_0_BYTES;
+    pub const WEIGHTS: usize = QK;
+
+    pub fn new(bytes: &'a [u8; Q8_0_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The block scale.
+    pub fn d(self) -> f32 {
+        f16_at(self.0, 0)
+    }
+
+    /// The 32 quants as raw bytes; each is an `i8` in two's complement.
+    pub fn qs(self) -> &'a [u8; QK] {
+        field(self.0, 2)
+    }
+
+    pub fn dequantize(self, y: &mut [f32; QK]) {
+        let d = self.d();
+        for (y, &q) in y.iter_mut().zip(self.qs()) {
+            *y = f32::from(q as i8) * d;
+        }
+    }
+}
+
+/// `block_q4_0 { f16 d; u8 qs[16]; }`: weight `j` is the low nibble of `qs[j]` and weight
+/// `j + 16` the high nibble, each offset by 8: `y = (q - 8) * d`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ4_0<'a>(&'a [u8; Q4_0_BYTES]);
+
+impl<'a> BlockQ4_0<'a> {
+    pub const BYTES: usize = Q4_0_BYTES;
+    pub const WEIGHTS: usize = QK;
+
+    pub fn new(bytes: &'a [u8; Q4_0_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The block scale.
+    pub fn d(self) -> f32 {
+        f16_at(self.0, 0)
+    }
+
+    /// Packed nibbles: weights `j` (low) and `j + 16` (high).
+    pub fn qs(self) -> &'a [u8; QK / 2] {
+        field(self.0, 2)
+    }
+
+    pub fn dequantize(self, y: &mut [f32; QK]) {
+        let d = self.d();
+        let (lo, hi) = y.split_at_mut(QK / 2);
+        for ((lo, hi), &q) in lo.iter_mut().zip(hi).zip(self.qs()) {
+            *lo = ((q & 0xF) as i32 - 8) as f32 * d;
+            *hi = ((q >> 4) as i32 - 8) as f32 * d;
+        }
+    }
+}
+
+/// `block_q4_1 { f16 d; f16 m; u8 qs[16]; }`: nibbles as Q4_0, unsigned: `y = q * d + m`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ4_1<'a>(&'a [u8; Q4_1_BYTES]);
+
+impl<'a> BlockQ4_1<'a> {
+    pub const BYTES: usize = Q4_1_BYTES;
+    pub const WEIGHTS: usize = QK;
+
+    pub fn new(bytes: &'a [u8; Q4_1_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The block scale.
+    pub fn d(self) -> f32 {
+        f16_at(self.0, 0)
+    }
+
+    /// The block minimum (added, not subtracted).
+    pub fn m(self) -> f32 {
+        f16_at(self.0, 2)
+    }
+
+    /// Packed nibbles: weights `j` (low) and `j + 16` (high).
+    pub fn qs(self) -> &'a [u8; QK / 2] {
+        field(self.0, 4)
+    }
+
+    pub fn dequantize(self, y: &mut [f32; QK]) {
+        let (d, m) = (self.d(), self.m());
+        let (lo, hi) = y.split_at_mut(QK / 2);
+        // Rust never fuses `a * b + c` into an FMA, matching ggml-base builds without FMA.
+        for ((lo, hi), &q) in lo.iter_mut().zip(hi).zip(self.qs()) {
+            *lo = f32::from(q & 0xF) * d + m;
+            *hi = f32::from(q >> 4) * d + m;
+        }
+    }
+}
+
+/// The fifth bits of Q5_0/Q5_1 weights `j` and `j + 16`, placed at bit 4 (ggml's `xh_0`, `xh_1`).
+#[inline(always)]
+fn q5_high_bits(qh: u32, j: usize) -> (u8, u8) {
+    let h0 = ((qh >> j) << 4) & 0x10;
+    let h1 = (qh >> (j + 12)) & 0x10;
+    (h0 as u8, h1 as u8)
+}
+
+/// `block_q5_0 { f16 d; u8 qh[4]; u8 qs[16]; }`: Q4_0 nibbles plus a fifth bit per weight from
+/// the little-endian `u32` `qh` (bit `j` for weight `j`), offset by 16: `y = (q - 16) * d`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ5_0<'a>(&'a [u8; Q5_0_BYTES]);
+
+impl<'a> BlockQ5_0<'a> {
+    pub const BYTES: usize = Q5_0_BYTES;
+    pub const WEIGHTS: usize = QK;
+
+    pub fn new(bytes: &'a [u8; Q5_0_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The block scale.
+    pub fn d(self) -> f32 {
+        f16_at(self.0, 0)
+    }
+
+    /// The fifth bits: bit `j` belongs to weight `j`.
+    pub fn qh(self) -> u32 {
+        u32::from_le_bytes(*field(self.0, 2))
+    }
+
+    /// Packed low nibbles: weights `j` (low) and `j + 16` (high).
+    pub fn qs(self) -> &'a [u8; QK / 2] {
+        field(self.0, 6)
+    }
+
+    pub fn dequantize(self, y: &mut [f32; QK]) {
+        let (d, qh) = (self.d(), self.qh());
+        let (lo, hi) = y.split_at_mut(QK / 2);
+        for (j, ((lo, hi), &q)) in lo.iter_mut().zip(hi).zip(self.qs()).enumerate() {
+            let (h0, h1) = q5_high_bits(qh, j);
+            *lo = (((q & 0xF) | h0) as i32 - 16) as f32 * d;
+            *hi = (((q >> 4) | h1) as i32 - 16) as f32 * d;
+        }
+    }
+}
+
+/// `block_q5_1 { f16 d; f16 m; u8 qh[4]; u8 qs[16]; }`: Q5_0 bits, unsigned: `y = q * d + m`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ5_1<'a>(&'a [u8; Q5_1_BYTES]);
+
+impl<'a> BlockQ5_1<'a> {
+    pub const BYTES: usize = Q5_1_BYTES;
+    pub const WEIGHTS: usize = QK;
+
+    pub fn new(bytes: &'a [u8; Q5_1_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The block scale.
+    pub fn d(self) -> f32 {
+        f16_at(self.0, 0)
+    }
+
+    /// The block minimum (added, not subtracted).
+    pub fn m(self) -> f32 {
+        f16_at(self.0, 2)
+    }
+
+    /// The fifth bits: bit `j` belongs to weight `j`.
+    pub fn qh(self) -> u32 {
+        u32::from_le_bytes(*field(self.0, 4))
+    }
+
+    /// Packed low nibbles: weights `j` (low) and `j + 16` (high).
+    pub fn qs(self) -> &'a [u8; QK / 2] {
+        field(self.0, 8)
+    }
+
+    pub fn dequantize(self, y: &mut [f32; QK]) {
+        let (d, m, qh) = (self.d(), self.m(), self.qh());
+        let (lo, hi) = y.split_at_mut(QK / 2);
+        for (j, ((lo, hi), &q)) in lo.iter_mut().zip(hi).zip(self.qs()).enumerate() {
+            let (h0, h1) = q5_high_bits(qh, j);
+            *lo = f32::from((q & 0xF) | h0) * d + m;
+            *hi = f32::from((q >> 4) | h1) * d + m;
+        }
+    }
+}
+
+/// `block_q4_K { f16 d; f16 dmin; u8 scales[12]; u8 qs[128]; }`: 8 sub-blocks of 32 weights,
+/// each with a 6-bit scale and min ([`scale_min_k4`]). Each 64 weights share 32 bytes of `qs`:
+/// the low nibbles are sub-block `2i`, the high nibbles sub-block `2i + 1`.
+/// `y = (d * sc) * q - (dmin * m)`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ4K<'a>(&'a [u8; Q4_K_BYTES]);
+
+impl<'a> BlockQ4K<'a> {
+    pub const BYTES: usize = Q4_K_BYTES;
+    pub const WEIGHTS: usize = QK_K;
+
+    pub fn new(bytes: &'a [u8; Q4_K_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The super-block scale of the sub-block scales.
+    pub fn d(self) -> f32 {
+        f16_at(self.0, 0)
+    }
+
+    /// The super-block scale of the sub-block mins.
+    pub fn dmin(self) -> f32 {
+        f16_at(self.0, 2)
+    }
+
+    /// Packed 6-bit scales and mins; decode with [`scale_min_k4`].
+    pub fn scales(self) -> &'a [u8; K_SCALE_SIZE] {
+        field(self.0, 4)
+    }
+
+    /// Packed nibbles, 32 bytes per 64 weights.
+    pub fn qs(self) -> &'a [u8; QK_K / 2] {
+        field(self.0, 4 + K_SCALE_SIZE)
+    }
+
+    pub fn dequantize(self, y: &mut [f32; QK_K]) {
+        let (d, dmin, scales) = (self.d(), self.dmin(), self.scales());
+        let (qs, _) = self.qs().as_chunks::<32>();
+        let (ys, _) = y.as_chunks_mut::<64>();
+        for (i, (q, y)) in qs.iter().zip(ys).enumerate() {
+            let (sc1, m1) = scale_min_k4(2 * i, scales);
+            let (sc2, m2) = scale_min_k4(2 * i + 1, scales);
+            let (d1, m1) = (d * f32::from(sc1), dmin * f32::from(m1));
+            let (d2, m2) = (d * f32::from(sc2), dmin * f32::from(m2));
+            let (lo, hi) = y.split_at_mut(32);
+            for ((lo, hi), &q) in lo.iter_mut().zip(hi).zip(q) {
+                *lo = d1 * f32::from(q & 0xF) - m1;
+                *hi = d2 * f32::from(q >> 4) - m2;
+            }
+        }
+    }
+}
+
+/// `block_q5_K { f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]; }`: Q4_K plus a fifth
+/// bit per weight: for the `i`-th 64 weights, bit `2i` of `qh[l]` belongs to weight `l` of the
+/// low-nibble sub-block and bit `2i + 1` to weight `l` of the high-nibble one.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ5K<'a>(&'a [u8; Q5_K_BYTES]);
+
+impl<'a> BlockQ5K<'a> {
+    pub const BYTES: usize = Q5_K_BYTES;
+    pub const WEIGHTS: usize = QK_K;
+
+    pub fn new(bytes: &'a [u8; Q5_K_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The super-block scale of the sub-block scales.
+    pub fn d(self) -> f32 {
+        f16_at(self.0, 0)
+    }
+
+    /// The super-block scale of the sub-block mins.
+    pub fn dmin(self) -> f32 {
+        f16_at(self.0, 2)
+    }
+
+    /// Packed 6-bit scales and mins; decode with [`scale_min_k4`].
+    pub fn scales(self) -> &'a [u8; K_SCALE_SIZE] {
+        field(self.0, 4)
+    }
+
+    /// The fifth bits, one bit plane per sub-block.
+    pub fn qh(self) -> &'a [u8; QK_K / 8] {
+        field(self.0, 4 + K_SCALE_SIZE)
+    }
+
+    /// Packed low nibbles, 32 bytes per 64 weights.
+    pub fn qs(self) -> &'a [u8; QK_K / 2] {
+        field(self.0, 4 + K_SCALE_SIZE + QK_K / 8)
+    }
+
+    pub fn dequantize(self, y: &mut [f32; QK_K]) {
+        let (d, dmin, scales, qh) = (self.d(), self.dmin(), self.scales(), self.qh());
+        let (qs, _) = self.qs().as_chunks::<32>();
+        let (ys, _) = y.as_chunks_mut::<64>();
+        for (i, (q, y)) in qs.iter().zip(ys).enumerate() {
+            let (sc1, m1) = scale_min_k4(2 * i, scales);
+            let (sc2, m2) = scale_min_k4(2 * i + 1, scales);
+            let (d1, m1) = (d * f32::from(sc1), dmin * f32::from(m1));
+            let (d2, m2) = (d * f32::from(sc2), dmin * f32::from(m2));
+            let (u1, u2) = (1u8 << (2 * i), 2u8 << (2 * i));
+            let (lo, hi) = y.split_at_mut(32);
+            for (((lo, hi), &q), &h) in lo.iter_mut().zip(hi).zip(q).zip(qh) {
+                let h1 = if h & u1 != 0 { 16 } else { 0 };
+                let h2 = if h & u2 != 0 { 16 } else { 0 };
+                *lo = d1 * f32::from((q & 0xF) + h1) - m1;
+                *hi = d2 * f32::from((q >> 4) + h2) - m2;
+            }
+        }
+    }
+}
+
+/// `block_q6_K { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d; }`: 16 sub-blocks of 16 weights
+/// with signed 8-bit scales. Each 128 weights use 64 bytes of `ql` and 32 of `qh`: weight
+/// `l + 32k` (k = 0..4) takes a nibble of `ql[l]` (k even) or `ql[l + 32]` (k odd), low for
+/// k < 2, and bits `2k..2k+2` of `qh[l]` as its top two bits; offset by 32.
+/// `y = (d * sc) * (q - 32)`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ6K<'a>(&'a [u8; Q6_K_BYTES]);
+
+impl<'a> BlockQ6K<'a> {
+    pub const BYTES: usize = Q6_K_BYTES;
+    pub const WEIGHTS: usize = QK_K;
+
+    pub fn new(bytes: &'a [u8; Q6_K_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// Low 4 bits of the quants.
+    pub fn ql(self) -> &'a [u8; QK_K / 2] {
+        field(self.0, 0)
+    }
+
+    /// High 2 bits of the quants.
+    pub fn qh(self) -> &'a [u8; QK_K / 4] {
+        field(self.0, QK_K / 2)
+    }
+
+    /// The 16 sub-block scales as raw bytes; each is an `i8` in two's complement.
+    pub fn scales(self) -> &'a [u8; QK_K / 16] {
+        field(self.0, QK_K / 2 + QK_K / 4)
+    }
+
+    /// The super-block scale (stored last in this format).
+    pub fn d(self) -> f32 {
+        f16_at(self.0, QK_K / 2 + QK_K / 4 + QK_K / 16)
+    }
+
+    pub fn dequantize(self, y: &mut [f32; QK_K]) {
+        let d = self.d();
+        let (ql, _) = self.ql().as_chunks::<64>();
+        let (qh, _) = self.qh().as_chunks::<32>();
+        let (sc, _) = self.scales().as_chunks::<8>();
+        let (ys, _) = y.as_chunks_mut::<128>();
+        for (((ql, qh), sc), y) in ql.iter().zip(qh).zip(sc).zip(ys) {
+            let ds = sc.map(|s| d * f32::from(s as i8));
+            // Weights l and l + 16 of each 32 have different scales: two halves of 16.
+            for half in 0..2 {
+                for l in 16 * half..16 * half + 16 {
+                    let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
+                    let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+                    let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+                    let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+                    y[l] = ds[half] * q1 as f32;
+                    y[l + 32] = ds[half + 2] * q2 as f32;
+                    y[l + 64] = ds[half + 4] * q3 as f32;
+                    y[l + 96] = ds[half + 6] * q4 as f32;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::GgmlType;
+
+    #[test]
+    fn sizes_agree_with_the_type_table() {
+        let views = [
+            (GgmlType::Q8_0, BlockQ8_0::BYTES, BlockQ8_0::WEIGHTS),
+            (GgmlType::Q4_0, BlockQ4_0::BYTES, BlockQ4_0::WEIGHTS),
+            (GgmlType::Q4_1, BlockQ4_1::BYTES, BlockQ4_1::WEIGHTS),
+            (GgmlType::Q5_0, BlockQ5_0::BYTES, BlockQ5_0::WEIGHTS),
+            (GgmlType::Q5_1, BlockQ5_1::BYTES, BlockQ5_1::WEIGHTS),
+            (GgmlType::Q4_K, BlockQ4K::BYTES, BlockQ4K::WEIGHTS),
+            (GgmlType::Q5_K, BlockQ5K::BYTES, BlockQ5K::WEIGHTS),
+            (GgmlType::Q6_K, BlockQ6K::BYTES, BlockQ6K::WEIGHTS),
+        ];
+        for (ty, bytes, weights) in views {
+            assert_eq!((bytes, weights), (ty.type_size(), ty.block_size()), "{ty}");
+        }
+    }
+
+    #[test]
+    fn scale_min_k4_unpacks_the_six_bit_fields() {
+        // Sub-blocks 0..4: low 6 bits of bytes j and j + 4; the top 2 bits belong to 4..8.
+        let mut scales = [0u8; K_SCALE_SIZE];
+        scales[1] = 0b11_000101; // scale of 1 = 5; top bits 3 -> bits 4..6 of scale 5
+        scales[5] = 0b10_100001; // min of 1 = 33; top bits 2 -> bits 4..6 of min 5
+        scales[9] = 0b0111_1001; // scale 5 low nibble 9, min 5 low nibble 7
+        assert_eq!(scale_min_k4(1, &scales), (5, 33));
+        assert_eq!(scale_min_k4(5, &scales), (9 | (3 << 4), 7 | (2 << 4)));
+        assert_eq!(scale_min_k4(0, &scales), (0, 0));
+    }
+}
