@@ -1,4 +1,6 @@
 //! qwen-luminal: run Qwen3 GGUF models on the luminal deep-learning crate.
 
+pub mod config;
 pub mod gguf;
+pub mod inspect;
 pub mod quant;

@@ -181,7 +181,7 @@ impl GgmlType {
     /// blocks or the size overflows.
     pub fn bytes_for(self, n_weights: u64) -> Option<u64> {
         let block = self.block_size() as u64;
-        if n_weights % block != 0 {
+        if !n_weights.is_multiple_of(block) {
             return None;
         }
         (n_weights / block).checked_mul(self.type_size() as u64)
