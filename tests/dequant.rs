@@ -1,0 +1,317 @@
+//! Dequantization against llama.cpp, bit for bit: every tensor of every quantized fixture model,
+//! test vectors for the types the fixtures lack, and malformed input.
+//!
+//! References (see tests/fixtures/README.md): the committed F32 twins of the tiny models; SHA-256
+//! digests of the larger twins (`deq_digests.json`), plus an element-wise comparison with those
+//! twins when the reference kit (`../shared`) is present; `quant_vectors.json` from the gguf
+//! package's port of ggml's reference code.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use qwen::gguf::{GgufFile, TensorInfo};
+use qwen::quant::{
+    dequantize_q4_k, dequantize_q6_k, dequantize_q8_0, dequantize_row, dequantize_rows, GgmlType,
+    QuantError, SUPPORTED_TYPES,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The reference kit's models folder, when this checkout sits beside it.
+fn kit_models() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/models");
+    dir.is_dir().then_some(dir)
+}
+
+fn open(path: &Path) -> GgufFile {
+    GgufFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn twin_name(model: &str) -> String {
+    model.replace(".gguf", ".deq.gguf")
+}
+
+/// A tensor dequantized as rows of its innermost dimension.
+fn dequantize_tensor(file: &GgufFile, info: &TensorInfo) -> Result<Vec<f32>, QuantError> {
+    let data = file.data_of(info).expect("tensor data lies in the file");
+    let row_len = info.dims()[0] as usize;
+    let n_rows = info.n_elements() as usize / row_len;
+    dequantize_rows(info.ggml_type(), data, n_rows, row_len)
+}
+
+/// A twin's tensor, which must be F32.
+fn f32_tensor(file: &GgufFile, name: &str) -> Vec<f32> {
+    let info = file.tensor(name).expect("twin holds the tensor");
+    assert_eq!(info.ggml_type(), GgmlType::F32, "{name} in the twin");
+    let data = file.data_of(info).expect("tensor data lies in the file");
+    data.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// `None` when `got` and `want` are bit-identical, else a description of how they differ.
+fn bit_difference(got: &[f32], want: &[f32]) -> Option<String> {
+    if got.len() != want.len() {
+        return Some(format!("{} values, want {}", got.len(), want.len()));
+    }
+    let differ: Vec<usize> = (0..got.len())
+        .filter(|&i| got[i].to_bits() != want[i].to_bits())
+        .collect();
+    let &first = differ.first()?;
+    let max_abs = differ
+        .iter()
+        .map(|&i| (got[i] - want[i]).abs())
+        .fold(0.0f32, f32::max);
+    Some(format!(
+        "{} of {} values differ, max abs diff {max_abs:e}; first at {first}: got {:e} ({:#010x}), want {:e} ({:#010x})",
+        differ.len(),
+        got.len(),
+        got[first],
+        got[first].to_bits(),
+        want[first],
+        want[first].to_bits(),
+    ))
+}
+
+fn sha256_hex(values: &[f32]) -> String {
+    let mut hasher = Sha256::new();
+    for v in values {
+        hasher.update(v.to_le_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compares every tensor of `model` with the same tensor of its F32 twin; returns the failures.
+fn compare_with_twin(model: &GgufFile, twin: &GgufFile, label: &str) -> Vec<String> {
+    let mut failures = Vec::new();
+    let names = |f: &GgufFile| -> BTreeSet<String> {
+        f.tensors().iter().map(|t| t.name().to_string()).collect()
+    };
+    if names(model) != names(twin) {
+        failures.push(format!("{label}: the twin holds other tensors"));
+    }
+    for info in model.tensors() {
+        let what = format!("{label} '{}' ({})", info.name(), info.ggml_type());
+        match dequantize_tensor(model, info) {
+            Err(e) => failures.push(format!("{what}: {e}")),
+            Ok(got) => {
+                if let Some(diff) = bit_difference(&got, &f32_tensor(twin, info.name())) {
+                    failures.push(format!("{what}: {diff}"));
+                }
+            }
+        }
+    }
+    failures
+}
+
+fn assert_no_failures(failures: &[String]) {
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+const COMMITTED_TWINS: [&str; 4] = [
+    "tiny-f16.gguf",
+    "tiny-bf16.gguf",
+    "tiny-q8_0.gguf",
+    "tiny-q4_0.gguf",
+];
+
+#[test]
+fn tiny_models_equal_their_committed_twins() {
+    let dir = fixtures().join("models");
+    let mut failures = Vec::new();
+    for model in COMMITTED_TWINS {
+        let file = open(&dir.join(model));
+        let twin = open(&dir.join(twin_name(model)));
+        failures.extend(compare_with_twin(&file, &twin, model));
+    }
+    assert_no_failures(&failures);
+}
+
+fn digests() -> serde_json::Map<String, Value> {
+    let path = fixtures().join("deq_digests.json");
+    let text = std::fs::read_to_string(&path).expect("deq_digests.json is committed");
+    match serde_json::from_str(&text).expect("deq_digests.json is JSON") {
+        Value::Object(map) => map,
+        other => panic!("deq_digests.json: expected an object, got {other}"),
+    }
+}
+
+/// Compares every tensor's dequantized bytes with its recorded digest; returns the failures.
+fn compare_with_digests(file: &GgufFile, model: &str, want: &Value) -> Vec<String> {
+    let mut failures = Vec::new();
+    let recorded = want.as_object().map_or(0, |m| m.len());
+    if recorded != file.tensors().len() {
+        failures.push(format!("{model}: {recorded} digests for {} tensors", file.tensors().len()));
+    }
+    for info in file.tensors() {
+        let what = format!("{model} '{}' ({})", info.name(), info.ggml_type());
+        let entry = &want[info.name()];
+        if entry["type"].as_str() != Some(info.ggml_type().name()) {
+            failures.push(format!("{what}: recorded as {}", entry["type"]));
+        }
+        match dequantize_tensor(file, info) {
+            Err(e) => failures.push(format!("{what}: {e}")),
+            Ok(got) if entry["sha256"].as_str() != Some(sha256_hex(&got).as_str()) => {
+                failures.push(format!("{what}: SHA-256 differs from the twin's"));
+            }
+            Ok(_) => {}
+        }
+    }
+    failures
+}
+
+#[test]
+fn larger_models_match_their_twins_digests() {
+    let dir = fixtures().join("models");
+    let mut failures = Vec::new();
+    let digests = digests();
+    assert_eq!(digests.len(), 4, "K-quant models and the Qwen3-vocab model");
+    for (model, want) in &digests {
+        let file = open(&dir.join(model));
+        // With the reference kit beside us, say exactly which values differ, not just "a hash".
+        if let Some(kit) = kit_models() {
+            let twin = open(&kit.join(twin_name(model)));
+            failures.extend(compare_with_twin(&file, &twin, model));
+        }
+        failures.extend(compare_with_digests(&file, model, want));
+    }
+    assert_no_failures(&failures);
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digits"))
+        .collect()
+}
+
+fn type_named(name: &str) -> GgmlType {
+    (0..64)
+        .filter_map(GgmlType::from_id)
+        .find(|t| t.name() == name)
+        .unwrap_or_else(|| panic!("unknown type {name}"))
+}
+
+fn vector_cases() -> Vec<Value> {
+    let text = std::fs::read_to_string(fixtures().join("quant_vectors.json"))
+        .expect("quant_vectors.json is committed");
+    let json: Value = serde_json::from_str(&text).expect("quant_vectors.json is JSON");
+    json["cases"].as_array().expect("a list of cases").clone()
+}
+
+#[test]
+fn test_vectors_match_ggml_reference() {
+    let cases = vector_cases();
+    assert!(cases.len() >= 15);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let ty = type_named(case["type"].as_str().expect("type"));
+        let what = format!("{ty} ({})", case["source"]);
+        let src = hex_bytes(case["bytes"].as_str().expect("bytes"));
+        let want: Vec<f32> = hex_bytes(case["expected_f32_le"].as_str().expect("expected"))
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let mut got = vec![0.0; want.len()];
+        match dequantize_row(ty, &src, &mut got) {
+            Err(e) => failures.push(format!("{what}: {e}")),
+            Ok(()) => failures.extend(bit_difference(&got, &want).map(|d| format!("{what}: {d}"))),
+        }
+    }
+    assert_no_failures(&failures);
+}
+
+#[test]
+fn every_supported_type_is_checked_against_a_reference() {
+    let dir = fixtures().join("models");
+    let mut covered = BTreeSet::new();
+    for model in COMMITTED_TWINS.iter().map(|m| m.to_string()).chain(digests().keys().cloned()) {
+        let file = open(&dir.join(model));
+        covered.extend(file.tensors().iter().map(|t| t.ggml_type().name()));
+    }
+    let cases = vector_cases();
+    covered.extend(cases.iter().filter_map(|c| c["type"].as_str()));
+    for ty in SUPPORTED_TYPES {
+        assert!(covered.contains(ty.name()), "{ty} has no reference test");
+    }
+}
+
+#[test]
+fn bad_lengths_are_errors_for_every_type() {
+    for ty in SUPPORTED_TYPES {
+        let (bs, ts) = (ty.block_size(), ty.type_size());
+        let mut dst = vec![0.0; 2 * bs];
+        for len in [0, 2 * ts - 1, 2 * ts + 1, 3 * ts] {
+            let got = dequantize_row(ty, &vec![0; len], &mut dst);
+            assert!(
+                matches!(got, Err(QuantError::SourceLength { expected, actual, .. }) if expected == 2 * ts && actual == len),
+                "{ty}, {len} bytes: {got:?}"
+            );
+        }
+        if bs > 1 {
+            let got = dequantize_row(ty, &vec![0; 2 * ts], &mut vec![0.0; 2 * bs - 1]);
+            assert!(matches!(got, Err(QuantError::PartialBlock { .. })), "{ty}: {got:?}");
+            let got = dequantize_rows(ty, &vec![0; 2 * ts], 2, bs + 1);
+            assert!(matches!(got, Err(QuantError::PartialBlock { .. })), "{ty}: {got:?}");
+        }
+        let got = dequantize_rows(ty, &vec![0; 2 * ts], 3, bs);
+        assert!(matches!(got, Err(QuantError::SourceLength { .. })), "{ty}: {got:?}");
+        assert_eq!(dequantize_rows(ty, &vec![0; 2 * ts], 2, bs).map(|v| v.len()), Ok(2 * bs));
+    }
+}
+
+#[test]
+fn unsupported_types_are_named_in_the_error() {
+    let err = dequantize_row(GgmlType::IQ2_XS, &[0; 74], &mut [0.0; 256]);
+    assert_eq!(err, Err(QuantError::Unsupported(GgmlType::IQ2_XS)));
+    let message = err.map_err(|e| e.to_string()).unwrap_err();
+    assert!(message.contains("IQ2_XS") && message.contains("Q4_K"), "{message}");
+}
+
+const F16_INF: [u8; 2] = [0x00, 0x7C];
+const F16_NAN: [u8; 2] = [0x00, 0x7E];
+
+/// Non-finite scales follow IEEE arithmetic, as in llama.cpp's C: `inf * q` is `±inf`,
+/// `inf * 0` and anything with NaN are NaN. Nothing panics.
+#[test]
+fn non_finite_scales_pass_through() {
+    // Q8_0 with d = inf and quants 1, -1, 0.
+    let mut block = [0u8; 34];
+    block[..2].copy_from_slice(&F16_INF);
+    block[2] = 1;
+    block[3] = (-1i8) as u8;
+    let mut y = [0.0f32; 32];
+    dequantize_q8_0(&block, &mut y).expect("one block");
+    assert_eq!((y[0], y[1]), (f32::INFINITY, f32::NEG_INFINITY));
+    assert!(y[2].is_nan());
+
+    // Q4_K with dmin = NaN: every weight subtracts NaN * min.
+    let mut block = [0u8; 144];
+    block[..2].copy_from_slice(&[0x00, 0x3C]); // d = 1
+    block[2..4].copy_from_slice(&F16_NAN);
+    let mut y = [0.0f32; 256];
+    dequantize_q4_k(&block, &mut y).expect("one block");
+    assert!(y.iter().all(|v| v.is_nan()));
+
+    // Q6_K with d = inf and scales 0: inf * 0 = NaN.
+    let mut block = [0u8; 210];
+    block[208..].copy_from_slice(&F16_INF);
+    let mut y = [0.0f32; 256];
+    dequantize_q6_k(&block, &mut y).expect("one block");
+    assert!(y.iter().all(|v| v.is_nan()));
+
+    // F16 and BF16 infinities and NaNs widen to the same.
+    let mut y = [0.0f32; 2];
+    dequantize_row(GgmlType::F16, &[F16_INF, F16_NAN].concat(), &mut y).expect("two values");
+    assert!(y[0] == f32::INFINITY && y[1].is_nan());
+    dequantize_row(GgmlType::BF16, &[0x80, 0xFF, 0xC0, 0x7F], &mut y).expect("two values");
+    assert!(y[0] == f32::NEG_INFINITY && y[1].is_nan());
+}

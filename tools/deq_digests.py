@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Write tests/fixtures/deq_digests.json: a SHA-256 per tensor of the F32 twins not committed.
+
+The large F32 twins (*.deq.gguf, every tensor dequantized by llama.cpp's reference code) stay in
+the reference kit; the dequantization test hashes its own output and compares with these digests.
+
+  tools/deq_digests.py [KIT_MODELS_DIR] [OUT_JSON]
+
+Defaults: ../shared/fixtures/models and tests/fixtures/deq_digests.json (run from the repository
+root). Needs the Python packages gguf and numpy.
+"""
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from gguf import GGUFReader
+
+# Quantized fixtures whose twins are too large to commit (8 MB to 25 MB each).
+MODELS = [
+    "small-q4_k_m.gguf",
+    "small-q5_k_m.gguf",
+    "small-q6_k.gguf",
+    "tiny-qwen3vocab-q8_0.gguf",
+]
+
+
+def digests(model: Path, twin: Path) -> dict:
+    types = {t.name: t.tensor_type.name for t in GGUFReader(model).tensors}
+    out = {}
+    for t in GGUFReader(twin).tensors:
+        data = np.ascontiguousarray(t.data, dtype="<f4")
+        out[t.name] = {
+            "type": types[t.name],
+            "n_elements": int(t.n_elements),
+            "sha256": hashlib.sha256(data.tobytes()).hexdigest(),
+        }
+    if set(out) != set(types):
+        sys.exit(f"{model.name} and {twin.name} hold different tensors")
+    return out
+
+
+def main(kit: Path, out_path: Path):
+    result = {}
+    for name in MODELS:
+        twin = kit / name.replace(".gguf", ".deq.gguf")
+        result[name] = digests(kit / name, twin)
+    out_path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        sys.exit(__doc__)
+    kit = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/fixtures/models")
+    out = Path(sys.argv[2] if len(sys.argv) > 2 else "tests/fixtures/deq_digests.json")
+    main(kit, out)
