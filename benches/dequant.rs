@@ -14,7 +14,7 @@ use qwen::quant::{dequantize_row, GgmlType, SUPPORTED_TYPES};
 
 const ROW_LEN: usize = 4096;
 const N_ROWS: usize = 4096;
-const PASSES: usize = 5;
+const PASSES: usize = 20;
 
 /// Deterministic bytes (xorshift64) standing in for weights.
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {

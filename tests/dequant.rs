@@ -149,7 +149,10 @@ fn compare_with_digests(file: &GgufFile, model: &str, want: &Value) -> Vec<Strin
     let mut failures = Vec::new();
     let recorded = want.as_object().map_or(0, |m| m.len());
     if recorded != file.tensors().len() {
-        failures.push(format!("{model}: {recorded} digests for {} tensors", file.tensors().len()));
+        failures.push(format!(
+            "{model}: {recorded} digests for {} tensors",
+            file.tensors().len()
+        ));
     }
     for info in file.tensors() {
         let what = format!("{model} '{}' ({})", info.name(), info.ggml_type());
@@ -233,7 +236,11 @@ fn test_vectors_match_ggml_reference() {
 fn every_supported_type_is_checked_against_a_reference() {
     let dir = fixtures().join("models");
     let mut covered = BTreeSet::new();
-    for model in COMMITTED_TWINS.iter().map(|m| m.to_string()).chain(digests().keys().cloned()) {
+    for model in COMMITTED_TWINS
+        .iter()
+        .map(|m| m.to_string())
+        .chain(digests().keys().cloned())
+    {
         let file = open(&dir.join(model));
         covered.extend(file.tensors().iter().map(|t| t.ggml_type().name()));
     }
@@ -258,13 +265,25 @@ fn bad_lengths_are_errors_for_every_type() {
         }
         if bs > 1 {
             let got = dequantize_row(ty, &vec![0; 2 * ts], &mut vec![0.0; 2 * bs - 1]);
-            assert!(matches!(got, Err(QuantError::PartialBlock { .. })), "{ty}: {got:?}");
+            assert!(
+                matches!(got, Err(QuantError::PartialBlock { .. })),
+                "{ty}: {got:?}"
+            );
             let got = dequantize_rows(ty, &vec![0; 2 * ts], 2, bs + 1);
-            assert!(matches!(got, Err(QuantError::PartialBlock { .. })), "{ty}: {got:?}");
+            assert!(
+                matches!(got, Err(QuantError::PartialBlock { .. })),
+                "{ty}: {got:?}"
+            );
         }
         let got = dequantize_rows(ty, &vec![0; 2 * ts], 3, bs);
-        assert!(matches!(got, Err(QuantError::SourceLength { .. })), "{ty}: {got:?}");
-        assert_eq!(dequantize_rows(ty, &vec![0; 2 * ts], 2, bs).map(|v| v.len()), Ok(2 * bs));
+        assert!(
+            matches!(got, Err(QuantError::SourceLength { .. })),
+            "{ty}: {got:?}"
+        );
+        assert_eq!(
+            dequantize_rows(ty, &vec![0; 2 * ts], 2, bs).map(|v| v.len()),
+            Ok(2 * bs)
+        );
     }
 }
 
@@ -273,7 +292,10 @@ fn unsupported_types_are_named_in_the_error() {
     let err = dequantize_row(GgmlType::IQ2_XS, &[0; 74], &mut [0.0; 256]);
     assert_eq!(err, Err(QuantError::Unsupported(GgmlType::IQ2_XS)));
     let message = err.map_err(|e| e.to_string()).unwrap_err();
-    assert!(message.contains("IQ2_XS") && message.contains("Q4_K"), "{message}");
+    assert!(
+        message.contains("IQ2_XS") && message.contains("Q4_K"),
+        "{message}"
+    );
 }
 
 const F16_INF: [u8; 2] = [0x00, 0x7C];

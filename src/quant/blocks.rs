@@ -23,8 +23,6 @@
 //! multiply-add, which a C compiler may emit for ggml on FMA hardware, gives the same result.
 //! Q8_0, Q4_0 and Q5_0 outputs are exact.
 
-use half::f16;
-
 /// Weights per block of the legacy formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): ggml's `QK4_0` etc.
 pub const QK: usize = 32;
 /// Weights per super-block of the K-quants: ggml's `QK_K`.
@@ -58,10 +56,35 @@ fn field<const N: usize>(bytes: &[u8], at: usize) -> &[u8; N] {
         .expect("block field ranges are constants inside the block")
 }
 
-/// An f16 stored little-endian at `at`, widened exactly to f32 (ggml's `GGML_FP16_TO_FP32`).
+/// The f16 with bit pattern `bits`, widened exactly to f32 (ggml's `GGML_FP16_TO_FP32`).
+///
+/// The same result as `half::f16::to_f32` for every input (checked over all 65536), but plain
+/// integer and float operations the compiler can inline and vectorize on any CPU; `half` picks
+/// F16C at run time behind a call that neither inlines nor vectorizes. This is ggml's own
+/// portable `ggml_compute_fp16_to_fp32`: shift the exponent and mantissa into place and rescale
+/// by a power of two (exact), or, for subnormals, let one exact subtraction normalize them.
+#[inline(always)]
+pub fn f16_to_f32(bits: u16) -> f32 {
+    let w = u32::from(bits) << 16;
+    let sign = w & 0x8000_0000;
+    let two_w = w << 1; // exponent and mantissa at the top, sign dropped
+                        // Normal, inf, NaN: add 224 to the exponent so that 31 (inf/NaN) lands on 255, then scale
+                        // by 2^-112, which leaves the net rebias 112 = 127 - 15.
+    let normalized = f32::from_bits((two_w >> 4) + (0xE0 << 23)) * f32::from_bits(0x0780_0000);
+    // Subnormal: the mantissa as the low bits of 0.5 * 2^k, minus 0.5.
+    let denormalized = f32::from_bits((two_w >> 17) | (126 << 23)) - 0.5;
+    let magnitude = if two_w < (1 << 27) {
+        denormalized.to_bits()
+    } else {
+        normalized.to_bits()
+    };
+    f32::from_bits(sign | magnitude)
+}
+
+/// An f16 stored little-endian at `at`, widened exactly to f32.
 #[inline(always)]
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    f16::from_le_bytes(*field::<2>(bytes, at)).to_f32()
+    f16_to_f32(u16::from_le_bytes(*field::<2>(bytes, at)))
 }
 
 /// ggml's `get_scale_min_k4`: the 6-bit scale and min of sub-block `j` (0..8) of a Q4_K or Q5_K
@@ -87,20 +110,24 @@ impl<'a> BlockQ8_0<'a> {
     pub const BYTES: usize = Q8_0_BYTES;
     pub const WEIGHTS: usize = QK;
 
+    #[inline]
     pub fn new(bytes: &'a [u8; Q8_0_BYTES]) -> Self {
         Self(bytes)
     }
 
     /// The block scale.
+    #[inline]
     pub fn d(self) -> f32 {
         f16_at(self.0, 0)
     }
 
     /// The 32 quants as raw bytes; each is an `i8` in two's complement.
+    #[inline]
     pub fn qs(self) -> &'a [u8; QK] {
         field(self.0, 2)
     }
 
+    #[inline]
     pub fn dequantize(self, y: &mut [f32; QK]) {
         let d = self.d();
         for (y, &q) in y.iter_mut().zip(self.qs()) {
@@ -118,20 +145,24 @@ impl<'a> BlockQ4_0<'a> {
     pub const BYTES: usize = Q4_0_BYTES;
     pub const WEIGHTS: usize = QK;
 
+    #[inline]
     pub fn new(bytes: &'a [u8; Q4_0_BYTES]) -> Self {
         Self(bytes)
     }
 
     /// The block scale.
+    #[inline]
     pub fn d(self) -> f32 {
         f16_at(self.0, 0)
     }
 
     /// Packed nibbles: weights `j` (low) and `j + 16` (high).
+    #[inline]
     pub fn qs(self) -> &'a [u8; QK / 2] {
         field(self.0, 2)
     }
 
+    #[inline]
     pub fn dequantize(self, y: &mut [f32; QK]) {
         let d = self.d();
         let (lo, hi) = y.split_at_mut(QK / 2);
@@ -150,25 +181,30 @@ impl<'a> BlockQ4_1<'a> {
     pub const BYTES: usize = Q4_1_BYTES;
     pub const WEIGHTS: usize = QK;
 
+    #[inline]
     pub fn new(bytes: &'a [u8; Q4_1_BYTES]) -> Self {
         Self(bytes)
     }
 
     /// The block scale.
+    #[inline]
     pub fn d(self) -> f32 {
         f16_at(self.0, 0)
     }
 
     /// The block minimum (added, not subtracted).
+    #[inline]
     pub fn m(self) -> f32 {
         f16_at(self.0, 2)
     }
 
     /// Packed nibbles: weights `j` (low) and `j + 16` (high).
+    #[inline]
     pub fn qs(self) -> &'a [u8; QK / 2] {
         field(self.0, 4)
     }
 
+    #[inline]
     pub fn dequantize(self, y: &mut [f32; QK]) {
         let (d, m) = (self.d(), self.m());
         let (lo, hi) = y.split_at_mut(QK / 2);
@@ -179,12 +215,26 @@ impl<'a> BlockQ4_1<'a> {
     }
 }
 
-/// The fifth bits of Q5_0/Q5_1 weights `j` and `j + 16`, placed at bit 4 (ggml's `xh_0`, `xh_1`).
+/// `1 << j`: the fifth bit of Q5_0/Q5_1 weight `j` in `qh`. Testing against a table of constant
+/// masks, rather than shifting `qh` by `j`, lets the loops vectorize without per-lane shifts.
+const QH_BITS: [u32; QK] = {
+    let mut bits = [0; QK];
+    let mut j = 0;
+    while j < QK {
+        bits[j] = 1 << j;
+        j += 1;
+    }
+    bits
+};
+
+/// The fifth bit of a Q5_0/Q5_1 weight, placed at bit 4 (ggml's `xh_0`, `xh_1`).
 #[inline(always)]
-fn q5_high_bits(qh: u32, j: usize) -> (u8, u8) {
-    let h0 = ((qh >> j) << 4) & 0x10;
-    let h1 = (qh >> (j + 12)) & 0x10;
-    (h0 as u8, h1 as u8)
+fn q5_high_bit(qh: u32, mask: u32) -> u8 {
+    if qh & mask != 0 {
+        0x10
+    } else {
+        0
+    }
 }
 
 /// `block_q5_0 { f16 d; u8 qh[4]; u8 qs[16]; }`: Q4_0 nibbles plus a fifth bit per weight from
@@ -196,30 +246,37 @@ impl<'a> BlockQ5_0<'a> {
     pub const BYTES: usize = Q5_0_BYTES;
     pub const WEIGHTS: usize = QK;
 
+    #[inline]
     pub fn new(bytes: &'a [u8; Q5_0_BYTES]) -> Self {
         Self(bytes)
     }
 
     /// The block scale.
+    #[inline]
     pub fn d(self) -> f32 {
         f16_at(self.0, 0)
     }
 
     /// The fifth bits: bit `j` belongs to weight `j`.
+    #[inline]
     pub fn qh(self) -> u32 {
         u32::from_le_bytes(*field(self.0, 2))
     }
 
     /// Packed low nibbles: weights `j` (low) and `j + 16` (high).
+    #[inline]
     pub fn qs(self) -> &'a [u8; QK / 2] {
         field(self.0, 6)
     }
 
+    #[inline]
     pub fn dequantize(self, y: &mut [f32; QK]) {
         let (d, qh) = (self.d(), self.qh());
         let (lo, hi) = y.split_at_mut(QK / 2);
-        for (j, ((lo, hi), &q)) in lo.iter_mut().zip(hi).zip(self.qs()).enumerate() {
-            let (h0, h1) = q5_high_bits(qh, j);
+        let (masks_lo, masks_hi) = QH_BITS.split_at(QK / 2);
+        let masks = masks_lo.iter().zip(masks_hi);
+        for (((lo, hi), &q), (&m0, &m1)) in lo.iter_mut().zip(hi).zip(self.qs()).zip(masks) {
+            let (h0, h1) = (q5_high_bit(qh, m0), q5_high_bit(qh, m1));
             *lo = (((q & 0xF) | h0) as i32 - 16) as f32 * d;
             *hi = (((q >> 4) | h1) as i32 - 16) as f32 * d;
         }
@@ -234,35 +291,43 @@ impl<'a> BlockQ5_1<'a> {
     pub const BYTES: usize = Q5_1_BYTES;
     pub const WEIGHTS: usize = QK;
 
+    #[inline]
     pub fn new(bytes: &'a [u8; Q5_1_BYTES]) -> Self {
         Self(bytes)
     }
 
     /// The block scale.
+    #[inline]
     pub fn d(self) -> f32 {
         f16_at(self.0, 0)
     }
 
     /// The block minimum (added, not subtracted).
+    #[inline]
     pub fn m(self) -> f32 {
         f16_at(self.0, 2)
     }
 
     /// The fifth bits: bit `j` belongs to weight `j`.
+    #[inline]
     pub fn qh(self) -> u32 {
         u32::from_le_bytes(*field(self.0, 4))
     }
 
     /// Packed low nibbles: weights `j` (low) and `j + 16` (high).
+    #[inline]
     pub fn qs(self) -> &'a [u8; QK / 2] {
         field(self.0, 8)
     }
 
+    #[inline]
     pub fn dequantize(self, y: &mut [f32; QK]) {
         let (d, m, qh) = (self.d(), self.m(), self.qh());
         let (lo, hi) = y.split_at_mut(QK / 2);
-        for (j, ((lo, hi), &q)) in lo.iter_mut().zip(hi).zip(self.qs()).enumerate() {
-            let (h0, h1) = q5_high_bits(qh, j);
+        let (masks_lo, masks_hi) = QH_BITS.split_at(QK / 2);
+        let masks = masks_lo.iter().zip(masks_hi);
+        for (((lo, hi), &q), (&m0, &m1)) in lo.iter_mut().zip(hi).zip(self.qs()).zip(masks) {
+            let (h0, h1) = (q5_high_bit(qh, m0), q5_high_bit(qh, m1));
             *lo = f32::from((q & 0xF) | h0) * d + m;
             *hi = f32::from((q >> 4) | h1) * d + m;
         }
@@ -280,30 +345,36 @@ impl<'a> BlockQ4K<'a> {
     pub const BYTES: usize = Q4_K_BYTES;
     pub const WEIGHTS: usize = QK_K;
 
+    #[inline]
     pub fn new(bytes: &'a [u8; Q4_K_BYTES]) -> Self {
         Self(bytes)
     }
 
     /// The super-block scale of the sub-block scales.
+    #[inline]
     pub fn d(self) -> f32 {
         f16_at(self.0, 0)
     }
 
     /// The super-block scale of the sub-block mins.
+    #[inline]
     pub fn dmin(self) -> f32 {
         f16_at(self.0, 2)
     }
 
     /// Packed 6-bit scales and mins; decode with [`scale_min_k4`].
+    #[inline]
     pub fn scales(self) -> &'a [u8; K_SCALE_SIZE] {
         field(self.0, 4)
     }
 
     /// Packed nibbles, 32 bytes per 64 weights.
+    #[inline]
     pub fn qs(self) -> &'a [u8; QK_K / 2] {
         field(self.0, 4 + K_SCALE_SIZE)
     }
 
+    #[inline]
     pub fn dequantize(self, y: &mut [f32; QK_K]) {
         let (d, dmin, scales) = (self.d(), self.dmin(), self.scales());
         let (qs, _) = self.qs().as_chunks::<32>();
@@ -332,35 +403,42 @@ impl<'a> BlockQ5K<'a> {
     pub const BYTES: usize = Q5_K_BYTES;
     pub const WEIGHTS: usize = QK_K;
 
+    #[inline]
     pub fn new(bytes: &'a [u8; Q5_K_BYTES]) -> Self {
         Self(bytes)
     }
 
     /// The super-block scale of the sub-block scales.
+    #[inline]
     pub fn d(self) -> f32 {
         f16_at(self.0, 0)
     }
 
     /// The super-block scale of the sub-block mins.
+    #[inline]
     pub fn dmin(self) -> f32 {
         f16_at(self.0, 2)
     }
 
     /// Packed 6-bit scales and mins; decode with [`scale_min_k4`].
+    #[inline]
     pub fn scales(self) -> &'a [u8; K_SCALE_SIZE] {
         field(self.0, 4)
     }
 
     /// The fifth bits, one bit plane per sub-block.
+    #[inline]
     pub fn qh(self) -> &'a [u8; QK_K / 8] {
         field(self.0, 4 + K_SCALE_SIZE)
     }
 
     /// Packed low nibbles, 32 bytes per 64 weights.
+    #[inline]
     pub fn qs(self) -> &'a [u8; QK_K / 2] {
         field(self.0, 4 + K_SCALE_SIZE + QK_K / 8)
     }
 
+    #[inline]
     pub fn dequantize(self, y: &mut [f32; QK_K]) {
         let (d, dmin, scales, qh) = (self.d(), self.dmin(), self.scales(), self.qh());
         let (qs, _) = self.qs().as_chunks::<32>();
@@ -394,30 +472,36 @@ impl<'a> BlockQ6K<'a> {
     pub const BYTES: usize = Q6_K_BYTES;
     pub const WEIGHTS: usize = QK_K;
 
+    #[inline]
     pub fn new(bytes: &'a [u8; Q6_K_BYTES]) -> Self {
         Self(bytes)
     }
 
     /// Low 4 bits of the quants.
+    #[inline]
     pub fn ql(self) -> &'a [u8; QK_K / 2] {
         field(self.0, 0)
     }
 
     /// High 2 bits of the quants.
+    #[inline]
     pub fn qh(self) -> &'a [u8; QK_K / 4] {
         field(self.0, QK_K / 2)
     }
 
     /// The 16 sub-block scales as raw bytes; each is an `i8` in two's complement.
+    #[inline]
     pub fn scales(self) -> &'a [u8; QK_K / 16] {
         field(self.0, QK_K / 2 + QK_K / 4)
     }
 
     /// The super-block scale (stored last in this format).
+    #[inline]
     pub fn d(self) -> f32 {
         f16_at(self.0, QK_K / 2 + QK_K / 4 + QK_K / 16)
     }
 
+    #[inline]
     pub fn dequantize(self, y: &mut [f32; QK_K]) {
         let d = self.d();
         let (ql, _) = self.ql().as_chunks::<64>();
@@ -447,6 +531,18 @@ impl<'a> BlockQ6K<'a> {
 mod tests {
     use super::*;
     use crate::quant::GgmlType;
+
+    #[test]
+    fn f16_to_f32_equals_half_for_every_bit_pattern() {
+        for bits in 0..=u16::MAX {
+            let (got, want) = (f16_to_f32(bits), half::f16::from_bits(bits).to_f32());
+            if want.is_nan() {
+                assert!(got.is_nan(), "{bits:#06x}");
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{bits:#06x}");
+            }
+        }
+    }
 
     #[test]
     fn sizes_agree_with_the_type_table() {

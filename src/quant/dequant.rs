@@ -4,10 +4,8 @@
 //! write into a caller's buffer and never allocate. Every length is checked first: a bad length
 //! is a [`QuantError`], never a panic or a partial write.
 
-use half::{f16, slice::HalfFloatSliceExt};
-
 use super::blocks::{
-    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
+    f16_to_f32, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
 };
 use super::{supported_type_names, GgmlType};
 
@@ -80,7 +78,7 @@ pub fn dequantize_rows(
 
 fn check_whole_blocks(ty: GgmlType, len: usize) -> Result<(), QuantError> {
     let block_size = ty.block_size();
-    if len % block_size == 0 {
+    if len.is_multiple_of(block_size) {
         Ok(())
     } else {
         Err(QuantError::PartialBlock {
@@ -109,13 +107,16 @@ fn check_source(
     }
 }
 
+/// A run of `B`-byte blocks and the `W`-weight outputs they dequantize into.
+type BlockRun<'s, 'd, const B: usize, const W: usize> = (&'s [[u8; B]], &'d mut [[f32; W]]);
+
 /// `src` and `dst` as matching runs of `B`-byte blocks and `W`-weight outputs, after checking
 /// that `dst` is whole blocks and `src` exactly their bytes.
 fn split_blocks<'s, 'd, const B: usize, const W: usize>(
     ty: GgmlType,
     src: &'s [u8],
     dst: &'d mut [f32],
-) -> Result<(&'s [[u8; B]], &'d mut [[f32; W]]), QuantError> {
+) -> Result<BlockRun<'s, 'd, B, W>, QuantError> {
     debug_assert_eq!((ty.type_size(), ty.block_size()), (B, W));
     check_whole_blocks(ty, dst.len())?;
     let expected = dst.len() / W * B;
@@ -134,21 +135,11 @@ pub fn dequantize_f32(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
     Ok(())
 }
 
-/// F16: exact widening (every f16 is an f32). Converted through a small stack buffer so that
-/// `half` can use the CPU's F16C instructions on the unaligned file bytes.
+/// F16: exact widening (every f16 is an f32), see [`f16_to_f32`].
 pub fn dequantize_f16(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
-    const CHUNK: usize = 64;
     let (src, dst) = split_blocks::<2, 1>(GgmlType::F16, src, dst)?;
-    let mut buf = [f16::ZERO; CHUNK];
-    for (s, d) in src
-        .chunks(CHUNK)
-        .zip(dst.as_flattened_mut().chunks_mut(CHUNK))
-    {
-        let buf = &mut buf[..s.len()];
-        for (h, b) in buf.iter_mut().zip(s) {
-            *h = f16::from_le_bytes(*b);
-        }
-        buf.convert_to_f32_slice(d);
+    for (s, d) in src.iter().zip(dst.as_flattened_mut()) {
+        *d = f16_to_f32(u16::from_le_bytes(*s));
     }
     Ok(())
 }
