@@ -67,9 +67,10 @@ fn field<const N: usize>(bytes: &[u8], at: usize) -> &[u8; N] {
 pub fn f16_to_f32(bits: u16) -> f32 {
     let w = u32::from(bits) << 16;
     let sign = w & 0x8000_0000;
-    let two_w = w << 1; // exponent and mantissa at the top, sign dropped
-                        // Normal, inf, NaN: add 224 to the exponent so that 31 (inf/NaN) lands on 255, then scale
-                        // by 2^-112, which leaves the net rebias 112 = 127 - 15.
+    // Exponent and mantissa at the top, sign dropped.
+    let two_w = w << 1;
+    // Normal, inf, NaN: add 224 to the exponent so that 31 (inf/NaN) lands on 255, then scale
+    // by 2^-112, which leaves the net rebias 112 = 127 - 15.
     let normalized = f32::from_bits((two_w >> 4) + (0xE0 << 23)) * f32::from_bits(0x0780_0000);
     // Subnormal: the mantissa as the low bits of 0.5 * 2^k, minus 0.5.
     let denormalized = f32::from_bits((two_w >> 17) | (126 << 23)) - 0.5;
