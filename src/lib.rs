@@ -2,4 +2,5 @@
 
 pub mod gguf;
 pub mod quant;
+pub mod sparkline;
 pub mod timing;
