@@ -3,4 +3,5 @@
 pub mod gguf;
 pub mod quant;
 pub mod sparkline;
+pub mod stream;
 pub mod timing;
