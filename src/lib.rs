@@ -2,6 +2,7 @@
 
 pub mod gguf;
 pub mod quant;
+pub mod sampler;
 pub mod sparkline;
 pub mod stream;
 pub mod timing;
