@@ -1,6 +1,7 @@
 //! qwen-luminal: run Qwen3 GGUF models on the luminal deep-learning crate.
 
 pub mod gguf;
+pub mod plot;
 pub mod quant;
 pub mod sampler;
 pub mod sparkline;
