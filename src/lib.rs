@@ -3,4 +3,9 @@
 pub mod config;
 pub mod gguf;
 pub mod inspect;
+pub mod plot;
 pub mod quant;
+pub mod sampler;
+pub mod sparkline;
+pub mod stream;
+pub mod timing;
