@@ -3,6 +3,8 @@
 pub mod config;
 pub mod gguf;
 pub mod inspect;
+pub mod kernels;
+pub mod model;
 pub mod plot;
 pub mod quant;
 pub mod sampler;

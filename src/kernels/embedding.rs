@@ -1,0 +1,51 @@
+//! Token embedding: rows of `token_embd.weight` picked by token id, decoded to f32.
+//!
+//! Our own op because stock luminal 0.2 gathers wrong rows after `CPUCompiler` (its CPU `Equal`
+//! computes `a < b`), and because the table stays quantized in the memory map: only the rows of
+//! the tokens in this step are decoded.
+
+use luminal::op::{InputTensor, Operator};
+use luminal::prelude::*;
+
+use super::input::f32_data;
+use super::weight::as_weight;
+
+/// Inputs: token ids `[seq]` (as f32, exact up to 2^24), the embedding table `[vocab, hidden]`.
+/// Output: `[seq, hidden]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Embedding;
+
+impl Operator for Embedding {
+    fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
+        let ids = f32_data(&inp[0].0).expect("embedding: token ids must be f32 data");
+        let table = as_weight(&inp[1].0).expect("embedding: the table must be a bound weight");
+        let hidden = table.cols;
+        let mut out = vec![0.0; ids.len() * hidden];
+        for (row, &id) in out.chunks_exact_mut(hidden).zip(ids.iter()) {
+            // Ids are validated against the vocabulary before a step runs.
+            let id = id as usize;
+            if id < table.rows {
+                table.dequantize_row_into(id, row);
+            }
+        }
+        vec![Tensor::new(out)]
+    }
+}
+
+/// Adds the embedding lookup of `ids` in `table` to the graph.
+pub fn embed<S: Dimension, V: Dimension, H: Dimension>(
+    ids: GraphTensor<(S,)>,
+    table: GraphTensor<(V, H)>,
+) -> GraphTensor<(S, H)> {
+    let cx = ids.graph();
+    let id = cx
+        .add_op(Embedding)
+        .input(ids.id, 0, ids.shape)
+        .input(table.id, 0, table.shape)
+        .finish();
+    GraphTensor::from_id(
+        id,
+        ShapeTracker::new(&[S::const_size(), H::const_size()]),
+        ids.graph_ref,
+    )
+}
