@@ -38,6 +38,12 @@ impl Storage {
     }
 }
 
+impl AsRef<[u8]> for Storage {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 /// Where one tensor is and what it holds. Dims are in GGUF order (innermost first);
 /// [`TensorInfo::shape`] gives them outermost first.
 #[derive(Debug, Clone, PartialEq)]

@@ -160,11 +160,8 @@ impl Report {
             s.push_str(&l);
             s.push('\n');
         };
-        line(format!(
-            "file:           {} ({})",
-            self.file,
-            human_bytes(self.file_size)
-        ));
+        line(format!("file:           {}", self.file));
+        line(format!("size:           {}", human_bytes(self.file_size)));
         line(format!(
             "GGUF version:   {} (alignment {}, {} metadata keys, {} tensors)",
             self.gguf_version,

@@ -13,7 +13,12 @@ use qwen::inspect;
 #[command(version, about)]
 struct Args {
     /// GGUF model file (default: setup/qwen3-4b.gguf).
-    #[arg(short, long, default_value = "setup/qwen3-4b.gguf")]
+    #[arg(
+        short,
+        long,
+        default_value = "setup/qwen3-4b.gguf",
+        hide_default_value = true
+    )]
     model: PathBuf,
 
     /// Print what the model file holds (metadata, config, tensor types and shapes) and exit.

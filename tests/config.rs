@@ -1,0 +1,374 @@
+//! Qwen3Config of every fixture model, and each way a file's metadata can fail to describe a
+//! usable Qwen3 model.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{fixture, qwen3, Dims, Gguf, T, TINY, V};
+use qwen::config::{ConfigError, Qwen3Config, DEFAULT_ROPE_THETA};
+use qwen::gguf::{GgufFile, Storage};
+use qwen::quant::GgmlType;
+
+/// Parses `g` as a file named "synthetic.gguf" and reads its config.
+fn config_of(g: &Gguf) -> Result<Qwen3Config, ConfigError> {
+    let storage = Arc::new(Storage::Owned(g.build()));
+    let file = GgufFile::from_storage(storage, "synthetic.gguf".to_string()).unwrap();
+    Qwen3Config::from_gguf(&file)
+}
+
+fn err_of(g: &Gguf) -> (ConfigError, String) {
+    let err = config_of(g).unwrap_err();
+    let msg = err.to_string();
+    (err, msg)
+}
+
+/// The sizes the fixture README gives for each model family.
+fn expected(model: &str) -> Qwen3Config {
+    let tiny = Qwen3Config {
+        hidden: 32,
+        layers: 2,
+        ffn: 96,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 16,
+        rope_theta: 1e6,
+        rms_eps: 1e-6,
+        context_length: 40960,
+        vocab: 512,
+        tied_embeddings: true,
+    };
+    if model.starts_with("small") {
+        Qwen3Config {
+            hidden: 256,
+            heads: 8,
+            head_dim: 64,
+            ffn: 768,
+            tied_embeddings: false,
+            ..tiny
+        }
+    } else if model.starts_with("tiny-qwen3vocab") {
+        Qwen3Config {
+            vocab: 151936,
+            ..tiny
+        }
+    } else {
+        tiny
+    }
+}
+
+#[test]
+fn config_of_every_fixture_model() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(fixture("models")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let file = GgufFile::open(fixture(&format!("models/{name}"))).unwrap();
+        let config = Qwen3Config::from_gguf(&file).unwrap();
+        assert_eq!(config, expected(&name), "{name}");
+        assert_eq!(
+            config.n_params(),
+            file.n_elements(),
+            "{name}: formula vs tensors"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 14);
+}
+
+#[test]
+fn derived_widths_differ_from_hidden() {
+    let file = GgufFile::open(fixture("models/small-q4_k_m.gguf")).unwrap();
+    let c = Qwen3Config::from_gguf(&file).unwrap();
+    assert_eq!(
+        (c.q_dim(), c.kv_dim()),
+        (512, 128),
+        "q width 512 != hidden 256"
+    );
+    let attn_q = file.tensor("blk.0.attn_q.weight").unwrap();
+    assert_eq!(attn_q.shape(), [c.q_dim() as u64, c.hidden as u64]);
+}
+
+#[test]
+fn a_valid_synthetic_model_and_its_defaults() {
+    let c = config_of(&qwen3(TINY)).unwrap();
+    assert_eq!(
+        (c.hidden, c.vocab, c.context_length, c.tied_embeddings),
+        (32, 64, 4096, true)
+    );
+    let untied = config_of(&qwen3(Dims {
+        tied: false,
+        ..TINY
+    }))
+    .unwrap();
+    assert!(!untied.tied_embeddings);
+
+    let no_optional = qwen3(TINY)
+        .set("qwen3.rope.freq_base", None)
+        .set("qwen3.attention.head_count_kv", None)
+        .set("qwen3.attention.key_length", None)
+        .set("qwen3.attention.value_length", None);
+    // Without key_length head_dim is hidden / heads = 8, without head_count_kv kv_heads = heads,
+    // so the tensors must have those shapes.
+    let d = Dims {
+        kv_heads: 4,
+        head_dim: 8,
+        ..TINY
+    };
+    let mut g = no_optional;
+    g.tensors = qwen3(d).tensors;
+    let c = config_of(&g).unwrap();
+    assert_eq!(
+        (c.head_dim, c.kv_heads, c.rope_theta),
+        (8, 4, DEFAULT_ROPE_THETA)
+    );
+    let (_, msg) = err_of(
+        &qwen3(TINY)
+            .set("qwen3.attention.key_length", None)
+            .set("qwen3.attention.value_length", None),
+    );
+    assert!(
+        msg.contains("qwen3.embedding_length / qwen3.attention.head_count"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn another_architecture_is_named() {
+    for arch in ["llama", "qwen3moe", "qwen2"] {
+        let (err, msg) = err_of(&qwen3(TINY).set("general.architecture", Some(V::s(arch))));
+        assert!(matches!(err, ConfigError::WrongArchitecture { .. }));
+        assert!(
+            msg.starts_with(&format!(
+                "architecture '{arch}' is not supported (this program runs qwen3)"
+            )),
+            "{msg}"
+        );
+    }
+    let (err, _) = err_of(&qwen3(TINY).set("general.architecture", None));
+    assert!(
+        matches!(err, ConfigError::MissingKey { ref key, .. } if key == "general.architecture")
+    );
+}
+
+#[test]
+fn missing_and_mistyped_keys_are_named() {
+    for key in [
+        "qwen3.embedding_length",
+        "qwen3.block_count",
+        "qwen3.feed_forward_length",
+        "qwen3.attention.head_count",
+        "qwen3.attention.layer_norm_rms_epsilon",
+        "qwen3.context_length",
+    ] {
+        let (err, msg) = err_of(&qwen3(TINY).set(key, None));
+        assert!(
+            matches!(err, ConfigError::MissingKey { .. }),
+            "{key}: {msg}"
+        );
+        assert!(msg.contains(key) && msg.contains("synthetic.gguf"), "{msg}");
+    }
+    let (err, msg) = err_of(&qwen3(TINY).set("qwen3.embedding_length", Some(V::s("32"))));
+    assert!(matches!(err, ConfigError::KeyType { .. }), "{msg}");
+    assert!(msg.contains("qwen3.embedding_length"), "{msg}");
+    let (err, _) = err_of(&qwen3(TINY).set("qwen3.rope.freq_base", Some(V::U32(10000))));
+    assert!(
+        matches!(err, ConfigError::KeyType { .. }),
+        "an integer theta is a wrong type"
+    );
+    // any integer type that fits is accepted
+    let c = config_of(&qwen3(TINY).set("qwen3.context_length", Some(V::U64(32768)))).unwrap();
+    assert_eq!(c.context_length, 32768);
+}
+
+#[test]
+fn zero_sizes_and_bad_floats() {
+    let (err, msg) = err_of(&qwen3(TINY).set("qwen3.block_count", Some(V::U32(0))));
+    assert!(matches!(err, ConfigError::ZeroSize { .. }), "{msg}");
+    assert!(msg.contains("qwen3.block_count"));
+    let (err, _) = err_of(&qwen3(TINY).set("qwen3.attention.head_count_kv", Some(V::U32(0))));
+    assert!(matches!(err, ConfigError::ZeroSize { .. }));
+    for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let (err, _) =
+            err_of(&qwen3(TINY).set("qwen3.attention.layer_norm_rms_epsilon", Some(V::F32(bad))));
+        assert!(matches!(err, ConfigError::BadFloat { .. }), "{bad}");
+    }
+}
+
+#[test]
+fn head_counts_must_group() {
+    let d = Dims {
+        heads: 6,
+        kv_heads: 4,
+        head_dim: 8,
+        ..TINY
+    };
+    let (err, msg) = err_of(&qwen3(d));
+    assert!(
+        matches!(
+            err,
+            ConfigError::HeadsNotDivisible {
+                heads: 6,
+                kv_heads: 4,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("qwen3.attention.head_count_kv"), "{msg}");
+
+    let (err, _) = err_of(&qwen3(TINY).set("qwen3.attention.value_length", Some(V::U32(8))));
+    assert!(matches!(
+        err,
+        ConfigError::ValueLengthMismatch {
+            value_length: 8,
+            key_length: 16,
+            ..
+        }
+    ));
+
+    let odd = Dims {
+        heads: 2,
+        kv_heads: 1,
+        head_dim: 15,
+        ..TINY
+    };
+    let (err, _) = err_of(&qwen3(odd));
+    assert!(matches!(err, ConfigError::OddHeadDim { head_dim: 15, .. }));
+}
+
+#[test]
+fn a_missing_tensor_is_named_with_the_file() {
+    for name in [
+        "blk.1.ffn_down.weight",
+        "token_embd.weight",
+        "output_norm.weight",
+        "blk.0.attn_k_norm.weight",
+    ] {
+        let (err, msg) = err_of(&qwen3(TINY).replace(name, None));
+        assert!(matches!(err, ConfigError::MissingTensor { .. }), "{msg}");
+        assert_eq!(msg, format!("tensor '{name}' not found in synthetic.gguf; the file is not a complete Qwen3 model"));
+    }
+}
+
+#[test]
+fn a_shape_contradicting_the_metadata_names_the_key() {
+    let f = GgmlType::F32;
+    let cases = [
+        (
+            "blk.0.attn_q.weight",
+            vec![48, 32],
+            "qwen3.attention.head_count x qwen3.attention.key_length",
+        ),
+        (
+            "blk.1.attn_k.weight",
+            vec![32, 16],
+            "qwen3.embedding_length",
+        ),
+        (
+            "blk.0.ffn_up.weight",
+            vec![64, 32],
+            "qwen3.feed_forward_length",
+        ),
+        (
+            "blk.0.attn_q_norm.weight",
+            vec![32],
+            "qwen3.attention.key_length",
+        ),
+        (
+            "output_norm.weight",
+            vec![32, 1],
+            "expected 1 dimensions, found 2",
+        ),
+    ];
+    for (name, shape, says) in cases {
+        let (err, msg) = err_of(&qwen3(TINY).replace(name, Some(T::new(name, f, &shape))));
+        assert!(
+            matches!(err, ConfigError::ShapeMismatch { ref found, .. } if *found == shape),
+            "{msg}"
+        );
+        assert!(msg.contains(name) && msg.contains(says), "{msg}");
+    }
+    // The untied output head must have the embedding's rows.
+    let untied = qwen3(Dims {
+        tied: false,
+        ..TINY
+    });
+    let g = untied.replace("output.weight", Some(T::new("output.weight", f, &[63, 32])));
+    let (_, msg) = err_of(&g);
+    assert!(
+        msg.contains("output.weight") && msg.contains("the rows of token_embd.weight"),
+        "{msg}"
+    );
+    // qwen3.vocab_size must agree with the embedding
+    let (err, _) = err_of(&qwen3(TINY).set("qwen3.vocab_size", Some(V::U32(65))));
+    assert!(matches!(
+        err,
+        ConfigError::VocabMismatch {
+            vocab_size: 65,
+            rows: 64,
+            ..
+        }
+    ));
+    assert!(config_of(&qwen3(TINY).set("qwen3.vocab_size", Some(V::U32(64)))).is_ok());
+}
+
+#[test]
+fn layers_beyond_block_count_contradict_it() {
+    let g = qwen3(TINY).set("qwen3.block_count", Some(V::U32(1)));
+    let (err, msg) = err_of(&g);
+    assert!(
+        matches!(
+            err,
+            ConfigError::ExtraLayer {
+                layer: 1,
+                layers: 1,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unsupported_tensor_types_are_named() {
+    // A model 256 wide so IQ2_XS (256-weight blocks) can hold a row.
+    let d = Dims {
+        hidden: 256,
+        layers: 1,
+        heads: 2,
+        kv_heads: 1,
+        head_dim: 128,
+        ffn: 256,
+        vocab: 4,
+        tied: true,
+    };
+    let name = "blk.0.ffn_up.weight";
+    let g = qwen3(d).replace(name, Some(T::new(name, GgmlType::IQ2_XS, &[256, 256])));
+    let (err, msg) = err_of(&g);
+    assert!(matches!(
+        err,
+        ConfigError::UnsupportedType {
+            ty: GgmlType::IQ2_XS,
+            ..
+        }
+    ));
+    assert_eq!(
+        msg,
+        "unsupported tensor type IQ2_XS in 'blk.0.ffn_up.weight' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)"
+    );
+    let norm = "blk.0.ffn_norm.weight";
+    let g = qwen3(d).replace(norm, Some(T::new(norm, GgmlType::Q8_0, &[256])));
+    let (err, msg) = err_of(&g);
+    assert!(
+        matches!(
+            err,
+            ConfigError::NormNotFloat {
+                ty: GgmlType::Q8_0,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    let g = qwen3(d).replace(norm, Some(T::new(norm, GgmlType::BF16, &[256])));
+    assert!(config_of(&g).is_ok(), "BF16 norms are accepted");
+}

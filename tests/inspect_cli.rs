@@ -1,0 +1,237 @@
+//! `qwen --inspect [--json]` run as a process on the fixture models and on bad inputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{fixture, qwen3, TINY, V};
+use serde_json::Value;
+
+fn qwen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qwen"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn inspect_json(model: &Path) -> (Value, Output) {
+    let out = qwen(&["--model", model.to_str().unwrap(), "--inspect", "--json"]);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (json, out)
+}
+
+/// A file in the temp dir, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, bytes: &[u8]) -> TempFile {
+        let path = std::env::temp_dir().join(format!("qwen-cli-{}-{tag}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Exit code non-zero, stderr a single `error: ...` line, never a panic.
+fn assert_one_line_error(out: &Output, mentions: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "exit code 0; stderr: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains(mentions), "{mentions:?} not in {stderr}");
+    stderr
+}
+
+#[test]
+fn json_of_every_fixture_matches_the_file() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(fixture("models")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let (json, out) = inspect_json(&fixture(&format!("models/{name}")));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let py: Value = {
+            let dump = fixture(&format!("gguf-py/{}.json", name.trim_end_matches(".gguf")));
+            serde_json::from_str(&std::fs::read_to_string(dump).unwrap()).unwrap()
+        };
+        assert_eq!(json["architecture"], "qwen3");
+        assert_eq!(json["file_size"], py["file_size"]);
+        assert_eq!(json["gguf_version"], 3);
+        let tensors = json["tensors"].as_array().unwrap();
+        let py_tensors = py["tensors"].as_array().unwrap();
+        assert_eq!(tensors.len(), py_tensors.len(), "{name}");
+        for (t, p) in tensors.iter().zip(py_tensors) {
+            for field in ["name", "type", "shape"] {
+                assert_eq!(t[field], p[field], "{name}: {field} of {}", p["name"]);
+            }
+        }
+        let n_params: u64 = py_tensors
+            .iter()
+            .map(|t| {
+                t["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap())
+                    .product::<u64>()
+            })
+            .sum();
+        assert_eq!(json["n_params"], n_params, "{name}");
+        let counted: u64 = json["type_counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(counted, tensors.len() as u64);
+        let c = &json["config"];
+        let small = name.starts_with("small");
+        assert_eq!(c["hidden"], if small { 256 } else { 32 }, "{name}");
+        assert_eq!(c["heads"], if small { 8 } else { 4 });
+        assert_eq!(c["kv_heads"], 2);
+        assert_eq!(c["head_dim"], if small { 64 } else { 16 });
+        assert_eq!(c["ffn"], if small { 768 } else { 96 });
+        assert_eq!(c["layers"], 2);
+        assert_eq!(
+            c["vocab"],
+            if name.contains("qwen3vocab") {
+                151936
+            } else {
+                512
+            }
+        );
+        assert_eq!(c["tied_embeddings"], !small);
+        assert_eq!(c["rope_theta"], 1e6);
+        assert_eq!(c["rms_eps"], 1e-6);
+        assert_eq!(c["context_length"], 40960);
+        let full_vocab = name.contains("qwen3vocab");
+        assert_eq!(json["tokenizer_embedded"], full_vocab, "{name}");
+        assert_eq!(json["chat_template_embedded"], full_vocab, "{name}");
+        checked += 1;
+    }
+    assert_eq!(checked, 14);
+}
+
+#[test]
+fn text_report_for_a_person() {
+    let model = fixture("models/small-q4_k_m.gguf");
+    let out = qwen(&["--model", model.to_str().unwrap(), "--inspect"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        "architecture:   qwen3",
+        "name:           random-small-f32-seed2",
+        "size:           1.22 MiB (1280864 bytes)",
+        "GGUF version:   3",
+        "parameters:     2.1M (2098688)",
+        "  hidden          256",
+        "  head_dim        64",
+        "  tied_embeddings no",
+        "  Q4_K        13 tensors",
+        "  Q6_K         3 tensors",
+        "  F32          9 tensors",
+        "tokenizer:      not embedded",
+        "chat template:  not embedded",
+        "  blk.1.ffn_down.weight        Q6_K   [256, 768]",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    let vocab = fixture("models/tiny-qwen3vocab-q8_0.gguf");
+    let out = qwen(&["--model", vocab.to_str().unwrap(), "--inspect"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("tokenizer:      embedded: gpt2, pre qwen2, 151936 tokens, 151387 merges"),
+        "{text}"
+    );
+    assert!(text.contains("chat template:  embedded"), "{text}");
+}
+
+#[test]
+fn another_architecture_is_reported_then_refused() {
+    let g = qwen3(TINY).set("general.architecture", Some(V::s("llama")));
+    let file = TempFile::new("llama.gguf", &g.build());
+    let (json, out) = inspect_json(&file.0);
+    assert_one_line_error(
+        &out,
+        "architecture 'llama' is not supported (this program runs qwen3)",
+    );
+    assert_eq!(json["architecture"], "llama");
+    assert_eq!(json["config"], Value::Null);
+    assert!(json["config_error"].as_str().unwrap().contains("'llama'"));
+    assert_eq!(
+        json["tensors"].as_array().unwrap().len(),
+        g.tensors.len(),
+        "tensors still listed"
+    );
+
+    let out = qwen(&["--model", file.0.to_str().unwrap(), "--inspect"]);
+    assert_one_line_error(&out, "llama");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("config:         invalid: architecture 'llama'"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_broken_model_names_the_missing_tensor() {
+    let g = qwen3(TINY).replace("blk.1.attn_v.weight", None);
+    let file = TempFile::new("broken.gguf", &g.build());
+    let (_, out) = inspect_json(&file.0);
+    let stderr = assert_one_line_error(&out, "tensor 'blk.1.attn_v.weight' not found in");
+    assert!(stderr.contains(file.0.to_str().unwrap()), "{stderr}");
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let out = qwen(&["--model", "/nonexistent/dir/model.gguf", "--inspect"]);
+    assert_one_line_error(&out, "/nonexistent/dir/model.gguf");
+
+    let dir = fixture("models");
+    let out = qwen(&["--model", dir.to_str().unwrap(), "--inspect", "--json"]);
+    assert_one_line_error(&out, "not a regular file");
+
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let out = qwen(&["--model", manifest.to_str().unwrap(), "--inspect"]);
+    assert_one_line_error(&out, "not a GGUF file");
+    assert!(out.stdout.is_empty());
+
+    let bytes = std::fs::read(fixture("models/tiny-q8_0.gguf")).unwrap();
+    let cut = TempFile::new("cut.gguf", &bytes[..bytes.len() / 2]);
+    let out = qwen(&["--model", cut.0.to_str().unwrap(), "--inspect", "--json"]);
+    assert_one_line_error(&out, "file is truncated");
+
+    let empty = TempFile::new("empty.gguf", &[]);
+    let out = qwen(&["--model", empty.0.to_str().unwrap(), "--inspect"]);
+    assert_one_line_error(&out, "not a GGUF file");
+
+    let v1 = TempFile::new("v1.gguf", b"GGUF\x01\x00\x00\x00");
+    let out = qwen(&["--model", v1.0.to_str().unwrap(), "--inspect"]);
+    assert_one_line_error(&out, "GGUF version 1 is not supported");
+}
+
+#[test]
+fn default_model_path_is_setup_qwen3_4b() {
+    let out = Command::new(env!("CARGO_BIN_EXE_qwen"))
+        .arg("--inspect")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "setup/qwen3-4b.gguf");
+}
