@@ -1,12 +1,17 @@
 //! qwen-luminal: run Qwen3 GGUF models on the luminal deep-learning crate.
 
+pub mod cli;
 pub mod config;
+pub mod engine;
+pub mod generate;
 pub mod gguf;
 pub mod inspect;
 pub mod kernels;
+pub mod loader;
 pub mod model;
 pub mod plot;
 pub mod quant;
+pub mod report;
 pub mod sampler;
 pub mod sparkline;
 pub mod stream;

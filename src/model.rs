@@ -46,7 +46,8 @@ pub fn set_model_dims(cx: &mut Graph, c: &Qwen3Config) {
     }
 }
 
-/// The weights of one transformer block, named as in the GGUF file (`blk.N.<name>.weight`).
+/// The weights of one transformer block, named as in the GGUF file (`blk.N.<name>.weight`; the
+/// loader binds them).
 #[derive(Clone, Copy)]
 pub struct LayerWeights {
     pub attn_norm: GraphTensor<(Hidden,)>,
@@ -95,10 +96,10 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, max_context: usize) -> Qwen3G
         rope_cos: cx.named_tensor("rope_cos"),
         rope_sin: cx.named_tensor("rope_sin"),
     };
-    let token_embd = cx.named_tensor("token_embd.weight");
-    let output_norm = cx.named_tensor("output_norm.weight");
-    // Tied embeddings (no output.weight): the LM head is the embedding table itself.
-    let output = (!config.tied_embeddings).then(|| cx.named_tensor("output.weight"));
+    let token_embd = cx.named_tensor("token_embd");
+    let output_norm = cx.named_tensor("output_norm");
+    // Tied embeddings: the file has no separate head, the LM head is the embedding table itself.
+    let output = (!config.tied_embeddings).then(|| cx.named_tensor("output"));
     let attention = AttentionShape {
         heads: config.heads,
         kv_heads: config.kv_heads,
@@ -108,9 +109,7 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, max_context: usize) -> Qwen3G
     let eps = config.rms_eps;
 
     let mut x = embed(inputs.token_ids, token_embd);
-    let layers: Vec<LayerWeights> = (0..config.layers)
-        .map(|i| layer_weights(cx, i))
-        .collect();
+    let layers: Vec<LayerWeights> = (0..config.layers).map(|_| layer_weights(cx)).collect();
     for w in &layers {
         x = block(x, w, &inputs, attention, eps);
     }
@@ -134,20 +133,19 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, max_context: usize) -> Qwen3G
     }
 }
 
-fn layer_weights(cx: &mut Graph, i: usize) -> LayerWeights {
-    let t = |name: &str| format!("blk.{i}.{name}.weight");
+fn layer_weights(cx: &mut Graph) -> LayerWeights {
     LayerWeights {
-        attn_norm: cx.named_tensor(&t("attn_norm")),
-        attn_q: cx.named_tensor(&t("attn_q")),
-        attn_k: cx.named_tensor(&t("attn_k")),
-        attn_v: cx.named_tensor(&t("attn_v")),
-        attn_q_norm: cx.named_tensor(&t("attn_q_norm")),
-        attn_k_norm: cx.named_tensor(&t("attn_k_norm")),
-        attn_output: cx.named_tensor(&t("attn_output")),
-        ffn_norm: cx.named_tensor(&t("ffn_norm")),
-        ffn_gate: cx.named_tensor(&t("ffn_gate")),
-        ffn_up: cx.named_tensor(&t("ffn_up")),
-        ffn_down: cx.named_tensor(&t("ffn_down")),
+        attn_norm: cx.named_tensor("attn_norm"),
+        attn_q: cx.named_tensor("attn_q"),
+        attn_k: cx.named_tensor("attn_k"),
+        attn_v: cx.named_tensor("attn_v"),
+        attn_q_norm: cx.named_tensor("attn_q_norm"),
+        attn_k_norm: cx.named_tensor("attn_k_norm"),
+        attn_output: cx.named_tensor("attn_output"),
+        ffn_norm: cx.named_tensor("ffn_norm"),
+        ffn_gate: cx.named_tensor("ffn_gate"),
+        ffn_up: cx.named_tensor("ffn_up"),
+        ffn_down: cx.named_tensor("ffn_down"),
     }
 }
 
@@ -211,11 +209,37 @@ fn rope<H: Dimension>(
     let x2 = halves
         .slice((.., .., Expression::from(1).., ..))
         .realize::<(Seq, H, Const<1>, HalfHeadDim)>();
-    let cos = inputs.rope_cos.expand::<(Seq, H, Const<1>, HalfHeadDim), _>();
-    let sin = inputs.rope_sin.expand::<(Seq, H, Const<1>, HalfHeadDim), _>();
+    let cos = inputs
+        .rope_cos
+        .expand::<(Seq, H, Const<1>, HalfHeadDim), _>();
+    let sin = inputs
+        .rope_sin
+        .expand::<(Seq, H, Const<1>, HalfHeadDim), _>();
     let first = x1 * cos - x2 * sin;
     let second = x2 * cos + x1 * sin;
     first
         .concat_along::<(Seq, H, Const<2>, HalfHeadDim), Axis<2>, _>(second)
         .reshape()
+}
+
+/// The rotary tables for `positions`: `cos` and `sin` of each position's angles, `[seq, head_dim / 2]`.
+///
+/// Computed on the host the way ggml does (`ggml_rope_cache_init`): the angle starts at the
+/// position and is multiplied by `theta^(-2/head_dim)` in f32 for each successive pair, then
+/// `cosf`/`sinf`. Doing it in the graph would cost luminal's `cos(x) = sin(pi/2 - x)`, which loses
+/// precision at large positions.
+pub fn rope_tables(positions: &[usize], head_dim: usize, theta: f32) -> (Vec<f32>, Vec<f32>) {
+    let half = head_dim / 2;
+    let theta_scale = theta.powf(-2.0 / head_dim as f32);
+    let mut cos = Vec::with_capacity(positions.len() * half);
+    let mut sin = Vec::with_capacity(positions.len() * half);
+    for &p in positions {
+        let mut angle = p as f32;
+        for _ in 0..half {
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+            angle *= theta_scale;
+        }
+    }
+    (cos, sin)
 }

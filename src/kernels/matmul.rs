@@ -6,8 +6,8 @@
 //! and could not read quantized data anyway. [`WeightMatMulCompiler`] finds every such pair whose
 //! right operand is a bound [`WeightData`] and replaces it with [`WeightMatMul`].
 
-use luminal::op::{Mul, SumReduce};
 use luminal::op::{InputTensor, Operator};
+use luminal::op::{Mul, SumReduce};
 use luminal::prelude::*;
 use petgraph::Direction;
 

@@ -1,9 +1,24 @@
 //! Our own luminal operators and the compiler passes that put them in the graph.
+//!
+//! The standard path is luminal's `GenericCompiler` plus the passes here that stock luminal 0.2
+//! needs to be correct and usable on a CPU: weight matmuls on GGUF-encoded weights, and
+//! elementwise ops without per-element symbolic indexing. Embedding and attention with a KV cache
+//! are our ops from the start (see `model.rs`). `CPUCompiler` is not used: its `Equal` is wrong
+//! and our passes cover what the rest of it does for this graph.
 
 pub mod attention;
 pub mod embedding;
 pub mod input;
 pub mod matmul;
-pub mod weight;
 pub mod profile;
 pub mod strided;
+pub mod weight;
+
+use luminal::prelude::*;
+
+/// Standard mode: luminal's generic passes, then ours. Weights must be bound before compiling.
+pub type StandardCompiler = (
+    GenericCompiler,
+    matmul::WeightMatMulCompiler,
+    strided::StridedCompiler,
+);

@@ -55,7 +55,11 @@ impl Operator for Profiled {
         out
     }
 
-    fn custom(&mut self, key: &str, input: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+    fn custom(
+        &mut self,
+        key: &str,
+        input: Box<dyn std::any::Any>,
+    ) -> Option<Box<dyn std::any::Any>> {
         self.inner.custom(key, input)
     }
 }
@@ -95,7 +99,7 @@ pub fn install(graph: &mut Graph) -> ProfileBook {
 /// The operator kind from its debug text: `SumReduce(2)` and `SumReduce(1)` are one kind.
 fn kind_name(debug: &str) -> String {
     debug
-        .split(|c: char| c == '(' || c == ' ' || c == '{')
+        .split(['(', ' ', '{'])
         .next()
         .unwrap_or(debug)
         .to_string()

@@ -64,7 +64,13 @@ impl StridedView {
                 );
                 let len = ((dim + p0 + p1).min(s1) - s0).max(0) as usize;
                 if t.fake[p] {
-                    return ViewDim { len, stride: 0, base: 0, lo: 0, hi: len };
+                    return ViewDim {
+                        len,
+                        stride: 0,
+                        base: 0,
+                        lo: 0,
+                        hi: len,
+                    };
                 }
                 let stride = strides[p];
                 ViewDim {
@@ -242,9 +248,15 @@ fn strided_version(op: &dyn Operator) -> Option<Box<dyn Operator>> {
     } else if any.is::<op::LessThan>() {
         binary(BinaryKind::LessThan)
     } else if let Some(op::SumReduce(axis)) = any.downcast_ref::<op::SumReduce>() {
-        Some(Box::new(StridedReduce { kind: ReduceKind::Sum, axis: *axis }))
+        Some(Box::new(StridedReduce {
+            kind: ReduceKind::Sum,
+            axis: *axis,
+        }))
     } else if let Some(op::MaxReduce(axis)) = any.downcast_ref::<op::MaxReduce>() {
-        Some(Box::new(StridedReduce { kind: ReduceKind::Max, axis: *axis }))
+        Some(Box::new(StridedReduce {
+            kind: ReduceKind::Max,
+            axis: *axis,
+        }))
     } else if any.is::<op::Contiguous>() {
         Some(Box::new(StridedContiguous))
     } else {
@@ -259,7 +271,9 @@ mod tests {
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
-            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 100.0 - 5.0)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 100.0 - 5.0
+            })
             .collect()
     }
 
@@ -273,11 +287,28 @@ mod tests {
         strided.compile(StridedCompiler, ());
         strided.execute();
         for (a, b) in outs.iter().zip(&outs2) {
-            let a = stock.get_tensor_ref(*a, 0).unwrap().data.as_any().downcast_ref::<Vec<f32>>().unwrap().clone();
-            let b = strided.get_tensor_ref(*b, 0).unwrap().data.as_any().downcast_ref::<Vec<f32>>().unwrap().clone();
+            let a = stock
+                .get_tensor_ref(*a, 0)
+                .unwrap()
+                .data
+                .as_any()
+                .downcast_ref::<Vec<f32>>()
+                .unwrap()
+                .clone();
+            let b = strided
+                .get_tensor_ref(*b, 0)
+                .unwrap()
+                .data
+                .as_any()
+                .downcast_ref::<Vec<f32>>()
+                .unwrap()
+                .clone();
             assert_eq!(a.len(), b.len());
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-                assert!(x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()), "element {i}: stock {x} strided {y}");
+                assert!(
+                    x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                    "element {i}: stock {x} strided {y}"
+                );
             }
         }
     }
@@ -300,14 +331,21 @@ mod tests {
     fn sliced_padded_and_concatenated_views() {
         stock_vs_strided(|cx| {
             let a = cx.tensor::<R3<2, 2, 5>>().set(values(20, 4));
-            let first = a.slice((.., ..Expression::from(1), ..)).realize::<R3<2, 1, 5>>();
-            let second = a.slice((.., Expression::from(1).., ..)).realize::<R3<2, 1, 5>>();
+            let first = a
+                .slice((.., ..Expression::from(1), ..))
+                .realize::<R3<2, 1, 5>>();
+            let second = a
+                .slice((.., Expression::from(1).., ..))
+                .realize::<R3<2, 1, 5>>();
             let joined = (first * 2.0)
                 .concat_along::<R3<2, 2, 5>, Axis<1>, _>(second - 1.0)
                 .retrieve();
             let padded = a.pad::<R3<2, 2, 8>, usize, usize>(&[(0, 0), (0, 0), (1, 2)]) + 1.0;
             let padded = padded.retrieve();
-            let copy = a.slice((.., .., Expression::from(1)..Expression::from(4))).contiguous().retrieve();
+            let copy = a
+                .slice((.., .., Expression::from(1)..Expression::from(4)))
+                .contiguous()
+                .retrieve();
             vec![joined.id, padded.id, copy.id]
         });
     }
@@ -318,7 +356,10 @@ mod tests {
             let a = cx.tensor::<R3<3, 7, 5>>().set(values(105, 5));
             let s0 = a.sum_reduce::<_, Axis<0>>().retrieve();
             let s1 = a.sum_reduce::<_, Axis<1>>().retrieve();
-            let s2 = a.permute::<R3<5, 3, 7>, _>().sum_reduce::<_, Axis<2>>().retrieve();
+            let s2 = a
+                .permute::<R3<5, 3, 7>, _>()
+                .sum_reduce::<_, Axis<2>>()
+                .retrieve();
             let m1 = a.max_reduce::<_, Axis<1>>().retrieve();
             let mp = a
                 .pad::<R3<3, 7, 7>, usize, usize>(&[(0, 0), (0, 0), (0, 2)])

@@ -38,7 +38,7 @@ impl WeightData {
     ) -> Option<Self> {
         let len = usize::try_from(ty.bytes_for((rows as u64).checked_mul(cols as u64)?)?).ok()?;
         let end = offset.checked_add(len)?;
-        if end > (*bytes).as_ref().len() || cols % ty.block_size() != 0 {
+        if end > (*bytes).as_ref().len() || !cols.is_multiple_of(ty.block_size()) {
             return None;
         }
         Some(Self {

@@ -1,0 +1,184 @@
+//! A compiled Qwen3 graph ready to run: weights bound, passes applied, KV cache in place.
+//!
+//! One [`Engine::forward`] call is one execution of the graph over a run of tokens at the next
+//! positions (the whole prompt, or one generated token); the KV cache carries over between calls,
+//! so nothing is recompiled.
+
+use std::time::{Duration, Instant};
+
+use luminal::prelude::*;
+use thiserror::Error;
+
+use crate::config::Qwen3Config;
+use crate::gguf::GgufFile;
+use crate::kernels::{self, profile::ProfileBook};
+use crate::loader::{self, LoadError};
+use crate::model::{self, LogitRows, StepInputs, Vocab};
+
+/// Which compilation path to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// GenericCompiler plus the minimum of our ops: one thread, f32 math on dequantized weights.
+    Standard,
+}
+
+/// How to build an engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub mode: Mode,
+    /// Positions the KV cache holds (prompt plus generated tokens).
+    pub max_context: usize,
+    /// Wrap every op in a timing decorator (for `--kernel-timing`).
+    pub profile: bool,
+}
+
+/// Which positions of a forward pass need logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position (generation).
+    Last,
+    /// Every position of the pass (teacher-forced evaluation).
+    All,
+}
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("nothing to run: no tokens given")]
+    NoTokens,
+    #[error("token id {id} is outside the model's vocabulary of {vocab} tokens")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error(
+        "the context is full: {needed} positions needed, the KV cache holds {max_context} \
+         (raise --ctx-size or shorten the prompt)"
+    )]
+    ContextFull { needed: usize, max_context: usize },
+}
+
+pub struct Engine {
+    cx: Graph,
+    inputs: StepInputs,
+    logits: GraphTensor<(LogitRows, Vocab)>,
+    config: Qwen3Config,
+    options: EngineOptions,
+    position: usize,
+    compile_time: Duration,
+    profile: Option<ProfileBook>,
+}
+
+impl Engine {
+    /// Builds the graph for `config`, binds the weights of `file` and compiles.
+    pub fn new(
+        file: &GgufFile,
+        config: &Qwen3Config,
+        options: EngineOptions,
+    ) -> Result<Self, EngineError> {
+        let mut cx = Graph::new();
+        let graph = model::build(&mut cx, config, options.max_context);
+        loader::bind(&mut cx, &graph, file)?;
+        let (mut inputs, mut logits) = (graph.inputs, graph.logits);
+        let start = Instant::now();
+        match options.mode {
+            Mode::Standard => cx.compile(
+                kernels::StandardCompiler::default(),
+                (
+                    &mut inputs.token_ids,
+                    &mut inputs.positions,
+                    &mut inputs.rope_cos,
+                    &mut inputs.rope_sin,
+                    &mut logits,
+                ),
+            ),
+        }
+        let compile_time = start.elapsed();
+        let profile = options.profile.then(|| kernels::profile::install(&mut cx));
+        Ok(Self {
+            cx,
+            inputs,
+            logits,
+            config: config.clone(),
+            options,
+            position: 0,
+            compile_time,
+            profile,
+        })
+    }
+
+    /// Runs `tokens` at the next positions and returns the logits asked for, `[rows, vocab]`.
+    pub fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, EngineError> {
+        self.check(tokens)?;
+        let n = tokens.len();
+        let positions: Vec<usize> = (self.position..self.position + n).collect();
+        let (cos, sin) =
+            model::rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
+        let cx = &mut self.cx;
+        cx.set_dyn_dim('s', n);
+        cx.set_dyn_dim('l', if want == Logits::All { n } else { 1 });
+        let as_f32 = |v: &[usize]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let ids: Vec<f32> = tokens.iter().map(|&t| t as f32).collect();
+        cx.set_tensor(self.inputs.token_ids.id, 0, Tensor::new(ids));
+        cx.set_tensor(self.inputs.positions.id, 0, Tensor::new(as_f32(&positions)));
+        cx.set_tensor(self.inputs.rope_cos.id, 0, Tensor::new(cos));
+        cx.set_tensor(self.inputs.rope_sin.id, 0, Tensor::new(sin));
+        cx.execute();
+        self.position += n;
+        let out = cx
+            .get_tensor(self.logits.id, 0)
+            .and_then(|t| t.data.as_any().downcast_ref::<Vec<f32>>().cloned())
+            .expect("the compiled graph produces f32 logits");
+        Ok(out)
+    }
+
+    fn check(&self, tokens: &[u32]) -> Result<(), EngineError> {
+        if tokens.is_empty() {
+            return Err(EngineError::NoTokens);
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
+            return Err(EngineError::TokenOutOfRange {
+                id,
+                vocab: self.config.vocab,
+            });
+        }
+        let needed = self.position + tokens.len();
+        if needed > self.options.max_context {
+            return Err(EngineError::ContextFull {
+                needed,
+                max_context: self.options.max_context,
+            });
+        }
+        Ok(())
+    }
+
+    /// Positions already in the KV cache.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Forgets the KV cache: the next forward pass starts at position 0.
+    pub fn reset(&mut self) {
+        self.position = 0;
+    }
+
+    pub fn config(&self) -> &Qwen3Config {
+        &self.config
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    /// Per-node timings, when built with `profile`.
+    pub fn profile(&self) -> Option<&ProfileBook> {
+        self.profile.as_ref()
+    }
+
+    /// Nodes in the compiled graph.
+    pub fn node_count(&self) -> usize {
+        self.cx.graph.node_count()
+    }
+}

@@ -1,0 +1,239 @@
+//! The generation loop: prompt pass, then one decode step per generated token, each timed.
+//!
+//! Every kept token is fed back through the model (one decode step each), so the KV cache always
+//! holds the whole conversation and `decode` has exactly one sample per generated token. An
+//! end-of-sequence token ends generation without being kept or fed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use thiserror::Error;
+
+use crate::engine::{Engine, EngineError, Logits};
+use crate::sampler::Sampler;
+use crate::stream::{Decode, TextStreamer};
+use crate::timing::Samples;
+
+/// When to stop besides the token budget.
+#[derive(Debug, Clone, Default)]
+pub struct StopConditions {
+    /// End-of-sequence ids (`<|im_end|>`, `<|endoftext|>`, ...).
+    pub eos_ids: Vec<u32>,
+    /// Keep generating through end-of-sequence tokens.
+    pub ignore_eos: bool,
+    /// Stop when the text contains one of these; the text ends before it.
+    pub stop_strings: Vec<String>,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The requested number of tokens was generated.
+    MaxTokens,
+    /// The model produced an end-of-sequence token.
+    EndOfSequence { token: u32 },
+    /// The text reached a `--stop` string.
+    StopString(String),
+    /// The KV cache is full; the text so far is kept.
+    ContextFull,
+    /// The user interrupted (Ctrl-C).
+    Interrupted,
+}
+
+impl StopReason {
+    /// A short machine-readable name, for the JSON report.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::EndOfSequence { .. } => "eos",
+            StopReason::StopString(_) => "stop_string",
+            StopReason::ContextFull => "context_full",
+            StopReason::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What one generation produced, and how long each part took.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub prompt_ids: Vec<u32>,
+    pub generated_ids: Vec<u32>,
+    pub text: String,
+    /// The prompt pass, one sample.
+    pub prefill: Samples,
+    /// One sample per decode step (per generated token).
+    pub decode: Samples,
+    pub stop: StopReason,
+}
+
+#[derive(Debug, Error)]
+pub enum GenerateError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("could not decode generated tokens to text: {0}")]
+    Detokenize(String),
+}
+
+/// Options of one generation.
+pub struct GenerateOptions<'a> {
+    pub max_new_tokens: usize,
+    pub stop: &'a StopConditions,
+    /// Set from a Ctrl-C handler; checked before every step.
+    pub interrupt: Option<&'a AtomicBool>,
+}
+
+/// Runs the prompt through `engine` (continuing after what its cache holds), then samples up to
+/// `max_new_tokens` tokens, sending text to `sink` as soon as it is complete.
+pub fn generate<D>(
+    engine: &mut Engine,
+    prompt: &[u32],
+    sampler: &mut Sampler,
+    options: &GenerateOptions<'_>,
+    decoder: D,
+    sink: &mut dyn FnMut(&str),
+) -> Result<Generation, GenerateError>
+where
+    D: Decode,
+    D::Error: std::fmt::Display,
+{
+    let mut prefill = Samples::new();
+    let start = Instant::now();
+    let mut logits = engine.forward(prompt, Logits::Last)?;
+    prefill.record(start.elapsed());
+
+    let mut out = Output::new(TextStreamer::new(decoder), &options.stop.stop_strings);
+    let mut history: Vec<u32> = prompt.to_vec();
+    let mut generated = Vec::new();
+    let mut decode = Samples::with_capacity(options.max_new_tokens);
+    let stop = loop {
+        if generated.len() >= options.max_new_tokens {
+            break StopReason::MaxTokens;
+        }
+        if options.interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+            break StopReason::Interrupted;
+        }
+        let token = sampler.sample(&logits, &history);
+        if options.stop.eos_ids.contains(&token) && !options.stop.ignore_eos {
+            break StopReason::EndOfSequence { token };
+        }
+        generated.push(token);
+        history.push(token);
+        if let Some(found) = out.push(token, sink)? {
+            break StopReason::StopString(found);
+        }
+        if engine.position() >= engine.options().max_context {
+            break StopReason::ContextFull;
+        }
+        let start = Instant::now();
+        logits = engine.forward(&[token], Logits::Last)?;
+        decode.record(start.elapsed());
+    };
+    out.finish(sink)?;
+    Ok(Generation {
+        prompt_ids: prompt.to_vec(),
+        generated_ids: generated,
+        text: out.text,
+        prefill,
+        decode,
+        stop,
+    })
+}
+
+/// Streamed text with `--stop` strings: text that might begin a stop string is held back until it
+/// is known not to, so nothing after a stop string is ever shown.
+struct Output<'s, D> {
+    streamer: TextStreamer<D>,
+    stops: &'s [String],
+    pending: String,
+    text: String,
+    stopped: bool,
+}
+
+impl<'s, D> Output<'s, D>
+where
+    D: Decode,
+    D::Error: std::fmt::Display,
+{
+    fn new(streamer: TextStreamer<D>, stops: &'s [String]) -> Self {
+        Self {
+            streamer,
+            stops,
+            pending: String::new(),
+            text: String::new(),
+            stopped: false,
+        }
+    }
+
+    /// Adds a token; returns the stop string if the text now contains one.
+    fn push(
+        &mut self,
+        token: u32,
+        sink: &mut dyn FnMut(&str),
+    ) -> Result<Option<String>, GenerateError> {
+        let piece = self
+            .streamer
+            .push(token)
+            .map_err(|e| GenerateError::Detokenize(e.to_string()))?;
+        if let Some(piece) = piece {
+            self.pending.push_str(&piece);
+        }
+        Ok(self.release(sink))
+    }
+
+    fn finish(&mut self, sink: &mut dyn FnMut(&str)) -> Result<(), GenerateError> {
+        if self.stopped {
+            return Ok(());
+        }
+        let tail = self
+            .streamer
+            .finish()
+            .map_err(|e| GenerateError::Detokenize(e.to_string()))?;
+        if let Some(tail) = tail {
+            self.pending.push_str(&tail);
+        }
+        if self.release(sink).is_none() {
+            let rest = std::mem::take(&mut self.pending);
+            self.emit(&rest, sink);
+        }
+        Ok(())
+    }
+
+    /// Emits what can no longer be part of a stop string; stops at a complete one.
+    fn release(&mut self, sink: &mut dyn FnMut(&str)) -> Option<String> {
+        if let Some((at, stop)) = self.first_stop() {
+            let before = self.pending[..at].to_string();
+            self.emit(&before, sink);
+            self.pending.clear();
+            self.stopped = true;
+            return Some(stop);
+        }
+        let keep_from = self.held_back_from();
+        let ready: String = self.pending.drain(..keep_from).collect();
+        self.emit(&ready, sink);
+        None
+    }
+
+    fn first_stop(&self) -> Option<(usize, String)> {
+        self.stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.pending.find(s.as_str()).map(|at| (at, s.clone())))
+            .min_by_key(|(at, _)| *at)
+    }
+
+    /// Where the longest suffix of `pending` that begins some stop string starts.
+    fn held_back_from(&self) -> usize {
+        let p = &self.pending;
+        (0..p.len())
+            .filter(|&i| p.is_char_boundary(i))
+            .find(|&i| self.stops.iter().any(|s| s.starts_with(&p[i..])))
+            .unwrap_or(p.len())
+    }
+
+    fn emit(&mut self, piece: &str, sink: &mut dyn FnMut(&str)) {
+        if !piece.is_empty() {
+            self.text.push_str(piece);
+            sink(piece);
+        }
+    }
+}
