@@ -58,7 +58,58 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub ctx_size: Option<u32>,
 
+    /// Read the prompt from this file.
+    #[arg(long, conflicts_with_all = ["prompt", "token_ids"])]
+    pub prompt_file: Option<PathBuf>,
+
+    /// Run the same generation N times and report the run-to-run spread (as llama-bench -r).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+
+    /// Write a chart of per-token decode time (with mean and ±1 sd band) to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+
+    /// Stop when the generated text contains this string (repeatable).
+    #[arg(long = "stop", value_name = "STRING")]
+    pub stop: Vec<String>,
+
     /// Print what the model file holds and exit.
     #[arg(long)]
     pub inspect: bool,
+}
+
+/// Sampling flags; the defaults give greedy decoding.
+#[derive(Debug, clap::Args)]
+pub struct SamplingArgs {
+    /// Sampling temperature; 0 means greedy (default: 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+
+    /// Keep only the K most likely tokens; 0 disables (default: 0).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+
+    /// Keep the smallest set of tokens whose probability reaches P, in (0, 1] (default: 1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+
+    /// Drop tokens less likely than P times the most likely one, in [0, 1] (default: 0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+
+    /// Penalise tokens seen in the last --repeat-last-n tokens; 1 disables (default: 1).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+
+    /// How many recent tokens the repeat penalty looks at (default: 64).
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: usize,
+
+    /// Random seed for sampling (default: from the clock; the report says which was used).
+    #[arg(long)]
+    pub seed: Option<u64>,
 }

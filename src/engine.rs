@@ -4,14 +4,16 @@
 //! positions (the whole prompt, or one generated token); the KV cache carries over between calls,
 //! so nothing is recompiled.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use luminal::prelude::*;
+use serde::Serialize;
 use thiserror::Error;
 
 use crate::config::Qwen3Config;
 use crate::gguf::GgufFile;
-use crate::kernels::{self, profile::ProfileBook};
+use crate::kernels::{self, profile::NodeRecord, profile::ProfileBook};
 use crate::loader::{self, LoadError};
 use crate::model::{self, LogitRows, StepInputs, Vocab};
 
@@ -56,6 +58,23 @@ pub enum EngineError {
     ContextFull { needed: usize, max_context: usize },
 }
 
+/// Which enhanced features a compiled engine uses, for the timing report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Features {
+    pub backend: &'static str,
+    pub mode: &'static str,
+    pub threads: usize,
+    /// Instruction set the kernels use.
+    pub simd: String,
+    /// Compiler passes, in the order they ran.
+    pub compiler_passes: Vec<&'static str>,
+    /// Our kernels in the graph and what they do.
+    pub kernels: Vec<&'static str>,
+    pub kv_cache: String,
+    /// Nodes in the compiled graph.
+    pub graph_nodes: usize,
+}
+
 pub struct Engine {
     cx: Graph,
     inputs: StepInputs,
@@ -92,7 +111,13 @@ impl Engine {
             ),
         }
         let compile_time = start.elapsed();
-        let profile = options.profile.then(|| kernels::profile::install(&mut cx));
+        let names: HashMap<NodeIndex, String> = loader::weight_names(&graph)
+            .into_iter()
+            .map(|(name, node)| (node, name.trim_end_matches(".weight").to_string()))
+            .collect();
+        let profile = options.profile.then(|| {
+            kernels::profile::install(&mut cx, |g, node, kind| node_label(g, node, kind, &names))
+        });
         Ok(Self {
             cx,
             inputs,
@@ -172,13 +197,59 @@ impl Engine {
         self.compile_time
     }
 
-    /// Per-node timings, when built with `profile`.
-    pub fn profile(&self) -> Option<&ProfileBook> {
-        self.profile.as_ref()
+    /// Per-node timings since the last call, when built with `profile`.
+    pub fn take_profile(&mut self) -> Option<Vec<NodeRecord>> {
+        self.profile.as_ref().map(kernels::profile::take)
     }
 
-    /// Nodes in the compiled graph.
-    pub fn node_count(&self) -> usize {
-        self.cx.graph.node_count()
+    /// What this engine runs with.
+    pub fn features(&self) -> Features {
+        let (passes, kernels) = match self.options.mode {
+            Mode::Standard => (
+                vec!["GenericCompiler", "WeightMatMulCompiler", "StridedCompiler"],
+                vec![
+                    "Embedding: table rows decoded from the GGUF encoding",
+                    "WeightMatMul: GGUF blocks decoded to f32 in L1-sized chunks, f32 dot products",
+                    "CachedAttention: causal GQA over a KV cache owned by the op",
+                    "Strided elementwise/reduce: shape trackers resolved once per call",
+                ],
+            ),
+        };
+        Features {
+            backend: "cpu",
+            mode: match self.options.mode {
+                Mode::Standard => "standard",
+            },
+            threads: 1,
+            simd: "none: portable Rust loops (compiler auto-vectorised)".into(),
+            compiler_passes: passes,
+            kernels,
+            kv_cache: format!(
+                "{} positions x {} layers, f16-rounded values",
+                self.options.max_context, self.config.layers
+            ),
+            graph_nodes: self.cx.graph.node_count(),
+        }
+    }
+}
+
+/// Names a node for the kernel profile by the weights it reads: `WeightMatMul blk.3.ffn_down`,
+/// `FusedAttention blk.3`; nodes that read no weight get their index.
+fn node_label(
+    graph: &Graph,
+    node: NodeIndex,
+    kind: &str,
+    names: &HashMap<NodeIndex, String>,
+) -> String {
+    let weights: Vec<&String> = graph
+        .get_sources(node)
+        .iter()
+        .filter_map(|(src, _, _)| names.get(src))
+        .collect();
+    let layer = |name: &str| name.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
+    match &weights[..] {
+        [] => format!("{kind} #{}", node.index()),
+        [one] => format!("{kind} {one}"),
+        [first, ..] => format!("{kind} {}", layer(first)),
     }
 }

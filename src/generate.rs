@@ -10,6 +10,7 @@ use std::time::Instant;
 use thiserror::Error;
 
 use crate::engine::{Engine, EngineError, Logits};
+use crate::kernels::profile::NodeRecord;
 use crate::sampler::Sampler;
 use crate::stream::{Decode, TextStreamer};
 use crate::timing::Samples;
@@ -64,6 +65,9 @@ pub struct Generation {
     /// One sample per decode step (per generated token).
     pub decode: Samples,
     pub stop: StopReason,
+    /// Per-node timings of the prompt pass and of the decode steps, when profiling.
+    pub prefill_profile: Option<Vec<NodeRecord>>,
+    pub decode_profile: Option<Vec<NodeRecord>>,
 }
 
 #[derive(Debug, Error)]
@@ -100,6 +104,7 @@ where
     let start = Instant::now();
     let mut logits = engine.forward(prompt, Logits::Last)?;
     prefill.record(start.elapsed());
+    let prefill_profile = engine.take_profile();
 
     let mut out = Output::new(TextStreamer::new(decoder), &options.stop.stop_strings);
     let mut history: Vec<u32> = prompt.to_vec();
@@ -129,6 +134,7 @@ where
         decode.record(start.elapsed());
     };
     out.finish(sink)?;
+    let decode_profile = engine.take_profile();
     Ok(Generation {
         prompt_ids: prompt.to_vec(),
         generated_ids: generated,
@@ -136,6 +142,8 @@ where
         prefill,
         decode,
         stop,
+        prefill_profile,
+        decode_profile,
     })
 }
 

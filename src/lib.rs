@@ -12,6 +12,7 @@ pub mod model;
 pub mod plot;
 pub mod quant;
 pub mod report;
+pub mod run;
 pub mod sampler;
 pub mod sparkline;
 pub mod stream;

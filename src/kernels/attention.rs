@@ -68,6 +68,20 @@ impl KvCache {
         }
     }
 
+    pub fn shape(&self) -> &AttentionShape {
+        &self.shape
+    }
+
+    /// Moves the cache out (to the op that replaces this one), leaving an empty one.
+    pub fn take(&mut self) -> KvCache {
+        let empty = KvCache {
+            shape: self.shape,
+            keys: Vec::new(),
+            values: Vec::new(),
+        };
+        std::mem::replace(self, empty)
+    }
+
     /// Stores keys and values `[seq, kv_dim]` at positions `start..start + seq`.
     pub fn append(&mut self, start: usize, k: &[f32], v: &[f32]) {
         let at = start * self.shape.kv_dim();

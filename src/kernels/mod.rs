@@ -11,6 +11,8 @@ pub mod embedding;
 pub mod input;
 pub mod matmul;
 pub mod profile;
+pub mod rewrite;
+pub mod rms_norm;
 pub mod strided;
 pub mod weight;
 

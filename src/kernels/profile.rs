@@ -14,9 +14,10 @@ use luminal::prelude::*;
 /// Time spent in one graph node, summed over the executions recorded.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeRecord {
-    /// The operator's debug name, e.g. `WeightMatMul` or `Add`.
+    /// The operator's kind, e.g. `WeightMatMul` or `StridedBinary`.
     pub kind: String,
-    pub node: usize,
+    /// What this node is, for a person: the kind and the weight it reads, or its node index.
+    pub label: String,
     pub calls: u64,
     pub total_ns: u64,
 }
@@ -66,43 +67,112 @@ impl Operator for Profiled {
 
 /// Wraps every operator of a compiled graph in a [`Profiled`] decorator and returns the book
 /// their timings go to. Weight and input loads are skipped: their data is set by the host.
-pub fn install(graph: &mut Graph) -> ProfileBook {
+/// `label` names a node for the report.
+pub fn install(
+    graph: &mut Graph,
+    label: impl Fn(&Graph, NodeIndex, &str) -> String,
+) -> ProfileBook {
     let book: ProfileBook = Rc::default();
     let nodes: Vec<NodeIndex> = graph.graph.node_indices().collect();
     for node in nodes {
-        let Some(slot_op) = graph.graph.node_weight_mut(node) else {
+        let Some(op) = graph.graph.node_weight(node) else {
             continue;
         };
-        if slot_op.as_any().is::<luminal::op::Function>() {
+        if op.as_any().is::<luminal::op::Function>() {
             continue;
         }
-        let inner = std::mem::replace(slot_op, Box::new(Placeholder));
-        let kind = kind_name(&format!("{inner:?}"));
+        let kind = kind_name(&format!("{op:?}"));
+        let label = label(graph, node, &kind);
         let slot = {
             let mut b = book.borrow_mut();
             b.push(NodeRecord {
                 kind,
-                node: node.index(),
+                label,
                 ..Default::default()
             });
             b.len() - 1
         };
-        *slot_op = Box::new(Profiled {
-            inner,
-            slot,
-            book: book.clone(),
-        });
+        if let Some(op) = graph.graph.node_weight_mut(node) {
+            let inner = std::mem::replace(op, Box::new(Placeholder));
+            *op = Box::new(Profiled {
+                inner,
+                slot,
+                book: book.clone(),
+            });
+        }
     }
     book
 }
 
 /// The operator kind from its debug text: `SumReduce(2)` and `SumReduce(1)` are one kind.
 fn kind_name(debug: &str) -> String {
-    debug
-        .split(['(', ' ', '{'])
-        .next()
-        .unwrap_or(debug)
-        .to_string()
+    let head = debug.split([' ', '{']).next().unwrap_or(debug);
+    match head.split_once('(') {
+        // Keep a variant name (`StridedBinary(Mul)`), drop values (`SumReduce(2)`, `Constant(h)`).
+        Some((name, rest)) if !rest.starts_with(|c: char| c.is_ascii_uppercase()) => {
+            name.to_string()
+        }
+        _ => head.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_keep_variants_and_drop_numbers() {
+        assert_eq!(kind_name("StridedBinary(Mul)"), "StridedBinary(Mul)");
+        assert_eq!(kind_name("SumReduce(2)"), "SumReduce");
+        assert_eq!(
+            kind_name("CachedAttention { cache: .. }"),
+            "CachedAttention"
+        );
+        assert_eq!(kind_name("Constant(1e-6)"), "Constant");
+        assert_eq!(kind_name("Constant(h)"), "Constant");
+    }
+
+    #[test]
+    fn kinds_are_summed_and_sorted_with_shares() {
+        let rec = |kind: &str, label: &str, calls, total_ns| NodeRecord {
+            kind: kind.into(),
+            label: label.into(),
+            calls,
+            total_ns,
+        };
+        let records = [
+            rec("MatMul", "MatMul a", 2, 300),
+            rec("Norm", "Norm b", 2, 100),
+            rec("MatMul", "MatMul c", 2, 500),
+            rec("Idle", "Idle d", 0, 0),
+        ];
+        let kinds = by_kind(&records, 1000);
+        assert_eq!(kinds.len(), 2);
+        assert_eq!(
+            (kinds[0].name.as_str(), kinds[0].calls, kinds[0].total_ns),
+            ("MatMul", 4, 800)
+        );
+        assert!((kinds[0].share - 0.8).abs() < 1e-12);
+        let top = top_nodes(&records, 2, 1000);
+        assert_eq!(
+            top.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["MatMul c", "MatMul a"]
+        );
+    }
+
+    #[test]
+    fn taking_the_book_clears_it() {
+        let book: ProfileBook = Rc::new(RefCell::new(vec![NodeRecord::default()]));
+        let mut op = Profiled {
+            inner: Box::new(Placeholder),
+            slot: 0,
+            book: book.clone(),
+        };
+        op.process(vec![]);
+        op.process(vec![]);
+        assert_eq!(take(&book)[0].calls, 2);
+        assert_eq!(take(&book)[0].calls, 0);
+    }
 }
 
 /// Stands in for an op while it is being moved into its decorator.
@@ -115,10 +185,101 @@ impl Operator for Placeholder {
     }
 }
 
-/// Clears the counts, e.g. after the prompt pass so that the book covers decode steps only.
-pub fn reset(book: &ProfileBook) {
-    for r in book.borrow_mut().iter_mut() {
+/// The records so far, with the counts then cleared (so the prompt pass and the decode steps
+/// can be reported apart).
+pub fn take(book: &ProfileBook) -> Vec<NodeRecord> {
+    let mut b = book.borrow_mut();
+    let records = b.clone();
+    for r in b.iter_mut() {
         r.calls = 0;
         r.total_ns = 0;
     }
+    records
+}
+
+/// One line of a kernel profile: an operator kind or a single node.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KernelTime {
+    pub name: String,
+    pub calls: u64,
+    pub total_ns: u64,
+    /// Fraction of the phase's measured time (the sum of its step times).
+    pub share: f64,
+}
+
+/// Time per operator kind, slowest first.
+pub fn by_kind(records: &[NodeRecord], phase_ns: u64) -> Vec<KernelTime> {
+    let mut kinds: Vec<KernelTime> = Vec::new();
+    for r in records.iter().filter(|r| r.calls > 0) {
+        match kinds.iter_mut().find(|k| k.name == r.kind) {
+            Some(k) => {
+                k.calls += r.calls;
+                k.total_ns += r.total_ns;
+            }
+            None => kinds.push(KernelTime {
+                name: r.kind.clone(),
+                calls: r.calls,
+                total_ns: r.total_ns,
+                share: 0.0,
+            }),
+        }
+    }
+    finish(kinds, phase_ns)
+}
+
+/// The `n` slowest individual nodes.
+pub fn top_nodes(records: &[NodeRecord], n: usize, phase_ns: u64) -> Vec<KernelTime> {
+    let nodes = records
+        .iter()
+        .filter(|r| r.calls > 0)
+        .map(|r| KernelTime {
+            name: r.label.clone(),
+            calls: r.calls,
+            total_ns: r.total_ns,
+            share: 0.0,
+        })
+        .collect();
+    let mut nodes = finish(nodes, phase_ns);
+    nodes.truncate(n);
+    nodes
+}
+
+fn finish(mut lines: Vec<KernelTime>, phase_ns: u64) -> Vec<KernelTime> {
+    for l in &mut lines {
+        l.share = if phase_ns > 0 {
+            l.total_ns as f64 / phase_ns as f64
+        } else {
+            0.0
+        };
+    }
+    lines.sort_by_key(|l| std::cmp::Reverse(l.total_ns));
+    lines
+}
+
+/// The profiler's own cost per wrapped op call in ns: a no-op op timed bare and wrapped, many
+/// times each, on this machine now.
+pub fn overhead_per_call_ns() -> f64 {
+    const CALLS: u32 = 20_000;
+    let book: ProfileBook = Rc::new(RefCell::new(vec![NodeRecord::default()]));
+    let mut bare = Placeholder;
+    let mut wrapped = Profiled {
+        inner: Box::new(Placeholder),
+        slot: 0,
+        book,
+    };
+    let time = |op: &mut dyn Operator| {
+        let start = Instant::now();
+        for _ in 0..CALLS {
+            std::hint::black_box(op.process(vec![]));
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+    };
+    // Warm both paths, then take the best of a few rounds: the machine may be busy.
+    let rounds = 5;
+    let (mut best_bare, mut best_wrapped) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..rounds {
+        best_bare = best_bare.min(time(&mut bare));
+        best_wrapped = best_wrapped.min(time(&mut wrapped));
+    }
+    (best_wrapped - best_bare).max(0.0)
 }

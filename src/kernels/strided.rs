@@ -173,10 +173,16 @@ pub enum ReduceKind {
 
 /// A stock reduction over one axis with a strided input walk. Sums accumulate in the stock order
 /// (ascending along the axis, in f32), so results are bit-identical.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct StridedReduce {
     pub kind: ReduceKind,
     pub axis: usize,
+}
+
+impl std::fmt::Debug for StridedReduce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StridedReduce({:?})", self.kind)
+    }
 }
 
 impl Operator for StridedReduce {

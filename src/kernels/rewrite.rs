@@ -1,0 +1,127 @@
+//! Graph-rewriting helpers shared by the fusion passes.
+//!
+//! A fusion pass recognises a region of the compiled graph (say, the eight primitive ops of an
+//! RMSNorm), adds one op that computes the same thing from the region's inputs, moves the region's
+//! consumers over to it and lets [`replace`] delete whatever became dead. Regions are recognised
+//! by walking back from an anchor the pass can be sure of (a bound norm weight, our attention op),
+//! never by node order.
+
+use luminal::op::{Constant, ConstantValue, Operator};
+use luminal::prelude::*;
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+
+use super::weight::WeightData;
+
+/// A data input of a node: source node, its output index, and the view it is read through.
+pub type Source = (NodeIndex, u8, ShapeTracker);
+
+/// The op at `node` as a `T`, if it is one.
+pub fn op_as<T: 'static>(graph: &Graph, node: NodeIndex) -> Option<&T> {
+    graph.graph.node_weight(node)?.as_any().downcast_ref::<T>()
+}
+
+/// Whether the op at `node` is a `T`.
+pub fn is_op<T: 'static>(graph: &Graph, node: NodeIndex) -> bool {
+    op_as::<T>(graph, node).is_some()
+}
+
+/// The data inputs of `node`, in input order.
+pub fn sources(graph: &Graph, node: NodeIndex) -> Vec<Source> {
+    graph.get_sources(node)
+}
+
+/// The single data input of `node`, if it has exactly one.
+pub fn single_source(graph: &Graph, node: NodeIndex) -> Option<Source> {
+    match &sources(graph, node)[..] {
+        [s] => Some(*s),
+        _ => None,
+    }
+}
+
+/// Nodes that read `node`'s outputs.
+pub fn consumers(graph: &Graph, node: NodeIndex) -> Vec<NodeIndex> {
+    graph
+        .graph
+        .edges_directed(node, Direction::Outgoing)
+        .map(|e| e.target())
+        .collect()
+}
+
+/// The value of a float `Constant` node.
+pub fn constant_value(graph: &Graph, node: NodeIndex) -> Option<f32> {
+    match op_as::<Constant>(graph, node)?.0 {
+        ConstantValue::Float(v) => Some(v),
+        ConstantValue::Expression(_) => None,
+    }
+}
+
+/// The f32 data bound to `node` (a 1-D weight such as a norm), if any.
+pub fn bound_vector(graph: &Graph, node: NodeIndex) -> Option<&Vec<f32>> {
+    graph
+        .tensors
+        .get(&(node, 0))?
+        .data
+        .as_any()
+        .downcast_ref::<Vec<f32>>()
+}
+
+/// The weight matrix bound to `node`, if any.
+pub fn bound_matrix(graph: &Graph, node: NodeIndex) -> Option<&WeightData> {
+    graph
+        .tensors
+        .get(&(node, 0))?
+        .data
+        .as_any()
+        .downcast_ref::<WeightData>()
+}
+
+/// Adds `op` reading `inputs`, hands it every consumer and reference of `old_output`, and removes
+/// the nodes that no longer feed anything (the fused region). Returns the new node.
+pub fn replace<T: ToIdsMut>(
+    graph: &mut Graph,
+    remap: &mut T,
+    old_output: NodeIndex,
+    op: Box<dyn Operator>,
+    inputs: &[Source],
+) -> NodeIndex {
+    let new_node = graph.graph.add_node(op);
+    for (i, (src, out, shape)) in inputs.iter().enumerate() {
+        graph.graph.add_edge(
+            *src,
+            new_node,
+            Dependency::Data {
+                input_order: i as u8,
+                output_order: *out,
+                shape: *shape,
+            },
+        );
+    }
+    move_outgoing_edge(old_output, new_node, &mut graph.graph);
+    move_references(
+        remap,
+        &mut graph.no_delete,
+        &mut graph.to_retrieve,
+        old_output,
+        new_node,
+    );
+    let region_inputs: Vec<NodeIndex> = sources(graph, old_output).iter().map(|s| s.0).collect();
+    graph.graph.remove_node(old_output);
+    remove_dead(graph, region_inputs);
+    new_node
+}
+
+/// Removes the nodes of `stack` and, transitively, their sources that are left without consumers,
+/// except kept nodes (weights, inputs, outputs).
+fn remove_dead(graph: &mut Graph, mut stack: Vec<NodeIndex>) {
+    while let Some(n) = stack.pop() {
+        if graph.graph.node_weight(n).is_none()
+            || graph.no_delete.contains(&n)
+            || !consumers(graph, n).is_empty()
+        {
+            continue;
+        }
+        stack.extend(sources(graph, n).into_iter().map(|s| s.0));
+        graph.graph.remove_node(n);
+    }
+}

@@ -1,0 +1,224 @@
+//! What a run reports: one record that feeds the short summary, the detailed timing report and
+//! the JSON object. Field names follow llama-bench's JSON where they fit (`model_filename`,
+//! `n_threads`, `avg_ns`, `stddev_ts`, `samples_ns`, ...).
+
+mod text;
+
+use serde::Serialize;
+
+use crate::engine::Features;
+use crate::generate::{Generation, StopReason};
+use crate::kernels::profile::{self, KernelTime};
+use crate::timing::{PhaseTiming, RunSpread, WarmupPolicy};
+
+/// Everything one run reports.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub model_filename: String,
+    /// File size in bytes.
+    pub model_size: u64,
+    pub model_n_params: u64,
+    pub backend: &'static str,
+    pub parallel: bool,
+    pub n_threads: usize,
+    /// When the run started, RFC 3339.
+    pub test_time: String,
+    pub machine: Machine,
+    pub features: Features,
+    pub n_prompt: usize,
+    pub n_gen: usize,
+    pub prompt_token_ids: Vec<u32>,
+    pub generated_token_ids: Vec<u32>,
+    pub text: String,
+    pub stop_reason: &'static str,
+    pub interrupted: bool,
+    pub load_ms: f64,
+    pub compile_ms: f64,
+    /// The prompt pass (`pp<n_prompt>` in llama-bench's terms).
+    pub prefill: Option<PhaseReport>,
+    /// The decode steps, one sample per generated token (`tg<n_gen>`).
+    pub decode: Option<PhaseReport>,
+    /// Per-kernel profile of the decode steps (with `--kernel-timing`).
+    pub kernels: Option<Vec<KernelTime>>,
+    /// The slowest individual graph nodes over the decode steps (with `--kernel-timing`).
+    pub kernel_nodes: Option<Vec<KernelTime>>,
+    /// Per-kernel profile of the prompt pass (with `--kernel-timing`).
+    pub prefill_kernels: Option<Vec<KernelTime>>,
+    /// The profiler's measured cost (with `--kernel-timing`).
+    pub profiler_overhead: Option<ProfilerOverhead>,
+    /// Run-to-run spread (with `--repeat N`, N > 1).
+    pub repeat: Option<RepeatReport>,
+}
+
+/// One phase's timing: statistics over `samples_ns`, plus the token count.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    /// llama-bench's label: `pp16`, `tg256`.
+    pub test: String,
+    pub n_tokens: usize,
+    #[serde(flatten)]
+    pub timing: PhaseTiming,
+}
+
+/// The machine the run was measured on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub logical_cores: usize,
+    pub os: &'static str,
+    pub arch: &'static str,
+}
+
+impl Machine {
+    pub fn detect() -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            cpu,
+            logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            os: std::env::consts::OS,
+            arch: std::env::consts::ARCH,
+        }
+    }
+}
+
+/// What profiling itself costs.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfilerOverhead {
+    /// Measured cost of timing one op call.
+    pub ns_per_call: f64,
+    /// That cost times the op calls per decode step, as a share of the mean step time.
+    pub share_of_step: f64,
+}
+
+/// `--repeat N`: each run's throughput and the spread across runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepeatReport {
+    pub prefill: Option<RunSpread>,
+    pub decode: Option<RunSpread>,
+}
+
+impl RepeatReport {
+    /// The spread of each phase's mean throughput over `runs`.
+    pub fn from_runs(runs: &[RunReport]) -> Self {
+        let spread = |f: &dyn Fn(&RunReport) -> Option<f64>| {
+            let values: Vec<f64> = runs.iter().filter_map(f).collect();
+            RunSpread::from_runs(&values)
+        };
+        RepeatReport {
+            prefill: spread(&|r| r.prefill.as_ref().map(|p| p.timing.avg_ts)),
+            decode: spread(&|r| r.decode.as_ref().map(|p| p.timing.avg_ts)),
+        }
+    }
+}
+
+/// Identity and set-up timing of a run, apart from the generation itself.
+pub struct RunInfo {
+    pub model_filename: String,
+    pub model_size: u64,
+    pub model_n_params: u64,
+    pub test_time: String,
+    pub load_ms: f64,
+    pub compile_ms: f64,
+    pub features: Features,
+}
+
+impl RunReport {
+    pub fn new(info: RunInfo, generation: &Generation) -> Self {
+        let (prefill, decode) = phases(generation);
+        let mut report = Self {
+            model_filename: info.model_filename,
+            model_size: info.model_size,
+            model_n_params: info.model_n_params,
+            backend: info.features.backend,
+            parallel: info.features.mode != "standard",
+            n_threads: info.features.threads,
+            test_time: info.test_time,
+            machine: Machine::detect(),
+            features: info.features,
+            n_prompt: generation.prompt_ids.len(),
+            n_gen: generation.generated_ids.len(),
+            prompt_token_ids: generation.prompt_ids.clone(),
+            generated_token_ids: generation.generated_ids.clone(),
+            text: generation.text.clone(),
+            stop_reason: generation.stop.name(),
+            interrupted: generation.stop == StopReason::Interrupted,
+            load_ms: info.load_ms,
+            compile_ms: info.compile_ms,
+            prefill,
+            decode,
+            kernels: None,
+            kernel_nodes: None,
+            prefill_kernels: None,
+            profiler_overhead: None,
+            repeat: None,
+        };
+        report.add_profile(generation);
+        report
+    }
+
+    fn add_profile(&mut self, generation: &Generation) {
+        let phase_ns = |p: &Option<PhaseReport>| {
+            p.as_ref().map_or(0, |p| {
+                (p.timing.total_ns + u128::from(p.timing.warmup_ns.unwrap_or(0))) as u64
+            })
+        };
+        if let Some(records) = &generation.prefill_profile {
+            self.prefill_kernels = Some(profile::by_kind(records, phase_ns(&self.prefill)));
+        }
+        let Some(records) = &generation.decode_profile else {
+            return;
+        };
+        let decode_ns = phase_ns(&self.decode);
+        self.kernels = Some(profile::by_kind(records, decode_ns));
+        self.kernel_nodes = Some(profile::top_nodes(records, 10, decode_ns));
+        let steps = generation.decode.len().max(1) as f64;
+        let calls_per_step = records.iter().map(|r| r.calls).sum::<u64>() as f64 / steps;
+        let ns_per_call = profile::overhead_per_call_ns();
+        let step_ns = decode_ns as f64 / steps;
+        self.profiler_overhead = Some(ProfilerOverhead {
+            ns_per_call,
+            share_of_step: if step_ns > 0.0 {
+                ns_per_call * calls_per_step / step_ns
+            } else {
+                0.0
+            },
+        });
+    }
+
+    /// The short summary printed after generation.
+    pub fn summary(&self) -> String {
+        text::summary(self)
+    }
+
+    /// The `--kernel-timing` report.
+    pub fn detailed(&self) -> String {
+        text::detailed(self)
+    }
+}
+
+fn phases(generation: &Generation) -> (Option<PhaseReport>, Option<PhaseReport>) {
+    let n_prompt = generation.prompt_ids.len();
+    let prefill =
+        PhaseTiming::prefill(&generation.prefill, n_prompt as u64).map(|timing| PhaseReport {
+            test: crate::timing::phase_label("pp", n_prompt),
+            n_tokens: n_prompt,
+            timing,
+        });
+    let n_steps = generation.decode.len();
+    let decode = PhaseTiming::decode(&generation.decode, WarmupPolicy::IncludeAll).map(|timing| {
+        PhaseReport {
+            test: crate::timing::phase_label("tg", n_steps),
+            n_tokens: n_steps,
+            timing,
+        }
+    });
+    (prefill, decode)
+}
