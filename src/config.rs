@@ -441,48 +441,79 @@ fn mismatch_reason(found: &[u64], dims: &[(usize, String)]) -> String {
 }
 
 /// Every tensor a Qwen3 model needs, with its shape (outermost first) as the metadata implies.
-fn expected_tensors(c: &Qwen3Config, has_key_length: bool) -> Vec<Expected> {
-    let head_dim_from = if has_key_length {
-        KEY_LENGTH.to_string()
-    } else {
-        format!("{HIDDEN} / {HEADS}")
-    };
-    let hidden = (c.hidden, HIDDEN.to_string());
-    let vocab = (c.vocab, format!("the rows of {TOKEN_EMBD}"));
-    let head_dim = (c.head_dim, head_dim_from.clone());
-    let q = (c.q_dim(), format!("{HEADS} x {head_dim_from}"));
-    let kv = (c.kv_dim(), format!("{KV_HEADS} x {head_dim_from}"));
-    let ffn = (c.ffn, FFN.to_string());
-    let matrix = |name: String, dims: [&(usize, String); 2]| Expected {
+/// Lazy, so that a corrupt `block_count` of billions stops at the first missing layer instead
+/// of listing billions of tensors first.
+fn expected_tensors(c: &Qwen3Config, has_key_length: bool) -> impl Iterator<Item = Expected> {
+    let dims = ExpectedDims::new(c, has_key_length);
+    let global = [
+        matrix(TOKEN_EMBD.to_string(), [&dims.vocab, &dims.hidden]),
+        norm(OUTPUT_NORM.to_string(), &dims.hidden),
+        matrix(OUTPUT.to_string(), [&dims.vocab, &dims.hidden]),
+    ];
+    global
+        .into_iter()
+        .chain((0..c.layers).flat_map(move |i| dims.layer(i)))
+}
+
+/// Each dimension a tensor shape uses, with the metadata that sets it.
+struct ExpectedDims {
+    hidden: (usize, String),
+    vocab: (usize, String),
+    head_dim: (usize, String),
+    q: (usize, String),
+    kv: (usize, String),
+    ffn: (usize, String),
+}
+
+impl ExpectedDims {
+    fn new(c: &Qwen3Config, has_key_length: bool) -> ExpectedDims {
+        let head_dim_from = if has_key_length {
+            KEY_LENGTH.to_string()
+        } else {
+            format!("{HIDDEN} / {HEADS}")
+        };
+        ExpectedDims {
+            hidden: (c.hidden, HIDDEN.to_string()),
+            vocab: (c.vocab, format!("the rows of {TOKEN_EMBD}")),
+            head_dim: (c.head_dim, head_dim_from.clone()),
+            q: (c.q_dim(), format!("{HEADS} x {head_dim_from}")),
+            kv: (c.kv_dim(), format!("{KV_HEADS} x {head_dim_from}")),
+            ffn: (c.ffn, FFN.to_string()),
+        }
+    }
+
+    /// The tensors of block `i`.
+    fn layer(&self, i: usize) -> [Expected; 11] {
+        let n = |suffix: &str| format!("blk.{i}.{suffix}.weight");
+        let (hidden, q, kv, ffn) = (&self.hidden, &self.q, &self.kv, &self.ffn);
+        [
+            norm(n("attn_norm"), hidden),
+            matrix(n("attn_q"), [q, hidden]),
+            matrix(n("attn_k"), [kv, hidden]),
+            matrix(n("attn_v"), [kv, hidden]),
+            matrix(n("attn_output"), [hidden, q]),
+            norm(n("attn_q_norm"), &self.head_dim),
+            norm(n("attn_k_norm"), &self.head_dim),
+            norm(n("ffn_norm"), hidden),
+            matrix(n("ffn_gate"), [ffn, hidden]),
+            matrix(n("ffn_up"), [ffn, hidden]),
+            matrix(n("ffn_down"), [hidden, ffn]),
+        ]
+    }
+}
+
+fn matrix(name: String, dims: [&(usize, String); 2]) -> Expected {
+    Expected {
         name,
         dims: dims.into_iter().cloned().collect(),
         is_norm: false,
-    };
-    let norm = |name: String, dim: &(usize, String)| Expected {
+    }
+}
+
+fn norm(name: String, dim: &(usize, String)) -> Expected {
+    Expected {
         name,
         dims: vec![dim.clone()],
         is_norm: true,
-    };
-    let mut all = vec![
-        matrix(TOKEN_EMBD.to_string(), [&vocab, &hidden]),
-        norm(OUTPUT_NORM.to_string(), &hidden),
-        matrix(OUTPUT.to_string(), [&vocab, &hidden]),
-    ];
-    for i in 0..c.layers {
-        let n = |suffix: &str| format!("blk.{i}.{suffix}.weight");
-        all.extend([
-            norm(n("attn_norm"), &hidden),
-            matrix(n("attn_q"), [&q, &hidden]),
-            matrix(n("attn_k"), [&kv, &hidden]),
-            matrix(n("attn_v"), [&kv, &hidden]),
-            matrix(n("attn_output"), [&hidden, &q]),
-            norm(n("attn_q_norm"), &head_dim),
-            norm(n("attn_k_norm"), &head_dim),
-            norm(n("ffn_norm"), &hidden),
-            matrix(n("ffn_gate"), [&ffn, &hidden]),
-            matrix(n("ffn_up"), [&ffn, &hidden]),
-            matrix(n("ffn_down"), [&hidden, &ffn]),
-        ]);
     }
-    all
 }
