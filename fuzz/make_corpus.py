@@ -116,6 +116,21 @@ def every_value_type():
     return gguf(kv, [("t", "F16", [2, 3])], alignment=64)
 
 
+def nested_too_deep():
+    """An array nested one level deeper than the reader allows (8)."""
+    inner = ("u8", [1])
+    for _ in range(9):
+        inner = ("arr", [inner])
+    return gguf([("deep", "arr", inner)], [])
+
+
+def qwen3_extra_layer():
+    """block_count 1 but a blk.1 tensor: the config check must refuse it."""
+    base = qwen3(8, 2, 2, 1, 4, 16, 16, tied=True)
+    return base.replace(b"qwen3.block_count\x04\x00\x00\x00\x02",
+                        b"qwen3.block_count\x04\x00\x00\x00\x01")
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     files = {
@@ -125,6 +140,8 @@ def main():
         "one-row-each-type.gguf": gguf([("general.architecture", "str", "none")],
                                        [(ty.lower(), ty, [2, TYPES[ty][1] * 2 if TYPES[ty][1] > 1
                                                           else 8]) for ty in TYPES]),
+        "qwen3-extra-layer.gguf": qwen3_extra_layer(),
+        "nested-too-deep.gguf": nested_too_deep(),
         "empty-v3.gguf": gguf([], []),
         "empty-v2.gguf": gguf([], [], version=2),
         "version1.gguf": b"GGUF" + struct.pack("<IQQ", 1, 0, 0),
