@@ -17,3 +17,4 @@ pub mod sampler;
 pub mod sparkline;
 pub mod stream;
 pub mod timing;
+pub mod tokenizer;
