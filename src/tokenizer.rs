@@ -59,11 +59,10 @@ impl Tokenizer {
     /// Loads a Hugging Face tokenizer.json.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Tokenizer, TokenizerError> {
         let path = path.as_ref();
-        let inner =
-            tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizerError::Load {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizerError::Load {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         let eos_ids = named_ids(&inner, &from_gguf::END_OF_GENERATION);
         Ok(Self::assemble(
             inner,

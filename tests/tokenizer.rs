@@ -63,15 +63,25 @@ fn hf() -> tokenizers::Tokenizer {
 fn embedded_tokenizer_gives_the_ids_of_tokenizer_json() {
     let reference = hf();
     for &(name, text) in TEXTS {
-        let expected = reference.encode(text, true).expect("encode").get_ids().to_vec();
+        let expected = reference
+            .encode(text, true)
+            .expect("encode")
+            .get_ids()
+            .to_vec();
         assert_eq!(json().encode(text, true).unwrap(), expected, "{name}: json");
-        assert_eq!(embedded().encode(text, true).unwrap(), expected, "{name}: gguf");
+        assert_eq!(
+            embedded().encode(text, true).unwrap(),
+            expected,
+            "{name}: gguf"
+        );
     }
 }
 
 #[test]
 fn special_tokens_are_single_ids() {
-    let ids = embedded().encode("<|im_start|>user\nhi<|im_end|>", true).unwrap();
+    let ids = embedded()
+        .encode("<|im_start|>user\nhi<|im_end|>", true)
+        .unwrap();
     assert_eq!(ids.first(), Some(&IM_START));
     assert_eq!(ids.last(), Some(&IM_END));
     assert_eq!(ids.len(), 5, "<|im_start|> user \\n hi <|im_end|>: {ids:?}");
@@ -84,11 +94,18 @@ fn without_allow_special_control_tokens_are_plain_text() {
     let mut reference = hf();
     reference.set_encode_special_tokens(true);
     for &(name, text) in TEXTS {
-        let expected = reference.encode(text, true).expect("encode").get_ids().to_vec();
+        let expected = reference
+            .encode(text, true)
+            .expect("encode")
+            .get_ids()
+            .to_vec();
         for (which, tok) in [("json", json()), ("gguf", embedded())] {
             let ids = tok.encode(text, false).unwrap();
             assert_eq!(ids, expected, "{name}: {which}");
-            assert!(!ids.contains(&IM_START) && !ids.contains(&IM_END), "{name}: {which}");
+            assert!(
+                !ids.contains(&IM_START) && !ids.contains(&IM_END),
+                "{name}: {which}"
+            );
         }
     }
     // Non-special added tokens are still matched, as llama.cpp does with parse_special off.
@@ -102,7 +119,11 @@ fn decoding_round_trips() {
     for &(name, text) in TEXTS {
         for (which, tok) in [("json", json()), ("gguf", embedded())] {
             let ids = tok.encode(text, true).unwrap();
-            assert_eq!(tok.decode(&ids, Specials::Show).unwrap(), text, "{name}: {which}");
+            assert_eq!(
+                tok.decode(&ids, Specials::Show).unwrap(),
+                text,
+                "{name}: {which}"
+            );
         }
     }
 }
@@ -158,7 +179,10 @@ fn vocabulary_facts() {
     assert_eq!(embedded().bos_id(), Some(ENDOFTEXT));
     assert_eq!(json().bos_id(), None);
     assert_eq!(embedded().token_str(151935).as_deref(), Some("[PAD151935]"));
-    assert_eq!(embedded().decode(&[151700], Specials::Show).unwrap(), "[PAD151700]");
+    assert_eq!(
+        embedded().decode(&[151700], Specials::Show).unwrap(),
+        "[PAD151700]"
+    );
     assert_eq!(json().decode(&[151700], Specials::Show).unwrap(), "");
 }
 
@@ -229,6 +253,9 @@ fn mini() -> Gguf {
         .kv("tokenizer.ggml.eos_token_id", V::U32(4))
 }
 
+/// Which error a bad file must give.
+type Expect = fn(&TokenizerError) -> bool;
+
 fn load(g: Gguf) -> Result<Tokenizer, TokenizerError> {
     Tokenizer::from_gguf(&GgufFile::from_bytes(g.build()).expect("valid gguf"))
 }
@@ -236,7 +263,10 @@ fn load(g: Gguf) -> Result<Tokenizer, TokenizerError> {
 #[test]
 fn synthetic_vocabulary_encodes_with_its_merges_and_types() {
     let tok = load(mini()).unwrap();
-    assert_eq!(tok.encode("ab ab<think>a<|im_end|>", true).unwrap(), [2, 3, 2, 5, 0, 4]);
+    assert_eq!(
+        tok.encode("ab ab<think>a<|im_end|>", true).unwrap(),
+        [2, 3, 2, 5, 0, 4]
+    );
     assert_eq!(tok.eos_ids(), &[4]);
     assert_eq!((tok.vocab_size(), tok.max_id()), (6, 5));
     let with_bos = mini()
@@ -250,7 +280,7 @@ fn synthetic_vocabulary_encodes_with_its_merges_and_types() {
 
 #[test]
 fn unsupported_or_malformed_tokenizers_are_typed_errors() {
-    let cases: Vec<(&str, Gguf, fn(&TokenizerError) -> bool)> = vec![
+    let cases: Vec<(&str, Gguf, Expect)> = vec![
         (
             "no model key",
             mini().set("tokenizer.ggml.model", None),
@@ -293,13 +323,34 @@ fn unsupported_or_malformed_tokenizers_are_typed_errors() {
         ),
         (
             "duplicate token",
-            mini().set("tokenizer.ggml.tokens", Some(strs(&["a", "b", "ab", "Ġ", "a", "x"]))),
-            |e| matches!(e, TokenizerError::DuplicateToken { first: 0, second: 4, .. }),
+            mini().set(
+                "tokenizer.ggml.tokens",
+                Some(strs(&["a", "b", "ab", "Ġ", "a", "x"])),
+            ),
+            |e| {
+                matches!(
+                    e,
+                    TokenizerError::DuplicateToken {
+                        first: 0,
+                        second: 4,
+                        ..
+                    }
+                )
+            },
         ),
         (
             "too few token types",
             mini().set("tokenizer.ggml.token_type", Some(i32s(&[1, 1]))),
-            |e| matches!(e, TokenizerError::TypeCount { tokens: 6, types: 2, .. }),
+            |e| {
+                matches!(
+                    e,
+                    TokenizerError::TypeCount {
+                        tokens: 6,
+                        types: 2,
+                        ..
+                    }
+                )
+            },
         ),
         (
             "eos out of range",

@@ -163,12 +163,12 @@ fn vocab(gguf: &str, tokens: &[String]) -> Result<Vocab, TokenizerError> {
 /// Merges are stored as "left right"; byte-level tokens never hold a plain space, but like
 /// llama.cpp we look for the separator after the first character.
 fn parse_merges(gguf: &GgufFile) -> Result<Merges, TokenizerError> {
-    let merges = gguf
-        .get_str_array("tokenizer.ggml.merges")
-        .map_err(|err| TokenizerError::Metadata {
-            gguf: gguf.source().to_string(),
-            err,
-        })?;
+    let merges =
+        gguf.get_str_array("tokenizer.ggml.merges")
+            .map_err(|err| TokenizerError::Metadata {
+                gguf: gguf.source().to_string(),
+                err,
+            })?;
     merges
         .iter()
         .enumerate()
