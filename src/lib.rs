@@ -1,5 +1,6 @@
 //! qwen-luminal: run Qwen3 GGUF models on the luminal deep-learning crate.
 
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod engine;
