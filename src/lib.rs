@@ -17,5 +17,6 @@ pub mod run;
 pub mod sampler;
 pub mod sparkline;
 pub mod stream;
+pub mod think;
 pub mod timing;
 pub mod tokenizer;
