@@ -64,12 +64,18 @@ impl Tokenizer {
             message: e.to_string(),
         })?;
         let eos_ids = named_ids(&inner, &from_gguf::END_OF_GENERATION);
+        // tokenizer.json may leave gaps in its ids: count them and find the largest.
+        let vocab = inner.get_vocab(true);
+        let ids = IdRange {
+            n_tokens: vocab.len(),
+            max_id: vocab.values().copied().max().unwrap_or(0),
+        };
         Ok(Self::assemble(
             inner,
             Source::TokenizerJson(path.to_path_buf()),
+            ids,
             eos_ids,
-            None,
-            false,
+            Bos::default(),
         ))
     }
 
@@ -79,33 +85,41 @@ impl Tokenizer {
         let built = from_gguf::build(gguf)?;
         let mut eos_ids: Vec<u32> = built.eos.into_iter().collect();
         eos_ids.extend(named_ids(&built.tokenizer, &from_gguf::END_OF_GENERATION));
+        // GGUF ids are the token positions, 0..n, unused padding rows included.
+        let ids = IdRange {
+            n_tokens: built.n_tokens,
+            max_id: u32::try_from(built.n_tokens.saturating_sub(1)).unwrap_or(u32::MAX),
+        };
+        let bos = Bos {
+            id: built.bos,
+            add: built.add_bos,
+        };
         Ok(Self::assemble(
             built.tokenizer,
             Source::Gguf(gguf.source().to_string()),
+            ids,
             eos_ids,
-            built.bos,
-            built.add_bos,
+            bos,
         ))
     }
 
     fn assemble(
         inner: tokenizers::Tokenizer,
         source: Source,
+        ids: IdRange,
         mut eos_ids: Vec<u32>,
-        bos: Option<u32>,
-        add_bos: bool,
+        bos: Bos,
     ) -> Tokenizer {
-        let vocab = inner.get_vocab(true);
         eos_ids.sort_unstable();
         eos_ids.dedup();
         Tokenizer {
             literal: OnceLock::new(),
             source,
-            n_tokens: vocab.len(),
-            max_id: vocab.values().copied().max().unwrap_or(0),
+            n_tokens: ids.n_tokens,
+            max_id: ids.max_id,
             eos_ids,
-            bos,
-            add_bos,
+            bos: bos.id,
+            add_bos: bos.add,
             inner,
         }
     }
@@ -207,6 +221,19 @@ impl Decode for &Tokenizer {
     fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
         Tokenizer::decode(self, ids, Specials::Skip)
     }
+}
+
+/// How many ids a tokenizer defines and the largest.
+struct IdRange {
+    n_tokens: usize,
+    max_id: u32,
+}
+
+/// The beginning-of-sequence token and whether encoding prepends it.
+#[derive(Default)]
+struct Bos {
+    id: Option<u32>,
+    add: bool,
 }
 
 fn named_ids(tokenizer: &tokenizers::Tokenizer, names: &[&str]) -> Vec<u32> {

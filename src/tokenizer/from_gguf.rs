@@ -31,6 +31,7 @@ pub(super) const END_OF_GENERATION: [&str; 2] = ["<|im_end|>", "<|endoftext|>"];
 /// The tokenizer and the special-token facts the metadata states.
 pub(super) struct Embedded {
     pub tokenizer: tokenizers::Tokenizer,
+    pub n_tokens: usize,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub add_bos: bool,
@@ -74,6 +75,7 @@ pub(super) fn build(gguf: &GgufFile) -> Result<Embedded, TokenizerError> {
 
     Ok(Embedded {
         tokenizer,
+        n_tokens: tokens.len(),
         bos: special_id(gguf, "tokenizer.ggml.bos_token_id", tokens.len())?,
         eos: special_id(gguf, "tokenizer.ggml.eos_token_id", tokens.len())?,
         add_bos: optional(gguf, gguf.get_bool("tokenizer.ggml.add_bos_token"))?.unwrap_or(false),
