@@ -1,5 +1,6 @@
 //! qwen-luminal: run Qwen3 GGUF models on the luminal deep-learning crate.
 
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod engine;
@@ -16,4 +17,6 @@ pub mod run;
 pub mod sampler;
 pub mod sparkline;
 pub mod stream;
+pub mod think;
 pub mod timing;
+pub mod tokenizer;
