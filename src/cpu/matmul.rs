@@ -236,7 +236,8 @@ impl Job<'_> {
         let cols = self.w.cols;
         let mut r = begin;
         while r < end {
-            let nr = self.ks.best_fit(self.row_tile.min(end - r), 1).rows;
+            let tt = self.token_tile.min(self.n_tokens);
+            let nr = self.ks.best_fit(self.row_tile.min(end - r), tt).rows;
             let (wp, rb) = match &self.dequant {
                 None => (self.w.data[r * self.row_bytes..].as_ptr(), self.row_bytes),
                 Some(buf) => {
@@ -252,7 +253,9 @@ impl Job<'_> {
             };
             let mut t = 0;
             while t < self.n_tokens {
-                let e = self.ks.best_fit(nr, self.token_tile.min(self.n_tokens - t));
+                let e = self
+                    .ks
+                    .with_rows(nr, self.token_tile.min(self.n_tokens - t));
                 let tile = Tile {
                     w: wp,
                     row_bytes: rb,

@@ -57,12 +57,26 @@ pub struct KernelSet {
 }
 
 impl KernelSet {
-    /// The largest tile with at most `rows` rows and `tokens` tokens (shapes include 1x1).
+    /// The tile covering the most outputs within `rows` x `tokens` (ties: more tokens, which
+    /// reuses each decoded weight more). Every set has a 1x1 tile.
     pub fn best_fit(&self, rows: usize, tokens: usize) -> TileEntry {
         let mut best = self.tiles[0];
         for e in self.tiles {
             let fits = e.rows <= rows && e.tokens <= tokens;
-            if fits && (e.rows, e.tokens) > (best.rows, best.tokens) {
+            if fits && (e.rows * e.tokens, e.tokens) > (best.rows * best.tokens, best.tokens) {
+                best = *e;
+            }
+        }
+        best
+    }
+
+    /// The tile with exactly `rows` rows (a shape the set has) and the most tokens within
+    /// `tokens`. Every row count in a set comes with a 1-token tile.
+    pub fn with_rows(&self, rows: usize, tokens: usize) -> TileEntry {
+        let mut best = self.tiles[0];
+        for e in self.tiles {
+            if e.rows == rows && e.tokens <= tokens && (best.rows != rows || e.tokens > best.tokens)
+            {
                 best = *e;
             }
         }

@@ -1,4 +1,213 @@
-//! stub
-pub fn tiles(c: u8) -> &'static [crate::cpu::dot::TileEntry] {
-    super::scalar_tiles(c)
+//! AVX-512 VNNI kernels for Q4_K, Q5_K, Q6_K: 64 weights per 512-bit vector.
+//!
+//! Quants are unpacked to unsigned bytes (Q6_K: `q` in 0..64, its `-32` folded into the
+//! activation sums); `vpmaddubsw` forms pair sums against the signed activations and
+//! `vpdpwssd` multiplies them by the sub-block scales into 32-bit sums, two instructions per
+//! 64 multiply-adds. Per super-block and (row, token): convert, scale, FMA, plus the mins.
+
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+use std::ptr::read_unaligned;
+
+use super::{block_bytes, Q4_K, Q5_K, Q6_K};
+use crate::cpu::dot::{tile_table, Tile, TileEntry};
+
+pub fn tiles(c: u8) -> &'static [TileEntry] {
+    macro_rules! shapes {
+        ($ty:tt) => {
+            tile_table!(tile, $ty; (1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4), (4, 1))
+        };
+    }
+    match c {
+        Q4_K => shapes!(Q4_K),
+        Q5_K => shapes!(Q5_K),
+        _ => shapes!(Q6_K),
+    }
+}
+
+/// A super-block's scales for one row.
+#[derive(Clone, Copy)]
+struct Header {
+    d: f32,
+    dmin: f32,
+    /// Q4_K/Q5_K: 8 scales, 8 mins as i16 (low, high 128 bits). Q6_K: 16 scales as i16.
+    sc: __m256i,
+    /// Q6_K: `-32 * scale`, for the offset correction.
+    corr: __m256i,
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+unsafe fn header<const TY: u8>(p: *const u8) -> Header {
+    if TY == Q6_K {
+        let h = read_unaligned(p.add(208) as *const u16) as i32;
+        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+        let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
+        let corr = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16::<5>(sc));
+        return Header {
+            d,
+            dmin: 0.0,
+            sc,
+            corr,
+        };
+    }
+    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(read_unaligned(p as *const i32)));
+    let (d, dmin) = (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
+    // ggml's 6-bit scale unpacking (get_scale_min_k4), four at a time.
+    let u0 = read_unaligned(p.add(4) as *const u32);
+    let u1 = read_unaligned(p.add(8) as *const u32);
+    let u2 = read_unaligned(p.add(12) as *const u32);
+    let (k1, k2, k3) = (0x3f3f_3f3f_u32, 0x0f0f_0f0f_u32, 0x0303_0303_u32);
+    let sc = (u0 & k1) as u64 | ((((u2 & k2) | (((u0 >> 6) & k3) << 4)) as u64) << 32);
+    let mn = (u1 & k1) as u64 | (((((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4)) as u64) << 32);
+    let both = _mm_set_epi64x(mn as i64, sc as i64);
+    Header {
+        d,
+        dmin,
+        sc: _mm256_cvtepu8_epi16(both),
+        corr: _mm256_setzero_si256(),
+    }
+}
+
+/// 16-bit lane indices spreading the scales over chunk `j`'s 32 pair sums.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn scale_index<const TY: u8>(j: usize) -> __m512i {
+    // Q4_K/Q5_K: sub-blocks 2j, 2j+1 (16 lanes each); Q6_K: groups 4j..4j+4 (8 lanes each).
+    let (first, per) = if TY == Q6_K { (4 * j, 8) } else { (2 * j, 16) };
+    let mut idx = [0i16; 32];
+    for (l, v) in idx.iter_mut().enumerate() {
+        *v = (first + l / per) as i16;
+    }
+    // SAFETY: reads the 64 bytes of `idx`.
+    unsafe { _mm512_loadu_si512(idx.as_ptr() as *const _) }
+}
+
+/// Chunk `j` (weights 64j..64j+64) of the super-block at `p`: unsigned quants, lane scales.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn chunk<const TY: u8>(
+    p: *const u8,
+    j: usize,
+    h: &Header,
+    idx: __m512i,
+) -> (__m512i, __m512i) {
+    let sc = _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(h.sc));
+    let nib = _mm512_set1_epi8(0x0F);
+    let q = match TY {
+        Q4_K | Q5_K => {
+            let qs = if TY == Q4_K { 16 } else { 48 };
+            let raw = _mm256_loadu_si256(p.add(qs + 32 * j) as *const __m256i);
+            let shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
+            let mut q =
+                _mm512_and_si512(_mm512_srlv_epi64(_mm512_broadcast_i64x4(raw), shift), nib);
+            if TY == Q5_K {
+                // qh bit 2j is the fifth bit of sub-block 2j, bit 2j+1 of sub-block 2j+1.
+                let qh = _mm256_loadu_si256(p.add(16) as *const __m256i);
+                let one = _mm512_setr_epi64(0, 0, 0, 0, 1, 1, 1, 1);
+                let hq = _mm512_srlv_epi64(_mm512_broadcast_i64x4(qh), one);
+                let hit = _mm512_test_epi8_mask(hq, _mm512_set1_epi8(1 << (2 * j)));
+                q = _mm512_mask_add_epi8(q, hit, q, _mm512_set1_epi8(16));
+            }
+            q
+        }
+        _ => {
+            // Half n of 128 weights: chunk A = low nibbles with qh bits 0-1 / 2-3,
+            // chunk B = high nibbles with qh bits 4-5 / 6-7.
+            let n = j / 2;
+            let ql = _mm512_loadu_si512(p.add(64 * n) as *const _);
+            let qh = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
+            let two = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+            let hq = _mm512_srlv_epi64(_mm512_broadcast_i64x4(qh), two);
+            let m30 = _mm512_set1_epi8(0x30);
+            // ternary logic 0xF8: a | (b & c)
+            if j % 2 == 0 {
+                let lo = _mm512_and_si512(ql, nib);
+                _mm512_ternarylogic_epi32::<0xF8>(lo, _mm512_slli_epi16::<4>(hq), m30)
+            } else {
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(ql), nib);
+                _mm512_ternarylogic_epi32::<0xF8>(hi, hq, m30)
+            }
+        }
+    };
+    (q, sc)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
+unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
+    let bs = block_bytes(TY);
+    let nsb = a.cols / 256;
+    let acts = a.acts;
+    let mut qs = [std::ptr::null::<i8>(); T];
+    let mut ds = [std::ptr::null::<f32>(); T];
+    let mut sums = [std::ptr::null::<i16>(); T];
+    for t in 0..T {
+        let tok = a.t0 + t;
+        qs[t] = acts.tok_qs(tok).as_ptr();
+        ds[t] = acts.tok_d(tok).as_ptr();
+        sums[t] = if TY == Q6_K {
+            acts.tok_bsums16(tok).as_ptr()
+        } else {
+            acts.tok_bsums32(tok).as_ptr()
+        };
+    }
+    let idx = [
+        scale_index::<TY>(0),
+        scale_index::<TY>(1),
+        scale_index::<TY>(2),
+        scale_index::<TY>(3),
+    ];
+    let zi = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
+    let mut hdr = [Header {
+        d: 0.0,
+        dmin: 0.0,
+        sc: _mm256_setzero_si256(),
+        corr: _mm256_setzero_si256(),
+    }; R];
+    let mut ch = [(zi, zi); R];
+    for sb in 0..nsb {
+        for r in 0..R {
+            hdr[r] = header::<TY>(a.w.add(r * a.row_bytes + sb * bs));
+        }
+        let mut isum = [[zi; T]; R];
+        for j in 0..4 {
+            for r in 0..R {
+                let p = a.w.add(r * a.row_bytes + sb * bs);
+                ch[r] = chunk::<TY>(p, j, &hdr[r], idx[j]);
+            }
+            for t in 0..T {
+                let av = _mm512_loadu_si512(qs[t].add(256 * sb + 64 * j) as *const _);
+                for r in 0..R {
+                    let pairs = _mm512_maddubs_epi16(ch[r].0, av);
+                    isum[r][t] = _mm512_dpwssd_epi32(isum[r][t], pairs, ch[r].1);
+                }
+            }
+        }
+        for t in 0..T {
+            let da = *ds[t].add(sb);
+            for r in 0..R {
+                let h = &hdr[r];
+                let dd = _mm512_set1_ps(h.d * da);
+                if TY == Q6_K {
+                    let bs16 = _mm256_loadu_si256(sums[t].add(16 * sb) as *const __m256i);
+                    let c = _mm256_madd_epi16(h.corr, bs16);
+                    let i = _mm512_add_epi32(isum[r][t], _mm512_zextsi256_si512(c));
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), dd, acc[r][t]);
+                } else {
+                    let bs32 = _mm_loadu_si128(sums[t].add(8 * sb) as *const __m128i);
+                    let m = _mm_madd_epi16(_mm256_extracti128_si256::<1>(h.sc), bs32);
+                    let v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), dd, acc[r][t]);
+                    let mins = _mm512_cvtepi32_ps(_mm512_zextsi128_si512(m));
+                    acc[r][t] = _mm512_fmadd_ps(mins, _mm512_set1_ps(-(h.dmin * da)), v);
+                }
+            }
+        }
+    }
+    for r in 0..R {
+        for t in 0..T {
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = _mm512_reduce_add_ps(acc[r][t]);
+        }
+    }
 }
