@@ -3,78 +3,15 @@
 //! counts and tile shapes against each other, the activation quantizers against ggml's rules.
 
 use qwen::cpu::quantize::{reference, ActFormat, QuantActs};
+use qwen::cpu::synth::{random_input, random_weights, Rng};
 use qwen::cpu::{
     cpu_features, dequantize_row, matmul, Isa, KernelError, MatmulPlan, Scratch, ThreadPool,
     WeightMatrix, KERNEL_TYPES,
 };
 use qwen::quant::GgmlType;
 
-/// xorshift64*: small, seeded, good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [lo, hi).
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() >> 56) as u8).collect()
-    }
-}
-
 fn put_f16(b: &mut [u8], off: usize, v: f32) {
     b[off..off + 2].copy_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes());
-}
-
-/// Random but valid weights: random quants, finite scales of realistic size.
-fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
-    let n_blocks = rows * cols / ty.block_size();
-    let ts = ty.type_size();
-    let mut data = rng.bytes(n_blocks * ts);
-    for b in data.chunks_exact_mut(ts) {
-        match ty {
-            GgmlType::F32 => b.copy_from_slice(&rng.uniform(-1.0, 1.0).to_le_bytes()),
-            GgmlType::F16 => put_f16(b, 0, rng.uniform(-1.0, 1.0)),
-            GgmlType::BF16 => {
-                let bits = rng.uniform(-1.0, 1.0).to_bits() >> 16;
-                b.copy_from_slice(&(bits as u16).to_le_bytes());
-            }
-            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 => {
-                put_f16(b, 0, rng.uniform(-0.05, 0.05))
-            }
-            GgmlType::Q4_1 | GgmlType::Q5_1 => {
-                put_f16(b, 0, rng.uniform(0.0, 0.05));
-                put_f16(b, 2, rng.uniform(-0.5, 0.0));
-            }
-            GgmlType::Q4_K | GgmlType::Q5_K => {
-                put_f16(b, 0, rng.uniform(0.0, 0.01));
-                put_f16(b, 2, rng.uniform(0.0, 0.01));
-            }
-            GgmlType::Q6_K => put_f16(b, 208, rng.uniform(-0.01, 0.01)),
-            _ => unreachable!(),
-        }
-    }
-    data
-}
-
-/// Activations with a few outliers, as real hidden states have.
-fn random_input(rng: &mut Rng, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| {
-            let v = rng.uniform(-1.0, 1.0);
-            if i % 97 == 5 {
-                v * 20.0
-            } else {
-                v
-            }
-        })
-        .collect()
 }
 
 fn dequantized(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Vec<f32> {
@@ -186,7 +123,7 @@ fn cols_for(ty: GgmlType) -> [usize; 2] {
 fn every_path_matches_scalar_and_exact_math() {
     let pool = ThreadPool::new(2).unwrap();
     let isas = cpu_features().available();
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = Rng::new(0x1234_5678_9abc_def1);
     for ty in KERNEL_TYPES {
         for cols in cols_for(ty) {
             let rows = 7;
@@ -227,7 +164,7 @@ fn every_path_matches_scalar_and_exact_math() {
 #[test]
 fn f32_activation_path_matches_exact_math() {
     let pool = ThreadPool::new(2).unwrap();
-    let mut rng = Rng(77);
+    let mut rng = Rng::new(77);
     for ty in KERNEL_TYPES.into_iter().filter(|t| !is_float(*t)) {
         let (rows, cols) = (9, cols_for(ty)[1]);
         let data = random_weights(&mut rng, ty, rows, cols);
@@ -257,7 +194,7 @@ fn f32_activation_path_matches_exact_math() {
 #[test]
 fn thread_counts_and_tile_shapes_give_identical_bits() {
     let pool = ThreadPool::new(3).unwrap();
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     for ty in KERNEL_TYPES {
         let (rows, cols) = (37, cols_for(ty)[1]);
         let data = random_weights(&mut rng, ty, rows, cols);
@@ -382,7 +319,7 @@ fn tricky_inputs(rng: &mut Rng) -> Vec<Vec<f32>> {
 #[test]
 fn activation_quantizers_follow_ggml() {
     let pool = ThreadPool::new(2).unwrap();
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     for x in tricky_inputs(&mut rng) {
         let (q0, d0) = ggml_q8_0(&x);
         let (qk, dk, sk) = ggml_q8_k(&x);

@@ -13,6 +13,7 @@ pub mod matmul;
 pub mod pool;
 pub mod quantize;
 mod shared;
+pub mod synth;
 
 pub use blocks::{dequantize_row, KERNEL_TYPES};
 pub use error::KernelError;

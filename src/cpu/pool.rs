@@ -1,8 +1,10 @@
 //! A persistent thread pool for kernel calls: workers spin briefly between calls, then park.
 //!
-//! A decode step makes ~200 matmul calls of 20-200 µs each, so waking threads must cost far
-//! less than a microsecond or two. Workers that finished a job spin on an epoch counter for
-//! `spin` before parking on a condvar; the calling thread takes part as thread 0.
+//! A decode step makes ~200 matmul calls of 20-200 µs each, so starting a job must cost far
+//! less than a microsecond or two. Workers that finished a job spin on the job word for
+//! `spin` before parking on a condvar. Job indices are claimed, not assigned: the calling
+//! thread claims them too, so a worker the OS has descheduled delays nobody (its share is
+//! taken by whoever runs), and the caller waits only for indices already started.
 //! (benches/matmul.rs compares the per-call overhead with rayon's.)
 
 use std::cell::UnsafeCell;
@@ -16,12 +18,21 @@ use super::error::KernelError;
 
 type Job = dyn Fn(usize) + Sync;
 
+/// The job word: epoch (32 bits) | index count (16) | next unclaimed index (16). One word, so
+/// a claim can never mix one job's count or epoch with another's.
+fn word(epoch: u64, n: u64, next: u64) -> u64 {
+    (epoch << 32) | (n << 16) | next
+}
+
+fn epoch_of(w: u64) -> u64 {
+    w >> 32
+}
+
 struct Shared {
-    epoch: AtomicU64,
+    state: AtomicU64,
     /// The job of the current epoch; its lifetime is erased (see `run`).
     job: UnsafeCell<Option<&'static Job>>,
-    active: AtomicUsize,
-    remaining: AtomicUsize,
+    done: AtomicUsize,
     sleepers: AtomicUsize,
     panicked: AtomicBool,
     shutdown: AtomicBool,
@@ -30,10 +41,43 @@ struct Shared {
     spin: Duration,
 }
 
-// SAFETY: `job` is written only by the thread in `run` before it publishes a new epoch
-// (Release) and read by workers after they observe it (Acquire); `run` waits until every
-// worker is done with it before it returns and the job can go away.
+// SAFETY: `job` is written only by the thread in `run`, before it publishes the epoch's job
+// word (SeqCst), and read by a thread only after it claimed an index of that epoch (a CAS on
+// the word); `run` waits until every claimed index is done before it returns or writes again.
 unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// Claims the next index of epoch `epoch`, if any is left.
+    fn claim(&self, epoch: u64) -> Option<usize> {
+        let mut w = self.state.load(Ordering::Acquire);
+        loop {
+            let (n, next) = ((w >> 16) & 0xFFFF, w & 0xFFFF);
+            if epoch_of(w) != epoch || next >= n {
+                return None;
+            }
+            match self
+                .state
+                .compare_exchange_weak(w, w + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(next as usize),
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// Runs claimed indices of `epoch` until none is left.
+    fn work(&self, epoch: u64) {
+        while let Some(i) = self.claim(epoch) {
+            // SAFETY: published before the epoch's word; see `Shared`.
+            if let Some(job) = unsafe { *self.job.get() } {
+                if catch_unwind(AssertUnwindSafe(|| job(i))).is_err() {
+                    self.panicked.store(true, Ordering::Relaxed);
+                }
+            }
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
 
 /// Threads for kernel calls; `run` broadcasts a job to the first `n` of them.
 pub struct ThreadPool {
@@ -51,10 +95,9 @@ impl ThreadPool {
     /// As [`ThreadPool::new`], with the time idle workers spin before parking.
     pub fn with_spin(n_threads: usize, spin: Duration) -> Result<Self, KernelError> {
         let shared = Arc::new(Shared {
-            epoch: AtomicU64::new(0),
+            state: AtomicU64::new(0),
             job: UnsafeCell::new(None),
-            active: AtomicUsize::new(0),
-            remaining: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
@@ -67,11 +110,11 @@ impl ThreadPool {
             workers: Vec::new(),
             busy: Mutex::new(()),
         };
-        for index in 1..n_threads.max(1) {
+        for index in 1..n_threads.clamp(1, 1 << 15) {
             let shared = Arc::clone(&pool.shared);
             let handle = std::thread::Builder::new()
                 .name(format!("qwen-kernel-{index}"))
-                .spawn(move || worker(&shared, index))
+                .spawn(move || worker(&shared))
                 .map_err(|e| KernelError::Spawn(e.to_string()))?;
             pool.workers.push(handle);
         }
@@ -83,49 +126,48 @@ impl ThreadPool {
         self.workers.len() + 1
     }
 
-    /// Runs `f(i)` for `i in 0..n` on `n` threads (capped at the pool size), `f(0)` on the
-    /// calling thread, and returns when all are done. A nested or concurrent call runs
-    /// everything on the calling thread instead of waiting.
+    /// Runs `f(i)` once for each `i in 0..n` (`n` capped at the pool size) on the calling
+    /// thread and the workers, and returns when all are done. Each index runs on one thread
+    /// at a time, but which thread is not fixed. A nested or concurrent call runs everything
+    /// on the calling thread instead of waiting.
     pub fn run<F: Fn(usize) + Sync>(&self, n: usize, f: F) {
         let n = n.clamp(1, self.n_threads());
-        let _guard = match self.busy.try_lock() {
+        let guard = match self.busy.try_lock() {
             Ok(g) => Some(g),
             Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
             Err(TryLockError::WouldBlock) => None,
         };
-        if n == 1 || _guard.is_none() {
+        if n == 1 || guard.is_none() {
             (0..n).for_each(&f);
             return;
         }
         let s = &*self.shared;
         let job: &(dyn Fn(usize) + Sync + '_) = &f;
-        // SAFETY: lifetime erased; `wait_workers` below outlasts every use of it.
+        // SAFETY: lifetime erased; `wait_done` below outlasts every use of it.
         let job: &'static Job = unsafe { std::mem::transmute(job) };
         unsafe { *s.job.get() = Some(job) };
-        s.active.store(n, Ordering::Relaxed);
-        s.remaining.store(n - 1, Ordering::Relaxed);
-        s.epoch.fetch_add(1, Ordering::SeqCst);
+        s.done.store(0, Ordering::Relaxed);
+        let epoch = (epoch_of(s.state.load(Ordering::Relaxed)) + 1) & 0xFFFF_FFFF;
+        s.state.store(word(epoch, n as u64, 0), Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _l = s.lock.lock().unwrap_or_else(|p| p.into_inner());
             s.wake.notify_all();
         }
-        let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
-        wait_workers(s);
+        s.work(epoch);
+        wait_done(s, n);
         unsafe { *s.job.get() = None };
-        if let Err(p) = mine {
-            resume_unwind(p);
-        }
         if s.panicked.swap(false, Ordering::Relaxed) {
-            panic!("a kernel thread panicked");
+            resume_unwind(Box::new("a kernel job panicked"));
         }
     }
 }
 
-fn wait_workers(s: &Shared) {
+/// Waits until all `n` indices are done; they were all claimed, so only running work is left.
+fn wait_done(s: &Shared, n: usize) {
     let mut spins = 0u32;
-    while s.remaining.load(Ordering::Acquire) != 0 {
+    while s.done.load(Ordering::Acquire) != n {
         spins += 1;
-        if spins < 1 << 16 {
+        if spins < 4096 {
             std::hint::spin_loop();
         } else {
             std::thread::yield_now();
@@ -133,23 +175,14 @@ fn wait_workers(s: &Shared) {
     }
 }
 
-fn worker(s: &Shared, index: usize) {
+fn worker(s: &Shared) {
     let mut seen = 0u64;
     loop {
         seen = match wait_epoch(s, seen) {
             Some(e) => e,
             None => return,
         };
-        if index >= s.active.load(Ordering::Relaxed) {
-            continue;
-        }
-        // SAFETY: published before the epoch we observed with Acquire; see `Shared`.
-        if let Some(job) = unsafe { *s.job.get() } {
-            if catch_unwind(AssertUnwindSafe(|| job(index))).is_err() {
-                s.panicked.store(true, Ordering::Relaxed);
-            }
-        }
-        s.remaining.fetch_sub(1, Ordering::Release);
+        s.work(seen);
     }
 }
 
@@ -158,7 +191,7 @@ fn wait_epoch(s: &Shared, seen: u64) -> Option<u64> {
     let start = Instant::now();
     let mut spins = 0u32;
     loop {
-        let e = s.epoch.load(Ordering::Acquire);
+        let e = epoch_of(s.state.load(Ordering::Acquire));
         if e != seen {
             return Some(e);
         }
@@ -172,7 +205,8 @@ fn wait_epoch(s: &Shared, seen: u64) -> Option<u64> {
         }
         let mut guard = s.lock.lock().unwrap_or_else(|p| p.into_inner());
         s.sleepers.fetch_add(1, Ordering::SeqCst);
-        while s.epoch.load(Ordering::SeqCst) == seen && !s.shutdown.load(Ordering::SeqCst) {
+        while epoch_of(s.state.load(Ordering::SeqCst)) == seen && !s.shutdown.load(Ordering::SeqCst)
+        {
             guard = s.wake.wait(guard).unwrap_or_else(|p| p.into_inner());
         }
         s.sleepers.fetch_sub(1, Ordering::SeqCst);
@@ -209,8 +243,21 @@ mod tests {
             }
             for (i, h) in hits.iter().enumerate() {
                 let want = if i < n.min(3) { 100 } else { 0 };
-                assert_eq!(h.load(Ordering::Relaxed), want, "thread {i} with n={n}");
+                assert_eq!(h.load(Ordering::Relaxed), want, "index {i} with n={n}");
             }
+        }
+    }
+
+    #[test]
+    fn the_caller_takes_the_share_of_a_sleeping_worker() {
+        // Workers park at once; the caller may finish before any of them wakes.
+        let pool = ThreadPool::with_spin(4, Duration::ZERO).unwrap();
+        for _ in 0..200 {
+            let count = AtomicUsize::new(0);
+            pool.run(4, |_| {
+                count.fetch_add(1, Ordering::Relaxed);
+            });
+            assert_eq!(count.load(Ordering::Relaxed), 4);
         }
     }
 

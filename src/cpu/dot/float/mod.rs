@@ -10,6 +10,8 @@ use crate::cpu::quantize::ActFormat;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+pub use avx2::hsum as hsum_avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -56,7 +58,7 @@ fn scalar_tiles(c: u8) -> &'static [TileEntry] {
 
 /// Weight `c` of a float row.
 #[inline(always)]
-fn weight<const TY: u8>(row: &[u8], c: usize) -> f32 {
+pub fn weight<const TY: u8>(row: &[u8], c: usize) -> f32 {
     match TY {
         F32 => f32::from_le_bytes([row[4 * c], row[4 * c + 1], row[4 * c + 2], row[4 * c + 3]]),
         F16 => f16_at(row, 2 * c),
