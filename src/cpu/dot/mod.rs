@@ -13,6 +13,8 @@ use super::quantize::{ActFormat, QuantActs};
 pub mod float;
 pub mod kquant;
 pub mod legacy;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 
 /// One call of a tile kernel.
 pub struct Tile<'a> {
