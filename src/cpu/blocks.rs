@@ -83,7 +83,7 @@ pub fn row_bytes(ty: GgmlType, cols: usize) -> Result<usize, KernelError> {
         return Err(KernelError::UnsupportedType(ty));
     }
     let block = ty.block_size();
-    if cols % block != 0 {
+    if !cols.is_multiple_of(block) {
         return Err(KernelError::PartialBlock { ty, cols, block });
     }
     (cols / block)

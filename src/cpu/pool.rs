@@ -199,7 +199,7 @@ fn wait_epoch(s: &Shared, seen: u64) -> Option<u64> {
             return None;
         }
         spins += 1;
-        if spins % 256 != 0 || start.elapsed() < s.spin {
+        if !spins.is_multiple_of(256) || start.elapsed() < s.spin {
             std::hint::spin_loop();
             continue;
         }

@@ -6,6 +6,9 @@ use std::arch::aarch64::*;
 /// `acc + four 4-byte dot products of a and b`, lane-wise, with `sdot` or without.
 ///
 /// The two forms give identical integers, so results never depend on which one ran.
+///
+/// # Safety
+/// With `DOT`, the CPU must have the dot-product extension.
 #[inline(always)]
 pub unsafe fn dot<const DOT: bool>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     if DOT {
@@ -28,6 +31,9 @@ pub unsafe fn dot<const DOT: bool>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -
 }
 
 /// Four f16 (as bits) widened to f32 exactly, subnormals, infinities and NaNs included.
+///
+/// # Safety
+/// NEON only, which every aarch64 CPU has.
 #[inline(always)]
 pub unsafe fn f16x4_to_f32(h: uint16x4_t) -> float32x4_t {
     let w = vmovl_u16(h);

@@ -95,6 +95,9 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
 }
 
 /// Horizontal sum of 8 lanes, in a fixed order.
+///
+/// # Safety
+/// The CPU must have AVX2.
 #[inline]
 #[target_feature(enable = "avx2")]
 pub fn hsum(v: __m256) -> f32 {

@@ -81,7 +81,7 @@ unsafe fn header<const TY: u8>(p: *const u8) -> Header {
 #[target_feature(enable = "avx2")]
 unsafe fn sub<const TY: u8>(p: *const u8, j: usize, h: &Header) -> (__m256i, __m256i) {
     let nib = _mm256_set1_epi8(0x0F);
-    let shift = _mm_cvtsi32_si128(if j % 2 == 0 { 0 } else { 4 });
+    let shift = _mm_cvtsi32_si128(if j.is_multiple_of(2) { 0 } else { 4 });
     if TY == Q6_K {
         let (n, quarter) = (j / 4, j % 4);
         let ql = _mm256_loadu_si256(p.add(64 * n + 32 * (quarter % 2)) as *const __m256i);

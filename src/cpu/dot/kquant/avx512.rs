@@ -122,7 +122,7 @@ unsafe fn chunk<const TY: u8>(
             let hq = _mm512_srlv_epi64(_mm512_broadcast_i64x4(qh), two);
             let m30 = _mm512_set1_epi8(0x30);
             // ternary logic 0xF8: a | (b & c)
-            if j % 2 == 0 {
+            if j.is_multiple_of(2) {
                 let lo = _mm512_and_si512(ql, nib);
                 _mm512_ternarylogic_epi32::<0xF8>(lo, _mm512_slli_epi16::<4>(hq), m30)
             } else {

@@ -107,9 +107,9 @@ fn dot<const TY: u8>(row: &[u8], acts: &QuantActs, t: usize) -> f32 {
             for g in 0..16 {
                 let mut gsum = 0i32;
                 let mut scale = 0;
-                for i in 16 * g..16 * g + 16 {
+                for (i, &av) in a.iter().enumerate().skip(16 * g).take(16) {
                     let (q, sc) = q6(b, i);
-                    gsum += q * a[i] as i32;
+                    gsum += q * av as i32;
                     scale = sc;
                 }
                 isum += scale * gsum;

@@ -102,7 +102,7 @@ unsafe fn sub<const TY: u8>(p: *const u8, j: usize) -> (int8x16_t, int8x16_t) {
     let mut out = [vdupq_n_s8(0); 2];
     for (h, o) in out.iter_mut().enumerate() {
         let x = vld1q_u8(qs.add(16 * h));
-        let mut q = if j % 2 == 0 {
+        let mut q = if j.is_multiple_of(2) {
             vandq_u8(x, nib)
         } else {
             vshrq_n_u8::<4>(x)
