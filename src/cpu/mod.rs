@@ -14,6 +14,7 @@ pub mod pool;
 pub mod quantize;
 mod shared;
 pub mod synth;
+pub mod tune;
 
 pub use blocks::{dequantize_row, KERNEL_TYPES};
 pub use error::KernelError;
