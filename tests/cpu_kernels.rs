@@ -5,8 +5,8 @@
 use qwen::cpu::quantize::{reference, ActFormat, QuantActs};
 use qwen::cpu::synth::{random_input, random_weights, Rng};
 use qwen::cpu::{
-    cpu_features, dequantize_row, matmul, Isa, KernelError, MatmulPlan, Scratch, ThreadPool,
-    WeightMatrix, KERNEL_TYPES,
+    cpu_features, dequantize_row, matmul, matmul_multi, Isa, KernelError, MatmulPlan, Scratch,
+    ThreadPool, WeightMatrix, KERNEL_TYPES,
 };
 use qwen::quant::GgmlType;
 
@@ -478,4 +478,96 @@ fn hand_built_blocks_dequantize_as_ggml_defines() {
     b[0] = 1;
     dequantize_row(GgmlType::Q6_K, &b, &mut out).unwrap();
     assert_eq!(out[0], 62.0);
+}
+
+#[test]
+fn several_matrices_in_one_call_match_separate_calls() {
+    let pool = ThreadPool::new(2).unwrap();
+    let mut rng = Rng::new(11);
+    let cols = 512;
+    for group in [
+        [GgmlType::Q8_0, GgmlType::Q8_0, GgmlType::Q8_0],
+        [GgmlType::Q4_K, GgmlType::Q4_K, GgmlType::Q6_K],
+        [GgmlType::F32, GgmlType::F16, GgmlType::BF16],
+    ] {
+        let rows = [24, 8, 13];
+        let data: Vec<Vec<u8>> = group
+            .iter()
+            .zip(rows)
+            .map(|(&ty, r)| random_weights(&mut rng, ty, r, cols))
+            .collect();
+        let ws: Vec<WeightMatrix> = group
+            .iter()
+            .zip(rows)
+            .zip(&data)
+            .map(|((&ty, r), d)| WeightMatrix::new(ty, r, cols, d).unwrap())
+            .collect();
+        for n in [1, 5] {
+            let x = random_input(&mut rng, n * cols);
+            for isa in cpu_features().available() {
+                let plan = MatmulPlan::for_isa(isa);
+                let mut outs: Vec<Vec<f32>> = rows.iter().map(|r| vec![0.0; n * r]).collect();
+                let mut ys: Vec<&mut [f32]> = outs.iter_mut().map(|v| &mut v[..]).collect();
+                matmul_multi(&pool, &ws, &x, n, &mut ys, &plan, &mut Scratch::default()).unwrap();
+                for (w, got) in ws.iter().zip(&outs) {
+                    let want = run(&pool, w, &x, n, &plan);
+                    let same = want
+                        .iter()
+                        .zip(got)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{} in {group:?} on {isa}, n={n}", w.ty);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn several_matrices_must_agree_on_input_shape_and_format() {
+    let pool = ThreadPool::new(2).unwrap();
+    let plan = MatmulPlan::default();
+    let mut s = Scratch::default();
+    let a = vec![0u8; 2 * 34];
+    let b = vec![0u8; 2 * 18];
+    let c = vec![0u8; 2 * 68];
+    let q8 = WeightMatrix::new(GgmlType::Q8_0, 2, 32, &a).unwrap();
+    let q4 = WeightMatrix::new(GgmlType::Q4_0, 2, 32, &b).unwrap();
+    let wide = WeightMatrix::new(GgmlType::Q8_0, 2, 64, &c).unwrap();
+    let (mut y1, mut y2) = (vec![0.0; 2], vec![0.0; 2]);
+    let e = matmul_multi(
+        &pool,
+        &[q8, q4],
+        &[0.0; 32],
+        1,
+        &mut [&mut y1, &mut y2],
+        &plan,
+        &mut s,
+    );
+    assert!(
+        matches!(e, Err(KernelError::FormatMismatch { .. })),
+        "{e:?}"
+    );
+    let e = matmul_multi(
+        &pool,
+        &[q8, wide],
+        &[0.0; 32],
+        1,
+        &mut [&mut y1, &mut y2],
+        &plan,
+        &mut s,
+    );
+    assert!(matches!(e, Err(KernelError::ColsMismatch { .. })), "{e:?}");
+    let e = matmul_multi(
+        &pool,
+        &[q8, q8],
+        &[0.0; 32],
+        1,
+        &mut [&mut y1],
+        &plan,
+        &mut s,
+    );
+    assert!(matches!(e, Err(KernelError::OutputCount { .. })), "{e:?}");
+    let nine = [q8; 9];
+    let e = matmul_multi(&pool, &nine, &[0.0; 32], 1, &mut [], &plan, &mut s);
+    assert!(matches!(e, Err(KernelError::TooManyMatrices(9))), "{e:?}");
 }

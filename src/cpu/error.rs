@@ -32,6 +32,14 @@ pub enum KernelError {
     },
     #[error("the {0} kernels need CPU features this machine lacks")]
     IsaUnavailable(Isa),
+    #[error("one call takes at most 8 matrices, {0} were given")]
+    TooManyMatrices(usize),
+    #[error("{matrices} matrices need {matrices} outputs, {outputs} were given")]
+    OutputCount { matrices: usize, outputs: usize },
+    #[error("matrices sharing an input need the same columns ({first} and {other})")]
+    ColsMismatch { first: usize, other: usize },
+    #[error("{first} and {other} weights quantize activations differently; multiply them in separate calls")]
+    FormatMismatch { first: GgmlType, other: GgmlType },
     #[error("matrix size overflows usize")]
     Overflow,
     #[error("could not start thread pool worker: {0}")]

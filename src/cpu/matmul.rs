@@ -164,49 +164,126 @@ pub fn matmul(
     plan: &MatmulPlan,
     scratch: &mut Scratch,
 ) -> Result<(), KernelError> {
-    let row_bytes = w.row_bytes()?;
-    check_len("input x", x.len(), n_tokens, w.cols)?;
-    check_len("output y", y.len(), n_tokens, w.rows)?;
+    matmul_multi(
+        pool,
+        std::slice::from_ref(w),
+        x,
+        n_tokens,
+        &mut [y],
+        plan,
+        scratch,
+    )
+}
+
+/// The most matrices one [`matmul_multi`] call takes.
+pub const MAX_MATRICES: usize = 8;
+
+/// [`matmul`] for several matrices sharing one input (q/k/v, gate/up): the activations are
+/// quantized once and all rows go through one pool job, with one wait at the end.
+/// `ys[i]` receives `ws[i]`'s output. All matrices need the same `cols` and the same
+/// activation format (e.g. K-quants together, Q8_0 with Q8_0).
+pub fn matmul_multi(
+    pool: &ThreadPool,
+    ws: &[WeightMatrix<'_>],
+    x: &[f32],
+    n_tokens: usize,
+    ys: &mut [&mut [f32]],
+    plan: &MatmulPlan,
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    let Some(first) = ws.first() else {
+        return Ok(());
+    };
+    if ws.len() > MAX_MATRICES {
+        return Err(KernelError::TooManyMatrices(ws.len()));
+    }
+    if ys.len() != ws.len() {
+        return Err(KernelError::OutputCount {
+            matrices: ws.len(),
+            outputs: ys.len(),
+        });
+    }
     if !cpu_features().supports(plan.isa) {
         return Err(KernelError::IsaUnavailable(plan.isa));
     }
-    let ks = kernel_set(w.ty, plan.isa, plan.quantize_activations)?;
-    if n_tokens == 0 || w.rows == 0 {
+    check_len("input x", x.len(), n_tokens, first.cols)?;
+    let mut sets = [None; MAX_MATRICES];
+    for (i, (w, y)) in ws.iter().zip(ys.iter()).enumerate() {
+        w.row_bytes()?;
+        if w.cols != first.cols {
+            return Err(KernelError::ColsMismatch {
+                first: first.cols,
+                other: w.cols,
+            });
+        }
+        check_len("output y", y.len(), n_tokens, w.rows)?;
+        let ks = kernel_set(w.ty, plan.isa, plan.quantize_activations)?;
+        if let Some(Some(k0)) = sets.first() {
+            let k0: &KernelSet = k0;
+            if k0.fmt != ks.fmt {
+                return Err(KernelError::FormatMismatch {
+                    first: first.ty,
+                    other: w.ty,
+                });
+            }
+        }
+        sets[i] = Some(ks);
+    }
+    if n_tokens == 0 {
         return Ok(());
     }
     let threads = match plan.threads {
         0 => pool.n_threads(),
         n => n.min(pool.n_threads()),
     };
-    scratch.acts.prepare(ks.fmt, n_tokens, w.cols);
+    let fmt = sets[0].map_or(ActFormat::F32, |k| k.fmt);
+    scratch.acts.prepare(fmt, n_tokens, first.cols);
     scratch.acts.quantize(pool, threads, x, plan.isa);
 
-    let row_tile = plan.row_tile.clamp(1, ks.max_rows());
-    let dequant = ks.fmt == ActFormat::F32 && !is_float(w.ty);
-    if dequant && scratch.rows_f32.len() < threads * row_tile * w.cols {
-        scratch.rows_f32.resize(threads * row_tile * w.cols, 0.0);
+    let mut parts: [Option<Part<'_>>; MAX_MATRICES] = Default::default();
+    let mut n_chunks = 0;
+    let mut dequant_rows = 0;
+    for (i, (w, y)) in ws.iter().zip(ys.iter_mut()).enumerate() {
+        let Some(ks) = sets[i] else { continue };
+        let row_tile = plan.row_tile.clamp(1, ks.max_rows());
+        let chunk = plan.rows_per_chunk.max(1).div_ceil(row_tile) * row_tile;
+        let dequant = ks.fmt == ActFormat::F32 && !is_float(w.ty);
+        if dequant {
+            dequant_rows = dequant_rows.max(row_tile);
+        }
+        parts[i] = Some(Part {
+            w,
+            row_bytes: w.row_bytes()?,
+            ks,
+            row_tile,
+            chunk,
+            first_chunk: n_chunks,
+            dequant,
+            y: SharedMut::new(y),
+        });
+        n_chunks += w.rows.div_ceil(chunk);
+    }
+    let per_thread = dequant_rows * first.cols;
+    if scratch.rows_f32.len() < threads * per_thread {
+        scratch.rows_f32.resize(threads * per_thread, 0.0);
     }
     let job = Job {
-        w,
-        row_bytes,
+        parts,
         x,
+        cols: first.cols,
         n_tokens,
-        ks,
-        row_tile,
-        token_tile: plan.token_tile.clamp(1, ks.max_tokens()),
+        token_tile: plan.token_tile.max(1),
         acts: &scratch.acts,
-        dequant: dequant.then(|| SharedMut::new(&mut scratch.rows_f32[..])),
-        y: SharedMut::new(y),
+        rows_f32: SharedMut::new(&mut scratch.rows_f32[..]),
+        per_thread,
     };
-    let chunk = plan.rows_per_chunk.max(1).div_ceil(row_tile) * row_tile;
-    let n_chunks = w.rows.div_ceil(chunk);
     let next = AtomicUsize::new(0);
     pool.run(threads.min(n_chunks), |tid| loop {
         let c = next.fetch_add(1, Ordering::Relaxed);
         if c >= n_chunks {
             break;
         }
-        job.rows(tid, c * chunk, ((c + 1) * chunk).min(w.rows));
+        job.chunk(tid, c);
     });
     Ok(())
 }
@@ -215,47 +292,70 @@ fn is_float(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
 }
 
-/// Everything the threads of one call share.
-struct Job<'a> {
+/// One matrix of a call, as the threads see it.
+struct Part<'a> {
     w: &'a WeightMatrix<'a>,
     row_bytes: usize,
-    x: &'a [f32],
-    n_tokens: usize,
     ks: KernelSet,
     row_tile: usize,
-    token_tile: usize,
-    acts: &'a QuantActs,
-    /// Per-thread f32 rows (`row_tile * cols` each) when quantized weights run in f32.
-    dequant: Option<SharedMut<'a, f32>>,
+    chunk: usize,
+    /// Index of this matrix's first chunk in the call's chunk numbering.
+    first_chunk: usize,
+    /// Quantized weights on the f32 path: rows are dequantized into the thread's buffer.
+    dequant: bool,
     y: SharedMut<'a, f32>,
 }
 
+/// Everything the threads of one call share.
+struct Job<'a> {
+    parts: [Option<Part<'a>>; MAX_MATRICES],
+    x: &'a [f32],
+    cols: usize,
+    n_tokens: usize,
+    token_tile: usize,
+    acts: &'a QuantActs,
+    /// `per_thread` f32s per job index, for dequantized rows.
+    rows_f32: SharedMut<'a, f32>,
+    per_thread: usize,
+}
+
 impl Job<'_> {
-    /// Rows `begin..end` for every token, on thread `tid`.
-    fn rows(&self, tid: usize, begin: usize, end: usize) {
-        let cols = self.w.cols;
+    /// Chunk `c` of the call's numbering, on job index `tid`.
+    fn chunk(&self, tid: usize, c: usize) {
+        let part = self
+            .parts
+            .iter()
+            .flatten()
+            .take_while(|p| p.first_chunk <= c)
+            .last();
+        if let Some(p) = part {
+            let begin = (c - p.first_chunk) * p.chunk;
+            self.rows(p, tid, begin, (begin + p.chunk).min(p.w.rows));
+        }
+    }
+
+    /// Rows `begin..end` of `p` for every token, on job index `tid`.
+    fn rows(&self, p: &Part<'_>, tid: usize, begin: usize, end: usize) {
+        let cols = self.cols;
+        let tt = self.token_tile.min(p.ks.max_tokens()).min(self.n_tokens);
         let mut r = begin;
         while r < end {
-            let tt = self.token_tile.min(self.n_tokens);
-            let nr = self.ks.best_fit(self.row_tile.min(end - r), tt).rows;
-            let (wp, rb) = match &self.dequant {
-                None => (self.w.data[r * self.row_bytes..].as_ptr(), self.row_bytes),
-                Some(buf) => {
-                    // SAFETY: thread `tid` alone uses this part of the buffer.
-                    let f = unsafe { buf.slice(tid * self.row_tile * cols, nr * cols) };
-                    for (i, out) in f.chunks_exact_mut(cols).enumerate() {
-                        let row = &self.w.data[(r + i) * self.row_bytes..][..self.row_bytes];
-                        // Cannot fail: the matrix was checked before the threads started.
-                        let _ = dequantize_row(self.w.ty, row, out);
-                    }
-                    (f.as_ptr() as *const u8, cols * 4)
+            let nr = p.ks.best_fit(p.row_tile.min(end - r), tt).rows;
+            let (wp, rb) = if p.dequant {
+                // SAFETY: job index `tid` runs on one thread at a time and owns this part.
+                let f = unsafe { self.rows_f32.slice(tid * self.per_thread, nr * cols) };
+                for (i, out) in f.chunks_exact_mut(cols).enumerate() {
+                    let row = &p.w.data[(r + i) * p.row_bytes..][..p.row_bytes];
+                    // Cannot fail: the matrix was checked before the threads started.
+                    let _ = dequantize_row(p.w.ty, row, out);
                 }
+                (f.as_ptr() as *const u8, cols * 4)
+            } else {
+                (p.w.data[r * p.row_bytes..].as_ptr(), p.row_bytes)
             };
             let mut t = 0;
             while t < self.n_tokens {
-                let e = self
-                    .ks
-                    .with_rows(nr, self.token_tile.min(self.n_tokens - t));
+                let e = p.ks.with_rows(nr, tt.min(self.n_tokens - t));
                 let tile = Tile {
                     w: wp,
                     row_bytes: rb,
@@ -264,8 +364,8 @@ impl Job<'_> {
                     t0: t,
                     acts: self.acts,
                     x: self.x,
-                    y: self.y.as_ptr(),
-                    y_stride: self.w.rows,
+                    y: p.y.as_ptr(),
+                    y_stride: p.w.rows,
                 };
                 // SAFETY: rows r..r+nr and tokens t..t+e.tokens exist (checked above and by
                 // best_fit); this thread alone owns rows r..r+nr of every token's output; the

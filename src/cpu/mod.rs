@@ -19,5 +19,7 @@ pub mod tune;
 pub use blocks::{dequantize_row, KERNEL_TYPES};
 pub use error::KernelError;
 pub use features::{CpuFeatures, Isa};
-pub use matmul::{cpu_features, matmul, MatmulPlan, Scratch, WeightMatrix};
+pub use matmul::{
+    cpu_features, matmul, matmul_multi, MatmulPlan, Scratch, WeightMatrix, MAX_MATRICES,
+};
 pub use pool::ThreadPool;
