@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use qwen::cpu::synth::{random_input, random_weights, Rng};
 use qwen::cpu::{
-    cpu_features, dequantize_row, matmul, MatmulPlan, Scratch, ThreadPool, WeightMatrix,
-    KERNEL_TYPES,
+    cpu_features, dequantize_row, matmul, matmul_multi, MatmulPlan, Scratch, ThreadPool,
+    WeightMatrix, KERNEL_TYPES,
 };
 use qwen::quant::GgmlType;
 
@@ -299,12 +299,35 @@ fn section_model(pool: &ThreadPool, max_threads: usize, bw: &[f64], types: &[Ggm
                 threads,
                 ..MatmulPlan::new()
             };
+            let mut yb = vec![0.0; 3072 * PREFILL];
             let mut run_step = |n: usize| {
-                for (i, w) in mats.iter().enumerate() {
+                let mut i = 0;
+                while i < mats.len() {
+                    // Per layer: q, k, v in one call, o, gate and up in one call, down.
+                    let group = match i % 7 {
+                        _ if i == mats.len() - 1 => 1,
+                        0 => 3,
+                        4 => 2,
+                        _ => 1,
+                    };
                     // Prefill computes logits for the last token only, as llama.cpp does.
                     let n = if i == mats.len() - 1 { 1 } else { n };
-                    let (xs, ys) = (&x[..n * w.cols], &mut y[..n * w.rows]);
-                    matmul(pool, w, xs, n, ys, &plan, &mut s).expect("matmul");
+                    let ws = &mats[i..i + group];
+                    let xs = &x[..n * ws[0].cols];
+                    if group == 1 {
+                        let ys = &mut y[..n * ws[0].rows];
+                        matmul(pool, &ws[0], xs, n, ys, &plan, &mut s).expect("matmul");
+                    } else {
+                        let (a, b) = y.split_at_mut(n * ws[0].rows);
+                        let (b, c) = b.split_at_mut(n * ws[1].rows);
+                        let mut ys: [&mut [f32]; 3] = [a, b, &mut c[..]];
+                        if group == 3 {
+                            ys[2] = &mut yb[..n * ws[2].rows];
+                        }
+                        matmul_multi(pool, ws, xs, n, &mut ys[..group], &plan, &mut s)
+                            .expect("matmul");
+                    }
+                    i += group;
                 }
             };
             let dec = per_call(Duration::from_secs(2), || run_step(1));

@@ -135,6 +135,10 @@ pub struct QuantActs {
     pub bsums16: Vec<i16>,
     /// Q8_K: sums of 32 quants (8 per super-block), for the K-quant mins.
     pub bsums32: Vec<i16>,
+    /// Q8_K: the quants again, sub-blocks of each super-block in Q4_K/Q5_K nibble order
+    /// (0, 2, 1, 3, 4, 6, 5, 7), so one 64-byte load of Q4_K quants meets its activations
+    /// as two whole vectors (low nibbles, high nibbles).
+    qs_k4_buf: Vec<i8>,
 }
 
 fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
@@ -199,6 +203,12 @@ impl QuantActs {
         &self.bsums16[t * n..(t + 1) * n]
     }
 
+    /// Token `t`'s Q8_K quants in Q4_K nibble order (see the field).
+    pub fn tok_qs_k4(&self, t: usize) -> &[i8] {
+        let off = self.qs_k4_buf.as_ptr().align_offset(64).min(63);
+        &self.qs_k4_buf[off + t * self.stride..off + (t + 1) * self.stride]
+    }
+
     /// Token `t`'s Q8_K sums per 32.
     pub fn tok_bsums32(&self, t: usize) -> &[i16] {
         let n = self.stride / QK;
@@ -222,6 +232,7 @@ impl QuantActs {
             ActFormat::Q8K => {
                 grow(&mut self.bsums16, n_tokens * self.stride / 16);
                 grow(&mut self.bsums32, blocks);
+                grow(&mut self.qs_k4_buf, n_tokens * self.stride + 64);
             }
             ActFormat::Q8_0 { .. } | ActFormat::Q8_1 => {
                 grow(&mut self.d4, lanes);
@@ -274,8 +285,18 @@ impl QuantActs {
             s4: SharedMut::new(&mut self.s4),
             bsums16: SharedMut::new(&mut self.bsums16),
             bsums32: SharedMut::new(&mut self.bsums32),
+            qs_k4: SharedMut::new(k4_slice(&mut self.qs_k4_buf, qs_len)),
         }
     }
+}
+
+/// The 64-byte aligned `len` bytes of the Q4_K-order buffer (empty when not in use).
+fn k4_slice(buf: &mut [i8], len: usize) -> &mut [i8] {
+    if buf.len() < len + 64 {
+        return &mut [];
+    }
+    let off = buf.as_ptr().align_offset(64).min(63);
+    &mut buf[off..off + len]
 }
 
 /// The activation buffers, shared by the threads quantizing disjoint tokens.
@@ -291,6 +312,7 @@ struct Parts<'a> {
     s4: SharedMut<'a, f32>,
     bsums16: SharedMut<'a, i16>,
     bsums32: SharedMut<'a, i16>,
+    qs_k4: SharedMut<'a, i8>,
 }
 
 impl<'a> Parts<'a> {
@@ -317,6 +339,7 @@ impl<'a> Parts<'a> {
             s4: part(&self.s4, t, lanes),
             bsums16: part(&self.bsums16, t, self.stride / 16),
             bsums32: part(&self.bsums32, t, self.stride / QK),
+            qs_k4: part(&self.qs_k4, t, self.stride),
         }
     }
 }
@@ -332,6 +355,7 @@ struct TokenBufs<'a> {
     s4: &'a mut [f32],
     bsums16: &'a mut [i16],
     bsums32: &'a mut [i16],
+    qs_k4: &'a mut [i8],
 }
 
 impl TokenBufs<'_> {
@@ -373,6 +397,12 @@ impl TokenBufs<'_> {
                 );
                 for (b32, b16) in self.bsums32.iter_mut().zip(self.bsums16.chunks_exact(2)) {
                     *b32 = b16[0] + b16[1];
+                }
+                let blocks = self.qs[..cols].chunks_exact(QK_K);
+                for (q, k4) in blocks.zip(self.qs_k4.chunks_exact_mut(QK_K)) {
+                    for (dst, src) in [0, 2, 1, 3, 4, 6, 5, 7].into_iter().enumerate() {
+                        k4[QK * dst..QK * (dst + 1)].copy_from_slice(&q[QK * src..QK * (src + 1)]);
+                    }
                 }
             }
         }

@@ -1,7 +1,9 @@
 //! AVX-512 VNNI kernels for Q4_K, Q5_K, Q6_K: 64 weights per 512-bit vector.
 //!
 //! Quants are unpacked to unsigned bytes (Q6_K: `q` in 0..64, its `-32` folded into the
-//! activation sums); `vpmaddubsw` forms pair sums against the signed activations and
+//! activation sums). Q4_K/Q5_K read their activations in nibble order (sub-blocks 0, 2, 1,
+//! 3, ...), so 64 bytes of quants give two vectors with one AND or a shift and an AND.
+//! `vpmaddubsw` forms pair sums against the signed activations and
 //! `vpdpwssd` multiplies them by the sub-block scales into 32-bit sums, two instructions per
 //! 64 multiply-adds. Per super-block and (row, token): convert, scale, FMA, plus the mins.
 
@@ -31,8 +33,10 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
 struct Header {
     d: f32,
     dmin: f32,
-    /// Q4_K/Q5_K: 8 scales, 8 mins as i16 (low, high 128 bits). Q6_K: 16 scales as i16.
+    /// Q4_K/Q5_K: the 8 mins as i16 (low 128 bits). Q6_K: 16 scales as i16.
     sc: __m256i,
+    /// Q4_K/Q5_K: the 8 scale bytes in every 64-bit lane, for `vpshufb`.
+    sc_bytes: __m512i,
     /// Q6_K: `-32 * scale`, for the offset correction.
     corr: __m256i,
 }
@@ -49,6 +53,7 @@ unsafe fn header<const TY: u8>(p: *const u8) -> Header {
             d,
             dmin: 0.0,
             sc,
+            sc_bytes: _mm512_setzero_si512(),
             corr,
         };
     }
@@ -61,24 +66,37 @@ unsafe fn header<const TY: u8>(p: *const u8) -> Header {
     let (k1, k2, k3) = (0x3f3f_3f3f_u32, 0x0f0f_0f0f_u32, 0x0303_0303_u32);
     let sc = (u0 & k1) as u64 | ((((u2 & k2) | (((u0 >> 6) & k3) << 4)) as u64) << 32);
     let mn = (u1 & k1) as u64 | (((((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4)) as u64) << 32);
-    let both = _mm_set_epi64x(mn as i64, sc as i64);
     Header {
         d,
         dmin,
-        sc: _mm256_cvtepu8_epi16(both),
+        sc: _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64))),
+        sc_bytes: _mm512_set1_epi64(sc as i64),
         corr: _mm256_setzero_si256(),
     }
 }
 
-/// 16-bit lane indices spreading the scales over chunk `j`'s 32 pair sums.
+/// Which sub-blocks chunk `j` of a Q4_K/Q5_K super-block holds, in nibble order: (low 256
+/// bits, high 256 bits).
+const fn k4_subs(j: usize) -> (usize, usize) {
+    let base = 4 * (j / 2) + j % 2;
+    (base, base + 2)
+}
+
+/// Indices spreading the scales over chunk `j`'s 32 pair sums. Q6_K: 16-bit lanes for
+/// `vpermw` (groups 4j..4j+4, 8 lanes each). Q4_K/Q5_K: bytes for `vpshufb` picking the
+/// scale bytes of the chunk's sub-blocks, zero-extended to 16 bits.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn scale_index<const TY: u8>(j: usize) -> __m512i {
-    // Q4_K/Q5_K: sub-blocks 2j, 2j+1 (16 lanes each); Q6_K: groups 4j..4j+4 (8 lanes each).
-    let (first, per) = if TY == Q6_K { (4 * j, 8) } else { (2 * j, 16) };
     let mut idx = [0i16; 32];
     for (l, v) in idx.iter_mut().enumerate() {
-        *v = (first + l / per) as i16;
+        *v = if TY == Q6_K {
+            (4 * j + l / 8) as i16
+        } else {
+            // the sub-block's scale byte, then 0x80: a zero high byte
+            let (lo, hi) = k4_subs(j);
+            (0x8000u16 | (if l < 16 { lo } else { hi }) as u16) as i16
+        };
     }
     // SAFETY: reads the 64 bytes of `idx`.
     unsafe { _mm512_loadu_si512(idx.as_ptr() as *const _) }
@@ -93,21 +111,30 @@ unsafe fn chunk<const TY: u8>(
     h: &Header,
     idx: __m512i,
 ) -> (__m512i, __m512i) {
-    let sc = _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(h.sc));
+    let sc = if TY == Q6_K {
+        _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(h.sc))
+    } else {
+        _mm512_shuffle_epi8(h.sc_bytes, idx)
+    };
     let nib = _mm512_set1_epi8(0x0F);
     let q = match TY {
         Q4_K | Q5_K => {
+            // 64 bytes of quants: low nibbles are sub-blocks (4h, 4h+2), high (4h+1, 4h+3).
             let qs = if TY == Q4_K { 16 } else { 48 };
-            let raw = _mm256_loadu_si256(p.add(qs + 32 * j) as *const __m256i);
-            let shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
-            let mut q =
-                _mm512_and_si512(_mm512_srlv_epi64(_mm512_broadcast_i64x4(raw), shift), nib);
+            let raw = _mm512_loadu_si512(p.add(qs + 64 * (j / 2)) as *const _);
+            let raw = if j.is_multiple_of(2) {
+                raw
+            } else {
+                _mm512_srli_epi16::<4>(raw)
+            };
+            let mut q = _mm512_and_si512(raw, nib);
             if TY == Q5_K {
-                // qh bit 2j is the fifth bit of sub-block 2j, bit 2j+1 of sub-block 2j+1.
-                let qh = _mm256_loadu_si256(p.add(16) as *const __m256i);
-                let one = _mm512_setr_epi64(0, 0, 0, 0, 1, 1, 1, 1);
-                let hq = _mm512_srlv_epi64(_mm512_broadcast_i64x4(qh), one);
-                let hit = _mm512_test_epi8_mask(hq, _mm512_set1_epi8(1 << (2 * j)));
+                // qh bit s of byte l is the fifth bit of weight l of sub-block s.
+                let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(p.add(16) as *const __m256i));
+                let (lo, hi) = k4_subs(j);
+                let sel =
+                    _mm512_inserti64x4::<1>(_mm512_set1_epi8(1 << lo), _mm256_set1_epi8(1 << hi));
+                let hit = _mm512_test_epi8_mask(qh, sel);
                 q = _mm512_mask_add_epi8(q, hit, q, _mm512_set1_epi8(16));
             }
             q
@@ -144,7 +171,11 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     let mut sums = [std::ptr::null::<i16>(); T];
     for t in 0..T {
         let tok = a.t0 + t;
-        qs[t] = acts.tok_qs(tok).as_ptr();
+        qs[t] = if TY == Q6_K {
+            acts.tok_qs(tok).as_ptr()
+        } else {
+            acts.tok_qs_k4(tok).as_ptr()
+        };
         ds[t] = acts.tok_d(tok).as_ptr();
         sums[t] = if TY == Q6_K {
             acts.tok_bsums16(tok).as_ptr()
@@ -164,6 +195,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
         d: 0.0,
         dmin: 0.0,
         sc: _mm256_setzero_si256(),
+        sc_bytes: zi,
         corr: _mm256_setzero_si256(),
     }; R];
     let mut ch = [(zi, zi); R];
@@ -197,7 +229,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
                     acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), dd, acc[r][t]);
                 } else {
                     let bs32 = _mm_loadu_si128(sums[t].add(8 * sb) as *const __m128i);
-                    let m = _mm_madd_epi16(_mm256_extracti128_si256::<1>(h.sc), bs32);
+                    let m = _mm_madd_epi16(_mm256_castsi256_si128(h.sc), bs32);
                     let v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), dd, acc[r][t]);
                     let mins = _mm512_cvtepi32_ps(_mm512_zextsi128_si512(m));
                     acc[r][t] = _mm512_fmadd_ps(mins, _mm512_set1_ps(-(h.dmin * da)), v);
