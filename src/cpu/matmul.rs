@@ -70,7 +70,9 @@ pub struct MatmulPlan {
     pub isa: Isa,
     /// Threads to use, capped at the pool's size; 0 means all of the pool.
     pub threads: usize,
-    /// Rows per work unit taken from the shared counter (rounded up to `row_tile`).
+    /// Rows per work unit taken from the shared counter (rounded up to `row_tile`); 0 picks
+    /// `rows / (2 * threads)` within 64..=256, which keeps the row streams long enough for
+    /// the hardware prefetchers and the threads busy to the end.
     pub rows_per_chunk: usize,
     /// Weight rows per tile (capped at what the kernels offer).
     pub row_tile: usize,
@@ -91,7 +93,7 @@ impl MatmulPlan {
         MatmulPlan {
             isa,
             threads: 0,
-            rows_per_chunk: 16,
+            rows_per_chunk: 0,
             row_tile: 4,
             token_tile: 4,
             quantize_activations: true,
@@ -100,11 +102,15 @@ impl MatmulPlan {
 
     /// Short description for `--kernel-timing`, e.g. "avx512vnni t2 chunk16 tile4x4 q8".
     pub fn describe(&self) -> String {
+        let chunk = match self.rows_per_chunk {
+            0 => "auto".to_string(),
+            n => n.to_string(),
+        };
         format!(
             "{} t{} chunk{} tile{}x{} {}",
             self.isa,
             self.threads,
-            self.rows_per_chunk,
+            chunk,
             self.row_tile,
             self.token_tile,
             if self.quantize_activations {
@@ -246,7 +252,11 @@ pub fn matmul_multi(
     for (i, (w, y)) in ws.iter().zip(ys.iter_mut()).enumerate() {
         let Some(ks) = sets[i] else { continue };
         let row_tile = plan.row_tile.clamp(1, ks.max_rows());
-        let chunk = plan.rows_per_chunk.max(1).div_ceil(row_tile) * row_tile;
+        let chunk = match plan.rows_per_chunk {
+            0 => (w.rows / (2 * threads)).clamp(64, 256),
+            n => n,
+        };
+        let chunk = chunk.div_ceil(row_tile) * row_tile;
         let dequant = ks.fmt == ActFormat::F32 && !is_float(w.ty);
         if dequant {
             dequant_rows = dequant_rows.max(row_tile);
@@ -335,45 +345,62 @@ impl Job<'_> {
     }
 
     /// Rows `begin..end` of `p` for every token, on job index `tid`.
+    ///
+    /// A tile of `nr` rows takes one row from each of `nr` equal stretches of the range
+    /// (rows `i, i + len, i + 2 len, ...`), so each of its rows streams through memory in
+    /// order as `i` advances: hardware prefetchers follow that, and not `nr` adjacent rows
+    /// read side by side.
     fn rows(&self, p: &Part<'_>, tid: usize, begin: usize, end: usize) {
-        let cols = self.cols;
         let tt = self.token_tile.min(p.ks.max_tokens()).min(self.n_tokens);
         let mut r = begin;
         while r < end {
             let nr = p.ks.best_fit(p.row_tile.min(end - r), tt).rows;
-            let (wp, rb) = if p.dequant {
-                // SAFETY: job index `tid` runs on one thread at a time and owns this part.
-                let f = unsafe { self.rows_f32.slice(tid * self.per_thread, nr * cols) };
-                for (i, out) in f.chunks_exact_mut(cols).enumerate() {
-                    let row = &p.w.data[(r + i) * p.row_bytes..][..p.row_bytes];
-                    // Cannot fail: the matrix was checked before the threads started.
-                    let _ = dequantize_row(p.w.ty, row, out);
-                }
-                (f.as_ptr() as *const u8, cols * 4)
-            } else {
-                (p.w.data[r * p.row_bytes..].as_ptr(), p.row_bytes)
-            };
-            let mut t = 0;
-            while t < self.n_tokens {
-                let e = p.ks.with_rows(nr, tt.min(self.n_tokens - t));
-                let tile = Tile {
-                    w: wp,
-                    row_bytes: rb,
-                    cols,
-                    r0: r,
-                    t0: t,
-                    acts: self.acts,
-                    x: self.x,
-                    y: p.y.as_ptr(),
-                    y_stride: p.w.rows,
-                };
-                // SAFETY: rows r..r+nr and tokens t..t+e.tokens exist (checked above and by
-                // best_fit); this thread alone owns rows r..r+nr of every token's output; the
-                // activations were prepared in the set's format; the ISA was checked.
-                unsafe { (e.f)(&tile) };
-                t += e.tokens;
+            let len = (end - r) / nr;
+            for i in 0..len {
+                self.tile_rows(p, tid, r + i, nr, len, tt);
             }
-            r += nr;
+            r += nr * len;
+        }
+    }
+
+    /// Rows `first + k * step` for `k in 0..nr`, every token.
+    fn tile_rows(&self, p: &Part<'_>, tid: usize, first: usize, nr: usize, step: usize, tt: usize) {
+        let cols = self.cols;
+        let (wp, w_stride, row_bytes) = if p.dequant {
+            // SAFETY: job index `tid` runs on one thread at a time and owns this part.
+            let f = unsafe { self.rows_f32.slice(tid * self.per_thread, nr * cols) };
+            for (k, out) in f.chunks_exact_mut(cols).enumerate() {
+                let row = &p.w.data[(first + k * step) * p.row_bytes..][..p.row_bytes];
+                // Cannot fail: the matrix was checked before the threads started.
+                let _ = dequantize_row(p.w.ty, row, out);
+            }
+            (f.as_ptr() as *const u8, cols * 4, cols * 4)
+        } else {
+            let wp = p.w.data[first * p.row_bytes..].as_ptr();
+            (wp, step * p.row_bytes, p.row_bytes)
+        };
+        let mut t = 0;
+        while t < self.n_tokens {
+            let e = p.ks.with_rows(nr, tt.min(self.n_tokens - t));
+            let tile = Tile {
+                w: wp,
+                w_stride,
+                row_bytes,
+                cols,
+                r0: first,
+                y_step: step,
+                t0: t,
+                acts: self.acts,
+                x: self.x,
+                y: p.y.as_ptr(),
+                y_stride: p.w.rows,
+            };
+            // SAFETY: rows first + k * step (k < nr) and tokens t..t + e.tokens exist (the
+            // caller stays inside the matrix; with_rows stays inside the batch); this thread
+            // alone owns those rows' outputs; the activations were prepared in the set's
+            // format; the ISA was checked.
+            unsafe { (e.f)(&tile) };
+            t += e.tokens;
         }
     }
 }

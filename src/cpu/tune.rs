@@ -28,7 +28,7 @@ pub fn candidates(
     for &t in &thread_counts {
         if n_tokens == 1 {
             for row_tile in [1, 2, 4] {
-                for chunk in [8, 16, 32, 128] {
+                for chunk in [0, 32, 128, 512] {
                     out.push(MatmulPlan {
                         threads: t,
                         rows_per_chunk: chunk,
@@ -41,7 +41,7 @@ pub fn candidates(
             }
         } else {
             for (row_tile, token_tile) in [(4, 4), (2, 4), (4, 2), (2, 2), (1, 4)] {
-                for chunk in [16, 64] {
+                for chunk in [0, 64] {
                     out.push(MatmulPlan {
                         threads: t,
                         rows_per_chunk: chunk,

@@ -18,12 +18,17 @@ pub mod neon;
 
 /// One call of a tile kernel.
 pub struct Tile<'a> {
-    /// The tile's first weight row; row `i` starts at `i * row_bytes`.
+    /// The tile's first weight row; row `i` starts at `i * w_stride`.
     pub w: *const u8,
+    /// Bytes from one of the tile's rows to the next (a multiple of `row_bytes`: the rows of a
+    /// tile need not be adjacent).
+    pub w_stride: usize,
+    /// Bytes in one row.
     pub row_bytes: usize,
     pub cols: usize,
-    /// Output row of the tile's first weight row.
+    /// Output row of the tile's first weight row; row `i` goes to `r0 + i * y_step`.
     pub r0: usize,
+    pub y_step: usize,
     /// The tile's first token.
     pub t0: usize,
     /// Quantized activations (formats other than F32).
@@ -38,9 +43,9 @@ pub struct Tile<'a> {
 /// A tile kernel.
 ///
 /// # Safety
-/// `w` must hold `R` rows of `row_bytes`; tokens `t0..t0 + T` must exist in the activations,
-/// prepared in the kernel set's format; `y` must be valid for the `R x T` outputs, which no
-/// other thread touches; the ISA must be supported by the CPU.
+/// `w` must hold `R` rows of `row_bytes`, `w_stride` apart; tokens `t0..t0 + T` must exist in
+/// the activations, prepared in the kernel set's format; `y` must be valid for the `R x T`
+/// outputs, which no other thread touches; the ISA must be supported by the CPU.
 pub type TileFn = unsafe fn(&Tile<'_>);
 
 /// A kernel for one tile shape.

@@ -62,7 +62,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     let mut c = 0;
     while c < full {
         for r in 0..R {
-            w[r] = weights::<TY>(a.w.add(r * a.row_bytes), c);
+            w[r] = weights::<TY>(a.w.add(r * a.w_stride), c);
         }
         for t in 0..T {
             let xv = _mm256_loadu_ps(xs[t].add(c));
@@ -74,7 +74,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     }
     if full < cols {
         for r in 0..R {
-            let tw = tail_weights::<TY>(a.w.add(r * a.row_bytes), a.row_bytes, full, cols);
+            let tw = tail_weights::<TY>(a.w.add(r * a.w_stride), a.row_bytes, full, cols);
             w[r] = _mm256_loadu_ps(tw.as_ptr());
         }
         for t in 0..T {
@@ -89,7 +89,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     }
     for r in 0..R {
         for t in 0..T {
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = hsum(acc[r][t]);
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) = hsum(acc[r][t]);
         }
     }
 }

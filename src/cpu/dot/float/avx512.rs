@@ -52,7 +52,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
             (1u16 << (cols - c)) - 1
         };
         for r in 0..R {
-            w[r] = weights::<TY>(a.w.add(r * a.row_bytes), c, k);
+            w[r] = weights::<TY>(a.w.add(r * a.w_stride), c, k);
         }
         for t in 0..T {
             let xv = _mm512_maskz_loadu_ps(k, xs[t].add(c));
@@ -64,7 +64,8 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     }
     for r in 0..R {
         for t in 0..T {
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = _mm512_reduce_add_ps(acc[r][t]);
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) =
+                _mm512_reduce_add_ps(acc[r][t]);
         }
     }
 }

@@ -69,14 +69,14 @@ pub fn weight<const TY: u8>(row: &[u8], c: usize) -> f32 {
 /// The scalar reference: a plain sequential sum.
 unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     for r in 0..R {
-        let row = std::slice::from_raw_parts(a.w.add(r * a.row_bytes), a.row_bytes);
+        let row = std::slice::from_raw_parts(a.w.add(r * a.w_stride), a.row_bytes);
         for t in 0..T {
             let x = &a.x[(a.t0 + t) * a.cols..(a.t0 + t + 1) * a.cols];
             let mut s = 0.0f32;
             for (c, &xv) in x.iter().enumerate() {
                 s += weight::<TY>(row, c) * xv;
             }
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = s;
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) = s;
         }
     }
 }

@@ -44,7 +44,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     while c < cols {
         let tail = c >= full;
         for r in 0..R {
-            let p = a.w.add(r * a.row_bytes);
+            let p = a.w.add(r * a.w_stride);
             w[r] = if tail {
                 let row = std::slice::from_raw_parts(p, a.row_bytes);
                 let mut tw = [0.0f32; 4];
@@ -72,7 +72,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     }
     for r in 0..R {
         for t in 0..T {
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = vaddvq_f32(acc[r][t]);
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) = vaddvq_f32(acc[r][t]);
         }
     }
 }

@@ -142,12 +142,12 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     let mut w = [(zi, zi); R];
     for sb in 0..nsb {
         for r in 0..R {
-            hdr[r] = header::<TY>(a.w.add(r * a.row_bytes + sb * bs));
+            hdr[r] = header::<TY>(a.w.add(r * a.w_stride + sb * bs));
         }
         let mut isum = [[zi; T]; R];
         for j in 0..8 {
             for r in 0..R {
-                w[r] = sub::<TY>(a.w.add(r * a.row_bytes + sb * bs), j, &hdr[r]);
+                w[r] = sub::<TY>(a.w.add(r * a.w_stride + sb * bs), j, &hdr[r]);
             }
             for t in 0..T {
                 let av = _mm256_loadu_si256(qs[t].add(256 * sb + 32 * j) as *const __m256i);
@@ -182,7 +182,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     }
     for r in 0..R {
         for t in 0..T {
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = hsum(acc[r][t]);
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) = hsum(acc[r][t]);
         }
     }
 }

@@ -201,12 +201,12 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     let mut ch = [(zi, zi); R];
     for sb in 0..nsb {
         for r in 0..R {
-            hdr[r] = header::<TY>(a.w.add(r * a.row_bytes + sb * bs));
+            hdr[r] = header::<TY>(a.w.add(r * a.w_stride + sb * bs));
         }
         let mut isum = [[zi; T]; R];
         for j in 0..4 {
             for r in 0..R {
-                let p = a.w.add(r * a.row_bytes + sb * bs);
+                let p = a.w.add(r * a.w_stride + sb * bs);
                 ch[r] = chunk::<TY>(p, j, &hdr[r], idx[j]);
             }
             for t in 0..T {
@@ -239,7 +239,8 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     }
     for r in 0..R {
         for t in 0..T {
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = _mm512_reduce_add_ps(acc[r][t]);
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) =
+                _mm512_reduce_add_ps(acc[r][t]);
         }
     }
 }

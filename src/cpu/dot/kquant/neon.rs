@@ -153,13 +153,13 @@ unsafe fn body<const TY: u8, const DOT: bool, const R: usize, const T: usize>(a:
     let mut w = [(vdupq_n_s8(0), vdupq_n_s8(0)); R];
     for sb in 0..nsb {
         for r in 0..R {
-            let p = a.w.add(r * a.row_bytes + sb * bs);
+            let p = a.w.add(r * a.w_stride + sb * bs);
             hdr[r] = header::<TY>(std::slice::from_raw_parts(p, bs));
         }
         let mut isum = [[zero; T]; R];
         for j in 0..8 {
             for r in 0..R {
-                w[r] = sub::<TY>(a.w.add(r * a.row_bytes + sb * bs), j);
+                w[r] = sub::<TY>(a.w.add(r * a.w_stride + sb * bs), j);
             }
             for t in 0..T {
                 let a0 = vld1q_s8(qs[t].add(256 * sb + 32 * j));
@@ -197,7 +197,8 @@ unsafe fn body<const TY: u8, const DOT: bool, const R: usize, const T: usize>(a:
     }
     for r in 0..R {
         for t in 0..T {
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = vaddvq_f32(acc[r][t]) + minacc[r][t];
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) =
+                vaddvq_f32(acc[r][t]) + minacc[r][t];
         }
     }
 }

@@ -109,7 +109,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     ); R];
     for b in 0..nb {
         for r in 0..R {
-            let (q, d, m) = unpack::<TY>(a.w.add(r * a.row_bytes + b * bs));
+            let (q, d, m) = unpack::<TY>(a.w.add(r * a.w_stride + b * bs));
             w[r] = (q, _mm256_sign_epi8(q, q), d, m);
         }
         for t in 0..T {
@@ -128,7 +128,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     }
     for r in 0..R {
         for t in 0..T {
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = hsum(acc[r][t]) + mins[r][t];
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) = hsum(acc[r][t]) + mins[r][t];
         }
     }
 }

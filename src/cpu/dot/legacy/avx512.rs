@@ -120,7 +120,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     while b < nb {
         let next = if b + 1 < nb { bs } else { 0 };
         for r in 0..R {
-            w[r] = unpack::<TY>(a.w.add(r * a.row_bytes + b * bs), next);
+            w[r] = unpack::<TY>(a.w.add(r * a.w_stride + b * bs), next);
         }
         for t in 0..T {
             let av = _mm512_loadu_si512(qs[t].add(32 * b) as *const _);
@@ -144,7 +144,8 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     }
     for r in 0..R {
         for t in 0..T {
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = _mm512_reduce_add_ps(acc[r][t]);
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) =
+                _mm512_reduce_add_ps(acc[r][t]);
         }
     }
 }

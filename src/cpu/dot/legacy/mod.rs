@@ -146,9 +146,10 @@ fn dot<const TY: u8>(row: &[u8], acts: &QuantActs, t: usize) -> f32 {
 
 unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     for r in 0..R {
-        let row = std::slice::from_raw_parts(a.w.add(r * a.row_bytes), a.row_bytes);
+        let row = std::slice::from_raw_parts(a.w.add(r * a.w_stride), a.row_bytes);
         for t in 0..T {
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = dot::<TY>(row, a.acts, a.t0 + t);
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) =
+                dot::<TY>(row, a.acts, a.t0 + t);
         }
     }
 }

@@ -112,7 +112,7 @@ unsafe fn body<const TY: u8, const DOT: bool, const R: usize, const T: usize>(a:
     let mut w = [(vdupq_n_s8(0), vdupq_n_s8(0), 0.0f32, 0.0f32); R];
     for b in 0..nb {
         for r in 0..R {
-            w[r] = unpack::<TY>(a.w.add(r * a.row_bytes + b * bs));
+            w[r] = unpack::<TY>(a.w.add(r * a.w_stride + b * bs));
         }
         for t in 0..T {
             let a0 = vld1q_s8(qs[t].add(32 * b));
@@ -130,7 +130,8 @@ unsafe fn body<const TY: u8, const DOT: bool, const R: usize, const T: usize>(a:
     }
     for r in 0..R {
         for t in 0..T {
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r) = vaddvq_f32(acc[r][t]) + mins[r][t];
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) =
+                vaddvq_f32(acc[r][t]) + mins[r][t];
         }
     }
 }
