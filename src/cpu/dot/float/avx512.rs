@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::{BF16, F16, F32};
-use crate::cpu::dot::{tile_table, Tile, TileEntry};
+use crate::cpu::dot::{tile_table, Tile, TileEntry, PREFETCH};
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
@@ -52,7 +52,13 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
             (1u16 << (cols - c)) - 1
         };
         for r in 0..R {
-            w[r] = weights::<TY>(a.w.add(r * a.w_stride), c, k);
+            let p = a.w.add(r * a.w_stride);
+            if T == 1 {
+                // Decode reads each weight once: ask for the bytes a little ahead in the stream.
+                let at = c * if TY == F32 { 4 } else { 2 };
+                _mm_prefetch::<_MM_HINT_T0>(p.add(at + PREFETCH) as *const i8);
+            }
+            w[r] = weights::<TY>(p, c, k);
         }
         for t in 0..T {
             let xv = _mm512_maskz_loadu_ps(k, xs[t].add(c));

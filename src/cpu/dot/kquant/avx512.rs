@@ -13,7 +13,7 @@ use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
 use super::{block_bytes, Q4_K, Q5_K, Q6_K};
-use crate::cpu::dot::{tile_table, Tile, TileEntry};
+use crate::cpu::dot::{tile_table, Tile, TileEntry, PREFETCH};
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
@@ -201,7 +201,14 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     let mut ch = [(zi, zi); R];
     for sb in 0..nsb {
         for r in 0..R {
-            hdr[r] = header::<TY>(a.w.add(r * a.w_stride + sb * bs));
+            let p = a.w.add(r * a.w_stride + sb * bs);
+            if T == 1 {
+                // Decode reads each weight once: ask for the bytes a little ahead in the stream.
+                for line in (0..bs - 1).step_by(64).skip(1) {
+                    _mm_prefetch::<_MM_HINT_T0>(p.add(PREFETCH + line) as *const i8);
+                }
+            }
+            hdr[r] = header::<TY>(p);
         }
         let mut isum = [[zi; T]; R];
         for j in 0..4 {

@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
 use super::{block_bytes, has_min, offset, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
-use crate::cpu::dot::{tile_table, Tile, TileEntry};
+use crate::cpu::dot::{tile_table, Tile, TileEntry, PREFETCH};
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
@@ -120,7 +120,12 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     while b < nb {
         let next = if b + 1 < nb { bs } else { 0 };
         for r in 0..R {
-            w[r] = unpack::<TY>(a.w.add(r * a.w_stride + b * bs), next);
+            let p = a.w.add(r * a.w_stride + b * bs);
+            if T == 1 {
+                // Decode reads each weight once: ask for the bytes a little ahead in the stream.
+                _mm_prefetch::<_MM_HINT_T0>(p.add(PREFETCH) as *const i8);
+            }
+            w[r] = unpack::<TY>(p, next);
         }
         for t in 0..T {
             let av = _mm512_loadu_si512(qs[t].add(32 * b) as *const _);
