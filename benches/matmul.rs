@@ -6,6 +6,9 @@
 //! step); prefill on warm weights. Baselines are measured in the same run: the machine's read
 //! bandwidth, and a naive single-thread dequantize-row-then-f32-dot.
 
+// Outputs are compared and reported by index; iterator chains would hide which one.
+#![allow(clippy::needless_range_loop)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

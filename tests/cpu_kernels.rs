@@ -2,6 +2,9 @@
 //! same quantized math, the quantized math against exact math on dequantized weights, thread
 //! counts and tile shapes against each other, the activation quantizers against ggml's rules.
 
+// Outputs are compared and reported by index; iterator chains would hide which one.
+#![allow(clippy::needless_range_loop)]
+
 use qwen::cpu::quantize::{reference, ActFormat, QuantActs};
 use qwen::cpu::synth::{random_input, random_weights, Rng};
 use qwen::cpu::{
@@ -293,8 +296,8 @@ fn tricky_inputs(rng: &mut Rng) -> Vec<Vec<f32>> {
         (0..512)
             .map(|i| if i % 64 == 3 { 3e30 } else { 1e-3 })
             .collect(),
-        (0..512)
-            .map(|i| if i % 7 == 0 { -4.0 } else { 4.0 })
+        (0..512usize)
+            .map(|i| if i.is_multiple_of(7) { -4.0 } else { 4.0 })
             .collect(),
         (0..512)
             .map(|i| (i % 33) as f32 * 127.0 / 32.0 - 63.5)
@@ -303,9 +306,9 @@ fn tricky_inputs(rng: &mut Rng) -> Vec<Vec<f32>> {
     v.push((0..512).map(|_| rng.uniform(-1.0, 1.0)).collect());
     // Exact ties: x / d lands on k + 0.5.
     v.push(
-        (0..512)
+        (0..512usize)
             .map(|i| {
-                if i % 32 == 0 {
+                if i.is_multiple_of(32) {
                     127.0
                 } else {
                     (i % 20) as f32 + 0.5
