@@ -40,7 +40,7 @@ pub fn candidates(
                 }
             }
         } else {
-            for (row_tile, token_tile) in [(4, 4), (2, 4), (4, 2), (2, 2), (1, 4)] {
+            for (row_tile, token_tile) in [(4, 4), (2, 4), (4, 2), (2, 2), (1, 4), (1, 8)] {
                 for chunk in [0, 64] {
                     out.push(MatmulPlan {
                         threads: t,

@@ -15,10 +15,11 @@ use std::ptr::read_unaligned;
 use super::{block_bytes, Q4_K, Q5_K, Q6_K};
 use crate::cpu::dot::{tile_table, Tile, TileEntry, PREFETCH};
 
+/// No 2x4 or 4x4 tiles: their accumulators spill (measured slower than 1x4 and 1x8).
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
         ($ty:tt) => {
-            tile_table!(tile, $ty; (1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4), (4, 1))
+            tile_table!(tile, $ty; (1, 1), (1, 2), (1, 4), (1, 8), (2, 1), (2, 2), (4, 1))
         };
     }
     match c {
@@ -90,33 +91,36 @@ const fn k4_subs(j: usize) -> (usize, usize) {
 
 /// Indices spreading the scales over chunk `j`'s 32 pair sums. Q6_K: 16-bit lanes for
 /// `vpermw` (groups 4j..4j+4, 8 lanes each). Q4_K/Q5_K: bytes for `vpshufb` picking the
-/// scale bytes of the chunk's sub-blocks, zero-extended to 16 bits.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn scale_index<const TY: u8>(j: usize) -> __m512i {
-    let mut idx = [0i16; 32];
-    for (l, v) in idx.iter_mut().enumerate() {
-        *v = if TY == Q6_K {
-            (4 * j + l / 8) as i16
-        } else {
-            // the sub-block's scale byte, then 0x80: a zero high byte
-            let (lo, hi) = k4_subs(j);
-            (0x8000u16 | (if l < 16 { lo } else { hi }) as u16) as i16
-        };
+/// scale bytes of the chunk's sub-blocks, zero-extended to 16 bits (high byte 0x80).
+/// A table in memory, not vectors kept in registers: the big tiles need every register.
+const fn scale_index(q6: bool) -> [[i16; 32]; 4] {
+    let mut out = [[0i16; 32]; 4];
+    let mut j = 0;
+    while j < 4 {
+        let mut l = 0;
+        while l < 32 {
+            out[j][l] = if q6 {
+                (4 * j + l / 8) as i16
+            } else {
+                let (lo, hi) = k4_subs(j);
+                (0x8000u16 | (if l < 16 { lo } else { hi }) as u16) as i16
+            };
+            l += 1;
+        }
+        j += 1;
     }
-    // SAFETY: reads the 64 bytes of `idx`.
-    unsafe { _mm512_loadu_si512(idx.as_ptr() as *const _) }
+    out
 }
+
+static INDEX_K4: [[i16; 32]; 4] = scale_index(false);
+static INDEX_Q6: [[i16; 32]; 4] = scale_index(true);
 
 /// Chunk `j` (weights 64j..64j+64) of the super-block at `p`: unsigned quants, lane scales.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn chunk<const TY: u8>(
-    p: *const u8,
-    j: usize,
-    h: &Header,
-    idx: __m512i,
-) -> (__m512i, __m512i) {
+unsafe fn chunk<const TY: u8>(p: *const u8, j: usize, h: &Header) -> (__m512i, __m512i) {
+    let table = if TY == Q6_K { &INDEX_Q6 } else { &INDEX_K4 };
+    let idx = _mm512_loadu_si512(table[j].as_ptr() as *const _);
     let sc = if TY == Q6_K {
         _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(h.sc))
     } else {
@@ -189,12 +193,6 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
             acts.tok_bsums32(tok).as_ptr()
         };
     }
-    let idx = [
-        scale_index::<TY>(0),
-        scale_index::<TY>(1),
-        scale_index::<TY>(2),
-        scale_index::<TY>(3),
-    ];
     let zi = _mm512_setzero_si512();
     let mut acc = [[_mm512_setzero_ps(); T]; R];
     let mut hdr = [Header {
@@ -220,7 +218,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
         for j in 0..4 {
             for r in 0..R {
                 let p = a.w.add(r * a.w_stride + sb * bs);
-                ch[r] = chunk::<TY>(p, j, &hdr[r], idx[j]);
+                ch[r] = chunk::<TY>(p, j, &hdr[r]);
             }
             for t in 0..T {
                 let av = _mm512_loadu_si512(qs[t].add(256 * sb + 64 * j) as *const _);
