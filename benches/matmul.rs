@@ -179,6 +179,27 @@ fn section_pool(max_threads: usize) {
         "empty job, {max_threads} threads: rayon broadcast {:.2} us/call",
         per_r * 1e6
     );
+    // A matmul too small to matter: what one call costs beyond its arithmetic.
+    let mut rng = Rng::new(3);
+    let data = random_weights(&mut rng, GgmlType::Q8_0, 8, 1024);
+    let w = WeightMatrix::new(GgmlType::Q8_0, 8, 1024, &data).expect("valid");
+    let x = random_input(&mut rng, 1024);
+    let mut y = vec![0.0; 8];
+    let mut s = Scratch::default();
+    for threads in 1..=max_threads {
+        let plan = MatmulPlan {
+            threads,
+            rows_per_chunk: 4,
+            ..MatmulPlan::new()
+        };
+        let per = per_call(Duration::from_millis(300), || {
+            matmul(&ours, &w, &x, 1, &mut y, &plan, &mut s).expect("matmul");
+        });
+        println!(
+            "8x1024 Q8_0 decode matmul, {threads} thread(s): {:.2} us/call",
+            per * 1e6
+        );
+    }
 }
 
 /// Seconds per call of the naive baseline on `w`: dequantize each row, sequential f32 dots.
