@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod engine;
 pub mod generate;
 pub mod gguf;

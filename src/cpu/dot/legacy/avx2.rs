@@ -1,0 +1,134 @@
+//! AVX2 kernels for the 32-blocks: one block per 256-bit vector.
+//!
+//! Weights are unpacked to signed bytes once per row; per (row, token) the sign trick
+//! (`|w|` times `a` with `w`'s sign) feeds `vpmaddubsw` without overflow, `vpmaddwd` sums the
+//! pairs, and the block's `d_w * d_a` scales the converted sum (ggml's AVX2 scheme).
+
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+use std::ptr::read_unaligned;
+
+use super::{block_bytes, has_min, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+use crate::cpu::dot::float::hsum_avx2 as hsum;
+use crate::cpu::dot::{tile_table, Tile, TileEntry};
+
+pub fn tiles(c: u8) -> &'static [TileEntry] {
+    macro_rules! shapes {
+        ($ty:tt) => {
+            tile_table!(tile, $ty; (1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4), (4, 1), (4, 2))
+        };
+    }
+    match c {
+        Q8_0 => shapes!(Q8_0),
+        Q4_0 => shapes!(Q4_0),
+        Q5_0 => shapes!(Q5_0),
+        Q4_1 => shapes!(Q4_1),
+        _ => shapes!(Q5_1),
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    let h = read_unaligned(p as *const u16) as i32;
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)))
+}
+
+/// Byte i is 0xFF where bit i of `bits` is set (ggml's bytes_from_bits_32).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn bit_bytes(bits: u32) -> __m256i {
+    let spread = _mm256_setr_epi64x(
+        0,
+        0x0101_0101_0101_0101,
+        0x0202_0202_0202_0202,
+        0x0303_0303_0303_0303,
+    );
+    let b = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), spread);
+    let b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+    _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1))
+}
+
+/// One block's weights as signed bytes, with `d` and `m`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn unpack<const TY: u8>(p: *const u8) -> (__m256i, f32, f32) {
+    let d = f16_at(p);
+    let m = if has_min(TY) { f16_at(p.add(2)) } else { 0.0 };
+    if TY == Q8_0 {
+        return (_mm256_loadu_si256(p.add(2) as *const __m256i), d, m);
+    }
+    let qs = match TY {
+        Q4_0 => 2,
+        Q4_1 => 4,
+        Q5_0 => 6,
+        _ => 8,
+    };
+    let x = _mm_loadu_si128(p.add(qs) as *const __m128i);
+    let nib = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(x, nib);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(x), nib);
+    let mut q = _mm256_set_m128i(hi, lo);
+    if TY == Q5_0 || TY == Q5_1 {
+        let qh = read_unaligned(p.add(if TY == Q5_0 { 2 } else { 4 }) as *const u32);
+        q = _mm256_or_si256(q, _mm256_and_si256(bit_bytes(qh), _mm256_set1_epi8(16)));
+    }
+    let sub = match TY {
+        Q4_0 => 8,
+        Q5_0 => 16,
+        _ => 0,
+    };
+    (_mm256_sub_epi8(q, _mm256_set1_epi8(sub)), d, m)
+}
+
+#[target_feature(enable = "avx2,f16c,fma")]
+unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
+    let bs = block_bytes(TY);
+    let nb = a.cols / 32;
+    let acts = a.acts;
+    let mut qs = [std::ptr::null::<i8>(); T];
+    let mut ds = [std::ptr::null::<f32>(); T];
+    let mut ss = [std::ptr::null::<f32>(); T];
+    for t in 0..T {
+        let tok = a.t0 + t;
+        qs[t] = acts.tok_qs(tok).as_ptr();
+        ds[t] = acts.tok_d(tok).as_ptr();
+        if has_min(TY) {
+            ss[t] = acts.tok_s(tok).as_ptr();
+        }
+    }
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    let mut mins = [[0.0f32; T]; R];
+    let mut w = [(
+        _mm256_setzero_si256(),
+        _mm256_setzero_si256(),
+        0.0f32,
+        0.0f32,
+    ); R];
+    for b in 0..nb {
+        for r in 0..R {
+            let (q, d, m) = unpack::<TY>(a.w.add(r * a.w_stride + b * bs));
+            w[r] = (q, _mm256_sign_epi8(q, q), d, m);
+        }
+        for t in 0..T {
+            let av = _mm256_loadu_si256(qs[t].add(32 * b) as *const __m256i);
+            let da = *ds[t].add(b);
+            for r in 0..R {
+                let (q, u, d, m) = w[r];
+                let pairs = _mm256_maddubs_epi16(u, _mm256_sign_epi8(av, q));
+                let sum = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                acc[r][t] = _mm256_fmadd_ps(sum, _mm256_set1_ps(d * da), acc[r][t]);
+                if has_min(TY) {
+                    mins[r][t] += m * *ss[t].add(b);
+                }
+            }
+        }
+    }
+    for r in 0..R {
+        for t in 0..T {
+            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) = hsum(acc[r][t]) + mins[r][t];
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! Activations quantized to 8 bits, as llama.cpp does before its integer dot products.
+//!
+//! Follows ggml's reference quantizers exactly (`quantize_row_q8_0_ref`, `quantize_row_q8_1_ref`,
+//! `quantize_row_q8_K_ref`): the same scale formulas, `roundf` (ties away from zero) for Q8_0
+//! and Q8_1, round-to-nearest-even (`nearest_int`) for Q8_K, and Q8_0/Q8_1 scales rounded
+//! through f16. The SIMD versions produce bit-identical blocks. Besides ggml's block contents
+//! the buffers hold per-lane tables (one entry per 4 activations) that the SIMD kernels load
+//! instead of rebuilding per row.
+
+use super::blocks::{round_f16, QK, QK_K};
+use super::features::Isa;
+use super::pool::ThreadPool;
+use super::shared::SharedMut;
+
+/// The form activations take for a weight type (ggml's `vec_dot_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActFormat {
+    /// f32 as given: float weights, or quantized weights on the f32 path.
+    F32,
+    /// Q8_0 blocks of 32. The x86 kernels feed unsigned weights `w + offset` to
+    /// unsigned-by-signed dot instructions, so the tables carry `-offset * sum` per lane.
+    Q8_0 { offset: i32 },
+    /// Q8_1 blocks of 32 with their scaled sums (Q4_1, Q5_1 weights).
+    Q8_1,
+    /// Q8_K super-blocks of 256 with sums per 16 (K-quant weights).
+    Q8K,
+}
+
+/// The reference quantizers, one token row at a time: what the SIMD versions must equal.
+pub mod reference {
+    use super::{round_f16, QK, QK_K};
+
+    /// `roundf`: nearest, ties away from zero (exact for |v| < 2^31, as the quantizers need).
+    #[inline(always)]
+    pub fn round_away(v: f32) -> i32 {
+        let t = v as i32;
+        let r = v - t as f32;
+        if r >= 0.5 {
+            t + 1
+        } else if r <= -0.5 {
+            t - 1
+        } else {
+            t
+        }
+    }
+
+    /// ggml's `nearest_int`: round to nearest even through the 1.5 * 2^23 trick.
+    #[inline(always)]
+    pub fn nearest_int(v: f32) -> i32 {
+        let val = v + 12_582_912.0;
+        (val.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
+    }
+
+    /// One Q8_0 block: returns the unrounded scale `amax / 127` (the block stores it as f16).
+    pub fn q8_block(x: &[f32], qs: &mut [i8]) -> f32 {
+        let amax = x
+            .iter()
+            .fold(0.0f32, |m, v| if m > v.abs() { m } else { v.abs() });
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for (q, &v) in qs.iter_mut().zip(x) {
+            *q = round_away(v * id) as i8;
+        }
+        d
+    }
+
+    /// `quantize_row_q8_0_ref`: `d` gets the f16-rounded scales, widened.
+    pub fn quantize_q8_0(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
+        for ((xb, qb), db) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).zip(d) {
+            *db = round_f16(q8_block(xb, qb));
+        }
+    }
+
+    /// `quantize_row_q8_1_ref`: as Q8_0, plus `s = f16(d * sum(qs))` per block.
+    pub fn quantize_q8_1(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+        let blocks = x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK));
+        for ((xb, qb), (db, sb)) in blocks.zip(d.iter_mut().zip(s)) {
+            let dd = q8_block(xb, qb);
+            let sum: i32 = qb.iter().map(|&q| q as i32).sum();
+            *db = round_f16(dd);
+            *sb = round_f16(sum as f32 * dd);
+        }
+    }
+
+    /// `quantize_row_q8_K_ref`: scale `-max/127` of the largest-magnitude value (the first one
+    /// on ties), quants clamped to 127, sums per 16.
+    pub fn quantize_q8_k(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
+        let blocks = x.chunks_exact(QK_K).zip(qs.chunks_exact_mut(QK_K));
+        for ((xb, qb), (db, bs)) in blocks.zip(d.iter_mut().zip(bsums.chunks_exact_mut(16))) {
+            let (mut amax, mut max) = (0.0f32, 0.0f32);
+            for &v in xb {
+                if v.abs() > amax {
+                    amax = v.abs();
+                    max = v;
+                }
+            }
+            if amax == 0.0 {
+                *db = 0.0;
+                qb.fill(0);
+                bs.fill(0);
+                continue;
+            }
+            let iscale = -127.0 / max;
+            for (q, &v) in qb.iter_mut().zip(xb) {
+                *q = nearest_int(iscale * v).min(127) as i8;
+            }
+            for (b, q16) in bs.iter_mut().zip(qb.chunks_exact(16)) {
+                *b = q16.iter().map(|&q| q as i16).sum();
+            }
+            *db = 1.0 / iscale;
+        }
+    }
+}
+
+/// The activations of one matmul call, quantized; buffers grow once and are reused.
+#[derive(Default)]
+pub struct QuantActs {
+    pub fmt: Option<ActFormat>,
+    pub cols: usize,
+    pub n_tokens: usize,
+    /// Distance between tokens in `qs` (cols rounded up to 64, so rows start cache-aligned).
+    pub stride: usize,
+    qs_buf: Vec<i8>,
+    /// Per block of 32 (Q8_0/Q8_1) or 256 (Q8_K): the scale as the dot products use it.
+    pub d: Vec<f32>,
+    /// Q8_1: `f16(d * sum)` per block.
+    pub s: Vec<f32>,
+    /// Per lane (4 activations, `stride / 4` per token): the lane's block scale.
+    pub d4: Vec<f32>,
+    /// Per lane: `-offset * (sum of the lane's 4 quants)` for the unsigned-weight trick.
+    pub c4: Vec<i32>,
+    /// Per lane, Q8_1: `s / 8` of the lane's block (8 lanes share a block).
+    pub s4: Vec<f32>,
+    /// Q8_K: sums of 16 quants, as ggml's `bsums` (16 per super-block).
+    pub bsums16: Vec<i16>,
+    /// Q8_K: sums of 32 quants (8 per super-block), for the K-quant mins.
+    pub bsums32: Vec<i16>,
+    /// Q8_K: the quants again, sub-blocks of each super-block in Q4_K/Q5_K nibble order
+    /// (0, 2, 1, 3, 4, 6, 5, 7), so one 64-byte load of Q4_K quants meets its activations
+    /// as two whole vectors (low nibbles, high nibbles).
+    qs_k4_buf: Vec<i8>,
+}
+
+fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+}
+
+impl QuantActs {
+    /// The quants, `stride` apart per token, starting 64-byte aligned.
+    pub fn qs(&self) -> &[i8] {
+        let off = self.qs_buf.as_ptr().align_offset(64).min(63);
+        &self.qs_buf[off..off + self.n_tokens * self.stride]
+    }
+
+    fn block_len(&self) -> usize {
+        if self.fmt == Some(ActFormat::Q8K) {
+            QK_K
+        } else {
+            QK
+        }
+    }
+
+    /// Token `t`'s quants (`stride` long, zero past `cols`).
+    pub fn tok_qs(&self, t: usize) -> &[i8] {
+        &self.qs()[t * self.stride..(t + 1) * self.stride]
+    }
+
+    /// Token `t`'s block scales.
+    pub fn tok_d(&self, t: usize) -> &[f32] {
+        let n = self.stride / self.block_len();
+        &self.d[t * n..(t + 1) * n]
+    }
+
+    /// Token `t`'s Q8_1 block sums `s`.
+    pub fn tok_s(&self, t: usize) -> &[f32] {
+        let n = self.stride / QK;
+        &self.s[t * n..(t + 1) * n]
+    }
+
+    /// Token `t`'s per-lane scales.
+    pub fn tok_d4(&self, t: usize) -> &[f32] {
+        let n = self.stride / 4;
+        &self.d4[t * n..(t + 1) * n]
+    }
+
+    /// Token `t`'s per-lane offset corrections.
+    pub fn tok_c4(&self, t: usize) -> &[i32] {
+        let n = self.stride / 4;
+        &self.c4[t * n..(t + 1) * n]
+    }
+
+    /// Token `t`'s per-lane Q8_1 `s / 8`.
+    pub fn tok_s4(&self, t: usize) -> &[f32] {
+        let n = self.stride / 4;
+        &self.s4[t * n..(t + 1) * n]
+    }
+
+    /// Token `t`'s Q8_K sums per 16.
+    pub fn tok_bsums16(&self, t: usize) -> &[i16] {
+        let n = self.stride / 16;
+        &self.bsums16[t * n..(t + 1) * n]
+    }
+
+    /// Token `t`'s Q8_K quants in Q4_K nibble order (see the field).
+    pub fn tok_qs_k4(&self, t: usize) -> &[i8] {
+        let off = self.qs_k4_buf.as_ptr().align_offset(64).min(63);
+        &self.qs_k4_buf[off + t * self.stride..off + (t + 1) * self.stride]
+    }
+
+    /// Token `t`'s Q8_K sums per 32.
+    pub fn tok_bsums32(&self, t: usize) -> &[i16] {
+        let n = self.stride / QK;
+        &self.bsums32[t * n..(t + 1) * n]
+    }
+
+    /// Sizes the buffers for `n_tokens` rows of `cols` in `fmt`.
+    pub fn prepare(&mut self, fmt: ActFormat, n_tokens: usize, cols: usize) {
+        self.fmt = Some(fmt);
+        self.cols = cols;
+        self.n_tokens = n_tokens;
+        self.stride = cols.div_ceil(64) * 64;
+        if fmt == ActFormat::F32 {
+            return;
+        }
+        let lanes = n_tokens * self.stride / 4;
+        let blocks = n_tokens * self.stride / QK;
+        grow(&mut self.qs_buf, n_tokens * self.stride + 64);
+        grow(&mut self.d, blocks);
+        match fmt {
+            ActFormat::Q8K => {
+                grow(&mut self.bsums16, n_tokens * self.stride / 16);
+                grow(&mut self.bsums32, blocks);
+                grow(&mut self.qs_k4_buf, n_tokens * self.stride + 64);
+            }
+            ActFormat::Q8_0 { .. } | ActFormat::Q8_1 => {
+                grow(&mut self.d4, lanes);
+                grow(&mut self.c4, lanes);
+                if fmt == ActFormat::Q8_1 {
+                    grow(&mut self.s, blocks);
+                    grow(&mut self.s4, lanes);
+                }
+            }
+            ActFormat::F32 => {}
+        }
+    }
+
+    /// Quantizes `x` (`[n_tokens, cols]`, as prepared) with `isa`'s quantizer, splitting the
+    /// tokens over `threads` pool threads when there is enough work.
+    pub fn quantize(&mut self, pool: &ThreadPool, threads: usize, x: &[f32], isa: Isa) {
+        let Some(fmt) = self.fmt else { return };
+        if fmt == ActFormat::F32 {
+            return;
+        }
+        let (n, cols) = (self.n_tokens, self.cols);
+        let parts = self.parts();
+        let threads = if n * cols < 16 * 1024 {
+            1
+        } else {
+            threads.min(n)
+        };
+        pool.run(threads, |tid| {
+            for t in n * tid / threads..n * (tid + 1) / threads {
+                // SAFETY: each token belongs to exactly one thread.
+                let mut bufs = unsafe { parts.token(t) };
+                bufs.quantize(fmt, &x[t * cols..(t + 1) * cols], isa);
+            }
+        });
+    }
+
+    fn parts(&mut self) -> Parts<'_> {
+        let off = self.qs_buf.as_ptr().align_offset(64).min(63);
+        let qs_len = self.n_tokens * self.stride;
+        let block_len = self.block_len();
+        Parts {
+            cols: self.cols,
+            stride: self.stride,
+            block_len,
+            qs: SharedMut::new(&mut self.qs_buf[off..off + qs_len]),
+            d: SharedMut::new(&mut self.d),
+            s: SharedMut::new(&mut self.s),
+            d4: SharedMut::new(&mut self.d4),
+            c4: SharedMut::new(&mut self.c4),
+            s4: SharedMut::new(&mut self.s4),
+            bsums16: SharedMut::new(&mut self.bsums16),
+            bsums32: SharedMut::new(&mut self.bsums32),
+            qs_k4: SharedMut::new(k4_slice(&mut self.qs_k4_buf, qs_len)),
+        }
+    }
+}
+
+/// The 64-byte aligned `len` bytes of the Q4_K-order buffer (empty when not in use).
+fn k4_slice(buf: &mut [i8], len: usize) -> &mut [i8] {
+    if buf.len() < len + 64 {
+        return &mut [];
+    }
+    let off = buf.as_ptr().align_offset(64).min(63);
+    &mut buf[off..off + len]
+}
+
+/// The activation buffers, shared by the threads quantizing disjoint tokens.
+struct Parts<'a> {
+    cols: usize,
+    stride: usize,
+    block_len: usize,
+    qs: SharedMut<'a, i8>,
+    d: SharedMut<'a, f32>,
+    s: SharedMut<'a, f32>,
+    d4: SharedMut<'a, f32>,
+    c4: SharedMut<'a, i32>,
+    s4: SharedMut<'a, f32>,
+    bsums16: SharedMut<'a, i16>,
+    bsums32: SharedMut<'a, i16>,
+    qs_k4: SharedMut<'a, i8>,
+}
+
+impl<'a> Parts<'a> {
+    /// Token `t`'s part of every buffer (empty where the format has no such buffer).
+    ///
+    /// # Safety
+    /// No other thread may use token `t`'s parts meanwhile.
+    unsafe fn token(&self, t: usize) -> TokenBufs<'a> {
+        unsafe fn part<'a, T>(v: &SharedMut<'a, T>, t: usize, n: usize) -> &'a mut [T] {
+            if v.len() >= (t + 1) * n {
+                v.slice(t * n, n)
+            } else {
+                v.slice(0, 0)
+            }
+        }
+        let lanes = self.stride / 4;
+        TokenBufs {
+            cols: self.cols,
+            qs: part(&self.qs, t, self.stride),
+            d: part(&self.d, t, self.stride / self.block_len),
+            s: part(&self.s, t, self.stride / QK),
+            d4: part(&self.d4, t, lanes),
+            c4: part(&self.c4, t, lanes),
+            s4: part(&self.s4, t, lanes),
+            bsums16: part(&self.bsums16, t, self.stride / 16),
+            bsums32: part(&self.bsums32, t, self.stride / QK),
+            qs_k4: part(&self.qs_k4, t, self.stride),
+        }
+    }
+}
+
+/// One token's slices of the activation buffers.
+struct TokenBufs<'a> {
+    cols: usize,
+    qs: &'a mut [i8],
+    d: &'a mut [f32],
+    s: &'a mut [f32],
+    d4: &'a mut [f32],
+    c4: &'a mut [i32],
+    s4: &'a mut [f32],
+    bsums16: &'a mut [i16],
+    bsums32: &'a mut [i16],
+    qs_k4: &'a mut [i8],
+}
+
+impl TokenBufs<'_> {
+    fn quantize(&mut self, fmt: ActFormat, x: &[f32], isa: Isa) {
+        let cols = self.cols;
+        // Padding past `cols` stays zero so kernels may read whole 64-byte lines.
+        self.qs[cols..].fill(0);
+        match fmt {
+            ActFormat::F32 => {}
+            ActFormat::Q8_0 { offset } => {
+                let nb = cols / QK;
+                simd::q8_row(isa, x, &mut self.qs[..cols], &mut self.d[..nb]);
+                for d in self.d[..nb].iter_mut() {
+                    *d = round_f16(*d);
+                }
+                self.fill_lanes(offset, None);
+            }
+            ActFormat::Q8_1 => {
+                let nb = cols / QK;
+                simd::q8_row(isa, x, &mut self.qs[..cols], &mut self.d[..nb]);
+                for (q, (d, s)) in self.qs[..cols]
+                    .chunks_exact(QK)
+                    .zip(self.d.iter_mut().zip(self.s.iter_mut()))
+                {
+                    let sum: i32 = q.iter().map(|&v| v as i32).sum();
+                    *s = round_f16(sum as f32 * *d);
+                    *d = round_f16(*d);
+                }
+                self.fill_lanes(0, Some(nb));
+            }
+            ActFormat::Q8K => {
+                let nb = cols / QK_K;
+                simd::q8k_row(
+                    isa,
+                    x,
+                    &mut self.qs[..cols],
+                    &mut self.d[..nb],
+                    &mut self.bsums16[..cols / 16],
+                );
+                for (b32, b16) in self.bsums32.iter_mut().zip(self.bsums16.chunks_exact(2)) {
+                    *b32 = b16[0] + b16[1];
+                }
+                let blocks = self.qs[..cols].chunks_exact(QK_K);
+                for (q, k4) in blocks.zip(self.qs_k4.chunks_exact_mut(QK_K)) {
+                    for (dst, src) in [0, 2, 1, 3, 4, 6, 5, 7].into_iter().enumerate() {
+                        k4[QK * dst..QK * (dst + 1)].copy_from_slice(&q[QK * src..QK * (src + 1)]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The per-lane tables of the 32-block formats (zero past `cols`).
+    fn fill_lanes(&mut self, offset: i32, q8_1_blocks: Option<usize>) {
+        let lanes = self.cols / 4;
+        for (l, q) in self.qs[..self.cols].chunks_exact(4).enumerate() {
+            let sum: i32 = q.iter().map(|&v| v as i32).sum();
+            self.c4[l] = -offset * sum;
+            self.d4[l] = self.d[l / 8];
+        }
+        self.c4[lanes..].fill(0);
+        self.d4[lanes..].fill(0.0);
+        if q8_1_blocks.is_some() {
+            for l in 0..lanes {
+                self.s4[l] = self.s[l / 8] / 8.0;
+            }
+            self.s4[lanes..].fill(0.0);
+        }
+    }
+}
+
+/// Row quantizers dispatched on the ISA; each writes exactly what [`reference`] writes
+/// (Q8_0/Q8_1: the unrounded scale, which the caller rounds).
+mod simd {
+    use super::reference;
+    use super::Isa;
+    use super::{QK, QK_K};
+
+    pub fn q8_row(isa: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        match isa {
+            // SAFETY: the ISA was checked against the CPU when the plan was made.
+            Isa::Avx512Vnni => return unsafe { x86::q8_row_avx512(x, qs, d) },
+            Isa::Avx2 => return unsafe { x86::q8_row_avx2(x, qs, d) },
+            _ => {}
+        }
+        let _ = isa;
+        for ((xb, qb), db) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).zip(d) {
+            *db = reference::q8_block(xb, qb);
+        }
+    }
+
+    pub fn q8k_row(isa: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512Vnni {
+            // SAFETY: the ISA was checked against the CPU when the plan was made.
+            return unsafe { x86::q8k_row_avx512(x, qs, d, bsums) };
+        }
+        let _ = (isa, QK_K);
+        reference::quantize_q8_k(x, qs, d, bsums);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use super::{QK, QK_K};
+        use std::arch::x86_64::*;
+
+        const TRUNC: i32 = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
+        const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+
+        /// `roundf` of 16 lanes: truncate, then step away from zero where the rest is >= 0.5.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn round_away_512(v: __m512) -> __m512i {
+            let t = _mm512_roundscale_ps::<TRUNC>(v);
+            let r = _mm512_sub_ps(v, t);
+            let one = _mm512_set1_ps(1.0);
+            let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(r, _mm512_set1_ps(0.5));
+            let down = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(r, _mm512_set1_ps(-0.5));
+            let t = _mm512_mask_add_ps(t, up, t, one);
+            _mm512_cvtps_epi32(_mm512_mask_sub_ps(t, down, t, one))
+        }
+
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        pub unsafe fn q8_row_avx512(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
+            for ((xb, qb), db) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).zip(d) {
+                let v0 = _mm512_loadu_ps(xb.as_ptr());
+                let v1 = _mm512_loadu_ps(xb.as_ptr().add(16));
+                let amax =
+                    _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+                let dd = amax / 127.0;
+                let id = _mm512_set1_ps(if dd != 0.0 { 1.0 / dd } else { 0.0 });
+                let q0 = _mm512_cvtsepi32_epi8(round_away_512(_mm512_mul_ps(v0, id)));
+                let q1 = _mm512_cvtsepi32_epi8(round_away_512(_mm512_mul_ps(v1, id)));
+                _mm_storeu_si128(qb.as_mut_ptr() as *mut __m128i, q0);
+                _mm_storeu_si128(qb.as_mut_ptr().add(16) as *mut __m128i, q1);
+                *db = dd;
+            }
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn round_away_256(v: __m256) -> __m256i {
+            let t = _mm256_round_ps::<TRUNC>(v);
+            let r = _mm256_sub_ps(v, t);
+            let one = _mm256_set1_ps(1.0);
+            let up = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(r, _mm256_set1_ps(0.5)), one);
+            let down = _mm256_and_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(r, _mm256_set1_ps(-0.5)), one);
+            _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_add_ps(t, up), down))
+        }
+
+        #[target_feature(enable = "avx2,fma")]
+        pub unsafe fn q8_row_avx2(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
+            let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+            for ((xb, qb), db) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).zip(d) {
+                let p = xb.as_ptr();
+                let v = [
+                    _mm256_loadu_ps(p),
+                    _mm256_loadu_ps(p.add(8)),
+                    _mm256_loadu_ps(p.add(16)),
+                    _mm256_loadu_ps(p.add(24)),
+                ];
+                let m01 =
+                    _mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask));
+                let m23 =
+                    _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask));
+                let m = _mm256_max_ps(m01, m23);
+                let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+                let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+                let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+                let amax = _mm_cvtss_f32(m);
+                let dd = amax / 127.0;
+                let id = _mm256_set1_ps(if dd != 0.0 { 1.0 / dd } else { 0.0 });
+                let i: [__m256i; 4] =
+                    std::array::from_fn(|k| round_away_256(_mm256_mul_ps(v[k], id)));
+                let p01 = _mm256_packs_epi32(i[0], i[1]);
+                let p23 = _mm256_packs_epi32(i[2], i[3]);
+                let packed = _mm256_packs_epi16(p01, p23);
+                let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+                let q = _mm256_permutevar8x32_epi32(packed, order);
+                _mm256_storeu_si256(qb.as_mut_ptr() as *mut __m256i, q);
+                *db = dd;
+            }
+        }
+
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        pub unsafe fn q8k_row_avx512(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
+            let blocks = x.chunks_exact(QK_K).zip(qs.chunks_exact_mut(QK_K));
+            for ((xb, qb), (db, bs)) in blocks.zip(d.iter_mut().zip(bsums.chunks_exact_mut(16))) {
+                let v: [__m512; 16] =
+                    std::array::from_fn(|k| _mm512_loadu_ps(xb.as_ptr().add(16 * k)));
+                let mut m = _mm512_abs_ps(v[0]);
+                for vk in &v[1..] {
+                    m = _mm512_max_ps(m, _mm512_abs_ps(*vk));
+                }
+                let amax = _mm512_reduce_max_ps(m);
+                if amax == 0.0 || amax.is_nan() {
+                    super::reference::quantize_q8_k(xb, qb, std::slice::from_mut(db), bs);
+                    continue;
+                }
+                // The signed value of the first element reaching amax, as the reference scans.
+                let target = _mm512_set1_ps(amax);
+                let mut max = 0.0;
+                for (k, vk) in v.iter().enumerate() {
+                    let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(*vk), target);
+                    if hit != 0 {
+                        max = xb[16 * k + hit.trailing_zeros() as usize];
+                        break;
+                    }
+                }
+                let iscale = -127.0 / max;
+                let is = _mm512_set1_ps(iscale);
+                let cap = _mm512_set1_epi32(127);
+                for (k, vk) in v.iter().enumerate() {
+                    let i = _mm512_cvt_roundps_epi32::<NEAREST>(_mm512_mul_ps(*vk, is));
+                    let i = _mm512_min_epi32(i, cap);
+                    bs[k] = _mm512_reduce_add_epi32(i) as i16;
+                    let q = _mm512_cvtsepi32_epi8(i);
+                    _mm_storeu_si128(qb.as_mut_ptr().add(16 * k) as *mut __m128i, q);
+                }
+                *db = 1.0 / iscale;
+            }
+        }
+    }
+}
