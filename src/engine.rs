@@ -100,7 +100,7 @@ impl Engine {
         let start = Instant::now();
         match options.mode {
             Mode::Standard => cx.compile(
-                kernels::StandardCompiler::default(),
+                kernels::standard([inputs.rope_cos.id, inputs.rope_sin.id]),
                 (
                     &mut inputs.token_ids,
                     &mut inputs.positions,
@@ -206,10 +206,18 @@ impl Engine {
     pub fn features(&self) -> Features {
         let (passes, kernels) = match self.options.mode {
             Mode::Standard => (
-                vec!["GenericCompiler", "WeightMatMulCompiler", "StridedCompiler"],
+                vec![
+                    "GenericCompiler",
+                    "WeightMatMulCompiler",
+                    "RmsNormCompiler",
+                    "RopeCompiler",
+                    "SwiGluCompiler",
+                    "StridedCompiler",
+                ],
                 vec![
                     "Embedding: table rows decoded from the GGUF encoding",
-                    "WeightMatMul: GGUF blocks decoded to f32 in L1-sized chunks, f32 dot products",
+                    "WeightMatMul: GGUF blocks decoded to f32 in L1-sized chunks, f32 dot products in ggml's order",
+                    "RmsNorm, Rope, SwiGlu: ggml's numerics (f64 sums, FMA, v_expf)",
                     "CachedAttention: causal GQA over a KV cache owned by the op",
                     "Strided elementwise/reduce: shape trackers resolved once per call",
                 ],

@@ -107,7 +107,7 @@ fn teacher_forced(model: &str, reference: &str, mode: Mode) {
         ));
     }
     assert_eq!(engine.position(), prompt.len() + steps.len());
-    eprintln!("{model} vs {reference} ({mode:?}): max |diff| {worst:.5}");
+    eprintln!("{model} vs {reference} ({mode:?}): max |diff| {worst:e}");
 }
 
 macro_rules! standard_cases {

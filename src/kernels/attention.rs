@@ -6,18 +6,18 @@
 //! only when written), appends the step's rows at their positions and attends in place, so prefill
 //! and decode run the same compiled graph.
 //!
-//! Numerics follow llama.cpp's CPU attention with its default f16 KV cache: keys and values are
-//! stored rounded to f16, the query is rounded to f16 for the `K·q` product (ggml converts the f32
-//! operand of an f16 matmul), softmax sums in f64, and the probabilities are rounded to f16 for the
-//! `V·p` product. Without this the logits of a random-weight model drift ~0.04 from llama.cpp's;
-//! with it they agree to ~1e-5 until a rare f16 rounding tie. Values are kept as f32 (already
-//! rounded), which costs twice f16's memory but needs no conversion on the hot path.
+//! Numerics follow llama.cpp's CPU attention with its default f16 KV cache (non-flash path): keys
+//! and values are stored rounded to f16, the query is rounded to f16 for the `K·q` product (ggml
+//! converts the f32 operand of an f16 matmul), softmax is ggml's, and the probabilities are rounded
+//! to f16 for the `V·p` product; every sum runs in ggml's order (`ggml_math`). Without the f16
+//! roundings the logits of a random-weight model drift ~0.04 from llama.cpp's. Values are kept as
+//! f32 (already rounded), which costs twice f16's memory but needs no conversion on the hot path.
 
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
+use super::ggml_math::{self, LANES};
 use super::input::{contiguous, f32_data};
-use super::matmul::dot;
 
 /// Attention geometry of one layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -108,34 +108,71 @@ impl KvCache {
     }
 
     /// Attention of one query head `q` at absolute position `pos` over KV head `kv_head`, causal:
-    /// keys `0..=pos`. `scores` is scratch; the result goes to `out` (`head_dim` long).
+    /// keys `0..=pos`; the result goes to `out` (`head_dim` long). `batch` says whether the step
+    /// is a batch of tokens, which llama.cpp computes with tinyBLAS rather than `ggml_vec_dot_f16`
+    /// (another summation order; see `ggml_math`). Call from a function compiled with FMA (`ggml_math::fma_dispatch!`).
+    #[inline(always)]
     pub fn attend(
         &self,
         q: &[f32],
         pos: usize,
         kv_head: usize,
-        scores: &mut Vec<f32>,
+        batch: bool,
+        scratch: &mut AttendScratch,
         out: &mut [f32],
     ) {
-        let scale = 1.0 / (self.shape.head_dim as f32).sqrt();
-        let q: Vec<f32> = q.iter().map(|x| round_f16(*x)).collect();
+        let hd = self.shape.head_dim;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let AttendScratch { q16, scores, lanes } = scratch;
+        q16.clear();
+        q16.extend(q.iter().map(|x| round_f16(*x)));
         scores.clear();
-        scores.extend((0..=pos).map(|j| dot(&q, self.key(j, kv_head)) * scale));
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f64;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += f64::from(*s);
-        }
-        let inv_sum = (1.0 / sum) as f32;
-        out.fill(0.0);
-        for (j, s) in scores.iter().enumerate() {
-            let p = round_f16(s * inv_sum);
-            for (o, v) in out.iter_mut().zip(self.value(j, kv_head)) {
-                *o += p * v;
+        scores.extend((0..=pos).map(|j| {
+            let k = self.key(j, kv_head);
+            let kq = if batch {
+                let mut acc = [0.0; LANES];
+                ggml_math::tinyblas_feed(&mut acc, k, q16);
+                ggml_math::reduce16(&acc)
+            } else {
+                ggml_math::vec_dot_f16(k, q16)
+            };
+            kq * scale
+        }));
+        ggml_math::soft_max(scores);
+        // V·P over positions, `lanes[slot][lane][d]`: position j goes to lane j % 16 and, one
+        // token at a time, to accumulator (j / 16) % 4, as ggml's f16 dot product sums them.
+        let slots = if batch { 1 } else { 4 };
+        lanes.clear();
+        lanes.resize(slots * LANES * hd, 0.0);
+        for (j, p) in scores.iter().enumerate() {
+            let p = round_f16(*p);
+            let slot = if batch { 0 } else { (j / LANES) % 4 };
+            let acc = &mut lanes[(slot * LANES + j % LANES) * hd..][..hd];
+            for (a, v) in acc.iter_mut().zip(self.value(j, kv_head)) {
+                *a = v.mul_add(p, *a);
             }
         }
+        let lane = |slot: usize, l: usize, d: usize| lanes[(slot * LANES + l) * hd + d];
+        for (d, o) in out.iter_mut().enumerate() {
+            let mut v = [0.0f32; LANES];
+            for (l, x) in v.iter_mut().enumerate() {
+                *x = if batch {
+                    lane(0, l, d)
+                } else {
+                    (lane(0, l, d) + lane(2, l, d)) + (lane(1, l, d) + lane(3, l, d))
+                };
+            }
+            *o = ggml_math::reduce16(&v);
+        }
     }
+}
+
+/// Buffers reused across the heads of one attention call.
+#[derive(Debug, Default)]
+pub struct AttendScratch {
+    q16: Vec<f32>,
+    scores: Vec<f32>,
+    lanes: Vec<f32>,
 }
 
 /// Inputs: `q [seq, heads, head_dim]`, `k [seq, kv_heads, head_dim]`, `v [seq, kv_heads * head_dim]`
@@ -159,22 +196,54 @@ impl Operator for CachedAttention {
         let k = contiguous(&inp[1].0, &inp[1].1);
         let v = contiguous(&inp[2].0, &inp[2].1);
         let positions = f32_data(&inp[3].0).expect("attention: positions must be f32 data");
-        let shape = self.cache.shape;
-        let (q_dim, hd) = (shape.q_dim(), shape.head_dim);
         let start = positions.first().map_or(0, |p| *p as usize);
         self.cache.append(start, &k, &v);
 
-        let mut out = vec![0.0; positions.len() * q_dim];
-        let mut scores = Vec::with_capacity(start + positions.len());
-        for (i, row) in out.chunks_exact_mut(q_dim).enumerate() {
-            for (h, head_out) in row.chunks_exact_mut(hd).enumerate() {
-                let at = i * q_dim + h * hd;
-                let kv_head = h / shape.group();
-                self.cache
-                    .attend(&q[at..at + hd], start + i, kv_head, &mut scores, head_out);
-            }
-        }
+        let mut out = vec![0.0; positions.len() * self.cache.shape.q_dim()];
+        let mut scratch = AttendScratch::default();
+        let batch = positions.len() > 1;
+        attend_all(&self.cache, &q, start, batch, &mut scratch, &mut out);
         vec![Tensor::new(out)]
+    }
+}
+
+ggml_math::fma_dispatch! {
+    /// Attention of every query head of every token (`q [tokens, q_dim]`, first at position
+    /// `start`) into `out`.
+    fn attend_all(
+        cache: &KvCache,
+        q: &[f32],
+        start: usize,
+        batch: bool,
+        scratch: &mut AttendScratch,
+        out: &mut [f32],
+    ) => attend_all_body
+}
+
+#[inline(always)]
+fn attend_all_body(
+    cache: &KvCache,
+    q: &[f32],
+    start: usize,
+    batch: bool,
+    scratch: &mut AttendScratch,
+    out: &mut [f32],
+) {
+    let shape = cache.shape;
+    let (q_dim, hd) = (shape.q_dim(), shape.head_dim);
+    for (i, row) in out.chunks_exact_mut(q_dim).enumerate() {
+        for (h, head_out) in row.chunks_exact_mut(hd).enumerate() {
+            let at = i * q_dim + h * hd;
+            let kv_head = h / shape.group();
+            cache.attend(
+                &q[at..at + hd],
+                start + i,
+                kv_head,
+                batch,
+                scratch,
+                head_out,
+            );
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use luminal::op::{Mul, SumReduce};
 use luminal::prelude::*;
 use petgraph::Direction;
 
+use super::ggml_math::{self, VecDot};
 use super::input::contiguous;
 use super::weight::{as_weight, WeightData};
 
@@ -29,40 +30,64 @@ impl Operator for WeightMatMul {
     }
 }
 
-/// Weights decoded at a time: a whole number of blocks of every type (32 and 256), small enough
-/// that the decoded chunk stays in L1 while every token's activations are dotted with it.
+/// Weights decoded at a time: a whole number of blocks of every type (32 and 256) and of ggml's
+/// 64-element dot-product steps, small enough that the decoded chunk stays in L1 while every
+/// token's activations are dotted with it.
 const CHUNK: usize = 256;
 
-/// `x [n, cols] · Wᵀ -> [n, rows]`. Each row is decoded chunk by chunk into a small buffer and
-/// dotted with every token before the next chunk is decoded, so the decoded weights never leave
-/// L1 and a prompt pass decodes each weight once.
-pub fn matmul_dequantized(w: &WeightData, x: &[f32]) -> Vec<f32> {
+ggml_math::fma_dispatch! {
+    /// `x [n, cols] · Wᵀ -> [n, rows]` in f32 on dequantized weights, summed in the order llama.cpp's
+    /// CPU backend sums (see [`ggml_math`]): tinyBLAS's for a batch it would hand to tinyBLAS, one
+    /// `ggml_vec_dot_f32` per output otherwise. Each row is decoded chunk by chunk and dotted with
+    /// every token before the next chunk, so a prompt pass decodes each weight once.
+    pub fn matmul_dequantized(w: &WeightData, x: &[f32]) -> Vec<f32> => matmul_body
+}
+
+#[inline(always)]
+fn matmul_body(w: &WeightData, x: &[f32]) -> Vec<f32> {
     let n_tokens = x.len() / w.cols;
     let mut y = vec![0.0; n_tokens * w.rows];
     let mut decoded = [0.0f32; CHUNK];
-    let mut partial = vec![[0.0f32; 8]; n_tokens];
     let chunk_bytes = CHUNK / w.ty.block_size() * w.ty.type_size();
+    let tinyblas = ggml_math::uses_tinyblas(w.rows, w.cols, n_tokens);
+    let mut batch = vec![[0.0f32; ggml_math::LANES]; n_tokens];
+    let mut single = vec![VecDot::default(); n_tokens];
     for r in 0..w.rows {
-        partial.iter_mut().for_each(|p| *p = [0.0; 8]);
-        for (c, bytes) in w.row(r).chunks(chunk_bytes).enumerate() {
+        batch.iter_mut().for_each(|a| *a = [0.0; ggml_math::LANES]);
+        single.iter_mut().for_each(|d| *d = VecDot::default());
+        let mut at = 0;
+        for bytes in w.row(r).chunks(chunk_bytes) {
             let len = bytes.len() / w.ty.type_size() * w.ty.block_size();
             let chunk = &mut decoded[..len];
             w.dequantize_into(bytes, chunk);
-            for (t, acc) in partial.iter_mut().enumerate() {
-                let at = t * w.cols + c * CHUNK;
-                accumulate(acc, &x[at..at + len], chunk);
+            for t in 0..n_tokens {
+                let xt = &x[t * w.cols + at..t * w.cols + at + len];
+                if tinyblas {
+                    ggml_math::tinyblas_feed(&mut batch[t], chunk, xt);
+                } else {
+                    let fed = single[t].feed(chunk, xt);
+                    if fed < len {
+                        // Only the row's last chunk has leftovers (CHUNK is a multiple of 64).
+                        y[t * w.rows + r] = single[t].finish_f32(&chunk[fed..], &xt[fed..]);
+                    }
+                }
             }
+            at += len;
         }
-        for (t, acc) in partial.iter().enumerate() {
-            y[t * w.rows + r] = acc.iter().sum();
+        for t in 0..n_tokens {
+            if tinyblas {
+                y[t * w.rows + r] = ggml_math::reduce16(&batch[t]);
+            } else if w.cols.is_multiple_of(64) {
+                y[t * w.rows + r] = single[t].finish_f32(&[], &[]);
+            }
         }
     }
     y
 }
 
-/// `acc += a * b` lane-wise over eight independent partial sums, a pattern the compiler keeps in
-/// vector registers (it may not reassociate one float sum on its own).
-fn accumulate(acc: &mut [f32; 8], a: &[f32], b: &[f32]) {
+/// f32 dot product with eight partial sums, for callers that need no particular order.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
     for (i, (x, y)) in a8.remainder().iter().zip(b8.remainder()).enumerate() {
         acc[i] += x * y;
@@ -72,12 +97,6 @@ fn accumulate(acc: &mut [f32; 8], a: &[f32], b: &[f32]) {
             acc[i] += x[i] * y[i];
         }
     }
-}
-
-/// f32 dot product with eight partial sums (see [`accumulate`]).
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    accumulate(&mut acc, a, b);
     acc.iter().sum()
 }
 

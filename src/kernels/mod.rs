@@ -8,19 +8,30 @@
 
 pub mod attention;
 pub mod embedding;
+pub mod ggml_math;
 pub mod input;
 pub mod matmul;
 pub mod profile;
 pub mod rewrite;
 pub mod rms_norm;
+pub mod rope;
 pub mod strided;
+pub mod swiglu;
 pub mod weight;
 
 use luminal::prelude::*;
 
-/// Standard mode: luminal's generic passes, then ours. Weights must be bound before compiling.
-pub type StandardCompiler = (
-    GenericCompiler,
-    matmul::WeightMatMulCompiler,
-    strided::StridedCompiler,
-);
+/// Standard mode: luminal's generic passes, then ours. Weights must be bound before compiling;
+/// `rope_tables` are the graph's `rope_cos` and `rope_sin` inputs.
+pub fn standard(rope_tables: [NodeIndex; 2]) -> impl Compiler {
+    (
+        GenericCompiler::default(),
+        matmul::WeightMatMulCompiler,
+        rms_norm::RmsNormCompiler,
+        rope::RopeCompiler {
+            tables: rope_tables,
+        },
+        swiglu::SwiGluCompiler,
+        strided::StridedCompiler,
+    )
+}

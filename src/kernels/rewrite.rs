@@ -125,3 +125,43 @@ fn remove_dead(graph: &mut Graph, mut stack: Vec<NodeIndex>) {
         graph.graph.remove_node(n);
     }
 }
+
+/// The inputs of the region that ends at `output`: walking back through every node for which
+/// `inside` holds, the distinct nodes where the walk stops, constants left out, in the order
+/// first reached.
+pub fn region_inputs(
+    graph: &Graph,
+    output: NodeIndex,
+    inside: impl Fn(&Graph, NodeIndex) -> bool,
+) -> Vec<NodeIndex> {
+    let mut stack = vec![output];
+    let mut seen = std::collections::HashSet::new();
+    let mut inputs = vec![];
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n) {
+            continue;
+        }
+        if n != output && !inside(graph, n) {
+            if !is_op::<Constant>(graph, n) {
+                inputs.push(n);
+            }
+            continue;
+        }
+        stack.extend(sources(graph, n).into_iter().rev().map(|s| s.0));
+    }
+    inputs
+}
+
+/// Whether `node` is one of luminal's primitive elementwise ops (what `model.rs` composes small
+/// functions such as SiLU and the rotary embedding from).
+pub fn is_primitive_elementwise(graph: &Graph, node: NodeIndex) -> bool {
+    use luminal::op;
+    is_op::<op::Add>(graph, node)
+        || is_op::<op::Mul>(graph, node)
+        || is_op::<op::Recip>(graph, node)
+        || is_op::<op::Exp2>(graph, node)
+        || is_op::<op::Log2>(graph, node)
+        || is_op::<op::Sin>(graph, node)
+        || is_op::<op::Sqrt>(graph, node)
+        || is_op::<op::Contiguous>(graph, node)
+}

@@ -1,0 +1,114 @@
+//! SwiGLU, `silu(gate) * up`, as one op with ggml's numerics.
+//!
+//! `model.rs` writes `gate.swish() * up`, which luminal builds from six primitive ops and an
+//! `exp2`. llama.cpp computes `(x / (1 + v_expf(-x))) * up` (its fused `swiglu`); the last-bit
+//! differences matter for matching it (see `ggml_math`), so the standard path uses this op too.
+
+use luminal::op::{self, InputTensor, Operator};
+use luminal::prelude::*;
+
+use super::ggml_math::{self, v_expf, LANES};
+use super::input::contiguous;
+use super::matmul::WeightMatMul;
+use super::rewrite::{self, is_op, is_primitive_elementwise, region_inputs, sources};
+
+/// Inputs: `gate [..., n]`, `up [..., n]`. Output: `[..., n]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SwiGlu;
+
+impl Operator for SwiGlu {
+    fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
+        let gate = contiguous(&inp[0].0, &inp[0].1);
+        let up = contiguous(&inp[1].0, &inp[1].1);
+        let n = inp[0]
+            .1
+            .shape()
+            .last()
+            .and_then(|d| d.to_usize())
+            .unwrap_or(gate.len())
+            .max(1);
+        let mut out = vec![0.0; gate.len()];
+        swiglu_rows(&gate, &up, n, &mut out);
+        vec![Tensor::new(out)]
+    }
+}
+
+ggml_math::fma_dispatch! {
+    /// Every row of `n` elements, see [`swiglu_row`].
+    fn swiglu_rows(gate: &[f32], up: &[f32], n: usize, out: &mut [f32]) => swiglu_rows_body
+}
+
+#[inline(always)]
+fn swiglu_rows_body(gate: &[f32], up: &[f32], n: usize, out: &mut [f32]) {
+    for ((o, g), u) in out.chunks_mut(n).zip(gate.chunks(n)).zip(up.chunks(n)) {
+        swiglu_row(g, u, o);
+    }
+}
+
+/// One row: `(g / (1 + exp(-g))) * u`, with ggml's `v_expf` over whole 16-element chunks and
+/// libm's `expf` for a row's tail.
+#[inline(always)]
+pub fn swiglu_row(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    let vector_part = gate.len() / LANES * LANES;
+    for (i, ((o, g), u)) in out.iter_mut().zip(gate).zip(up).enumerate() {
+        let e = if i < vector_part {
+            v_expf(0.0 - g)
+        } else {
+            (0.0 - g).exp()
+        };
+        *o = (g / (1.0 + e)) * u;
+    }
+}
+
+/// Replaces `swish(gate) * up` with [`SwiGlu`]: a multiply of a weight matmul by a region of
+/// primitive ops whose only input is another weight matmul.
+#[derive(Debug, Default)]
+pub struct SwiGluCompiler;
+
+impl Compiler for SwiGluCompiler {
+    fn compile<T: ToIdsMut>(&self, graph: &mut Graph, mut remap: T) {
+        let nodes: Vec<NodeIndex> = graph.graph.node_indices().collect();
+        for node in nodes {
+            if graph.graph.node_weight(node).is_none() || !is_op::<op::Mul>(graph, node) {
+                continue;
+            }
+            let srcs = sources(graph, node);
+            let [act, up] = srcs[..] else { continue };
+            if !is_op::<WeightMatMul>(graph, up.0) || is_op::<WeightMatMul>(graph, act.0) {
+                continue;
+            }
+            let inputs = region_inputs(graph, act.0, is_primitive_elementwise);
+            let [gate] = inputs[..] else { continue };
+            if !is_op::<WeightMatMul>(graph, gate) || !is_silu(graph, act.0, gate) {
+                continue;
+            }
+            let gate_src = (gate, 0, up.2);
+            rewrite::replace(graph, &mut remap, node, Box::new(SwiGlu), &[gate_src, up]);
+        }
+    }
+}
+
+/// The region `x * recip(1 + exp2(x * -1 * log2(e)))`: an `Exp2` and a `Recip` between `x` and
+/// the output, and the output multiplies `x` itself.
+fn is_silu(graph: &Graph, act: NodeIndex, x: NodeIndex) -> bool {
+    let srcs = sources(graph, act);
+    let reads_x = srcs.iter().any(|s| s.0 == x);
+    let has = |check: fn(&Graph, NodeIndex) -> bool| {
+        srcs.iter().any(|s| {
+            let mut stack = vec![s.0];
+            let mut found = false;
+            while let Some(n) = stack.pop() {
+                if n == x {
+                    continue;
+                }
+                found |= check(graph, n);
+                stack.extend(sources(graph, n).into_iter().map(|s| s.0));
+            }
+            found
+        })
+    };
+    is_op::<op::Mul>(graph, act)
+        && reads_x
+        && has(is_op::<op::Exp2>)
+        && has(is_op::<op::Recip>)
+}
