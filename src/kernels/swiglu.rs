@@ -107,8 +107,5 @@ fn is_silu(graph: &Graph, act: NodeIndex, x: NodeIndex) -> bool {
             found
         })
     };
-    is_op::<op::Mul>(graph, act)
-        && reads_x
-        && has(is_op::<op::Exp2>)
-        && has(is_op::<op::Recip>)
+    is_op::<op::Mul>(graph, act) && reads_x && has(is_op::<op::Exp2>) && has(is_op::<op::Recip>)
 }
