@@ -49,6 +49,10 @@ pub struct Args {
     #[arg(long)]
     pub parallel: bool,
 
+    /// Threads for --parallel (default: all logical cores).
+    #[arg(long, requires = "parallel", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+
     /// Detailed timing report: per-token decode statistics, enhanced-feature status and a
     /// per-kernel profile.
     #[arg(long)]

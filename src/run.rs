@@ -45,6 +45,16 @@ struct Loaded {
     load_ms: f64,
 }
 
+fn mode(args: &Args) -> Mode {
+    if !args.parallel {
+        return Mode::Standard;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Mode::Parallel {
+        threads: args.threads.map_or(cores, |t| t as usize),
+    }
+}
+
 pub fn run(args: &Args) -> Result<Outcome> {
     if args.inspect {
         inspect::run(&args.model, args.json, &mut std::io::stdout().lock())?;
@@ -55,7 +65,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     let test_time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let loaded = load(args)?;
     let options = EngineOptions {
-        mode: Mode::Standard,
+        mode: mode(args),
         max_context: loaded.max_context,
         profile: args.kernel_timing,
     };

@@ -35,7 +35,7 @@ impl Operator for SwiGlu {
 
 ggml_math::fma_dispatch! {
     /// Every row of `n` elements, see [`swiglu_row`].
-    fn swiglu_rows(gate: &[f32], up: &[f32], n: usize, out: &mut [f32]) => swiglu_rows_body
+    pub fn swiglu_rows(gate: &[f32], up: &[f32], n: usize, out: &mut [f32]) => swiglu_rows_body
 }
 
 #[inline(always)]
