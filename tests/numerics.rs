@@ -282,6 +282,12 @@ fn parallel_quantized(model: &str) {
         ours.rms,
         llama.rms
     );
+    assert!(
+        ours.max <= llama.max * 1.1,
+        "{model}: largest parallel logit error {} exceeds llama.cpp's quantized run's ({})",
+        ours.max,
+        llama.max
+    );
 }
 
 macro_rules! parallel_quantized_cases {
