@@ -124,6 +124,14 @@ fn attend_jobs_body(
 
 impl Operator for FusedAttention {
     fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
+        let out = self.compute(&inp);
+        self.runtime.buffers.recycle(inp);
+        vec![Tensor::new(out)]
+    }
+}
+
+impl FusedAttention {
+    fn compute(&mut self, inp: &[(InputTensor, ShapeTracker)]) -> Vec<f32> {
         let input = |i: usize| contiguous(&inp[i].0, &inp[i].1);
         let (q_proj, k_proj, v) = (input(0), input(1), input(2));
         let vector = |i: usize| f32_data(&inp[i].0).expect("fused attention: f32 input");
@@ -134,7 +142,7 @@ impl Operator for FusedAttention {
         let start = positions.first().map_or(0, |p| *p as usize);
         self.cache.append(start, &self.k, &v);
 
-        let mut out = vec![0.0f32; self.q.len()];
+        let mut out = self.runtime.buffers.take(self.q.len());
         let n_jobs = self.q.len() / self.cache.shape().head_dim;
         let threads = self.runtime.pool.n_threads().min(n_jobs).max(1);
         let shared = SharedMut::new(&mut out);
@@ -144,7 +152,7 @@ impl Operator for FusedAttention {
             let mut s = scratch[worker].lock().unwrap_or_else(|e| e.into_inner());
             attend_jobs(cache, q, start, batch, worker, threads, &mut s, shared);
         });
-        vec![Tensor::new(out)]
+        out
     }
 }
 

@@ -27,6 +27,7 @@ use super::plans::BATCH_TOKENS;
 use super::Runtime;
 use crate::cpu::dot::kernel_set;
 use crate::cpu::matmul::{matmul_multi, MatmulPlan, WeightMatrix, MAX_MATRICES};
+use crate::cpu::shared::SharedMut;
 
 /// What happens to the matmul outputs before they leave the op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,15 @@ impl PartialEq for FusedMatMul {
 
 impl Operator for FusedMatMul {
     fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
+        let out = self.compute(&inp);
+        self.runtime.buffers.recycle(inp);
+        out.into_iter().map(Tensor::new).collect()
+    }
+}
+
+impl FusedMatMul {
+    fn compute(&mut self, inp: &[(InputTensor, ShapeTracker)]) -> Vec<Vec<f32>> {
+        let rt = &self.runtime;
         let x = contiguous(&inp[0].0, &inp[0].1);
         let first_weight = 1 + usize::from(self.norm_eps.is_some());
         let ws: Vec<WeightMatrix<'_>> = inp[first_weight..first_weight + self.n_weights]
@@ -100,7 +110,10 @@ impl Operator for FusedMatMul {
             }
             None => &x,
         };
-        let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0.0; n_tokens * w.rows]).collect();
+        let mut outs: Vec<Vec<f32>> = ws
+            .iter()
+            .map(|w| rt.buffers.take(n_tokens * w.rows))
+            .collect();
         let plan = if n_tokens == 1 {
             self.decode
         } else {
@@ -108,40 +121,51 @@ impl Operator for FusedMatMul {
         };
         {
             let mut ys: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
-            let mut scratch = self
-                .runtime
-                .scratch
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            matmul_multi(
-                &self.runtime.pool,
-                &ws,
-                x,
-                n_tokens,
-                &mut ys,
-                &plan,
-                &mut scratch,
-            )
-            .unwrap_or_else(|e| panic!("fused matmul on validated weights failed: {e}"));
+            let mut scratch = rt.scratch.lock().unwrap_or_else(|e| e.into_inner());
+            matmul_multi(&rt.pool, &ws, x, n_tokens, &mut ys, &plan, &mut scratch)
+                .unwrap_or_else(|e| panic!("fused matmul on validated weights failed: {e}"));
         }
         match self.epilogue {
-            Epilogue::None => outs.into_iter().map(Tensor::new).collect(),
+            Epilogue::None => outs,
             Epilogue::AddResidual => {
                 let residual = contiguous(&inp[first_weight + 1].0, &inp[first_weight + 1].1);
-                let mut y = outs.remove(0);
-                for (v, r) in y.iter_mut().zip(residual.iter()) {
+                for (v, r) in outs[0].iter_mut().zip(residual.iter()) {
                     *v += r;
                 }
-                vec![Tensor::new(y)]
+                outs
             }
             Epilogue::SwiGlu => {
                 let rows = ws[0].rows;
-                let mut out = vec![0.0; n_tokens * rows];
-                swiglu_rows(&outs[0], &outs[1], rows, &mut out);
-                vec![Tensor::new(out)]
+                let mut out = rt.buffers.take(n_tokens * rows);
+                swiglu_tokens(rt, &outs[0], &outs[1], rows, &mut out);
+                for buf in outs {
+                    rt.buffers.give(buf);
+                }
+                vec![out]
             }
         }
     }
+}
+
+/// SwiGLU of every token, tokens split over the pool (a prompt's worth of `exp` is worth it).
+fn swiglu_tokens(rt: &Runtime, gate: &[f32], up: &[f32], rows: usize, out: &mut [f32]) {
+    let n_tokens = out.len() / rows;
+    let threads = rt.pool.n_threads().min(n_tokens);
+    if threads <= 1 {
+        swiglu_rows(gate, up, rows, out);
+        return;
+    }
+    let per = n_tokens.div_ceil(threads);
+    let shared = SharedMut::new(out);
+    rt.pool.run(threads, |i| {
+        let (first, last) = (i * per, ((i + 1) * per).min(n_tokens));
+        if first < last {
+            let span = first * rows..last * rows;
+            // SAFETY: each thread writes its own tokens' rows.
+            let dst = unsafe { shared.slice(span.start, span.len()) };
+            swiglu_rows(&gate[span.clone()], &up[span], rows, dst);
+        }
+    });
 }
 
 fn matrix(w: &WeightData) -> WeightMatrix<'_> {

@@ -6,6 +6,7 @@
 //! projection + residual, RMSNorm + gate/up matmuls + SwiGLU, down projection + residual.
 
 pub mod attention;
+pub mod buffers;
 pub mod matmul;
 pub mod plans;
 
@@ -23,6 +24,7 @@ pub struct Runtime {
     /// Quantized activations and dequantized rows, reused by every matmul (ops run one at a time).
     pub scratch: Mutex<Scratch>,
     pub plans: plans::PlanBook,
+    pub buffers: buffers::BufferPool,
 }
 
 impl Runtime {
@@ -31,6 +33,7 @@ impl Runtime {
             pool: ThreadPool::new(threads)?,
             scratch: Mutex::new(Scratch::default()),
             plans: plans::PlanBook::load(threads),
+            buffers: buffers::BufferPool::default(),
         }))
     }
 }
