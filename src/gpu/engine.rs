@@ -113,13 +113,18 @@ impl<B: Backend> GpuEngine<B> {
         let n = tokens.len();
         let past = self.position + 1; // the sink
         let positions: Vec<usize> = (self.position..self.position + n).collect();
-        let (cos, sin) = model::rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
+        let (cos, sin) =
+            model::rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
         let inputs = self.graph.inputs;
         let cx = &mut self.cx;
         for (dim, size) in [('s', n), ('l', rows), ('p', past), ('t', past + n)] {
             cx.set_dyn_dim(dim, size);
         }
-        cx.set_tensor(inputs.embeddings.id, 0, Tensor::new(self.embedding.rows(tokens)));
+        cx.set_tensor(
+            inputs.embeddings.id,
+            0,
+            Tensor::new(self.embedding.rows(tokens)),
+        );
         cx.set_tensor(inputs.rope_cos.id, 0, Tensor::new(cos));
         cx.set_tensor(inputs.rope_sin.id, 0, Tensor::new(sin));
         cx.set_tensor(inputs.mask.id, 0, Tensor::new(graph::causal_mask(past, n)));
@@ -174,7 +179,8 @@ impl<B: Backend> GpuEngine<B> {
         for cache in caches {
             self.cx.drop_tensors(vec![cache.k_out.id, cache.v_out.id]);
             for input in [cache.k_in.id, cache.v_in.id] {
-                self.cx.set_tensor(input, 0, Tensor::new(vec![0.0f32; sink]));
+                self.cx
+                    .set_tensor(input, 0, Tensor::new(vec![0.0f32; sink]));
             }
         }
         self.position = 0;

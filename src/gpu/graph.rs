@@ -187,8 +187,12 @@ fn block(
         .reshape::<(Seq, KvHeads, HeadDim)>();
     let q = rope_with(norm.heads(q, w.attn_q_norm), cos, sin);
     let k = rope_with(norm.heads(k, w.attn_k_norm), cos, sin);
-    let keys = cache.0.concat_along::<_, Axis<1>, _>(k.permute::<_, Axes3<1, 0, 2>>());
-    let values = cache.1.concat_along::<_, Axis<1>, _>(v.permute::<_, Axes3<1, 0, 2>>());
+    let keys = cache
+        .0
+        .concat_along::<_, Axis<1>, _>(k.permute::<_, Axes3<1, 0, 2>>());
+    let values = cache
+        .1
+        .concat_along::<_, Axis<1>, _>(v.permute::<_, Axes3<1, 0, 2>>());
     let attn = attention(q, keys, values, inputs.mask, scale);
     let x = x + attn.matmul(w.attn_output.permute());
 
@@ -260,8 +264,7 @@ impl Norm {
         if !self.f16_safe {
             return x.std_norm::<2, f32>(self.eps) * weight.expand();
         }
-        let m: GraphTensor<(Seq, H)> =
-            x.max_reduce::<_, Axis<2>>().max((-x).max_reduce()) + TINY;
+        let m: GraphTensor<(Seq, H)> = x.max_reduce::<_, Axis<2>>().max((-x).max_reduce()) + TINY;
         let y = x / m.expand();
         let mean = (y * y).mean_reduce::<_, Axis<2>>() + m.recip() * m.recip() * self.eps;
         y * mean.sqrt().recip().expand() * weight.expand()

@@ -117,9 +117,7 @@ pub fn open(
     };
     let gpu = GpuOptions::new(cpu.max_context);
     match choice {
-        BackendChoice::Cpu => {
-            Ok(Box::new(Engine::new(file, config, cpu)?))
-        }
+        BackendChoice::Cpu => Ok(Box::new(Engine::new(file, config, cpu)?)),
         BackendChoice::Cuda => open_cuda(file, config, gpu, precision),
         BackendChoice::Metal => open_metal(file, config, gpu, precision),
     }
@@ -156,7 +154,7 @@ fn open_metal(
     options: GpuOptions,
     precision: super::Precision,
 ) -> Result<Box<dyn Runner>, GpuError> {
-    let backend = super::metal::Metal::new(precision, file)?;
+    let backend = super::metal::Metal::new(precision)?;
     Ok(Box::new(GpuEngine::new(file, config, options, backend)?))
 }
 
