@@ -24,6 +24,12 @@ pub struct Metal {
     device: Device,
 }
 
+impl std::fmt::Debug for Metal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Metal({})", self.precision.name())
+    }
+}
+
 impl Metal {
     pub fn new(precision: Precision) -> Result<Self, GpuError> {
         let device = Device::system_default().ok_or_else(|| GpuError::NoDevice {
@@ -58,9 +64,9 @@ impl Metal {
     }
 }
 
-/// Matrices stored as Q8_0 run on the quantized kernel; the 1-D norm weights never are Q8_0.
+/// Matrices stored as Q8_0 run on the quantized kernel (which only replaces matmuls).
 fn quantized(slot: &WeightSlot) -> bool {
-    slot.ty == GgmlType::Q8_0
+    slot.matrix && slot.ty == GgmlType::Q8_0
 }
 
 impl Backend for Metal {

@@ -20,6 +20,8 @@ pub struct WeightSlot {
     pub name: String,
     pub node: NodeIndex,
     pub ty: GgmlType,
+    /// 2-D (a matmul weight) rather than a 1-D norm weight.
+    pub matrix: bool,
 }
 
 /// Every weight node of `graph` with its tensor's name and type, checked against `file`.
@@ -43,8 +45,13 @@ pub fn slots(
     names
         .into_iter()
         .map(|(name, node)| {
-            let ty = info(file, &name)?.ggml_type();
-            Ok(WeightSlot { name, node, ty })
+            let info = info(file, &name)?;
+            Ok(WeightSlot {
+                ty: info.ggml_type(),
+                matrix: info.dims().len() == 2,
+                name,
+                node,
+            })
         })
         .collect()
 }
