@@ -61,10 +61,13 @@ pub enum GpuError {
     },
     #[error("weight '{name}' is not read through an upload op after compiling (found {found})")]
     Unbindable { name: String, found: String },
-    #[error("this qwen was built without the {backend} backend: rebuild with `{how}`")]
+    #[error(
+        "this qwen was built without the {backend} backend: rebuild with \
+         `cargo build --release --features {backend}` ({needs})"
+    )]
     NotBuilt {
         backend: &'static str,
-        how: &'static str,
+        needs: &'static str,
     },
     #[error(transparent)]
     Cpu(#[from] EngineError),

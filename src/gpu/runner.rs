@@ -85,12 +85,15 @@ pub enum BackendChoice {
     Cuda,
     /// The Apple GPU (built with `--features metal`, macOS).
     Metal,
+    /// The GPU graph on luminal's stock CPU ops: checks the GPU path without a GPU (slow).
+    #[value(hide = true)]
+    Reference,
 }
 
 impl BackendChoice {
     /// The backends this binary was built with.
     pub fn available() -> Vec<BackendChoice> {
-        let mut out = vec![BackendChoice::Cpu];
+        let mut out = vec![BackendChoice::Cpu, BackendChoice::Reference];
         if cfg!(feature = "cuda") {
             out.push(BackendChoice::Cuda);
         }
@@ -119,6 +122,12 @@ pub fn open(
     match choice {
         BackendChoice::Cpu => Ok(Box::new(Engine::new(file, config, cpu)?)),
         BackendChoice::Cuda => open_cuda(file, config, gpu, precision),
+        BackendChoice::Reference => {
+            let backend = super::backend::Reference {
+                f16_graph: precision == super::Precision::F16,
+            };
+            Ok(Box::new(GpuEngine::new(file, config, gpu, backend)?))
+        }
         BackendChoice::Metal => open_metal(file, config, gpu, precision),
     }
 }
@@ -143,7 +152,7 @@ fn open_cuda(
 ) -> Result<Box<dyn Runner>, GpuError> {
     Err(GpuError::NotBuilt {
         backend: "cuda",
-        how: "cargo build --release --features cuda (needs the CUDA toolkit)",
+        needs: "the CUDA toolkit",
     })
 }
 
@@ -167,6 +176,6 @@ fn open_metal(
 ) -> Result<Box<dyn Runner>, GpuError> {
     Err(GpuError::NotBuilt {
         backend: "metal",
-        how: "cargo build --release --features metal (macOS only)",
+        needs: "macOS",
     })
 }
