@@ -152,7 +152,7 @@ fn open_cuda(
 ) -> Result<Box<dyn Runner>, GpuError> {
     Err(GpuError::NotBuilt {
         backend: "cuda",
-        needs: "the CUDA toolkit",
+        needs: "needs the CUDA toolkit",
     })
 }
 
@@ -176,6 +176,6 @@ fn open_metal(
 ) -> Result<Box<dyn Runner>, GpuError> {
     Err(GpuError::NotBuilt {
         backend: "metal",
-        needs: "macOS",
+        needs: "macOS only",
     })
 }
