@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod engine;
 pub mod generate;
 pub mod gguf;
+pub mod gpu;
 pub mod inspect;
 pub mod kernels;
 pub mod loader;

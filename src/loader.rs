@@ -46,7 +46,8 @@ pub fn weight_names(model: &Qwen3Graph) -> Vec<(String, NodeIndex)> {
     names
 }
 
-fn layer_names(i: usize, w: &LayerWeights) -> Vec<(String, NodeIndex)> {
+/// The GGUF names of block `i`'s weight nodes.
+pub fn layer_names(i: usize, w: &LayerWeights) -> Vec<(String, NodeIndex)> {
     [
         ("attn_norm", w.attn_norm.id),
         ("attn_q", w.attn_q.id),
@@ -86,7 +87,7 @@ pub fn bind(cx: &mut Graph, model: &Qwen3Graph, file: &GgufFile) -> Result<(), L
 }
 
 /// A `[rows, cols]` weight as a view into the map.
-fn matrix(
+pub fn matrix(
     bytes: &SharedBytes,
     file: &GgufFile,
     info: &TensorInfo,

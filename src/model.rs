@@ -133,7 +133,8 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, max_context: usize) -> Qwen3G
     }
 }
 
-fn layer_weights(cx: &mut Graph) -> LayerWeights {
+/// Weight nodes for one block (shared with the GPU graph, `gpu::graph`).
+pub fn layer_weights(cx: &mut Graph) -> LayerWeights {
     LayerWeights {
         attn_norm: cx.named_tensor("attn_norm"),
         attn_q: cx.named_tensor("attn_q"),
@@ -202,6 +203,15 @@ fn rope<H: Dimension>(
     x: GraphTensor<(Seq, H, HeadDim)>,
     inputs: &StepInputs,
 ) -> GraphTensor<(Seq, H, HeadDim)> {
+    rope_with(x, inputs.rope_cos, inputs.rope_sin)
+}
+
+/// [`rope`] with the rotary tables given directly (the GPU graph has no `StepInputs`).
+pub fn rope_with<H: Dimension>(
+    x: GraphTensor<(Seq, H, HeadDim)>,
+    rope_cos: GraphTensor<(Seq, HalfHeadDim)>,
+    rope_sin: GraphTensor<(Seq, HalfHeadDim)>,
+) -> GraphTensor<(Seq, H, HeadDim)> {
     let halves = x.reshape::<(Seq, H, Const<2>, HalfHeadDim)>(); // [seq, heads, 2, head_dim / 2]
     let x1 = halves
         .slice((.., .., ..Expression::from(1), ..))
@@ -209,12 +219,8 @@ fn rope<H: Dimension>(
     let x2 = halves
         .slice((.., .., Expression::from(1).., ..))
         .realize::<(Seq, H, Const<1>, HalfHeadDim)>();
-    let cos = inputs
-        .rope_cos
-        .expand::<(Seq, H, Const<1>, HalfHeadDim), _>();
-    let sin = inputs
-        .rope_sin
-        .expand::<(Seq, H, Const<1>, HalfHeadDim), _>();
+    let cos = rope_cos.expand::<(Seq, H, Const<1>, HalfHeadDim), _>();
+    let sin = rope_sin.expand::<(Seq, H, Const<1>, HalfHeadDim), _>();
     let first = x1 * cos - x2 * sin;
     let second = x2 * cos + x1 * sin;
     first

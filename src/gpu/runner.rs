@@ -1,0 +1,181 @@
+//! One interface over the CPU engine and the GPU engines, and the choice between them, so that
+//! generation and the timing report do not care which one runs.
+
+use std::time::Duration;
+
+use crate::config::Qwen3Config;
+use crate::engine::{Engine, EngineError, EngineOptions, Features, Logits};
+use crate::gguf::GgufFile;
+use crate::kernels::profile::NodeRecord;
+
+use super::backend::Backend;
+use super::engine::{GpuEngine, GpuOptions};
+use super::GpuError;
+
+/// What generation needs from an engine.
+pub trait Runner {
+    /// Runs `tokens` at the next positions; the logits asked for, `[rows, vocab]`.
+    fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, EngineError>;
+    /// Positions already in the KV cache.
+    fn position(&self) -> usize;
+    /// Positions the KV cache holds.
+    fn max_context(&self) -> usize;
+    /// Forgets the KV cache.
+    fn reset(&mut self);
+    fn compile_time(&self) -> Duration;
+    fn features(&self) -> Features;
+    /// Per-node timings since the last call, when the engine profiles (CPU only).
+    fn take_profile(&mut self) -> Option<Vec<NodeRecord>> {
+        None
+    }
+}
+
+impl Runner for Engine {
+    fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, EngineError> {
+        Engine::forward(self, tokens, want)
+    }
+    fn position(&self) -> usize {
+        Engine::position(self)
+    }
+    fn max_context(&self) -> usize {
+        self.options().max_context
+    }
+    fn reset(&mut self) {
+        Engine::reset(self)
+    }
+    fn compile_time(&self) -> Duration {
+        Engine::compile_time(self)
+    }
+    fn features(&self) -> Features {
+        Engine::features(self)
+    }
+    fn take_profile(&mut self) -> Option<Vec<NodeRecord>> {
+        Engine::take_profile(self)
+    }
+}
+
+impl<B: Backend> Runner for GpuEngine<B> {
+    fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, EngineError> {
+        GpuEngine::forward(self, tokens, want)
+    }
+    fn position(&self) -> usize {
+        GpuEngine::position(self)
+    }
+    fn max_context(&self) -> usize {
+        self.options().max_context
+    }
+    fn reset(&mut self) {
+        GpuEngine::reset(self)
+    }
+    fn compile_time(&self) -> Duration {
+        GpuEngine::compile_time(self)
+    }
+    fn features(&self) -> Features {
+        GpuEngine::features(self)
+    }
+}
+
+/// Where the model runs (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The CPU engine (always built).
+    #[default]
+    Cpu,
+    /// NVIDIA GPU 0 (built with `--features cuda`).
+    Cuda,
+    /// The Apple GPU (built with `--features metal`, macOS).
+    Metal,
+    /// The GPU graph on luminal's stock CPU ops: checks the GPU path without a GPU (slow).
+    #[value(hide = true)]
+    Reference,
+}
+
+impl BackendChoice {
+    /// The backends this binary was built with.
+    pub fn available() -> Vec<BackendChoice> {
+        let mut out = vec![BackendChoice::Cpu, BackendChoice::Reference];
+        if cfg!(feature = "cuda") {
+            out.push(BackendChoice::Cuda);
+        }
+        if cfg!(all(feature = "metal", target_os = "macos")) {
+            out.push(BackendChoice::Metal);
+        }
+        out
+    }
+}
+
+/// Builds the engine for `choice`. On a GPU, `parallel` selects f16 (the enhanced path there):
+/// half the weight memory and bandwidth, cuBLAS/Metal half-precision matmuls, f16-safe norms.
+pub fn open(
+    choice: BackendChoice,
+    file: &GgufFile,
+    config: &Qwen3Config,
+    cpu: EngineOptions,
+    parallel: bool,
+) -> Result<Box<dyn Runner>, GpuError> {
+    let precision = if parallel {
+        super::Precision::F16
+    } else {
+        super::Precision::F32
+    };
+    let gpu = GpuOptions::new(cpu.max_context);
+    match choice {
+        BackendChoice::Cpu => Ok(Box::new(Engine::new(file, config, cpu)?)),
+        BackendChoice::Cuda => open_cuda(file, config, gpu, precision),
+        BackendChoice::Reference => {
+            let backend = super::backend::Reference {
+                f16_graph: precision == super::Precision::F16,
+            };
+            Ok(Box::new(GpuEngine::new(file, config, gpu, backend)?))
+        }
+        BackendChoice::Metal => open_metal(file, config, gpu, precision),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(
+    file: &GgufFile,
+    config: &Qwen3Config,
+    options: GpuOptions,
+    precision: super::Precision,
+) -> Result<Box<dyn Runner>, GpuError> {
+    let backend = super::cuda::Cuda::new(precision)?;
+    Ok(Box::new(GpuEngine::new(file, config, options, backend)?))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(
+    _: &GgufFile,
+    _: &Qwen3Config,
+    _: GpuOptions,
+    _: super::Precision,
+) -> Result<Box<dyn Runner>, GpuError> {
+    Err(GpuError::NotBuilt {
+        backend: "cuda",
+        needs: "needs the CUDA toolkit",
+    })
+}
+
+#[cfg(all(feature = "metal", target_os = "macos"))]
+fn open_metal(
+    file: &GgufFile,
+    config: &Qwen3Config,
+    options: GpuOptions,
+    precision: super::Precision,
+) -> Result<Box<dyn Runner>, GpuError> {
+    let backend = super::metal::Metal::new(precision)?;
+    Ok(Box::new(GpuEngine::new(file, config, options, backend)?))
+}
+
+#[cfg(not(all(feature = "metal", target_os = "macos")))]
+fn open_metal(
+    _: &GgufFile,
+    _: &Qwen3Config,
+    _: GpuOptions,
+    _: super::Precision,
+) -> Result<Box<dyn Runner>, GpuError> {
+    Err(GpuError::NotBuilt {
+        backend: "metal",
+        needs: "macOS only",
+    })
+}
