@@ -81,6 +81,10 @@ pub struct Args {
     #[arg(long = "stop", value_name = "STRING")]
     pub stop: Vec<String>,
 
+    /// Where the model runs: cpu, cuda (built with --features cuda) or metal (--features metal).
+    #[arg(long, value_enum, default_value_t = crate::gpu::runner::BackendChoice::Cpu)]
+    pub backend: crate::gpu::runner::BackendChoice,
+
     /// Print what the model file holds and exit.
     #[arg(long)]
     pub inspect: bool,

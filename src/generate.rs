@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::engine::{Engine, EngineError, Logits};
+use crate::engine::{EngineError, Logits};
 use crate::kernels::profile::NodeRecord;
 use crate::sampler::Sampler;
 use crate::stream::{Decode, TextStreamer};
@@ -89,7 +89,7 @@ pub struct GenerateOptions<'a> {
 /// Runs the prompt through `engine` (continuing after what its cache holds), then samples up to
 /// `max_new_tokens` tokens, sending text to `sink` as soon as it is complete.
 pub fn generate<D>(
-    engine: &mut Engine,
+    engine: &mut dyn crate::gpu::runner::Runner,
     prompt: &[u32],
     sampler: &mut Sampler,
     options: &GenerateOptions<'_>,
@@ -126,7 +126,7 @@ where
         if let Some(found) = out.push(token, sink)? {
             break StopReason::StopString(found);
         }
-        if engine.position() >= engine.options().max_context {
+        if engine.position() >= engine.max_context() {
             break StopReason::ContextFull;
         }
         let start = Instant::now();

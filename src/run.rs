@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::Args;
 use crate::config::Qwen3Config;
-use crate::engine::{Engine, EngineOptions, Mode};
+use crate::engine::{EngineOptions, Mode};
 use crate::generate::{generate, GenerateOptions, Generation, StopConditions, StopReason};
 use crate::gguf::GgufFile;
 use crate::inspect;
@@ -69,7 +69,13 @@ pub fn run(args: &Args) -> Result<Outcome> {
         max_context: loaded.max_context,
         profile: args.kernel_timing,
     };
-    let mut engine = Engine::new(&loaded.file, &loaded.config, options)?;
+    let mut engine = crate::gpu::runner::open(
+        args.backend,
+        &loaded.file,
+        &loaded.config,
+        options,
+        args.parallel,
+    )?;
     let interrupt = install_interrupt_handler()?;
     let stop = StopConditions {
         eos_ids: eos_ids(loaded.tokenizer.as_ref()),
@@ -86,7 +92,8 @@ pub fn run(args: &Args) -> Result<Outcome> {
             interrupt: Some(&interrupt),
         };
         let show = run == 0;
-        let generation = generate_once(args, &loaded, &mut engine, &mut sampler, &options, show)?;
+        let generation =
+            generate_once(args, &loaded, engine.as_mut(), &mut sampler, &options, show)?;
         let info = RunInfo {
             model_filename: args.model.display().to_string(),
             model_size: loaded.file.file_size(),
@@ -131,7 +138,7 @@ fn load(args: &Args) -> Result<Loaded> {
 fn generate_once(
     args: &Args,
     loaded: &Loaded,
-    engine: &mut Engine,
+    engine: &mut dyn crate::gpu::runner::Runner,
     sampler: &mut Sampler,
     options: &GenerateOptions<'_>,
     show: bool,
