@@ -95,7 +95,9 @@ pub struct Features {
 }
 
 pub struct Engine {
-    cx: Graph,
+    /// Boxed: luminal ops may keep pointers into the graph (its dynamic-dimension map), so it
+    /// must not move after building.
+    cx: Box<Graph>,
     inputs: StepInputs,
     logits: GraphTensor<(LogitRows, Vocab)>,
     config: Qwen3Config,
@@ -113,7 +115,7 @@ impl Engine {
         config: &Qwen3Config,
         options: EngineOptions,
     ) -> Result<Self, EngineError> {
-        let mut cx = Graph::new();
+        let mut cx = Box::new(Graph::new());
         let graph = model::build(&mut cx, config, options.max_context);
         loader::bind(&mut cx, &graph, file)?;
         let (mut inputs, mut logits) = (graph.inputs, graph.logits);

@@ -226,6 +226,8 @@ impl<B: Backend> GpuEngine<B> {
                 precision.name()
             ),
             graph_nodes: self.cx.graph.node_count(),
+            kernel_plans: vec![],
+            plan_cache: None,
         }
     }
 }
