@@ -65,6 +65,9 @@ pub fn run(args: &Args) -> Result<Outcome> {
     }
     let sampler_config = sampler_config(args);
     sampler_config.validate()?;
+    if let Some(path) = &args.plot {
+        check_writable_folder(path)?;
+    }
     let test_time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     // From here on a Ctrl-C stops the run at its next generation step, output and report kept.
     let interrupt = install_interrupt_handler()?;
@@ -159,6 +162,14 @@ fn build_prompt(args: &Args, loaded: &Loaded) -> Result<Prompt> {
     if let Some(ids) = &args.token_ids {
         if ids.is_empty() {
             bail!("--token-ids is empty: give at least one id");
+        }
+        let vocab = loaded.config.vocab;
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab) {
+            bail!(
+                "--token-ids: id {id} is outside the model's vocabulary of {vocab} tokens (ids 0 \
+                 to {})",
+                vocab - 1
+            );
         }
         return Ok(Prompt {
             ids: ids.clone(),
@@ -324,8 +335,25 @@ fn write_plot(path: &Path, report: &RunReport) -> Result<()> {
         &title,
         note.as_deref(),
     )
-    .with_context(|| format!("cannot write the plot {}", path.display()))?;
+    // The error names the file and the cause in its own message; its source would repeat it.
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// The plot is written after the run: a folder that does not exist must fail before it.
+fn check_writable_folder(file: &Path) -> Result<()> {
+    let folder = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        bail!(
+            "cannot write the plot {}: the folder {} does not exist; create it or choose another --plot path",
+            file.display(),
+            folder.display()
+        );
+    }
     Ok(())
 }
 
