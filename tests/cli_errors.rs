@@ -46,6 +46,14 @@ fn unreadable_models_are_named() {
     assert_one_line_error(&run_ids(&empty, &[]), &["not a GGUF file"]);
     let v1 = synthetic(dir.path(), "v1.gguf", b"GGUF\x01\x00\x00\x00");
     assert_one_line_error(&run_ids(&v1, &[]), &["GGUF version 1 is not supported"]);
+    // A named pipe must not block the open.
+    let fifo = dir.path().join("pipe.gguf");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let fifo = fifo.display().to_string();
+        let out = within_a_minute(qwen().args(["-m", &fifo, "--token-ids", "1"]));
+        assert_one_line_error(&out, &["not a regular file"]);
+    }
     let bytes = std::fs::read(path(TINY_MODEL)).unwrap();
     let cut = synthetic(dir.path(), "cut.gguf", &bytes[..bytes.len() / 2]);
     assert_one_line_error(&run_ids(&cut, &[]), &["truncated"]);
@@ -261,6 +269,24 @@ fn a_full_context_stops_generation_with_a_notice_and_keeps_the_text() {
     assert_eq!(ids(&r["generated_token_ids"]).len(), 7);
     assert!(!r["text"].as_str().unwrap().is_empty());
     assert!(stderr(&out).contains("notice: the context is full (8 positions)"));
+}
+
+/// Runs `cmd`, failing the test instead of hanging when it takes more than a minute.
+fn within_a_minute(cmd: &mut std::process::Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("still running after a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }
 
 /// Spawns a long generation, waits for streamed text, sends SIGINT and returns the output.
