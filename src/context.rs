@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn default_context_is_kept_when_it_fits() {
-        let c = config(2, 2, 16, 40960); // 1 KiB per position: 40 MiB
+        let c = config(2, 2, 32, 40960); // 1 KiB per position: 40 MiB
         let choice = choose(None, &c, 0, Some(1 << 30)).unwrap();
         assert_eq!(
             choice,
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn default_context_is_lowered_with_a_notice() {
-        let c = config(2, 2, 16, 40960);
+        let c = config(2, 2, 32, 40960);
         // 4 MiB + 1 MiB model: budget 3 MiB = 3072 positions.
         let choice = choose(None, &c, 1 << 20, Some(5 << 20)).unwrap();
         assert_eq!(choice.size, 3072);
@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn an_explicit_context_that_cannot_fit_is_an_error() {
-        let c = config(2, 2, 16, 40960);
+        let c = config(2, 2, 32, 40960);
         let err = choose(Some(8192), &c, 0, Some(4 << 20)).unwrap_err();
         assert!(
             matches!(err, ContextError::TooLarge { fits: 3072, .. }),
