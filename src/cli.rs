@@ -86,6 +86,10 @@ pub struct Args {
     #[arg(long)]
     pub parallel: bool,
 
+    /// Threads for --parallel (default: all logical cores).
+    #[arg(long, requires = "parallel", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+
     /// Detailed timing report: per-token decode statistics, enhanced-feature status and a
     /// per-kernel profile.
     #[arg(long)]
@@ -210,14 +214,24 @@ pub fn report_parse_error(err: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// clap's message and its tip (a similar flag, how to pass a value starting with '-'), on one line.
+/// clap's message (its first paragraph: some messages list the flags on the lines that follow)
+/// and its tips (a similar flag, how to pass a value starting with '-'), on one line.
 fn one_line(rendered: &str) -> String {
-    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or("invalid command line");
-    let mut out = first.strip_prefix("error: ").unwrap_or(first).to_string();
-    for tip in lines.filter(|l| l.starts_with("tip:")) {
+    let mut paragraphs = rendered.split("\n\n").map(|p| {
+        p.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let first = paragraphs.next().unwrap_or_default();
+    let mut out = first.strip_prefix("error: ").unwrap_or(&first).to_string();
+    if out.is_empty() {
+        out.push_str("invalid command line");
+    }
+    for tip in paragraphs.filter(|p| p.starts_with("tip:")) {
         out.push_str("; ");
-        out.push_str(tip);
+        out.push_str(&tip);
     }
     out
 }
@@ -243,6 +257,13 @@ mod tests {
         assert_eq!(
             one_line(text),
             "unexpected argument '--tmp' found; tip: a similar argument exists: '--temperature'"
+        );
+        let text = "error: the following required arguments were not provided:\n  --parallel\n\n\
+                    Usage: qwen --parallel --threads <THREADS>\n\nFor more information, try \
+                    '--help'.\n";
+        assert_eq!(
+            one_line(text),
+            "the following required arguments were not provided: --parallel"
         );
     }
 }

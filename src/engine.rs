@@ -5,6 +5,7 @@
 //! so nothing is recompiled.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use luminal::prelude::*;
@@ -13,6 +14,7 @@ use thiserror::Error;
 
 use crate::config::Qwen3Config;
 use crate::gguf::GgufFile;
+use crate::kernels::parallel::Runtime;
 use crate::kernels::{self, profile::NodeRecord, profile::ProfileBook};
 use crate::loader::{self, LoadError};
 use crate::model::{self, LogitRows, StepInputs, Vocab};
@@ -22,6 +24,17 @@ use crate::model::{self, LogitRows, StepInputs, Vocab};
 pub enum Mode {
     /// GenericCompiler plus the minimum of our ops: one thread, f32 math on dequantized weights.
     Standard,
+    /// The standard passes plus fused, multi-threaded SIMD kernels on the quantized weights.
+    Parallel { threads: usize },
+}
+
+impl Mode {
+    pub fn threads(&self) -> usize {
+        match self {
+            Mode::Standard => 1,
+            Mode::Parallel { threads } => *threads,
+        }
+    }
 }
 
 /// How to build an engine.
@@ -56,6 +69,8 @@ pub enum EngineError {
          (raise --ctx-size or shorten the prompt)"
     )]
     ContextFull { needed: usize, max_context: usize },
+    #[error("cannot start the kernel threads: {0}")]
+    Threads(#[from] crate::cpu::KernelError),
 }
 
 /// Which enhanced features a compiled engine uses, for the timing report.
@@ -73,6 +88,10 @@ pub struct Features {
     pub kv_cache: String,
     /// Nodes in the compiled graph.
     pub graph_nodes: usize,
+    /// The matmul plans the kernel search chose (parallel mode), one line per job.
+    pub kernel_plans: Vec<String>,
+    /// Where chosen plans are cached, if anywhere.
+    pub plan_cache: Option<String>,
 }
 
 pub struct Engine {
@@ -84,6 +103,7 @@ pub struct Engine {
     position: usize,
     compile_time: Duration,
     profile: Option<ProfileBook>,
+    runtime: Option<Arc<Runtime>>,
 }
 
 impl Engine {
@@ -98,18 +118,25 @@ impl Engine {
         loader::bind(&mut cx, &graph, file)?;
         let (mut inputs, mut logits) = (graph.inputs, graph.logits);
         let start = Instant::now();
-        match options.mode {
-            Mode::Standard => cx.compile(
-                kernels::standard([inputs.rope_cos.id, inputs.rope_sin.id]),
-                (
-                    &mut inputs.token_ids,
-                    &mut inputs.positions,
-                    &mut inputs.rope_cos,
-                    &mut inputs.rope_sin,
-                    &mut logits,
-                ),
-            ),
-        }
+        let rope_tables = [inputs.rope_cos.id, inputs.rope_sin.id];
+        let ids = (
+            &mut inputs.token_ids,
+            &mut inputs.positions,
+            &mut inputs.rope_cos,
+            &mut inputs.rope_sin,
+            &mut logits,
+        );
+        let runtime = match options.mode {
+            Mode::Standard => {
+                cx.compile(kernels::standard(rope_tables), ids);
+                None
+            }
+            Mode::Parallel { threads } => {
+                let runtime = Runtime::new(threads)?;
+                cx.compile(kernels::parallel::compiler(&runtime, rope_tables), ids);
+                Some(runtime)
+            }
+        };
         let compile_time = start.elapsed();
         let names: HashMap<NodeIndex, String> = loader::weight_names(&graph)
             .into_iter()
@@ -127,6 +154,7 @@ impl Engine {
             position: 0,
             compile_time,
             profile,
+            runtime,
         })
     }
 
@@ -211,16 +239,18 @@ impl Engine {
 
     /// What this engine runs with.
     pub fn features(&self) -> Features {
-        let (passes, kernels) = match self.options.mode {
+        let standard_passes = vec![
+            "GenericCompiler",
+            "WeightMatMulCompiler",
+            "RmsNormCompiler",
+            "RopeCompiler",
+            "SwiGluCompiler",
+            "StridedCompiler",
+        ];
+        let (mode, passes, kernels, simd) = match self.options.mode {
             Mode::Standard => (
-                vec![
-                    "GenericCompiler",
-                    "WeightMatMulCompiler",
-                    "RmsNormCompiler",
-                    "RopeCompiler",
-                    "SwiGluCompiler",
-                    "StridedCompiler",
-                ],
+                "standard",
+                standard_passes,
                 vec![
                     "Embedding: table rows decoded from the GGUF encoding",
                     "WeightMatMul: GGUF blocks decoded to f32 in L1-sized chunks, f32 dot products in ggml's order",
@@ -228,15 +258,29 @@ impl Engine {
                     "CachedAttention: causal GQA over a KV cache owned by the op",
                     "Strided elementwise/reduce: shape trackers resolved once per call",
                 ],
+                "fma where present (ggml's summation orders), otherwise portable".to_string(),
+            ),
+            Mode::Parallel { .. } => (
+                "parallel",
+                [
+                    standard_passes,
+                    vec!["FusedAttentionCompiler", "FusedMatMulCompiler (+ kernel search)"],
+                ]
+                .concat(),
+                vec![
+                    "FusedMatMul: RMSNorm + q/k/v or gate/up in one pass, SwiGLU and residual adds fused; SIMD integer dots on 8-bit activations, multi-threaded, weights read in place",
+                    "FusedAttention: q/k RMSNorm + RoPE + KV-cache append + causal GQA, heads in parallel",
+                    "Embedding: table rows decoded from the GGUF encoding",
+                ],
+                crate::cpu::matmul::cpu_features().describe(),
             ),
         };
+        let plans = self.runtime.as_ref().map(|r| &r.plans);
         Features {
             backend: "cpu",
-            mode: match self.options.mode {
-                Mode::Standard => "standard",
-            },
-            threads: 1,
-            simd: "none: portable Rust loops (compiler auto-vectorised)".into(),
+            mode,
+            threads: self.options.mode.threads(),
+            simd,
             compiler_passes: passes,
             kernels,
             kv_cache: format!(
@@ -244,6 +288,10 @@ impl Engine {
                 self.options.max_context, self.config.layers
             ),
             graph_nodes: self.cx.graph.node_count(),
+            kernel_plans: plans.map(|p| p.describe()).unwrap_or_default(),
+            plan_cache: plans
+                .and_then(|p| p.cache_path())
+                .map(|p| p.display().to_string()),
         }
     }
 }

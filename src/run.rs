@@ -58,6 +58,16 @@ struct Prompt {
     text: String,
 }
 
+fn mode(args: &Args) -> Mode {
+    if !args.parallel {
+        return Mode::Standard;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Mode::Parallel {
+        threads: args.threads.map_or(cores, |t| t as usize),
+    }
+}
+
 pub fn run(args: &Args) -> Result<Outcome> {
     if args.inspect {
         inspect::run(&args.model, args.json, &mut std::io::stdout().lock())?;
@@ -200,7 +210,7 @@ fn check_fits(n_prompt: usize, max_context: usize) -> Result<()> {
 
 fn compile(args: &Args, loaded: &Loaded) -> Result<Engine> {
     let options = EngineOptions {
-        mode: Mode::Standard,
+        mode: mode(args),
         max_context: loaded.max_context,
         profile: args.kernel_timing,
     };

@@ -179,6 +179,8 @@ fn flag_values_out_of_range_are_refused() {
             "{flag} {value}: {err}"
         );
     }
+    let out = run(&["-m", &model, "--token-ids", "1", "--threads", "2"]);
+    assert_one_line_error(&out, &["--parallel"]);
     // Contradictory flags.
     let out = run(&["-m", &model, "--token-ids", "1", "--chat"]);
     assert_one_line_error(&out, &["--chat", "--token-ids"]);

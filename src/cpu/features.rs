@@ -6,7 +6,10 @@
 use std::fmt;
 
 /// A SIMD instruction set the kernels are written for, from slowest to fastest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Isa {
     /// Portable Rust, no intrinsics; the reference every other path is tested against.
     Scalar,

@@ -64,7 +64,7 @@ impl<'a> WeightMatrix<'a> {
 }
 
 /// How one matmul runs: the knobs an autotuner searches over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct MatmulPlan {
     /// The SIMD path.
     pub isa: Isa,

@@ -12,7 +12,7 @@ pub mod features;
 pub mod matmul;
 pub mod pool;
 pub mod quantize;
-mod shared;
+pub(crate) mod shared;
 pub mod synth;
 pub mod tune;
 

@@ -123,11 +123,19 @@ impl KvCache {
     ) {
         let hd = self.shape.head_dim;
         let scale = 1.0 / (hd as f32).sqrt();
-        let AttendScratch { q16, scores, lanes } = scratch;
+        let AttendScratch {
+            q16,
+            scores,
+            lanes,
+            sums,
+        } = scratch;
         q16.clear();
-        q16.extend(q.iter().map(|x| round_f16(*x)));
+        // Plain loops, not closures: a closure is compiled apart from this FMA-enabled body.
+        for x in q {
+            q16.push(round_f16(*x));
+        }
         scores.clear();
-        scores.extend((0..=pos).map(|j| {
+        for j in 0..=pos {
             let k = self.key(j, kv_head);
             let kq = if batch {
                 let mut acc = [0.0; LANES];
@@ -136,34 +144,70 @@ impl KvCache {
             } else {
                 ggml_math::vec_dot_f16(k, q16)
             };
-            kq * scale
-        }));
+            scores.push(kq * scale);
+        }
         ggml_math::soft_max(scores);
         // V·P over positions, `lanes[slot][lane][d]`: position j goes to lane j % 16 and, one
         // token at a time, to accumulator (j / 16) % 4, as ggml's f16 dot product sums them.
+        // Only the lane rows some position reaches are zeroed and summed: an untouched row
+        // holds +0.0, and adding +0.0 changes no sum.
         let slots = if batch { 1 } else { 4 };
+        let used = scores.len().min(slots * LANES);
         lanes.clear();
-        lanes.resize(slots * LANES * hd, 0.0);
+        lanes.resize(used * hd, 0.0);
         for (j, p) in scores.iter().enumerate() {
             let p = round_f16(*p);
-            let slot = if batch { 0 } else { (j / LANES) % 4 };
-            let acc = &mut lanes[(slot * LANES + j % LANES) * hd..][..hd];
+            let acc = &mut lanes[(j % (slots * LANES)) * hd..][..hd];
             for (a, v) in acc.iter_mut().zip(self.value(j, kv_head)) {
                 *a = v.mul_add(p, *a);
             }
         }
-        let lane = |slot: usize, l: usize, d: usize| lanes[(slot * LANES + l) * hd + d];
-        for (d, o) in out.iter_mut().enumerate() {
-            let mut v = [0.0f32; LANES];
-            for (l, x) in v.iter_mut().enumerate() {
-                *x = if batch {
-                    lane(0, l, d)
-                } else {
-                    (lane(0, l, d) + lane(2, l, d)) + (lane(1, l, d) + lane(3, l, d))
-                };
-            }
-            *o = ggml_math::reduce16(&v);
+        reduce_lanes(lanes, used, slots, sums, out);
+    }
+}
+
+/// `out[d]` = the ggml sum of the lane rows (`lanes[row][d]`, `used` rows, row = slot * 16 +
+/// lane): per lane `(s0 + s2) + (s1 + s3)` across slots, then [`ggml_math::reduce16`] across
+/// lanes. Computed for all `d` at once, so every step is a vector operation over `head_dim`.
+#[inline(always)]
+fn reduce_lanes(lanes: &[f32], used: usize, slots: usize, sums: &mut Vec<f32>, out: &mut [f32]) {
+    let hd = out.len();
+    sums.clear();
+    sums.resize(LANES * hd, 0.0);
+    for r in 0..used {
+        let (slot, l) = (r / LANES, r % LANES);
+        if slots == 4 && slot >= 2 {
+            continue; // added below, pairwise with slots 0 and 1
         }
+        let dst = &mut sums[l * hd..(l + 1) * hd];
+        let row = |k: usize| (k < used).then(|| &lanes[k * hd..(k + 1) * hd]);
+        match (slots, row(r + 2 * LANES)) {
+            (4, Some(far)) => {
+                for ((d, a), b) in dst.iter_mut().zip(&lanes[r * hd..(r + 1) * hd]).zip(far) {
+                    *d += a + b;
+                }
+            }
+            _ => {
+                for (d, a) in dst.iter_mut().zip(&lanes[r * hd..(r + 1) * hd]) {
+                    *d += a;
+                }
+            }
+        }
+    }
+    // `sums[l]` now holds (s0 + s2) + (s1 + s3): slot 0's pair is added to +0.0 first, then
+    // slot 1's pair to it — the same grouping, since x + 0.0 == x.
+    // reduce16 over lanes, elementwise in d: halves added pairwise, then (t0 + t2) + (t1 + t3).
+    let (lo, hi) = sums.split_at_mut(8 * hd);
+    for (a, b) in lo.iter_mut().zip(hi.iter()) {
+        *a += b;
+    }
+    let (lo, hi) = lo.split_at_mut(4 * hd);
+    for (a, b) in lo.iter_mut().zip(hi.iter()) {
+        *a += b;
+    }
+    let t = |i: usize, d: usize| lo[i * hd + d];
+    for (d, o) in out.iter_mut().enumerate() {
+        *o = (t(0, d) + t(2, d)) + (t(1, d) + t(3, d));
     }
 }
 
@@ -173,6 +217,7 @@ pub struct AttendScratch {
     q16: Vec<f32>,
     scores: Vec<f32>,
     lanes: Vec<f32>,
+    sums: Vec<f32>,
 }
 
 /// Inputs: `q [seq, heads, head_dim]`, `k [seq, kv_heads, head_dim]`, `v [seq, kv_heads * head_dim]`

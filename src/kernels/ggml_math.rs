@@ -196,13 +196,18 @@ pub fn v_expf(x: f32) -> f32 {
 }
 
 /// `j * 2^n` with one rounding, as `_mm512_scalef_ps` does.
+#[inline(always)]
 fn scale_by_pow2(j: f32, n: i32) -> f32 {
     // Two steps keep each factor a normal f32; the product rounds once at the end (the first
     // step is exact: |n| <= 192 splits into factors of at most 2^96 and 2^-96).
     let half = n / 2;
-    let f1 = f32::powi(2.0, half);
-    let f2 = f32::powi(2.0, n - half);
-    (j * f1) * f2
+    (j * pow2(half)) * pow2(n - half)
+}
+
+/// `2^k` for `|k| <= 126`, built from its exponent bits (`powi` is a libm call).
+#[inline(always)]
+fn pow2(k: i32) -> f32 {
+    f32::from_bits(((k + 127) as u32) << 23)
 }
 
 /// ggml's `soft_max` of one row of scores: `e = v_expf(s - max)` in 16-element chunks from the

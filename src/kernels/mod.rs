@@ -11,6 +11,7 @@ pub mod embedding;
 pub mod ggml_math;
 pub mod input;
 pub mod matmul;
+pub mod parallel;
 pub mod profile;
 pub mod rewrite;
 pub mod rms_norm;

@@ -111,6 +111,70 @@ pub fn replace<T: ToIdsMut>(
     new_node
 }
 
+/// Adds `op` reading `inputs` (in input order). Returns the new node.
+pub fn add_op(graph: &mut Graph, op: Box<dyn Operator>, inputs: &[Source]) -> NodeIndex {
+    let new_node = graph.graph.add_node(op);
+    for (i, (src, out, shape)) in inputs.iter().enumerate() {
+        graph.graph.add_edge(
+            *src,
+            new_node,
+            Dependency::Data {
+                input_order: i as u8,
+                output_order: *out,
+                shape: *shape,
+            },
+        );
+    }
+    new_node
+}
+
+/// Hands every reader and reference of `old`'s output to output `output` of `new`. (luminal
+/// counts a node's readers per output by grouping its edges in order, so a node's edges must be
+/// added output by output, as callers of this do.)
+pub fn move_output<T: ToIdsMut>(
+    graph: &mut Graph,
+    remap: &mut T,
+    old: NodeIndex,
+    new: NodeIndex,
+    output: u8,
+) {
+    let edges: Vec<(NodeIndex, Dependency)> = graph
+        .graph
+        .edges_directed(old, Direction::Outgoing)
+        .map(|e| (e.target(), *e.weight()))
+        .collect();
+    for (target, dep) in edges {
+        let dep = match dep {
+            Dependency::Data {
+                input_order, shape, ..
+            } => Dependency::Data {
+                input_order,
+                output_order: output,
+                shape,
+            },
+            schedule => schedule,
+        };
+        graph.graph.add_edge(new, target, dep);
+    }
+    move_references(
+        remap,
+        &mut graph.no_delete,
+        &mut graph.to_retrieve,
+        old,
+        new,
+    );
+}
+
+/// Removes `nodes` (whose readers have been moved elsewhere) and then whatever only they fed.
+pub fn remove_nodes(graph: &mut Graph, nodes: &[NodeIndex]) {
+    let mut inputs = vec![];
+    for &n in nodes {
+        inputs.extend(sources(graph, n).into_iter().map(|s| s.0));
+        graph.graph.remove_node(n);
+    }
+    remove_dead(graph, inputs);
+}
+
 /// Removes the nodes of `stack` and, transitively, their sources that are left without consumers,
 /// except kept nodes (weights, inputs, outputs).
 fn remove_dead(graph: &mut Graph, mut stack: Vec<NodeIndex>) {

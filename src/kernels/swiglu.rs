@@ -35,7 +35,7 @@ impl Operator for SwiGlu {
 
 ggml_math::fma_dispatch! {
     /// Every row of `n` elements, see [`swiglu_row`].
-    fn swiglu_rows(gate: &[f32], up: &[f32], n: usize, out: &mut [f32]) => swiglu_rows_body
+    pub fn swiglu_rows(gate: &[f32], up: &[f32], n: usize, out: &mut [f32]) => swiglu_rows_body
 }
 
 #[inline(always)]
@@ -107,8 +107,5 @@ fn is_silu(graph: &Graph, act: NodeIndex, x: NodeIndex) -> bool {
             found
         })
     };
-    is_op::<op::Mul>(graph, act)
-        && reads_x
-        && has(is_op::<op::Exp2>)
-        && has(is_op::<op::Recip>)
+    is_op::<op::Mul>(graph, act) && reads_x && has(is_op::<op::Exp2>) && has(is_op::<op::Recip>)
 }

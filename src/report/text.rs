@@ -141,6 +141,12 @@ fn features_section(out: &mut String, r: &RunReport) {
     for k in &f.kernels {
         let _ = writeln!(out, "kernel     {k}");
     }
+    for p in &f.kernel_plans {
+        let _ = writeln!(out, "plan       {p}");
+    }
+    if let Some(cache) = &f.plan_cache {
+        let _ = writeln!(out, "plan cache {cache}");
+    }
 }
 
 fn profile_section(out: &mut String, r: &RunReport, kinds: &[KernelTime]) {

@@ -1,31 +1,38 @@
 //! The attention block fused into one op: per-head q/k RMSNorm, rotary embedding, KV-cache append
 //! and causal grouped-query attention, parallel over heads.
 //!
-//! In the standard graph this is ~30 nodes per layer (two norms of eight ops, two rotary
-//! embeddings of ten, the attention op). [`FusedAttentionCompiler`] finds the region behind each
+//! In the standard graph this is five ops per layer (two `RmsNorm`s, two `Rope`s, the attention
+//! op), each a separate pass over the data with its own allocation. [`FusedAttentionCompiler`] finds the region behind each
 //! [`CachedAttention`] op, back to the q/k projections, and replaces it with [`FusedAttention`],
 //! which takes over the layer's KV cache. Numerics are those of the ops it replaces: ggml's
 //! RMSNorm, NEOX rotation with the same tables, llama.cpp's f16 KV-cache attention.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use luminal::op::{Function, InputTensor, Operator};
 use luminal::prelude::*;
 
-use super::attention::{round_f16, CachedAttention, KvCache};
-use super::input::{contiguous, f32_data};
-use super::rewrite::{self, is_op, op_as, sources, Source};
-use super::rms_norm::{rms_norm_row, RmsNorm};
-use crate::cpu::pool::ThreadPool;
+use super::super::attention::{AttendScratch, CachedAttention, KvCache};
+use super::super::ggml_math::fma_dispatch;
+use super::super::input::{contiguous, f32_data};
+use super::super::rewrite::{self, is_op, op_as, sources, Source};
+use super::super::rms_norm::{rms_norm_row, RmsNorm};
+use super::super::rope::rope_head;
+use super::Runtime;
+use crate::cpu::shared::SharedMut;
 
 /// Inputs: `q_proj [seq, q_dim]`, `k_proj [seq, kv_dim]`, `v [seq, kv_dim]`, `q_norm [head_dim]`,
 /// `k_norm [head_dim]`, `rope_cos [seq, head_dim/2]`, `rope_sin [seq, head_dim/2]`,
 /// `positions [seq]`. Output: `[seq, q_dim]`.
 pub struct FusedAttention {
-    pub cache: KvCache,
-    pub eps: f32,
-    pub pool: Arc<ThreadPool>,
+    cache: KvCache,
+    eps: f32,
+    runtime: Arc<Runtime>,
+    /// One scratch per pool thread, reused across calls.
+    scratch: Vec<Mutex<AttendScratch>>,
+    q: Vec<f32>,
+    k: Vec<f32>,
 }
 
 impl std::fmt::Debug for FusedAttention {
@@ -40,60 +47,112 @@ impl PartialEq for FusedAttention {
     }
 }
 
-/// q or k heads after RMSNorm and rotation: `[seq, heads, head_dim]`.
-fn norm_rope(x: &[f32], norm: &[f32], cos: &[f32], sin: &[f32], eps: f32) -> Vec<f32> {
+fma_dispatch! {
+    /// q or k heads (`[seq, heads, head_dim]`) normalised and rotated into `out`, with the
+    /// numerics of the standard graph's `RmsNorm` and `Rope` ops.
+    fn norm_rope(x: &[f32], norm: &[f32], cos: &[f32], sin: &[f32], eps: f32, out: &mut Vec<f32>)
+        => norm_rope_body
+}
+
+#[inline(always)]
+fn norm_rope_body(x: &[f32], norm: &[f32], cos: &[f32], sin: &[f32], eps: f32, out: &mut Vec<f32>) {
     let hd = norm.len();
     let half = hd / 2;
-    let mut out = vec![0.0; x.len()];
-    let tokens = x.len() / hd;
-    let heads_per_token = tokens / (cos.len() / half).max(1);
+    out.resize(x.len(), 0.0);
+    let seq = (cos.len() / half.max(1)).max(1);
+    let heads_per_token = x.len() / hd / seq;
+    let mut normed = vec![0.0f32; hd];
     for (i, (o, head)) in out.chunks_exact_mut(hd).zip(x.chunks_exact(hd)).enumerate() {
         let t = i / heads_per_token;
-        let (c, s) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
-        let mut normed = vec![0.0; hd];
         rms_norm_row(head, norm, eps, &mut normed);
-        let (x1, x2) = normed.split_at(half);
-        let (o1, o2) = o.split_at_mut(half);
-        for j in 0..half {
-            // The same products and sums as the graph's `x1*cos - x2*sin`, `x2*cos + x1*sin`.
-            o1[j] = x1[j] * c[j] + (x2[j] * s[j]) * -1.0;
-            o2[j] = x2[j] * c[j] + x1[j] * s[j];
-        }
+        rope_head(
+            &normed,
+            &cos[t * half..(t + 1) * half],
+            &sin[t * half..(t + 1) * half],
+            o,
+        );
     }
-    out
+}
+
+fma_dispatch! {
+    /// Attention jobs `worker, worker + stride, ...` of `n_jobs` (job = token * heads + head).
+    #[allow(clippy::too_many_arguments)]
+    fn attend_jobs(
+        cache: &KvCache,
+        q: &[f32],
+        start: usize,
+        batch: bool,
+        worker: usize,
+        stride: usize,
+        scratch: &mut AttendScratch,
+        out: SharedMut<'_, f32>,
+    ) => attend_jobs_body
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend_jobs_body(
+    cache: &KvCache,
+    q: &[f32],
+    start: usize,
+    batch: bool,
+    worker: usize,
+    stride: usize,
+    scratch: &mut AttendScratch,
+    out: SharedMut<'_, f32>,
+) {
+    let shape = *cache.shape();
+    let (q_dim, hd, heads) = (shape.q_dim(), shape.head_dim, shape.heads);
+    let n_jobs = q.len() / hd;
+    let mut job = worker;
+    while job < n_jobs {
+        let (i, h) = (job / heads, job % heads);
+        let at = i * q_dim + h * hd;
+        // SAFETY: each (token, head) slice belongs to exactly one job, each job to one worker.
+        let dst = unsafe { out.slice(at, hd) };
+        cache.attend(
+            &q[at..at + hd],
+            start + i,
+            h / shape.group(),
+            batch,
+            scratch,
+            dst,
+        );
+        job += stride;
+    }
 }
 
 impl Operator for FusedAttention {
     fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
+        let out = self.compute(&inp);
+        self.runtime.buffers.recycle(inp);
+        vec![Tensor::new(out)]
+    }
+}
+
+impl FusedAttention {
+    fn compute(&mut self, inp: &[(InputTensor, ShapeTracker)]) -> Vec<f32> {
         let input = |i: usize| contiguous(&inp[i].0, &inp[i].1);
-        let (q, k, v) = (input(0), input(1), input(2));
+        let (q_proj, k_proj, v) = (input(0), input(1), input(2));
         let vector = |i: usize| f32_data(&inp[i].0).expect("fused attention: f32 input");
         let (q_norm, k_norm) = (vector(3), vector(4));
         let (cos, sin, positions) = (vector(5), vector(6), vector(7));
-        let shape = *self.cache.shape();
-        let q = norm_rope(&q, q_norm, cos, sin, self.eps);
-        let k = norm_rope(&k, k_norm, cos, sin, self.eps);
+        norm_rope(&q_proj, q_norm, cos, sin, self.eps, &mut self.q);
+        norm_rope(&k_proj, k_norm, cos, sin, self.eps, &mut self.k);
         let start = positions.first().map_or(0, |p| *p as usize);
-        self.cache.append(start, &k, &v);
+        self.cache.append(start, &self.k, &v);
 
-        let (q_dim, hd, heads) = (shape.q_dim(), shape.head_dim, shape.heads);
-        let seq = positions.len();
-        let mut out = vec![0.0f32; seq * q_dim];
-        let jobs = seq * heads;
-        let threads = self.pool.n_threads().min(jobs);
-        let out_ptr = crate::cpu::shared::SharedMut::new(&mut out);
-        let cache = &self.cache;
-        self.pool.run(threads, |worker| {
-            let mut scores = Vec::with_capacity(start + seq);
-            for job in (worker..jobs).step_by(threads) {
-                let (i, h) = (job / heads, job % heads);
-                let at = i * q_dim + h * hd;
-                // SAFETY: each (token, head) slice is written by exactly one job.
-                let dst = unsafe { out_ptr.slice_mut(at, hd) };
-                cache.attend(&q[at..at + hd], start + i, h / shape.group(), &mut scores, dst);
-            }
+        let mut out = self.runtime.buffers.take(self.q.len());
+        let n_jobs = self.q.len() / self.cache.shape().head_dim;
+        let threads = self.runtime.pool.n_threads().min(n_jobs).max(1);
+        let shared = SharedMut::new(&mut out);
+        let batch = positions.len() > 1;
+        let (cache, q, scratch) = (&self.cache, &self.q, &self.scratch);
+        self.runtime.pool.run(threads, |worker| {
+            let mut s = scratch[worker].lock().unwrap_or_else(|e| e.into_inner());
+            attend_jobs(cache, q, start, batch, worker, threads, &mut s, shared);
         });
-        vec![Tensor::new(out)]
+        out
     }
 }
 
@@ -101,7 +160,7 @@ impl Operator for FusedAttention {
 /// [`FusedAttention`]. Runs after [`super::rms_norm::RmsNormCompiler`], whose [`RmsNorm`] ops
 /// mark where the region begins.
 pub struct FusedAttentionCompiler {
-    pub pool: Arc<ThreadPool>,
+    pub runtime: Arc<Runtime>,
     /// The graph's rotary-table inputs, the only loads the rotation region may read.
     pub rope_inputs: [NodeIndex; 2],
 }
@@ -123,10 +182,14 @@ impl Compiler for FusedAttentionCompiler {
                 .and_then(|op| op.as_any_mut().downcast_mut::<CachedAttention>())
                 .map(|a| a.cache.take())
                 .expect("anchor is a CachedAttention");
+            let threads = self.runtime.pool.n_threads();
             let op = Box::new(FusedAttention {
                 cache,
                 eps: plan.eps,
-                pool: self.pool.clone(),
+                runtime: self.runtime.clone(),
+                scratch: (0..threads).map(|_| Mutex::default()).collect(),
+                q: vec![],
+                k: vec![],
             });
             rewrite::replace(graph, &mut remap, node, op, &plan.inputs);
         }
@@ -140,7 +203,8 @@ struct Region {
 
 impl FusedAttentionCompiler {
     fn match_region(&self, graph: &Graph, attention: NodeIndex) -> Option<Region> {
-        let [q_out, k_out, v, positions] = <[Source; 4]>::try_from(sources(graph, attention)).ok()?;
+        let [q_out, k_out, v, positions] =
+            <[Source; 4]>::try_from(sources(graph, attention)).ok()?;
         let (q_norm, q_eps) = self.norm_behind(graph, q_out.0)?;
         let (k_norm, k_eps) = self.norm_behind(graph, k_out.0)?;
         if q_eps != k_eps {
@@ -151,7 +215,16 @@ impl FusedAttentionCompiler {
         let plain = |node: NodeIndex| (node, 0u8, ShapeTracker::new(&[]));
         let [cos, sin] = self.rope_inputs;
         Some(Region {
-            inputs: vec![q_proj, k_proj, v, plain(q_w.0), plain(k_w.0), plain(cos), plain(sin), positions],
+            inputs: vec![
+                q_proj,
+                k_proj,
+                v,
+                plain(q_w.0),
+                plain(k_w.0),
+                plain(cos),
+                plain(sin),
+                positions,
+            ],
             eps: q_eps,
         })
     }

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""CPU benchmark: qwen standard and --parallel against llama.cpp's llama-bench, same files, same run.
+
+Makes Qwen3-0.6B- and Qwen3-4B-shaped GGUF files with random weights (Q8_0 with
+../shared/tools/make_qwen3_gguf.py; Q4_K_M with llama.cpp's llama-quantize when it is found),
+measures the machine's read bandwidth, then for each file prints decode (32 tokens after a
+64-token prompt) and prefill (64 tokens) tok/s of
+
+  - qwen standard mode (single thread; skipped for the 4B file unless --standard-4b),
+  - qwen --parallel with --threads N,
+  - llama-bench -t N -p 64 -n 32 (when found), flash attention as llama-bench defaults,
+
+the ratios parallel / llama.cpp, decode as a fraction of the bandwidth bound (read bandwidth /
+bytes of weights read per token) and, for --parallel, peak resident memory against
+file + KV cache.
+
+Figures are medians over runs after a warm-up run (as llama-bench does), all measured in this
+invocation: on a shared machine only same-run ratios mean anything.
+
+Needs: python3 with `gguf` and `numpy` (pip install gguf numpy); cargo. llama.cpp: see the
+README's "Benchmarks" section (set LLAMA_CPP_DIR or put llama-bench on PATH).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPT_TOKENS = 64
+GEN_TOKENS = 32
+PRESETS = {"0.6b": "qwen3-0.6b", "4b": "qwen3-4b"}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    log("$ " + " ".join(str(c) for c in cmd))
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+
+
+def find_make_tool(args):
+    for cand in [args.make_tool, ROOT.parent / "shared/tools/make_qwen3_gguf.py"]:
+        if cand and Path(cand).is_file():
+            return Path(cand)
+    sys.exit("bench: make_qwen3_gguf.py not found; pass --make-tool PATH")
+
+
+def find_llama(name, args):
+    dirs = [args.llama_dir, os.environ.get("LLAMA_CPP_DIR")]
+    for d in filter(None, dirs):
+        for sub in ["build/bin", "bin", "."]:
+            p = Path(d) / sub / name
+            if p.is_file():
+                return p
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+def make_models(args, tool):
+    out = Path(args.models_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    quantize = find_llama("llama-quantize", args)
+    files = []
+    for size in args.sizes:
+        preset = PRESETS[size]
+        q8 = out / f"{preset}-q8_0.gguf"
+        if not q8.exists():
+            run([sys.executable, tool, q8, "--preset", preset, "--type", "q8_0"])
+        files.append(q8)
+        if size not in args.q4km_sizes:
+            continue
+        q4 = out / f"{preset}-q4_k_m.gguf"
+        if not q4.exists():
+            if quantize is None:
+                log(f"bench: llama-quantize not found, no Q4_K_M file for {preset}")
+                continue
+            f32 = out / f"{preset}-f32.gguf"
+            if not f32.exists():
+                run([sys.executable, tool, f32, "--preset", preset, "--type", "f32"])
+            run([quantize, f32, q4, "Q4_K_M"])
+            f32.unlink()
+        files.append(q4)
+    return files
+
+
+def bandwidth(threads):
+    res = run(["cargo", "bench", "--bench", "matmul", "--", "bandwidth"], cwd=ROOT)
+    best = {}
+    for m in re.finditer(r"1 GiB, (\d+) thread\(s\): ([\d.]+) GB/s", res.stdout):
+        best[int(m.group(1))] = float(m.group(2))
+    return best.get(threads) or max(best.values())
+
+
+def qwen(binary, model, extra, repeat):
+    prompt = ",".join(str(100 + i) for i in range(PROMPT_TOKENS))
+    cmd = [binary, "-m", model, "--token-ids", prompt, "-t", str(GEN_TOKENS), "--ignore-eos",
+           "--ctx-size", str(PROMPT_TOKENS + GEN_TOKENS), "--json", "--repeat", str(repeat + 1)]
+    cmd += extra
+    time_bin = shutil.which("time") or "/usr/bin/time"
+    if Path(time_bin).exists():
+        cmd = [time_bin, "-f", "MAXRSS_KB %M"] + [str(c) for c in cmd]
+    res = run([str(c) for c in cmd])
+    report = json.loads(res.stdout)
+    rss = re.search(r"MAXRSS_KB (\d+)", res.stderr)
+    runs = report.get("repeat") or {}
+
+    def median_after_warmup(phase):
+        samples = (runs.get(phase) or {}).get("samples_ts") or [report[phase]["avg_ts"]]
+        return statistics.median(samples[1:] if len(samples) > 1 else samples)
+
+    return {
+        "decode": median_after_warmup("decode"),
+        "prefill": median_after_warmup("prefill"),
+        "rss": int(rss.group(1)) * 1024 if rss else None,
+        "report": report,
+    }
+
+
+def llama_bench(binary, model, threads, repeat):
+    res = run([binary, "-m", model, "-t", str(threads), "-p", str(PROMPT_TOKENS),
+               "-n", str(GEN_TOKENS), "-r", str(repeat), "-o", "json"])
+    out = {}
+    for test in json.loads(res.stdout):
+        key = "prefill" if test["n_prompt"] > 0 else "decode"
+        out[key] = test["avg_ts"]
+        out["flash_attn"] = test.get("flash_attn")
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--sizes", nargs="+", default=["0.6b", "4b"], choices=list(PRESETS))
+    p.add_argument("--q4km-sizes", nargs="*", default=["0.6b"], choices=list(PRESETS))
+    p.add_argument("--repeat", type=int, default=3, help="measured runs after the warm-up")
+    p.add_argument("--standard-4b", action="store_true", help="also time standard mode on 4B")
+    p.add_argument("--models-dir", default=str(ROOT / "target/bench-models"))
+    p.add_argument("--make-tool")
+    p.add_argument("--llama-dir", help="llama.cpp checkout/build (else $LLAMA_CPP_DIR or PATH)")
+    p.add_argument("--json", help="also write all figures to this JSON file")
+    args = p.parse_args()
+
+    tool = find_make_tool(args)
+    run(["cargo", "build", "--release"], cwd=ROOT)
+    binary = ROOT / "target/release/qwen"
+    files = make_models(args, tool)
+    bw = bandwidth(args.threads)
+    lb = find_llama("llama-bench", args)
+    if lb is None:
+        log("bench: llama-bench not found: llama.cpp columns left empty")
+
+    rows = []
+    for f in files:
+        size = f.stat().st_size
+        row = {"file": f.name, "size": size}
+        if "4b" not in f.name or args.standard_4b:
+            row["standard"] = qwen(binary, f, [], 1)
+        row["parallel"] = qwen(binary, f, ["--parallel", "--threads", str(args.threads)], args.repeat)
+        if lb:
+            row["llama"] = llama_bench(lb, f, args.threads, args.repeat)
+        rows.append(row)
+
+    print(f"\nmachine: {rows[0]['parallel']['report']['machine']['cpu'] if rows else '?'}, "
+          f"{args.threads} threads, read bandwidth {bw:.1f} GB/s")
+    print(f"{'file':<24} {'phase':<8} {'standard':>9} {'parallel':>9} {'llama.cpp':>9} "
+          f"{'par/llama':>9} {'par/std':>8} {'bw bound':>9} {'of bound':>8}")
+    summary = []
+    for r in rows:
+        bound = bw * 1e9 / r["size"]  # every weight byte is read once per token
+        for phase in ["decode", "prefill"]:
+            std = r.get("standard", {}).get(phase)
+            par = r["parallel"][phase]
+            ll = r.get("llama", {}).get(phase)
+            fmt = lambda v, spec="9.1f": format(v, spec) if v else f"{'-':>9}"
+            ratio = lambda a, b: f"{a / b:8.2f}x" if a and b else f"{'-':>9}"
+            line = (f"{r['file']:<24} {phase:<8} {fmt(std)} {fmt(par)} {fmt(ll)} "
+                    f"{ratio(par, ll)} {ratio(par, std)}")
+            if phase == "decode":
+                line += f" {bound:9.1f} {100 * par / bound:7.0f}%"
+            print(line)
+            summary.append({"file": r["file"], "phase": phase, "standard_ts": std, "parallel_ts": par,
+                            "llama_ts": ll, "bandwidth_bound_ts": bound if phase == "decode" else None})
+        rss = r["parallel"]["rss"]
+        if rss:
+            print(f"{'':<24} memory   peak RSS {rss / 2**30:.2f} GiB = {rss / r['size']:.2f}x the file "
+                  f"({r['size'] / 2**30:.2f} GiB; the KV cache of {PROMPT_TOKENS + GEN_TOKENS} positions "
+                  f"is under 20 MB; limit: file + KV + 25%)")
+        if "llama" in r and r["llama"].get("flash_attn") is not None:
+            print(f"{'':<24} llama-bench flash_attn={r['llama']['flash_attn']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"bandwidth_gbs": bw, "threads": args.threads,
+                                               "rows": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+//! The `--parallel` path: fused, multi-threaded SIMD kernels on the quantized weights, put in the
+//! graph by compiler passes that run after the standard ones.
+//!
+//! A layer of the standard graph is seventeen ops; here it is five: RMSNorm + q/k/v matmuls,
+//! fused attention (q/k norms, RoPE, KV cache, attention over heads in parallel), output
+//! projection + residual, RMSNorm + gate/up matmuls + SwiGLU, down projection + residual.
+
+pub mod attention;
+pub mod buffers;
+pub mod matmul;
+pub mod plans;
+
+use std::sync::{Arc, Mutex};
+
+use luminal::prelude::*;
+
+use crate::cpu::matmul::Scratch;
+use crate::cpu::pool::ThreadPool;
+use crate::cpu::KernelError;
+
+/// What the parallel ops of one engine share.
+pub struct Runtime {
+    pub pool: ThreadPool,
+    /// Quantized activations and dequantized rows, reused by every matmul (ops run one at a time).
+    pub scratch: Mutex<Scratch>,
+    pub plans: plans::PlanBook,
+    pub buffers: buffers::BufferPool,
+}
+
+impl Runtime {
+    pub fn new(threads: usize) -> Result<Arc<Self>, KernelError> {
+        Ok(Arc::new(Runtime {
+            pool: ThreadPool::new(threads)?,
+            scratch: Mutex::new(Scratch::default()),
+            plans: plans::PlanBook::load(threads),
+            buffers: buffers::BufferPool::default(),
+        }))
+    }
+}
+
+/// The standard passes, then ours. Weights must be bound before compiling; `rope_tables` are the
+/// graph's `rope_cos` and `rope_sin` inputs.
+pub fn compiler(runtime: &Arc<Runtime>, rope_tables: [NodeIndex; 2]) -> impl Compiler {
+    (
+        super::standard(rope_tables),
+        attention::FusedAttentionCompiler {
+            runtime: runtime.clone(),
+            rope_inputs: rope_tables,
+        },
+        matmul::FusedMatMulCompiler {
+            runtime: runtime.clone(),
+        },
+    )
+}

@@ -1,0 +1,291 @@
+//! Kernel search at compile time, in the spirit of luminal's search-based compiler: for every
+//! distinct matmul job of the graph (the weights' types and shapes, decode or batch), time a few
+//! plans (threads, work split, tile sizes, 8-bit activations or f32) on the real weights and keep
+//! the fastest.
+//!
+//! Choices are cached in a JSON file (`$XDG_CACHE_HOME/qwen-luminal/plans.json`, else
+//! `~/.cache/...`) under a key naming the machine (CPU model, SIMD path, threads) and the job (types
+//! and shapes, which identify the model's matrices), so a later run of the same model on the same
+//! machine compiles without timing anything. `QWEN_PLAN_CACHE=off` disables the file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cpu::matmul::{cpu_features, matmul_multi, MatmulPlan, Scratch, WeightMatrix};
+use crate::cpu::pool::ThreadPool;
+use crate::cpu::synth::{random_input, Rng};
+use crate::cpu::tune;
+
+/// Tokens a batch (prompt) plan is timed with.
+pub const BATCH_TOKENS: usize = 64;
+
+/// Time spent on each candidate (at least three calls).
+const PER_PLAN: Duration = Duration::from_millis(6);
+
+/// Weights read per timed call above which a batch job is not searched (the LM head of a large
+/// vocabulary: one call costs more than the search could save) and keeps the default plan.
+const MAX_SEARCH_BYTES: usize = 64 << 20;
+
+/// The plan used for one job and where it came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Choice {
+    pub plan: MatmulPlan,
+    /// Median time of one call with this plan, when it was searched.
+    pub micros: Option<f64>,
+    /// Candidates timed (0: the default plan, not searched).
+    pub candidates: usize,
+    #[serde(skip)]
+    pub from_cache: bool,
+}
+
+/// The plans of one engine, with the cache behind them.
+pub struct PlanBook {
+    machine: String,
+    threads: usize,
+    path: Option<PathBuf>,
+    cached: BTreeMap<String, Choice>,
+    used: Mutex<BTreeMap<String, Choice>>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct CacheFile {
+    /// Machine key -> job key -> choice.
+    machines: BTreeMap<String, BTreeMap<String, Choice>>,
+}
+
+impl PlanBook {
+    /// Loads the cache for this machine and `threads` (missing or unreadable cache: empty).
+    pub fn load(threads: usize) -> Self {
+        let machine = machine_key(threads);
+        let path = cache_path();
+        let cached = path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|bytes| serde_json::from_slice::<CacheFile>(&bytes).ok())
+            .and_then(|mut f| f.machines.remove(&machine))
+            .unwrap_or_default();
+        PlanBook {
+            machine,
+            threads,
+            path,
+            cached,
+            used: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The plan for `ws` with `n_tokens` tokens (1: decode, more: batch), searched now unless
+    /// cached.
+    pub fn choose(&self, pool: &ThreadPool, ws: &[WeightMatrix<'_>], n_tokens: usize) -> Choice {
+        let key = job_key(ws, n_tokens);
+        let choice = match self.cached.get(&key) {
+            Some(c) if cpu_features().supports(c.plan.isa) => Choice {
+                from_cache: true,
+                ..c.clone()
+            },
+            _ => self.search(pool, ws, n_tokens),
+        };
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(key, choice.clone());
+        }
+        choice
+    }
+
+    fn search(&self, pool: &ThreadPool, ws: &[WeightMatrix<'_>], n_tokens: usize) -> Choice {
+        let base = MatmulPlan::new();
+        let bytes: usize = ws.iter().map(|w| w.data.len()).sum();
+        let largest = ws.iter().max_by_key(|w| w.data.len()).unwrap_or(&ws[0]);
+        if n_tokens > 1 && bytes > MAX_SEARCH_BYTES {
+            return default_choice(base);
+        }
+        let candidates = tune::candidates(&base, largest, n_tokens, self.threads);
+        let mut best: Option<(f64, MatmulPlan)> = None;
+        for plan in &candidates {
+            if let Some(t) = time_plan(pool, ws, n_tokens, plan) {
+                if best.is_none_or(|(b, _)| t < b) {
+                    best = Some((t, *plan));
+                }
+            }
+        }
+        match best {
+            Some((seconds, plan)) => Choice {
+                plan,
+                micros: Some(seconds * 1e6),
+                candidates: candidates.len(),
+                from_cache: false,
+            },
+            None => default_choice(base),
+        }
+    }
+
+    /// Writes the searched choices to the cache file (best effort: a read-only home only costs
+    /// the next run a search).
+    pub fn save(&self) {
+        let Some(path) = &self.path else { return };
+        let Ok(used) = self.used.lock() else { return };
+        if used.values().all(|c| c.from_cache || c.candidates == 0) {
+            return;
+        }
+        let mut file: CacheFile = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let entry = file.machines.entry(self.machine.clone()).or_default();
+        entry.extend(used.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let (Some(dir), Ok(json)) = (path.parent(), serde_json::to_vec_pretty(&file)) {
+            let tmp = path.with_extension("json.tmp");
+            let written = std::fs::create_dir_all(dir)
+                .and_then(|_| std::fs::write(&tmp, json))
+                .and_then(|_| std::fs::rename(&tmp, path));
+            if written.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+    }
+
+    /// One line per job: what was chosen and whether it was searched now or cached.
+    pub fn describe(&self) -> Vec<String> {
+        let Ok(used) = self.used.lock() else {
+            return vec![];
+        };
+        used.iter()
+            .map(|(key, c)| {
+                let how = match (c.candidates, c.from_cache) {
+                    (0, _) => "default (not searched)".to_string(),
+                    (n, true) => format!("cached search of {n}"),
+                    (n, false) => format!("searched {n} now"),
+                };
+                let time = c.micros.map_or(String::new(), |us| format!(", {us:.0} us"));
+                format!("{key}: {} ({how}{time})", c.plan.describe())
+            })
+            .collect()
+    }
+
+    /// Where the cache lives, if anywhere.
+    pub fn cache_path(&self) -> Option<&PathBuf> {
+        self.path.as_ref()
+    }
+}
+
+fn default_choice(plan: MatmulPlan) -> Choice {
+    Choice {
+        plan,
+        micros: None,
+        candidates: 0,
+        from_cache: false,
+    }
+}
+
+/// Median seconds per call of `plan` (None if the plan cannot run these weights).
+fn time_plan(
+    pool: &ThreadPool,
+    ws: &[WeightMatrix<'_>],
+    n_tokens: usize,
+    plan: &MatmulPlan,
+) -> Option<f64> {
+    let cols = ws.first()?.cols;
+    let x = random_input(&mut Rng::new(0x5eed ^ cols as u64), n_tokens * cols);
+    let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0.0; n_tokens * w.rows]).collect();
+    let mut scratch = Scratch::default();
+    let mut call = |outs: &mut Vec<Vec<f32>>| {
+        let mut ys: Vec<&mut [f32]> = outs.iter_mut().map(|y| y.as_mut_slice()).collect();
+        matmul_multi(pool, ws, &x, n_tokens, &mut ys, plan, &mut scratch).ok()
+    };
+    call(&mut outs)?; // warm-up: caches, page faults
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    while samples.len() < 3 || (start.elapsed() < PER_PLAN && samples.len() < 200) {
+        let t = Instant::now();
+        call(&mut outs)?;
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    samples.sort_by(f64::total_cmp);
+    Some(samples[samples.len() / 2])
+}
+
+/// The job: every matrix's type and shape, and decode or batch.
+fn job_key(ws: &[WeightMatrix<'_>], n_tokens: usize) -> String {
+    let mats: Vec<String> = ws
+        .iter()
+        .map(|w| format!("{}:{}x{}", w.ty, w.rows, w.cols))
+        .collect();
+    let class = if n_tokens == 1 { "decode" } else { "batch" };
+    format!("{} {class}", mats.join("+"))
+}
+
+/// CPU model, SIMD path and threads: a plan timed elsewhere says nothing about this machine.
+fn machine_key(threads: usize) -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    format!("{model} | {} | {threads} threads", cpu_features().best())
+}
+
+fn cache_path() -> Option<PathBuf> {
+    if std::env::var("QWEN_PLAN_CACHE").is_ok_and(|v| v == "off") {
+        return None;
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("qwen-luminal").join("plans.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::synth::random_weights;
+    use crate::quant::GgmlType;
+
+    #[test]
+    fn search_keeps_a_candidate_and_keys_name_the_job() {
+        let pool = ThreadPool::new(2).unwrap();
+        let data = random_weights(&mut Rng::new(3), GgmlType::Q8_0, 64, 128);
+        let w = WeightMatrix::new(GgmlType::Q8_0, 64, 128, &data).unwrap();
+        let book = PlanBook {
+            machine: "test".into(),
+            threads: 2,
+            path: None,
+            cached: BTreeMap::new(),
+            used: Mutex::new(BTreeMap::new()),
+        };
+        let decode = book.choose(&pool, &[w], 1);
+        assert!(decode.candidates > 1 && decode.micros.is_some());
+        let lines = book.describe();
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].starts_with("Q8_0:64x128 decode:"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn cached_choices_are_used_without_search() {
+        let pool = ThreadPool::new(1).unwrap();
+        let data = random_weights(&mut Rng::new(4), GgmlType::Q4_K, 8, 256);
+        let w = WeightMatrix::new(GgmlType::Q4_K, 8, 256, &data).unwrap();
+        let plan = MatmulPlan {
+            row_tile: 1,
+            ..MatmulPlan::new()
+        };
+        let mut cached = BTreeMap::new();
+        cached.insert(job_key(&[w], 5), default_choice(plan));
+        let book = PlanBook {
+            machine: "test".into(),
+            threads: 1,
+            path: None,
+            cached,
+            used: Mutex::new(BTreeMap::new()),
+        };
+        let c = book.choose(&pool, &[w], 5);
+        assert!(c.from_cache);
+        assert_eq!(c.plan, plan);
+    }
+}
