@@ -64,6 +64,11 @@ def find_llama(name, args):
     return Path(found) if found else None
 
 
+def vocab_args():
+    """The real presets use Qwen3's full vocabulary, whose tokenizer the file embeds."""
+    return ["--tokenizer", ROOT / "tests/fixtures/tokenizer/tokenizer.json"]
+
+
 def make_models(args, tool):
     out = Path(args.models_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +78,7 @@ def make_models(args, tool):
         preset = PRESETS[size]
         q8 = out / f"{preset}-q8_0.gguf"
         if not q8.exists():
-            run([sys.executable, tool, q8, "--preset", preset, "--type", "q8_0"])
+            run([sys.executable, tool, q8, "--preset", preset, "--type", "q8_0", *vocab_args()])
         files.append(q8)
         if size not in args.q4km_sizes:
             continue
@@ -84,7 +89,7 @@ def make_models(args, tool):
                 continue
             f32 = out / f"{preset}-f32.gguf"
             if not f32.exists():
-                run([sys.executable, tool, f32, "--preset", preset, "--type", "f32"])
+                run([sys.executable, tool, f32, "--preset", preset, "--type", "f32", *vocab_args()])
             run([quantize, f32, q4, "Q4_K_M"])
             f32.unlink()
         files.append(q4)

@@ -1,41 +1,78 @@
-//! Command-line flags.
+//! Command-line flags, and clap's errors turned into one-line messages.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 
 /// Run Qwen3 GGUF models on luminal, streaming text and timing every decode step.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, allow_negative_numbers = true)]
 pub struct Args {
-    /// Prompt text; `-` reads it from standard input.
-    #[arg(short, long)]
+    /// Prompt text; `-` reads it from standard input. Special-token text such as
+    /// `<|im_start|>` is read as that token.
+    #[arg(short, long, value_name = "TEXT")]
     pub prompt: Option<String>,
 
-    /// Number of tokens to generate (default: 256).
-    #[arg(short = 't', long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Number of tokens to generate, at least 1 (default: 256).
+    #[arg(short = 't', long, value_name = "N", default_value_t = 256, hide_default_value = true,
+          value_parser = at_least_one)]
     pub gen_tokens: u32,
 
     /// GGUF model file (default: setup/qwen3-4b.gguf).
     #[arg(
         short,
         long,
+        value_name = "FILE",
         default_value = "setup/qwen3-4b.gguf",
         hide_default_value = true
     )]
     pub model: PathBuf,
 
-    /// tokenizer.json (default: setup/tokenizer.json).
-    #[arg(
-        long,
-        default_value = "setup/tokenizer.json",
-        hide_default_value = true
-    )]
-    pub tokenizer: PathBuf,
+    /// Hugging Face tokenizer.json (default: setup/tokenizer.json if it exists, else the tokenizer
+    /// embedded in the model).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
 
     /// Prompt as comma-separated token ids instead of text (for models without a tokenizer).
-    #[arg(long, value_delimiter = ',', conflicts_with = "prompt")]
+    #[arg(
+        long,
+        value_name = "IDS",
+        value_delimiter = ',',
+        conflicts_with = "prompt"
+    )]
     pub token_ids: Option<Vec<u32>>,
+
+    /// Wrap the prompt in the model's chat template as a user turn, ending with the assistant's
+    /// header (template: the model's tokenizer.chat_template, else the tokenizer_config.json next
+    /// to the tokenizer).
+    #[arg(long, conflicts_with = "token_ids")]
+    pub chat: bool,
+
+    /// System message of the chat (implies --chat; default: none).
+    #[arg(long, value_name = "TEXT", conflicts_with = "token_ids")]
+    pub system: Option<String>,
+
+    /// Ask the model to answer without reasoning (Qwen3's enable_thinking=false; implies --chat).
+    #[arg(long, conflicts_with = "token_ids")]
+    pub no_think: bool,
+
+    /// Leave the model's reasoning (<think>...</think>) out of the printed text; the JSON report
+    /// keeps it. Without this flag it is shown dimmed on a terminal (plain when NO_COLOR is set;
+    /// CLICOLOR_FORCE=1 dims it in a pipe too).
+    #[arg(long)]
+    pub hide_think: bool,
+
+    /// Chat in the terminal: each line of standard input is a user turn, answered in turn; the KV
+    /// cache is kept between turns, so only the new tokens are processed. The end of input
+    /// (Ctrl-D) or /exit ends the session. A prompt (-p, --prompt-file) is the first turn.
+    #[arg(
+        short,
+        long,
+        conflicts_with_all = ["token_ids", "json", "repeat", "plot", "inspect"]
+    )]
+    pub interactive: bool,
 
     /// Keep generating after end-of-sequence tokens.
     #[arg(long)]
@@ -58,16 +95,19 @@ pub struct Args {
     #[arg(long)]
     pub kernel_timing: bool,
 
-    /// Positions the KV cache holds, prompt included (default: the model's context length).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Positions the KV cache holds, prompt included, at least 1 (default: the model's context
+    /// length, lowered with a notice when its KV cache would not fit in available memory).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub ctx_size: Option<u32>,
 
     /// Read the prompt from this file.
-    #[arg(long, conflicts_with_all = ["prompt", "token_ids"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "token_ids"])]
     pub prompt_file: Option<PathBuf>,
 
-    /// Run the same generation N times and report the run-to-run spread (as llama-bench -r).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Run the same generation N times and report the run-to-run spread (as llama-bench -r;
+    /// default: 1).
+    #[arg(long, value_name = "N", default_value_t = 1, hide_default_value = true,
+          value_parser = at_least_one)]
     pub repeat: u32,
 
     /// Write a chart of per-token decode time (with mean and ±1 sd band) to this SVG file.
@@ -77,7 +117,8 @@ pub struct Args {
     #[command(flatten)]
     pub sampling: SamplingArgs,
 
-    /// Stop when the generated text contains this string (repeatable).
+    /// Stop when the generated text contains this string (repeatable; default: none). The text
+    /// ends before it.
     #[arg(long = "stop", value_name = "STRING")]
     pub stop: Vec<String>,
 
@@ -90,34 +131,143 @@ pub struct Args {
     pub inspect: bool,
 }
 
+impl Args {
+    /// Whether the prompt goes through the chat template.
+    pub fn chat_mode(&self) -> bool {
+        self.chat || self.interactive || self.system.is_some() || self.no_think
+    }
+}
+
 /// Sampling flags; the defaults give greedy decoding.
 #[derive(Debug, clap::Args)]
 pub struct SamplingArgs {
-    /// Sampling temperature; 0 means greedy (default: 0).
-    #[arg(long, default_value_t = 0.0)]
+    /// Sampling temperature, >= 0; 0 means greedy (default: 0).
+    #[arg(
+        long,
+        value_name = "T",
+        default_value_t = 0.0,
+        hide_default_value = true
+    )]
     pub temperature: f32,
 
     /// Keep only the K most likely tokens; 0 disables (default: 0).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "K", default_value_t = 0, hide_default_value = true)]
     pub top_k: usize,
 
     /// Keep the smallest set of tokens whose probability reaches P, in (0, 1] (default: 1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 1.0,
+        hide_default_value = true
+    )]
     pub top_p: f32,
 
     /// Drop tokens less likely than P times the most likely one, in [0, 1] (default: 0 = off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.0,
+        hide_default_value = true
+    )]
     pub min_p: f32,
 
-    /// Penalise tokens seen in the last --repeat-last-n tokens; 1 disables (default: 1).
-    #[arg(long, default_value_t = 1.0)]
+    /// Penalise tokens seen in the last --repeat-last-n tokens, > 0; 1 disables (default: 1).
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1.0,
+        hide_default_value = true
+    )]
     pub repeat_penalty: f32,
 
-    /// How many recent tokens the repeat penalty looks at (default: 64).
-    #[arg(long, default_value_t = 64)]
+    /// How many recent tokens the repeat penalty looks at; 0 disables (default: 64).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 64,
+        hide_default_value = true
+    )]
     pub repeat_last_n: usize,
 
     /// Random seed for sampling (default: from the clock; the report says which was used).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+}
+
+/// A count that must be at least 1 (`-t`, `--ctx-size`, `--repeat`).
+fn at_least_one(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) if n >= 1 => u32::try_from(n).map_err(|_| format!("must be at most {}", u32::MAX)),
+        Ok(_) => Err("must be at least 1".to_string()),
+        Err(_) => Err("must be a whole number, at least 1".to_string()),
+    }
+}
+
+/// Prints a command-line error as one line (clap's own format spans several) and returns the
+/// exit code; `--help` and `--version` print as usual and succeed.
+pub fn report_parse_error(err: clap::Error) -> ExitCode {
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("error: {} (see qwen --help)", one_line(&err.to_string()));
+    ExitCode::from(2)
+}
+
+/// clap's message (its first paragraph: some messages list the flags on the lines that follow)
+/// and its tips (a similar flag, how to pass a value starting with '-'), on one line.
+fn one_line(rendered: &str) -> String {
+    let mut paragraphs = rendered.split("\n\n").map(|p| {
+        p.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let first = paragraphs.next().unwrap_or_default();
+    let mut out = first.strip_prefix("error: ").unwrap_or(&first).to_string();
+    if out.is_empty() {
+        out.push_str("invalid command line");
+    }
+    for tip in paragraphs.filter(|p| p.starts_with("tip:")) {
+        out.push_str("; ");
+        out.push_str(&tip);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_below_one_are_refused_with_a_reason() {
+        assert_eq!(at_least_one("3"), Ok(3));
+        assert_eq!(at_least_one("0"), Err("must be at least 1".into()));
+        assert_eq!(at_least_one("-2"), Err("must be at least 1".into()));
+        assert!(at_least_one("x").is_err());
+        assert!(at_least_one("99999999999").is_err());
+    }
+
+    #[test]
+    fn clap_errors_fold_into_one_line() {
+        let text = "error: unexpected argument '--tmp' found\n\n  tip: a similar argument \
+                    exists: '--temperature'\n\nUsage: qwen [OPTIONS]\n\nFor more information, \
+                    try '--help'.\n";
+        assert_eq!(
+            one_line(text),
+            "unexpected argument '--tmp' found; tip: a similar argument exists: '--temperature'"
+        );
+        let text = "error: the following required arguments were not provided:\n  --parallel\n\n\
+                    Usage: qwen --parallel --threads <THREADS>\n\nFor more information, try \
+                    '--help'.\n";
+        assert_eq!(
+            one_line(text),
+            "the following required arguments were not provided: --parallel"
+        );
+    }
 }

@@ -215,6 +215,13 @@ impl Engine {
         self.position = 0;
     }
 
+    /// Keeps the first `len` positions of the KV cache (no-op when it holds fewer): the next
+    /// forward pass continues at `len`. Valid because the attention ops write and read their
+    /// caches at the absolute positions of each pass, so later entries are simply overwritten.
+    pub fn truncate(&mut self, len: usize) {
+        self.position = self.position.min(len);
+    }
+
     pub fn config(&self) -> &Qwen3Config {
         &self.config
     }

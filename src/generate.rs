@@ -109,7 +109,9 @@ where
     let mut out = Output::new(TextStreamer::new(decoder), &options.stop.stop_strings);
     let mut history: Vec<u32> = prompt.to_vec();
     let mut generated = Vec::new();
-    let mut decode = Samples::with_capacity(options.max_new_tokens);
+    // Never more steps than the context has room for, however large the request (`-t 4000000000`).
+    let room = engine.max_context().saturating_sub(engine.position());
+    let mut decode = Samples::with_capacity(options.max_new_tokens.min(room));
     let stop = loop {
         if generated.len() >= options.max_new_tokens {
             break StopReason::MaxTokens;

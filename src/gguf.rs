@@ -118,10 +118,11 @@ impl GgufFile {
             path: shown.clone(),
             err,
         };
-        let file = File::open(path).map_err(io)?;
-        if !file.metadata().map_err(io)?.is_file() {
+        // Checked before opening: opening a FIFO would block until something writes to it.
+        if !std::fs::metadata(path).map_err(io)?.is_file() {
             return Err(GgufError::NotAFile { path: shown });
         }
+        let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; like every mmap-based model loader we assume the file is
         // not truncated or rewritten by another process while the program runs.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;

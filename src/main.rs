@@ -4,14 +4,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use qwen::cli::Args;
+use qwen::cli::{self, Args};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return cli::report_parse_error(e),
+    };
     match qwen::run::run(&args) {
         Ok(outcome) => outcome.exit_code(),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line, even when a library's message spans several.
+            let message = format!("{e:#}");
+            let parts: Vec<&str> = message.lines().map(str::trim).collect();
+            eprintln!("error: {}", parts.join(" "));
             ExitCode::FAILURE
         }
     }

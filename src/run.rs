@@ -1,6 +1,6 @@
 //! One invocation of the program: load the model, compile, generate, report.
 
-use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,13 +10,20 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::Args;
 use crate::config::Qwen3Config;
+use crate::context;
+use crate::display::TextOut;
 use crate::engine::{EngineOptions, Mode};
 use crate::generate::{generate, GenerateOptions, Generation, StopConditions, StopReason};
 use crate::gguf::GgufFile;
+use crate::gpu::runner::Runner;
 use crate::inspect;
+use crate::interactive;
 use crate::plot;
+use crate::prompt::{self, Chat};
 use crate::report::{RepeatReport, RunInfo, RunReport};
+use crate::resolve::{self, Need};
 use crate::sampler::{Sampler, SamplerConfig};
+use crate::tokenizer::{Specials, Tokenizer};
 
 /// How a run ended, for the exit code.
 pub enum Outcome {
@@ -35,14 +42,21 @@ impl Outcome {
     }
 }
 
-/// The model, tokenizer and prompt, ready to compile.
-struct Loaded {
-    file: GgufFile,
-    config: Qwen3Config,
-    tokenizer: Option<tokenizers::Tokenizer>,
-    prompt_ids: Vec<u32>,
-    max_context: usize,
-    load_ms: f64,
+/// The model with its tokenizer, chat template and context size, ready to compile.
+pub struct Loaded {
+    pub file: GgufFile,
+    pub config: Qwen3Config,
+    pub tokenizer: Option<Tokenizer>,
+    /// Set when the prompt goes through the chat template.
+    pub chat: Option<Chat>,
+    pub max_context: usize,
+    pub load_ms: f64,
+}
+
+/// A prompt's ids and the text they came from (empty for `--token-ids`).
+struct Prompt {
+    ids: Vec<u32>,
+    text: String,
 }
 
 fn mode(args: &Args) -> Mode {
@@ -62,26 +76,28 @@ pub fn run(args: &Args) -> Result<Outcome> {
     }
     let sampler_config = sampler_config(args);
     sampler_config.validate()?;
+    if let Some(path) = &args.plot {
+        check_writable_folder(path)?;
+    }
     let test_time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let loaded = load(args)?;
-    let options = EngineOptions {
-        mode: mode(args),
-        max_context: loaded.max_context,
-        profile: args.kernel_timing,
-    };
-    let mut engine = crate::gpu::runner::open(
-        args.backend,
-        &loaded.file,
-        &loaded.config,
-        options,
-        args.parallel,
-    )?;
+    // From here on a Ctrl-C stops the run at its next generation step, output and report kept.
     let interrupt = install_interrupt_handler()?;
-    let stop = StopConditions {
-        eos_ids: eos_ids(loaded.tokenizer.as_ref()),
-        ignore_eos: args.ignore_eos,
-        stop_strings: args.stop.clone(),
-    };
+    let loaded = load(args)?;
+    if args.interactive {
+        let first = prompt::read_text(args)?;
+        let mut engine = compile(args, &loaded)?;
+        let sampler = Sampler::new(sampler_config)?;
+        let setup = interactive::Setup {
+            args,
+            loaded: &loaded,
+            stop: stop_conditions(args, &loaded),
+        };
+        return interactive::run(&setup, engine.as_mut(), sampler, first, &interrupt);
+    }
+    let prompt = build_prompt(args, &loaded)?;
+    check_fits(prompt.ids.len(), loaded.max_context)?;
+    let mut engine = compile(args, &loaded)?;
+    let stop = stop_conditions(args, &loaded);
     let mut reports = Vec::new();
     for run in 0..args.repeat {
         engine.reset();
@@ -92,8 +108,15 @@ pub fn run(args: &Args) -> Result<Outcome> {
             interrupt: Some(&interrupt),
         };
         let show = run == 0;
-        let generation =
-            generate_once(args, &loaded, engine.as_mut(), &mut sampler, &options, show)?;
+        let generation = generate_once(
+            args,
+            &loaded,
+            &prompt,
+            engine.as_mut(),
+            &mut sampler,
+            &options,
+            show,
+        )?;
         let info = RunInfo {
             model_filename: args.model.display().to_string(),
             model_size: loaded.file.file_size(),
@@ -108,83 +131,170 @@ pub fn run(args: &Args) -> Result<Outcome> {
             break;
         }
     }
-    finish(args, reports)
+    finish(args, reports, loaded.max_context)
 }
 
+/// Reads the model, finds its tokenizer (and chat template) and chooses the context size.
 fn load(args: &Args) -> Result<Loaded> {
     let started = Instant::now();
     let file = GgufFile::open(&args.model)?;
     let config = Qwen3Config::from_gguf(&file)?;
-    let tokenizer = load_tokenizer(args)?;
-    let prompt_ids = prompt_ids(args, tokenizer.as_ref())?;
-    let max_context = args.ctx_size.map_or(config.context_length, |n| n as usize);
-    if prompt_ids.len() >= max_context {
-        bail!(
-            "the prompt has {} tokens but the context holds {max_context}: shorten it or raise --ctx-size",
-            prompt_ids.len()
-        );
+    let need = if args.token_ids.is_some() {
+        Need::Optional
+    } else {
+        Need::Required
+    };
+    let tokenizer = resolve::tokenizer(args.tokenizer.as_deref(), &file, &config, need)?;
+    let chat = match (&tokenizer, args.chat_mode()) {
+        (Some(t), true) => Some(Chat::new(resolve::chat_template(&file, t)?, args)),
+        _ => None,
+    };
+    let requested = args.ctx_size.map(|n| n as usize);
+    let choice = context::choose(
+        requested,
+        &config,
+        file.file_size(),
+        context::available_memory(),
+    )?;
+    if let Some(notice) = &choice.notice {
+        eprintln!("{notice}");
     }
     Ok(Loaded {
         file,
         config,
         tokenizer,
-        prompt_ids,
-        max_context,
+        chat,
+        max_context: choice.size,
         load_ms: started.elapsed().as_secs_f64() * 1e3,
     })
+}
+
+fn build_prompt(args: &Args, loaded: &Loaded) -> Result<Prompt> {
+    if let Some(ids) = &args.token_ids {
+        if ids.is_empty() {
+            bail!("--token-ids is empty: give at least one id");
+        }
+        let vocab = loaded.config.vocab;
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab) {
+            bail!(
+                "--token-ids: id {id} is outside the model's vocabulary of {vocab} tokens (ids 0 \
+                 to {})",
+                vocab - 1
+            );
+        }
+        return Ok(Prompt {
+            ids: ids.clone(),
+            text: String::new(),
+        });
+    }
+    let mut text = prompt::required_text(args)?;
+    let Some(tokenizer) = &loaded.tokenizer else {
+        bail!("no tokenizer to encode the prompt: give --tokenizer FILE or --token-ids");
+    };
+    if let Some(chat) = &loaded.chat {
+        text = chat.render(&[crate::chat::Message::user(text)])?;
+    }
+    let ids = prompt::encode(tokenizer, &text)?;
+    Ok(Prompt { ids, text })
+}
+
+/// A prompt must fit in the context before anything is compiled.
+fn check_fits(n_prompt: usize, max_context: usize) -> Result<()> {
+    if n_prompt > max_context {
+        bail!(
+            "the prompt has {n_prompt} tokens but the context holds {max_context}: shorten it or \
+             raise --ctx-size"
+        );
+    }
+    Ok(())
+}
+
+fn compile(args: &Args, loaded: &Loaded) -> Result<Box<dyn Runner>> {
+    let options = EngineOptions {
+        mode: mode(args),
+        max_context: loaded.max_context,
+        profile: args.kernel_timing,
+    };
+    let (file, config) = (&loaded.file, &loaded.config);
+    Ok(crate::gpu::runner::open(
+        args.backend,
+        file,
+        config,
+        options,
+        args.parallel,
+    )?)
+}
+
+/// End-of-sequence ids come from the tokenizer; without one (`--token-ids`), from the metadata.
+pub fn stop_conditions(args: &Args, loaded: &Loaded) -> StopConditions {
+    let eos_ids = match &loaded.tokenizer {
+        Some(t) => t.eos_ids().to_vec(),
+        None => loaded
+            .file
+            .get_u32("tokenizer.ggml.eos_token_id")
+            .map_or_else(|_| vec![], |id| vec![id]),
+    };
+    StopConditions {
+        eos_ids,
+        ignore_eos: args.ignore_eos,
+        stop_strings: args.stop.clone(),
+    }
 }
 
 /// One generation, its text streamed to stdout (to stderr with `--json`) when `show` is set.
 fn generate_once(
     args: &Args,
     loaded: &Loaded,
-    engine: &mut dyn crate::gpu::runner::Runner,
+    prompt: &Prompt,
+    engine: &mut dyn Runner,
     sampler: &mut Sampler,
     options: &GenerateOptions<'_>,
     show: bool,
 ) -> Result<Generation> {
-    let tokenizer = loaded.tokenizer.as_ref();
-    let decode_text = |ids: &[u32]| -> Result<String, String> {
-        match tokenizer {
-            Some(t) => t.decode(ids, false).map_err(|e| e.to_string()),
-            // Without a tokenizer (--token-ids), show the ids themselves.
-            None => Ok(ids.iter().map(|i| format!("{i} ")).collect()),
-        }
-    };
-    let to_stderr = args.json;
+    let mut out = show.then(|| TextOut::new(args.json, args.hide_think, &prompt.text));
     let mut sink = |piece: &str| {
-        if !show {
-            return;
-        }
-        if to_stderr {
-            eprint!("{piece}");
-        } else {
-            print!("{piece}");
-            let _ = std::io::stdout().flush();
+        if let Some(out) = out.as_mut() {
+            out.piece(piece);
         }
     };
     let generation = generate(
         engine,
-        &loaded.prompt_ids,
+        &prompt.ids,
         sampler,
         options,
-        decode_text,
+        text_decoder(loaded.tokenizer.as_ref()),
         &mut sink,
     )?;
-    if show {
-        if to_stderr {
-            eprintln!();
-        } else {
-            println!();
-        }
+    if let Some(out) = out.as_mut() {
+        out.finish();
     }
     Ok(generation)
 }
 
+/// Token ids to streamed text: the tokenizer's (special tokens left out), or the ids themselves
+/// when there is no tokenizer (`--token-ids`).
+pub fn text_decoder(
+    tokenizer: Option<&Tokenizer>,
+) -> impl Fn(&[u32]) -> Result<String, String> + '_ {
+    move |ids: &[u32]| match tokenizer {
+        Some(t) => t.decode(ids, Specials::Skip).map_err(|e| e.to_string()),
+        None => Ok(ids.iter().map(|i| format!("{i} ")).collect()),
+    }
+}
+
+/// The notice for a generation that filled the context.
+pub fn context_full_notice(max_context: usize) -> String {
+    format!(
+        "notice: the context is full ({max_context} positions): generation stopped there; the \
+         text above is kept (raise --ctx-size for more)"
+    )
+}
+
 /// Prints the summary (and the detailed report, plot, JSON) of the first run, with the spread
 /// over all runs.
-fn finish(args: &Args, reports: Vec<RunReport>) -> Result<Outcome> {
+fn finish(args: &Args, reports: Vec<RunReport>, max_context: usize) -> Result<Outcome> {
     let interrupted = reports.iter().any(|r| r.interrupted);
+    let context_full = reports.iter().any(|r| r.stop_reason == "context_full");
     let repeat = (reports.len() > 1).then(|| RepeatReport::from_runs(&reports));
     let Some(mut report) = reports.into_iter().next() else {
         bail!("no run completed");
@@ -192,6 +302,9 @@ fn finish(args: &Args, reports: Vec<RunReport>) -> Result<Outcome> {
     report.repeat = repeat;
     if interrupted {
         eprintln!("\ninterrupted: the text and timings above cover the completed steps");
+    }
+    if context_full {
+        eprintln!("{}", context_full_notice(max_context));
     }
     eprintln!("{}", report.summary());
     if args.kernel_timing {
@@ -210,7 +323,7 @@ fn finish(args: &Args, reports: Vec<RunReport>) -> Result<Outcome> {
     })
 }
 
-fn write_plot(path: &std::path::Path, report: &RunReport) -> Result<()> {
+fn write_plot(path: &Path, report: &RunReport) -> Result<()> {
     let Some(decode) = &report.decode else {
         bail!("no decode steps to plot: generate at least one token");
     };
@@ -240,8 +353,25 @@ fn write_plot(path: &std::path::Path, report: &RunReport) -> Result<()> {
         &title,
         note.as_deref(),
     )
-    .with_context(|| format!("cannot write the plot {}", path.display()))?;
+    // The error names the file and the cause in its own message; its source would repeat it.
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// The plot is written after the run: a folder that does not exist must fail before it.
+fn check_writable_folder(file: &Path) -> Result<()> {
+    let folder = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        bail!(
+            "cannot write the plot {}: the folder {} does not exist; create it or choose another --plot path",
+            file.display(),
+            folder.display()
+        );
+    }
     Ok(())
 }
 
@@ -274,66 +404,4 @@ fn install_interrupt_handler() -> Result<Arc<AtomicBool>> {
         }
     }
     Ok(flag)
-}
-
-fn load_tokenizer(args: &Args) -> Result<Option<tokenizers::Tokenizer>> {
-    if args.token_ids.is_some() {
-        return Ok(None);
-    }
-    let t = tokenizers::Tokenizer::from_file(&args.tokenizer)
-        .map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", args.tokenizer.display()))?;
-    Ok(Some(t))
-}
-
-fn prompt_text(args: &Args) -> Result<String> {
-    let text = if let Some(path) = &args.prompt_file {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the prompt file {}", path.display()))?
-    } else {
-        match args.prompt.as_deref() {
-            Some("-") => {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .context("cannot read the prompt from standard input")?;
-                s
-            }
-            Some(p) => p.to_string(),
-            None if !std::io::stdin().is_terminal() => {
-                bail!("no prompt: give -p TEXT, or -p - to read standard input")
-            }
-            None => {
-                bail!("no prompt: give -p TEXT (or --prompt-file FILE, or -p - for standard input)")
-            }
-        }
-    };
-    if text.is_empty() {
-        bail!("the prompt is empty: give some text with -p");
-    }
-    Ok(text)
-}
-
-fn prompt_ids(args: &Args, tokenizer: Option<&tokenizers::Tokenizer>) -> Result<Vec<u32>> {
-    if let Some(ids) = &args.token_ids {
-        if ids.is_empty() {
-            bail!("--token-ids is empty: give at least one id");
-        }
-        return Ok(ids.clone());
-    }
-    let text = prompt_text(args)?;
-    let Some(t) = tokenizer else {
-        bail!("no tokenizer to encode the prompt: give --tokenizer FILE or --token-ids");
-    };
-    let encoding = t
-        .encode(text, false)
-        .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?;
-    Ok(encoding.get_ids().to_vec())
-}
-
-fn eos_ids(tokenizer: Option<&tokenizers::Tokenizer>) -> Vec<u32> {
-    let Some(t) = tokenizer else { return vec![] };
-    ["<|im_end|>", "<|endoftext|>"]
-        .iter()
-        .filter_map(|s| t.token_to_id(s))
-        .collect()
 }

@@ -22,6 +22,9 @@ pub trait Runner {
     fn max_context(&self) -> usize;
     /// Forgets the KV cache.
     fn reset(&mut self);
+    /// Keeps at most the first `len` positions of the KV cache; returns how many were kept
+    /// (a backend that cannot cut its cache starts over and returns 0).
+    fn truncate(&mut self, len: usize) -> usize;
     fn compile_time(&self) -> Duration;
     fn features(&self) -> Features;
     /// Per-node timings since the last call, when the engine profiles (CPU only).
@@ -31,6 +34,10 @@ pub trait Runner {
 }
 
 impl Runner for Engine {
+    fn truncate(&mut self, len: usize) -> usize {
+        Engine::truncate(self, len);
+        Engine::position(self)
+    }
     fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, EngineError> {
         Engine::forward(self, tokens, want)
     }
@@ -55,6 +62,13 @@ impl Runner for Engine {
 }
 
 impl<B: Backend> Runner for GpuEngine<B> {
+    fn truncate(&mut self, len: usize) -> usize {
+        // The device cache grows by concatenation and cannot be cut: keep it only when whole.
+        if len < self.position() {
+            self.reset();
+        }
+        self.position()
+    }
     fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, EngineError> {
         GpuEngine::forward(self, tokens, want)
     }

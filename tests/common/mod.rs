@@ -1,6 +1,8 @@
 //! Test helpers: a small GGUF writer for synthetic files, and fixture paths.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cli;
+
 use std::path::PathBuf;
 
 use qwen::quant::GgmlType;

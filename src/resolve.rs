@@ -1,0 +1,112 @@
+//! Which tokenizer and chat template a run uses: the `--tokenizer` given, else
+//! `setup/tokenizer.json` when it exists, else what the GGUF file embeds; each checked against the
+//! model before any work is done.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::chat::{ChatError, ChatTemplate};
+use crate::config::Qwen3Config;
+use crate::gguf::GgufFile;
+use crate::tokenizer::{Source, Tokenizer, TokenizerError};
+
+/// Where `--tokenizer` looks when it is not given.
+pub const DEFAULT_TOKENIZER: &str = "setup/tokenizer.json";
+
+#[derive(Debug, Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+
+    #[error(
+        "the tokenizer ({tokenizer}) has ids up to {max_id} but '{model}' has {vocab} token \
+         embeddings: the tokenizer belongs to another model; pass the model's own with --tokenizer"
+    )]
+    VocabMismatch {
+        tokenizer: String,
+        max_id: u32,
+        model: String,
+        vocab: usize,
+    },
+
+    #[error(
+        "no chat template: '{model}' has none (tokenizer.chat_template){beside}; pass \
+         --tokenizer with the model's tokenizer_config.json next to it, or prompt without --chat, \
+         --system, --no-think or --interactive"
+    )]
+    NoTemplate { model: String, beside: String },
+
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+}
+
+/// How the prompt is given, which decides whether a tokenizer is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Text prompts: a tokenizer must be found.
+    Required,
+    /// `--token-ids`: a tokenizer is used for the streamed text when the flag names one or the
+    /// model embeds one; the `setup/` default is a guess, so it is not used.
+    Optional,
+}
+
+/// The tokenizer for `gguf`: `explicit` (which must load), else [`DEFAULT_TOKENIZER`] when it
+/// exists, else the embedded one. Checked against the model's vocabulary.
+pub fn tokenizer(
+    explicit: Option<&Path>,
+    gguf: &GgufFile,
+    config: &Qwen3Config,
+    need: Need,
+) -> Result<Option<Tokenizer>, ResolveError> {
+    let found = match (explicit, need) {
+        (Some(path), _) => Some(Tokenizer::from_file(path)?),
+        (None, Need::Required) if Path::new(DEFAULT_TOKENIZER).is_file() => {
+            Some(Tokenizer::from_file(DEFAULT_TOKENIZER)?)
+        }
+        (None, Need::Required) => Some(Tokenizer::from_gguf(gguf)?),
+        (None, Need::Optional) => Tokenizer::from_gguf(gguf).ok(),
+    };
+    if let Some(t) = &found {
+        check_vocab(t, gguf, config)?;
+    }
+    Ok(found)
+}
+
+/// A tokenizer whose ids reach past the embedding table would index out of it.
+fn check_vocab(t: &Tokenizer, gguf: &GgufFile, config: &Qwen3Config) -> Result<(), ResolveError> {
+    if (t.max_id() as usize) < config.vocab {
+        return Ok(());
+    }
+    Err(ResolveError::VocabMismatch {
+        tokenizer: t.source().to_string(),
+        max_id: t.max_id(),
+        model: gguf.source().to_string(),
+        vocab: config.vocab,
+    })
+}
+
+/// The chat template: the model's own, else the `tokenizer_config.json` beside the tokenizer file.
+pub fn chat_template(gguf: &GgufFile, tokenizer: &Tokenizer) -> Result<ChatTemplate, ResolveError> {
+    match ChatTemplate::from_gguf(gguf) {
+        Err(ChatError::NotInGguf { .. }) => {}
+        other => return Ok(other?),
+    }
+    let beside = match tokenizer.source() {
+        Source::TokenizerJson(path) => Some(config_beside(path)),
+        Source::Gguf(_) => None,
+    };
+    match beside {
+        Some(config) if config.is_file() => Ok(ChatTemplate::from_tokenizer_config(&config)?),
+        _ => Err(ResolveError::NoTemplate {
+            model: gguf.source().to_string(),
+            beside: beside.map_or(String::new(), |p| {
+                format!(" and there is no {}", p.display())
+            }),
+        }),
+    }
+}
+
+fn config_beside(tokenizer_json: &Path) -> PathBuf {
+    tokenizer_json.with_file_name("tokenizer_config.json")
+}

@@ -1,0 +1,370 @@
+//! Through the binary: every bad input gives one `error: ...` line and a non-zero exit, never a
+//! panic, hang or huge allocation; the context limits; Ctrl-C.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::cli::*;
+use common::{qwen3, T, TINY, V};
+use qwen::quant::GgmlType;
+
+/// Runs `model` (a path) with a two-token id prompt and `extra` flags.
+fn run_ids(model: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["-m", model, "--token-ids", "1,2", "-t", "2"];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn synthetic(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
+    write(dir, name, bytes).display().to_string()
+}
+
+#[test]
+fn a_valid_synthetic_model_runs() {
+    // The baseline the broken variants below start from.
+    let dir = tempfile::tempdir().unwrap();
+    let model = synthetic(dir.path(), "ok.gguf", &qwen3(TINY).build());
+    let out = run_ids(&model, &["--json"]);
+    assert_eq!(ids(&json(&out)["generated_token_ids"]).len(), 2);
+}
+
+#[test]
+fn unreadable_models_are_named() {
+    let out = run_ids("/nonexistent/dir/model.gguf", &[]);
+    assert_one_line_error(&out, &["/nonexistent/dir/model.gguf"]);
+    let out = run_ids(&path("models"), &[]);
+    assert_one_line_error(&out, &["not a regular file"]);
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    assert_one_line_error(&run_ids(manifest, &[]), &["not a GGUF file"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let empty = synthetic(dir.path(), "empty.gguf", &[]);
+    assert_one_line_error(&run_ids(&empty, &[]), &["not a GGUF file"]);
+    let v1 = synthetic(dir.path(), "v1.gguf", b"GGUF\x01\x00\x00\x00");
+    assert_one_line_error(&run_ids(&v1, &[]), &["GGUF version 1 is not supported"]);
+    // A named pipe must not block the open.
+    let fifo = dir.path().join("pipe.gguf");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let fifo = fifo.display().to_string();
+        let out = within_a_minute(qwen().args(["-m", &fifo, "--token-ids", "1"]));
+        assert_one_line_error(&out, &["not a regular file"]);
+    }
+    let bytes = std::fs::read(path(TINY_MODEL)).unwrap();
+    let cut = synthetic(dir.path(), "cut.gguf", &bytes[..bytes.len() / 2]);
+    assert_one_line_error(&run_ids(&cut, &[]), &["truncated"]);
+}
+
+#[test]
+fn corrupt_counts_and_offsets_are_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, layout) = qwen3(TINY).build_with_layout();
+
+    // The tensor count (bytes 8..16) claims 2^60 tensors.
+    let mut absurd = bytes.clone();
+    absurd[8..16].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    let model = synthetic(dir.path(), "count.gguf", &absurd);
+    assert_one_line_error(&run_ids(&model, &[]), &["corrupt"]);
+
+    // The last tensor's data starts far past the end of the file.
+    let mut past = bytes.clone();
+    let at = *layout.offset_field_at.last().unwrap();
+    past[at..at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let model = synthetic(dir.path(), "past.gguf", &past);
+    assert_one_line_error(&run_ids(&model, &[]), &["blk.1.ffn_down.weight"]);
+
+    // A fuzzer-found file whose block count once asked for a huge allocation.
+    let out = run_ids(&path("fuzz/oom-block-count.gguf"), &[]);
+    assert_one_line_error(&out, &[]);
+}
+
+#[test]
+fn models_that_are_not_usable_qwen3_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let llama = qwen3(TINY).set("general.architecture", Some(V::s("llama")));
+    let model = synthetic(dir.path(), "llama.gguf", &llama.build());
+    assert_one_line_error(
+        &run_ids(&model, &[]),
+        &["architecture 'llama' is not supported"],
+    );
+
+    let missing = qwen3(TINY).replace("blk.1.attn_v.weight", None);
+    let model = synthetic(dir.path(), "missing.gguf", &missing.build());
+    assert_one_line_error(
+        &run_ids(&model, &[]),
+        &["tensor 'blk.1.attn_v.weight' not found", "missing.gguf"],
+    );
+
+    let iq4 = T::new("blk.0.ffn_up.weight", GgmlType::IQ4_NL, &[96, 32]);
+    let odd_type = qwen3(TINY).replace("blk.0.ffn_up.weight", Some(iq4));
+    let model = synthetic(dir.path(), "iq4.gguf", &odd_type.build());
+    assert_one_line_error(
+        &run_ids(&model, &[]),
+        &["IQ4_NL", "blk.0.ffn_up.weight", "supported: ", "Q8_0"],
+    );
+
+    let wide = qwen3(TINY).set("qwen3.embedding_length", Some(V::U32(64)));
+    let model = synthetic(dir.path(), "wide.gguf", &wide.build());
+    assert_one_line_error(&run_ids(&model, &[]), &["64", "token_embd.weight"]);
+}
+
+#[test]
+fn bad_prompts_are_refused() {
+    let (model, tok) = (path(VOCAB_MODEL), path(TOKENIZER));
+    let base = ["-m", model.as_str(), "--tokenizer", tok.as_str()];
+    let with = |extra: &[&str]| run(&[&base[..], extra].concat());
+    assert_one_line_error(&with(&["-p", ""]), &["prompt", "empty"]);
+    assert_one_line_error(&with(&[]), &["no prompt", "-p"]);
+    let out = run_with_stdin(&[&base[..], &["-p", "-"]].concat(), "");
+    assert_one_line_error(&out, &["standard input", "empty"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let empty = synthetic(dir.path(), "empty.txt", b"");
+    assert_one_line_error(&with(&["--prompt-file", &empty]), &["empty.txt", "empty"]);
+    let missing = "/nonexistent/prompt.txt";
+    assert_one_line_error(&with(&["--prompt-file", missing]), &[missing]);
+    let dir_path = dir.path().display().to_string();
+    assert_one_line_error(&with(&["--prompt-file", &dir_path]), &[&dir_path]);
+    let not_utf8 = synthetic(dir.path(), "latin1.txt", b"caf\xe9");
+    assert_one_line_error(&with(&["--prompt-file", &not_utf8]), &["latin1.txt"]);
+
+    let out = run(&["-m", &path(TINY_MODEL), "--token-ids", "1,999"]);
+    assert_one_line_error(&out, &["--token-ids", "id 999", "512"]);
+    let out = run(&["-m", &path(TINY_MODEL), "--token-ids", "1,x"]);
+    assert_one_line_error(&out, &["--token-ids"]);
+}
+
+#[test]
+fn bad_tokenizers_are_named() {
+    let model = path(VOCAB_MODEL);
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().display().to_string();
+    let out = run(&["-m", &model, "--tokenizer", &dir_path, "-p", "hi"]);
+    assert_one_line_error(&out, &[&dir_path]);
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let out = run(&["-m", &model, "--tokenizer", manifest, "-p", "hi"]);
+    assert_one_line_error(&out, &["Cargo.toml", "tokenizer.json"]);
+}
+
+#[test]
+fn flag_values_out_of_range_are_refused() {
+    let model = path(TINY_MODEL);
+    for (flag, value, says) in [
+        ("--top-p", "0", "--top-p must be in (0, 1]"),
+        ("--top-p", "1.5", "--top-p must be in (0, 1]"),
+        ("--top-p", "NaN", "--top-p"),
+        ("--temperature", "-1", "--temperature must be"),
+        ("--temperature", "inf", "--temperature must be"),
+        ("--min-p", "2", "--min-p must be in [0, 1]"),
+        ("--repeat-penalty", "0", "--repeat-penalty must be"),
+        ("--repeat-penalty", "-1", "--repeat-penalty must be"),
+        ("--ctx-size", "0", "--ctx-size"),
+        ("--ctx-size", "-3", "must be at least 1"),
+        ("--ctx-size", "many", "--ctx-size"),
+        ("--gen-tokens", "0", "must be at least 1"),
+        ("--repeat", "0", "must be at least 1"),
+        ("--top-k", "-1", "--top-k"),
+        ("--repeat-last-n", "-1", "--repeat-last-n"),
+        ("--seed", "-1", "--seed"),
+        ("--no-such-flag", "1", "--no-such-flag"),
+    ] {
+        let out = run(&["-m", &model, "--token-ids", "1,2", flag, value]);
+        let err = assert_one_line_error(&out, &[says]);
+        assert!(
+            err.contains(value) || err.contains(flag),
+            "{flag} {value}: {err}"
+        );
+    }
+    let out = run(&["-m", &model, "--token-ids", "1", "--threads", "2"]);
+    assert_one_line_error(&out, &["--parallel"]);
+    // Contradictory flags.
+    let out = run(&["-m", &model, "--token-ids", "1", "--chat"]);
+    assert_one_line_error(&out, &["--chat", "--token-ids"]);
+}
+
+#[test]
+fn a_plot_that_cannot_be_written_is_refused_before_the_run() {
+    let out = run_ids(&path(TINY_MODEL), &["--plot", "/nonexistent/dir/plot.svg"]);
+    assert_one_line_error(&out, &["/nonexistent/dir"]);
+    assert!(out.stdout.is_empty(), "nothing generated");
+}
+
+#[test]
+fn the_context_is_the_models_lowered_to_fit_memory() {
+    // tiny: 2 layers x 2 KV heads x 16 x f32 x (K, V) = 512 bytes per position, 40960 positions.
+    let model = path(TINY_MODEL);
+    let out = run_ids(&model, &["--json"]);
+    assert!(!stderr(&out).contains("notice"), "{}", stderr(&out));
+    let file_size = std::fs::metadata(&model).unwrap().len();
+    // 3/4 of (available - model) = 3 MiB: 6144 positions.
+    let available = (4 << 20) + file_size;
+    let out = qwen()
+        .env("QWEN_MEM_AVAILABLE", available.to_string())
+        .args(["-m", &model, "--token-ids", "1,2", "-t", "2"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("notice: context lowered from the model's 40960 to 6144 positions"),
+        "{err}"
+    );
+    // An explicit size that cannot fit is an error; one that fits runs.
+    let out = qwen()
+        .env("QWEN_MEM_AVAILABLE", available.to_string())
+        .args(["-m", &model, "--token-ids", "1,2", "--ctx-size", "40960"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, &["--ctx-size 40960", "at most 6144"]);
+    let out = qwen()
+        .env("QWEN_MEM_AVAILABLE", available.to_string())
+        .args([
+            "-m",
+            &model,
+            "--token-ids",
+            "1,2",
+            "-t",
+            "1",
+            "--ctx-size",
+            "6144",
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused_before_any_work() {
+    let out = run(&[
+        "-m",
+        &path(TINY_MODEL),
+        "--token-ids",
+        "1,2,3,4,5",
+        "--ctx-size",
+        "4",
+    ]);
+    assert_one_line_error(&out, &["5 tokens", "holds 4", "--ctx-size"]);
+}
+
+#[test]
+fn a_full_context_stops_generation_with_a_notice_and_keeps_the_text() {
+    // 2 prompt tokens in 8 positions: 6 tokens run, the 7th is sampled but has no room.
+    let model = path(TINY_MODEL);
+    let args = [
+        "-m",
+        &model,
+        "--token-ids",
+        "1,2",
+        "--ctx-size",
+        "8",
+        "--ignore-eos",
+        "--json",
+    ];
+    // A huge token budget must not allocate for it.
+    let out = run(&[&args[..], &["-t", "4000000000"]].concat());
+    let r = json(&out);
+    assert_eq!(r["stop_reason"], "context_full");
+    assert_eq!(ids(&r["generated_token_ids"]).len(), 7);
+    assert!(!r["text"].as_str().unwrap().is_empty());
+    assert!(stderr(&out).contains("notice: the context is full (8 positions)"));
+}
+
+/// Runs `cmd`, failing the test instead of hanging when it takes more than a minute.
+fn within_a_minute(cmd: &mut std::process::Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("still running after a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Spawns a long generation, waits for streamed text, sends SIGINT and returns the output.
+fn interrupted(json: bool) -> Output {
+    let (model, tok) = (path(VOCAB_MODEL), path(TOKENIZER));
+    let mut args = vec!["-m", &model, "--tokenizer", &tok, "-p", "Once upon a time"];
+    args.extend(["-t", "30000", "--ignore-eos"]);
+    if json {
+        args.push("--json");
+    }
+    let mut child = qwen()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Text streams to stdout, or to stderr with --json: read both on their own threads.
+    let (tx, rx) = mpsc::channel::<()>();
+    let reader = |mut pipe: Box<dyn Read + Send>, tx: mpsc::Sender<()>| {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+                let _ = tx.send(());
+            }
+            all
+        })
+    };
+    let out_thread = reader(Box::new(child.stdout.take().unwrap()), tx.clone());
+    let err_thread = reader(Box::new(child.stderr.take().unwrap()), tx);
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("some output within 2 minutes");
+    std::thread::sleep(Duration::from_millis(200));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("no exit within 60 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_thread.join().unwrap(),
+        stderr: err_thread.join().unwrap(),
+    }
+}
+
+#[test]
+fn ctrl_c_stops_keeps_the_text_reports_and_exits_130() {
+    let out = interrupted(false);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(!stdout(&out).trim().is_empty(), "the text so far stays");
+    let err = stderr(&out);
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(err.contains("generate "), "timing report printed: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let out = interrupted(true);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON still written");
+    assert_eq!(r["interrupted"], true);
+    assert_eq!(r["stop_reason"], "interrupted");
+    let n_gen = ids(&r["generated_token_ids"]).len();
+    assert!(n_gen > 0 && n_gen < 30000, "{n_gen}");
+    assert!(!r["text"].as_str().unwrap().is_empty());
+}
