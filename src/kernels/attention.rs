@@ -166,6 +166,66 @@ impl KvCache {
     }
 }
 
+impl KvCache {
+    /// Attention as [`KvCache::attend`] computes it, for the parallel path: the same stored
+    /// keys and values, but in f32 throughout (no f16 rounding of the query or the
+    /// probabilities) and with sixteen-lane partial sums instead of ggml's orders, which costs
+    /// a fraction of the time. Call from a function compiled with FMA.
+    #[inline(always)]
+    pub fn attend_fast(
+        &self,
+        q: &[f32],
+        pos: usize,
+        kv_head: usize,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let scale = 1.0 / (self.shape.head_dim as f32).sqrt();
+        scores.clear();
+        let mut max = f32::NEG_INFINITY;
+        for j in 0..=pos {
+            let s = dot16(self.key(j, kv_head), q) * scale;
+            max = max.max(s);
+            scores.push(s);
+        }
+        let mut sum = 0.0f32;
+        for s in scores.iter_mut() {
+            *s = ggml_math::v_expf(*s - max);
+            sum += *s;
+        }
+        let inv = 1.0 / sum;
+        out.fill(0.0);
+        for (j, p) in scores.iter().enumerate() {
+            let p = p * inv;
+            for (o, v) in out.iter_mut().zip(self.value(j, kv_head)) {
+                *o = v.mul_add(p, *o);
+            }
+        }
+    }
+}
+
+/// `a · b` with sixteen partial sums (vector lanes), then the tail.
+#[inline(always)]
+fn dot16(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let mut tail = 0.0f32;
+    for (x, y) in ac.remainder().iter().zip(bc.remainder()) {
+        tail = x.mul_add(*y, tail);
+    }
+    for (x, y) in ac.zip(bc) {
+        // Fixed-size views: the compiler sees whole vectors and emits full-width FMAs.
+        let (x, y): (&[f32; LANES], &[f32; LANES]) = match (x.try_into(), y.try_into()) {
+            (Ok(x), Ok(y)) => (x, y),
+            _ => unreachable!("chunks_exact yields LANES elements"),
+        };
+        for l in 0..LANES {
+            acc[l] = x[l].mul_add(y[l], acc[l]);
+        }
+    }
+    ggml_math::reduce16(&acc) + tail
+}
+
 /// `out[d]` = the ggml sum of the lane rows (`lanes[row][d]`, `used` rows, row = slot * 16 +
 /// lane): per lane `(s0 + s2) + (s1 + s3)` across slots, then [`ggml_math::reduce16`] across
 /// lanes. Computed for all `d` at once, so every step is a vector operation over `head_dim`.

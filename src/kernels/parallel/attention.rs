@@ -4,8 +4,9 @@
 //! In the standard graph this is five ops per layer (two `RmsNorm`s, two `Rope`s, the attention
 //! op), each a separate pass over the data with its own allocation. [`FusedAttentionCompiler`] finds the region behind each
 //! [`CachedAttention`] op, back to the q/k projections, and replaces it with [`FusedAttention`],
-//! which takes over the layer's KV cache. Numerics are those of the ops it replaces: ggml's
-//! RMSNorm, NEOX rotation with the same tables, llama.cpp's f16 KV-cache attention.
+//! which takes over the layer's KV cache. Norms and rotation have the numerics of the ops they
+//! replace; attention reads the same f16-rounded cache but computes in f32 in its own summation
+//! order ([`KvCache::attend_fast`]), several times faster than ggml's.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use luminal::op::{Function, InputTensor, Operator};
 use luminal::prelude::*;
 
-use super::super::attention::{AttendScratch, CachedAttention, KvCache};
+use super::super::attention::{CachedAttention, KvCache};
 use super::super::ggml_math::fma_dispatch;
 use super::super::input::{contiguous, f32_data};
 use super::super::rewrite::{self, is_op, op_as, sources, Source};
@@ -29,8 +30,8 @@ pub struct FusedAttention {
     cache: KvCache,
     eps: f32,
     runtime: Arc<Runtime>,
-    /// One scratch per pool thread, reused across calls.
-    scratch: Vec<Mutex<AttendScratch>>,
+    /// Attention scores, one buffer per pool thread, reused across calls.
+    scratch: Vec<Mutex<Vec<f32>>>,
     q: Vec<f32>,
     k: Vec<f32>,
 }
@@ -81,10 +82,9 @@ fma_dispatch! {
         cache: &KvCache,
         q: &[f32],
         start: usize,
-        batch: bool,
         worker: usize,
         stride: usize,
-        scratch: &mut AttendScratch,
+        scores: &mut Vec<f32>,
         out: SharedMut<'_, f32>,
     ) => attend_jobs_body
 }
@@ -95,10 +95,9 @@ fn attend_jobs_body(
     cache: &KvCache,
     q: &[f32],
     start: usize,
-    batch: bool,
     worker: usize,
     stride: usize,
-    scratch: &mut AttendScratch,
+    scores: &mut Vec<f32>,
     out: SharedMut<'_, f32>,
 ) {
     let shape = *cache.shape();
@@ -110,14 +109,7 @@ fn attend_jobs_body(
         let at = i * q_dim + h * hd;
         // SAFETY: each (token, head) slice belongs to exactly one job, each job to one worker.
         let dst = unsafe { out.slice(at, hd) };
-        cache.attend(
-            &q[at..at + hd],
-            start + i,
-            h / shape.group(),
-            batch,
-            scratch,
-            dst,
-        );
+        cache.attend_fast(&q[at..at + hd], start + i, h / shape.group(), scores, dst);
         job += stride;
     }
 }
@@ -146,11 +138,10 @@ impl FusedAttention {
         let n_jobs = self.q.len() / self.cache.shape().head_dim;
         let threads = self.runtime.pool.n_threads().min(n_jobs).max(1);
         let shared = SharedMut::new(&mut out);
-        let batch = positions.len() > 1;
         let (cache, q, scratch) = (&self.cache, &self.q, &self.scratch);
         self.runtime.pool.run(threads, |worker| {
             let mut s = scratch[worker].lock().unwrap_or_else(|e| e.into_inner());
-            attend_jobs(cache, q, start, batch, worker, threads, &mut s, shared);
+            attend_jobs(cache, q, start, worker, threads, &mut s, shared);
         });
         out
     }
