@@ -150,3 +150,68 @@ fn json_statistics_match_its_samples() {
         assert!(!r[key].is_null(), "JSON lacks {key}");
     }
 }
+
+/// `--repeat`, `--plot` and `--kernel-timing` together, in both modes: the spread across runs
+/// is computed from the per-run figures, the SVG is well-formed XML with a drawn series, and the
+/// kernel profile names our ops with shares that add up to at most the whole step.
+#[test]
+fn repeat_plot_and_kernel_profile_through_the_binary() {
+    let (model, tokenizer) = (
+        fixture("models/tiny-qwen3vocab-q8_0.gguf"),
+        fixture("tokenizer/tokenizer.json"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (mode, kernel) in [(None, "WeightMatMul"), (Some("--parallel"), "FusedMatMul")] {
+        let svg = dir.path().join(format!("decode-{}.svg", mode.is_some()));
+        let svg_arg = svg.display().to_string();
+        let mut args = base_args(&model, &tokenizer, "8");
+        args.extend([
+            "--json",
+            "--repeat",
+            "3",
+            "--kernel-timing",
+            "--plot",
+            &svg_arg,
+        ]);
+        args.extend(mode);
+        let out = qwen(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+        let spread = &r["repeat"]["decode"];
+        let runs: Vec<f64> = spread["samples_ts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(runs.len(), 3);
+        assert_eq!(spread["n_runs"].as_u64(), Some(3));
+        let mean = runs.iter().sum::<f64>() / 3.0;
+        assert!((spread["avg_ts"].as_f64().unwrap() - mean).abs() <= 1e-6 * mean);
+        let first_run = r["decode"]["avg_ts"].as_f64().unwrap();
+        assert!((runs[0] - first_run).abs() <= 1e-6 * first_run);
+
+        let text = std::fs::read_to_string(&svg).unwrap();
+        let doc = roxmltree::Document::parse(&text).expect("well-formed SVG");
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        assert!(doc
+            .descendants()
+            .any(|n| n.has_tag_name("polyline") || n.has_tag_name("path")));
+
+        let kernels = r["kernels"].as_array().unwrap();
+        assert!(kernels
+            .iter()
+            .any(|k| k["name"].as_str().unwrap().starts_with(kernel)));
+        let share: f64 = kernels.iter().map(|k| k["share"].as_f64().unwrap()).sum();
+        assert!(
+            share > 0.5 && share <= 1.0 + 1e-9,
+            "shares add up to {share}"
+        );
+        assert_eq!(r["parallel"].as_bool(), Some(mode.is_some()));
+    }
+}
