@@ -48,7 +48,7 @@ pub fn round_f16(x: f32) -> f32 {
     half::f16::from_f32(x).to_f32()
 }
 
-/// One layer's keys and values, `[position, kv_head, head_dim]`, f16-rounded.
+/// One layer's keys and values, `[kv_head, position, head_dim]`, f16-rounded.
 #[derive(Debug, Clone)]
 pub struct KvCache {
     shape: AttentionShape,
@@ -84,26 +84,37 @@ impl KvCache {
 
     /// Stores keys and values `[seq, kv_dim]` at positions `start..start + seq`.
     pub fn append(&mut self, start: usize, k: &[f32], v: &[f32]) {
-        let at = start * self.shape.kv_dim();
-        for (dst, src) in self.keys[at..at + k.len()].iter_mut().zip(k) {
-            *dst = round_f16(*src);
+        let hd = self.shape.head_dim;
+        for (i, (k_row, v_row)) in k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate() {
+            let (pos, kv_head) = (start + i / self.shape.kv_heads, i % self.shape.kv_heads);
+            let at = self.offset(pos, kv_head);
+            for (dst, src) in self.keys[at..at + hd].iter_mut().zip(k_row) {
+                *dst = round_f16(*src);
+            }
+            for (dst, src) in self.values[at..at + hd].iter_mut().zip(v_row) {
+                *dst = round_f16(*src);
+            }
         }
-        for (dst, src) in self.values[at..at + v.len()].iter_mut().zip(v) {
-            *dst = round_f16(*src);
-        }
+    }
+
+    /// Where head `kv_head` at position `pos` starts. Heads are outermost (`[kv_head, position,
+    /// head_dim]`), so attention streams through one contiguous run of memory per head.
+    #[inline(always)]
+    fn offset(&self, pos: usize, kv_head: usize) -> usize {
+        (kv_head * self.shape.max_context + pos) * self.shape.head_dim
     }
 
     /// Keys of head `kv_head` at position `pos`.
     #[inline]
     pub fn key(&self, pos: usize, kv_head: usize) -> &[f32] {
-        let at = pos * self.shape.kv_dim() + kv_head * self.shape.head_dim;
+        let at = self.offset(pos, kv_head);
         &self.keys[at..at + self.shape.head_dim]
     }
 
     /// Values of head `kv_head` at position `pos`.
     #[inline]
     pub fn value(&self, pos: usize, kv_head: usize) -> &[f32] {
-        let at = pos * self.shape.kv_dim() + kv_head * self.shape.head_dim;
+        let at = self.offset(pos, kv_head);
         &self.values[at..at + self.shape.head_dim]
     }
 
@@ -167,12 +178,14 @@ impl KvCache {
 }
 
 impl KvCache {
-    /// Attention as [`KvCache::attend`] computes it, for the parallel path: the same stored
-    /// keys and values, but in f32 throughout (no f16 rounding of the query or the
-    /// probabilities) and with sixteen-lane partial sums instead of ggml's orders, which costs
-    /// a fraction of the time. Call from a function compiled with FMA.
+    /// Attention as [`KvCache::attend`] computes it, for the parallel path, of all the query
+    /// heads that share KV head `kv_head` (`q`: `group` heads of `head_dim`, consecutive), so
+    /// that each key and value is read once per group: the same stored keys and values, but
+    /// f32 throughout (no f16 rounding of the query or the probabilities) and sixteen-lane
+    /// partial sums instead of ggml's orders. `out` is laid out as `q`. Call from a function
+    /// compiled with FMA.
     #[inline(always)]
-    pub fn attend_fast(
+    pub fn attend_group_fast(
         &self,
         q: &[f32],
         pos: usize,
@@ -180,25 +193,40 @@ impl KvCache {
         scores: &mut Vec<f32>,
         out: &mut [f32],
     ) {
-        let scale = 1.0 / (self.shape.head_dim as f32).sqrt();
+        let hd = self.shape.head_dim;
+        let (group, n) = (q.len() / hd, pos + 1);
+        let scale = 1.0 / (hd as f32).sqrt();
         scores.clear();
-        let mut max = f32::NEG_INFINITY;
-        for j in 0..=pos {
-            let s = dot16(self.key(j, kv_head), q) * scale;
-            max = max.max(s);
-            scores.push(s);
+        scores.resize(group * n, 0.0);
+        for j in 0..n {
+            let k = self.key(j, kv_head);
+            for (h, qh) in q.chunks_exact(hd).enumerate() {
+                scores[h * n + j] = dot16(k, qh) * scale;
+            }
         }
-        let mut sum = 0.0f32;
-        for s in scores.iter_mut() {
-            *s = ggml_math::v_expf(*s - max);
-            sum += *s;
+        for row in scores.chunks_exact_mut(n) {
+            let mut max = f32::NEG_INFINITY;
+            for s in row.iter() {
+                max = max.max(*s);
+            }
+            let mut sum = 0.0f32;
+            for s in row.iter_mut() {
+                *s = ggml_math::v_expf(*s - max);
+                sum += *s;
+            }
+            let inv = 1.0 / sum;
+            for s in row.iter_mut() {
+                *s *= inv;
+            }
         }
-        let inv = 1.0 / sum;
         out.fill(0.0);
-        for (j, p) in scores.iter().enumerate() {
-            let p = p * inv;
-            for (o, v) in out.iter_mut().zip(self.value(j, kv_head)) {
-                *o = v.mul_add(p, *o);
+        for j in 0..n {
+            let v = self.value(j, kv_head);
+            for (h, oh) in out.chunks_exact_mut(hd).enumerate() {
+                let p = scores[h * n + j];
+                for (o, x) in oh.iter_mut().zip(v) {
+                    *o = x.mul_add(p, *o);
+                }
             }
         }
     }

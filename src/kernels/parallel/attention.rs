@@ -1,5 +1,5 @@
 //! The attention block fused into one op: per-head q/k RMSNorm, rotary embedding, KV-cache append
-//! and causal grouped-query attention, parallel over heads.
+//! and causal grouped-query attention, parallel over KV heads.
 //!
 //! In the standard graph this is five ops per layer (two `RmsNorm`s, two `Rope`s, the attention
 //! op), each a separate pass over the data with its own allocation. [`FusedAttentionCompiler`] finds the region behind each
@@ -76,7 +76,8 @@ fn norm_rope_body(x: &[f32], norm: &[f32], cos: &[f32], sin: &[f32], eps: f32, o
 }
 
 fma_dispatch! {
-    /// Attention jobs `worker, worker + stride, ...` of `n_jobs` (job = token * heads + head).
+    /// Attention jobs `worker, worker + stride, ...` (job = token * kv_heads + kv_head: the
+    /// query heads sharing one KV head).
     #[allow(clippy::too_many_arguments)]
     fn attend_jobs(
         cache: &KvCache,
@@ -101,15 +102,16 @@ fn attend_jobs_body(
     out: SharedMut<'_, f32>,
 ) {
     let shape = *cache.shape();
-    let (q_dim, hd, heads) = (shape.q_dim(), shape.head_dim, shape.heads);
-    let n_jobs = q.len() / hd;
+    let (q_dim, hd, kv_heads) = (shape.q_dim(), shape.head_dim, shape.kv_heads);
+    let span = shape.group() * hd;
+    let n_jobs = q.len() / span;
     let mut job = worker;
     while job < n_jobs {
-        let (i, h) = (job / heads, job % heads);
-        let at = i * q_dim + h * hd;
-        // SAFETY: each (token, head) slice belongs to exactly one job, each job to one worker.
-        let dst = unsafe { out.slice(at, hd) };
-        cache.attend_fast(&q[at..at + hd], start + i, h / shape.group(), scores, dst);
+        let (i, kv) = (job / kv_heads, job % kv_heads);
+        let at = i * q_dim + kv * span;
+        // SAFETY: each (token, KV head) span belongs to exactly one job, each job to one worker.
+        let dst = unsafe { out.slice(at, span) };
+        cache.attend_group_fast(&q[at..at + span], start + i, kv, scores, dst);
         job += stride;
     }
 }
@@ -135,7 +137,8 @@ impl FusedAttention {
         self.cache.append(start, &self.k, &v);
 
         let mut out = self.runtime.buffers.take(self.q.len());
-        let n_jobs = self.q.len() / self.cache.shape().head_dim;
+        let shape = self.cache.shape();
+        let n_jobs = self.q.len() / (shape.group() * shape.head_dim);
         let threads = self.runtime.pool.n_threads().min(n_jobs).max(1);
         let shared = SharedMut::new(&mut out);
         let (cache, q, scratch) = (&self.cache, &self.q, &self.scratch);
