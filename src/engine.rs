@@ -186,23 +186,12 @@ impl Engine {
     }
 
     fn check(&self, tokens: &[u32]) -> Result<(), EngineError> {
-        if tokens.is_empty() {
-            return Err(EngineError::NoTokens);
-        }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
-            return Err(EngineError::TokenOutOfRange {
-                id,
-                vocab: self.config.vocab,
-            });
-        }
-        let needed = self.position + tokens.len();
-        if needed > self.options.max_context {
-            return Err(EngineError::ContextFull {
-                needed,
-                max_context: self.options.max_context,
-            });
-        }
-        Ok(())
+        check_step(
+            tokens,
+            self.config.vocab,
+            self.position,
+            self.options.max_context,
+        )
     }
 
     /// Positions already in the KV cache.
@@ -296,6 +285,30 @@ impl Engine {
                 .map(|p| p.display().to_string()),
         }
     }
+}
+
+/// What every engine checks before a forward pass: tokens given, inside the vocabulary, and
+/// room for them in the KV cache after `position`.
+pub fn check_step(
+    tokens: &[u32],
+    vocab: usize,
+    position: usize,
+    max_context: usize,
+) -> Result<(), EngineError> {
+    if tokens.is_empty() {
+        return Err(EngineError::NoTokens);
+    }
+    if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+        return Err(EngineError::TokenOutOfRange { id, vocab });
+    }
+    let needed = position + tokens.len();
+    if needed > max_context {
+        return Err(EngineError::ContextFull {
+            needed,
+            max_context,
+        });
+    }
+    Ok(())
 }
 
 /// Names a node for the kernel profile by the weights it reads: `WeightMatMul blk.3.ffn_down`,

@@ -148,23 +148,12 @@ impl<B: Backend> GpuEngine<B> {
     }
 
     fn check(&self, tokens: &[u32]) -> Result<(), EngineError> {
-        if tokens.is_empty() {
-            return Err(EngineError::NoTokens);
-        }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
-            return Err(EngineError::TokenOutOfRange {
-                id,
-                vocab: self.config.vocab,
-            });
-        }
-        let needed = self.position + tokens.len();
-        if needed > self.options.max_context {
-            return Err(EngineError::ContextFull {
-                needed,
-                max_context: self.options.max_context,
-            });
-        }
-        Ok(())
+        crate::engine::check_step(
+            tokens,
+            self.config.vocab,
+            self.position,
+            self.options.max_context,
+        )
     }
 
     /// Positions already in the KV cache.

@@ -85,21 +85,6 @@ fn matmul_body(w: &WeightData, x: &[f32]) -> Vec<f32> {
     y
 }
 
-/// f32 dot product with eight partial sums, for callers that need no particular order.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    for (i, (x, y)) in a8.remainder().iter().zip(b8.remainder()).enumerate() {
-        acc[i] += x * y;
-    }
-    for (x, y) in a8.zip(b8) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum()
-}
-
 /// Rewrites `Mul -> SumReduce` matmuls against bound weights into [`WeightMatMul`].
 /// Weights must be bound (their data set in the graph) before this pass runs.
 #[derive(Debug, Default)]
