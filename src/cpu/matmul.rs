@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use crate::quant::GgmlType;
 
 use super::blocks::{dequantize_row, row_bytes};
-use super::dot::{kernel_set, KernelSet, Tile};
+use super::dot::{kernel_set, panel, KernelSet, Tile};
 use super::error::KernelError;
 use super::features::{CpuFeatures, Isa};
 use super::pool::ThreadPool;
@@ -81,6 +81,10 @@ pub struct MatmulPlan {
     /// Quantized weights: integer dots on 8-bit activations (true, as llama.cpp) or weights
     /// dequantized to f32 and f32 activations (false).
     pub quantize_activations: bool,
+    /// Batches: repack rows into 16-row panels where the ISA and type have panel kernels
+    /// ([`super::dot::panel`]); `row_tile` then has no effect.
+    #[serde(default)]
+    pub panel: bool,
 }
 
 impl MatmulPlan {
@@ -95,8 +99,9 @@ impl MatmulPlan {
             threads: 0,
             rows_per_chunk: 0,
             row_tile: 4,
-            token_tile: 4,
+            token_tile: 8,
             quantize_activations: true,
+            panel: isa == Isa::Avx512Vnni,
         }
     }
 
@@ -107,7 +112,7 @@ impl MatmulPlan {
             n => n.to_string(),
         };
         format!(
-            "{} t{} chunk{} tile{}x{} {}",
+            "{} t{} chunk{} tile{}x{} {}{}",
             self.isa,
             self.threads,
             chunk,
@@ -117,7 +122,8 @@ impl MatmulPlan {
                 "q8"
             } else {
                 "f32"
-            }
+            },
+            if self.panel { " panel16" } else { "" }
         )
     }
 }
@@ -133,6 +139,7 @@ impl Default for MatmulPlan {
 pub struct Scratch {
     acts: QuantActs,
     rows_f32: Vec<f32>,
+    panels: Vec<u8>,
 }
 
 /// This CPU's features, detected once.
@@ -249,15 +256,25 @@ pub fn matmul_multi(
     let mut parts: [Option<Part<'_>>; MAX_MATRICES] = Default::default();
     let mut n_chunks = 0;
     let mut dequant_rows = 0;
+    let mut any_panel = false;
     for (i, (w, y)) in ws.iter().zip(ys.iter_mut()).enumerate() {
         let Some(ks) = sets[i] else { continue };
-        let row_tile = plan.row_tile.clamp(1, ks.max_rows());
+        let use_panel = plan.panel
+            && n_tokens > 1
+            && ks.fmt != ActFormat::F32
+            && panel::supports(w.ty, plan.isa);
+        let row_tile = if use_panel {
+            panel::ROWS
+        } else {
+            plan.row_tile.clamp(1, ks.max_rows())
+        };
         let chunk = match plan.rows_per_chunk {
             0 => (w.rows / (2 * threads)).clamp(64, 256),
             n => n,
         };
         let chunk = chunk.div_ceil(row_tile) * row_tile;
         let dequant = ks.fmt == ActFormat::F32 && !is_float(w.ty);
+        any_panel |= use_panel;
         if dequant {
             dequant_rows = dequant_rows.max(row_tile);
         }
@@ -269,6 +286,7 @@ pub fn matmul_multi(
             chunk,
             first_chunk: n_chunks,
             dequant,
+            panel: use_panel,
             y: SharedMut::new(y),
         });
         n_chunks += w.rows.div_ceil(chunk);
@@ -276,6 +294,14 @@ pub fn matmul_multi(
     let per_thread = dequant_rows * first.cols;
     if scratch.rows_f32.len() < threads * per_thread {
         scratch.rows_f32.resize(threads * per_thread, 0.0);
+    }
+    let panel_bytes = if any_panel {
+        panel::scratch_bytes(first.cols)
+    } else {
+        0
+    };
+    if scratch.panels.len() < threads * panel_bytes {
+        scratch.panels.resize(threads * panel_bytes, 0);
     }
     let job = Job {
         parts,
@@ -286,6 +312,8 @@ pub fn matmul_multi(
         acts: &scratch.acts,
         rows_f32: SharedMut::new(&mut scratch.rows_f32[..]),
         per_thread,
+        panels: SharedMut::new(&mut scratch.panels[..]),
+        panel_bytes,
     };
     let next = AtomicUsize::new(0);
     pool.run(threads.min(n_chunks), |tid| loop {
@@ -313,6 +341,8 @@ struct Part<'a> {
     first_chunk: usize,
     /// Quantized weights on the f32 path: rows are dequantized into the thread's buffer.
     dequant: bool,
+    /// Rows go through 16-row panels ([`panel`]).
+    panel: bool,
     y: SharedMut<'a, f32>,
 }
 
@@ -327,6 +357,9 @@ struct Job<'a> {
     /// `per_thread` f32s per job index, for dequantized rows.
     rows_f32: SharedMut<'a, f32>,
     per_thread: usize,
+    /// `panel_bytes` per job index, for panels.
+    panels: SharedMut<'a, u8>,
+    panel_bytes: usize,
 }
 
 impl Job<'_> {
@@ -351,6 +384,9 @@ impl Job<'_> {
     /// order as `i` advances: hardware prefetchers follow that, and not `nr` adjacent rows
     /// read side by side.
     fn rows(&self, p: &Part<'_>, tid: usize, begin: usize, end: usize) {
+        if p.panel {
+            return self.panel_rows(p, tid, begin, end);
+        }
         let tt = self.token_tile.min(p.ks.max_tokens()).min(self.n_tokens);
         let mut r = begin;
         while r < end {
@@ -360,6 +396,43 @@ impl Job<'_> {
                 self.tile_rows(p, tid, r + i, nr, len, tt);
             }
             r += nr * len;
+        }
+    }
+
+    /// Rows `begin..end` of `p` for every token, 16 rows at a time through a panel.
+    fn panel_rows(&self, p: &Part<'_>, tid: usize, begin: usize, end: usize) {
+        // SAFETY: job index `tid` runs on one thread at a time and owns this scratch.
+        let buf = unsafe { self.panels.slice(tid * self.panel_bytes, self.panel_bytes) };
+        let pan = panel::Panel::new(buf, self.cols);
+        let tt = self.token_tile.clamp(1, panel::MAX_TOKENS);
+        let base = p.w.data.as_ptr();
+        let mut r = begin;
+        while r < end {
+            let valid = (end - r).min(panel::ROWS);
+            // Past the matrix's last row the panel repeats it; those outputs are not stored.
+            let rows: [*const u8; panel::ROWS] = std::array::from_fn(|i| {
+                // SAFETY: row r + min(i, valid - 1) < rows: inside the checked weight data.
+                unsafe { base.add((r + i.min(valid - 1)) * p.row_bytes) }
+            });
+            let out = panel::Out {
+                y: p.y.as_ptr(),
+                stride: p.w.rows,
+                row0: r,
+                valid,
+            };
+            // SAFETY: the rows are whole rows of a supported type (checked when the part was
+            // made, with the ISA); the activations hold every token in the type's format;
+            // this thread alone owns rows r..r + valid of the output.
+            unsafe {
+                panel::pack(p.w.ty, &rows, &pan);
+                let mut t = 0;
+                while t < self.n_tokens {
+                    let n = tt.min(self.n_tokens - t);
+                    panel::gemm(p.w.ty, &pan, self.acts, t, n, &out);
+                    t += n;
+                }
+            }
+            r += valid;
         }
     }
 

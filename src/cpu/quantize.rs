@@ -131,6 +131,8 @@ pub struct QuantActs {
     pub c4: Vec<i32>,
     /// Per lane, Q8_1: `s / 8` of the lane's block (8 lanes share a block).
     pub s4: Vec<f32>,
+    /// Per block of 32: `-offset * (sum of the block's quants)`, for the panel kernels.
+    pub c32: Vec<i32>,
     /// Q8_K: sums of 16 quants, as ggml's `bsums` (16 per super-block).
     pub bsums16: Vec<i16>,
     /// Q8_K: sums of 32 quants (8 per super-block), for the K-quant mins.
@@ -191,6 +193,12 @@ impl QuantActs {
         &self.c4[t * n..(t + 1) * n]
     }
 
+    /// Token `t`'s per-block offset corrections.
+    pub fn tok_c32(&self, t: usize) -> &[i32] {
+        let n = self.stride / QK;
+        &self.c32[t * n..(t + 1) * n]
+    }
+
     /// Token `t`'s per-lane Q8_1 `s / 8`.
     pub fn tok_s4(&self, t: usize) -> &[f32] {
         let n = self.stride / 4;
@@ -237,6 +245,7 @@ impl QuantActs {
             ActFormat::Q8_0 { .. } | ActFormat::Q8_1 => {
                 grow(&mut self.d4, lanes);
                 grow(&mut self.c4, lanes);
+                grow(&mut self.c32, blocks);
                 if fmt == ActFormat::Q8_1 {
                     grow(&mut self.s, blocks);
                     grow(&mut self.s4, lanes);
@@ -282,6 +291,7 @@ impl QuantActs {
             s: SharedMut::new(&mut self.s),
             d4: SharedMut::new(&mut self.d4),
             c4: SharedMut::new(&mut self.c4),
+            c32: SharedMut::new(&mut self.c32),
             s4: SharedMut::new(&mut self.s4),
             bsums16: SharedMut::new(&mut self.bsums16),
             bsums32: SharedMut::new(&mut self.bsums32),
@@ -309,6 +319,7 @@ struct Parts<'a> {
     s: SharedMut<'a, f32>,
     d4: SharedMut<'a, f32>,
     c4: SharedMut<'a, i32>,
+    c32: SharedMut<'a, i32>,
     s4: SharedMut<'a, f32>,
     bsums16: SharedMut<'a, i16>,
     bsums32: SharedMut<'a, i16>,
@@ -336,6 +347,7 @@ impl<'a> Parts<'a> {
             s: part(&self.s, t, self.stride / QK),
             d4: part(&self.d4, t, lanes),
             c4: part(&self.c4, t, lanes),
+            c32: part(&self.c32, t, self.stride / QK),
             s4: part(&self.s4, t, lanes),
             bsums16: part(&self.bsums16, t, self.stride / 16),
             bsums32: part(&self.bsums32, t, self.stride / QK),
@@ -352,6 +364,7 @@ struct TokenBufs<'a> {
     s: &'a mut [f32],
     d4: &'a mut [f32],
     c4: &'a mut [i32],
+    c32: &'a mut [i32],
     s4: &'a mut [f32],
     bsums16: &'a mut [i16],
     bsums32: &'a mut [i16],
@@ -417,6 +430,9 @@ impl TokenBufs<'_> {
             self.d4[l] = self.d[l / 8];
         }
         self.c4[lanes..].fill(0);
+        for (c, lanes) in self.c32.iter_mut().zip(self.c4.chunks_exact(8)) {
+            *c = lanes.iter().sum();
+        }
         self.d4[lanes..].fill(0.0);
         if q8_1_blocks.is_some() {
             for l in 0..lanes {

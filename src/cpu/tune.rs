@@ -35,11 +35,24 @@ pub fn candidates(
                         row_tile,
                         token_tile: 1,
                         quantize_activations: true,
+                        panel: false,
                         ..*base
                     });
                 }
             }
         } else {
+            if base.panel {
+                for token_tile in [8, 6, 4] {
+                    for chunk in [0, 32, 128] {
+                        out.push(MatmulPlan {
+                            threads: t,
+                            rows_per_chunk: chunk,
+                            token_tile,
+                            ..*base
+                        });
+                    }
+                }
+            }
             for (row_tile, token_tile) in [(4, 4), (2, 4), (4, 2), (2, 2), (1, 4), (1, 8)] {
                 for chunk in [0, 64] {
                     out.push(MatmulPlan {
@@ -48,6 +61,7 @@ pub fn candidates(
                         row_tile,
                         token_tile,
                         quantize_activations: true,
+                        panel: false,
                         ..*base
                     });
                 }
@@ -56,6 +70,7 @@ pub fn candidates(
                 out.push(MatmulPlan {
                     threads: t,
                     quantize_activations: false,
+                    panel: false,
                     ..*base
                 });
             }

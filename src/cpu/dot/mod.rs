@@ -15,6 +15,7 @@ pub mod kquant;
 pub mod legacy;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
+pub mod panel;
 
 /// One call of a tile kernel.
 pub struct Tile<'a> {

@@ -6,7 +6,9 @@
 //! Choices are cached in a JSON file (`$XDG_CACHE_HOME/qwen-luminal/plans.json`, else
 //! `~/.cache/...`) under a key naming the machine (CPU model, SIMD path, threads) and the job (types
 //! and shapes, which identify the model's matrices), so a later run of the same model on the same
-//! machine compiles without timing anything. `QWEN_PLAN_CACHE=off` disables the file.
+//! machine compiles without timing anything. `QWEN_PLAN_CACHE=off` disables the file;
+//! `QWEN_PLAN_SEARCH=off` skips the search and runs every job on its default plan (what the
+//! numerics tests pin, so their results do not depend on timings).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -59,6 +61,8 @@ pub struct PlanBook {
     path: Option<PathBuf>,
     cached: BTreeMap<String, Choice>,
     used: Mutex<BTreeMap<String, Choice>>,
+    /// False: every job keeps its default plan (`QWEN_PLAN_SEARCH=off`).
+    search: bool,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -84,6 +88,7 @@ impl PlanBook {
             path,
             cached,
             used: Mutex::new(BTreeMap::new()),
+            search: std::env::var("QWEN_PLAN_SEARCH").map_or(true, |v| v != "off"),
         }
     }
 
@@ -96,6 +101,7 @@ impl PlanBook {
             return c;
         }
         let choice = match self.cached.get(&key) {
+            _ if !self.search => default_choice(base_plan(n_tokens)),
             Some(c) if cpu_features().supports(c.plan.isa) => Choice {
                 from_cache: true,
                 ..c.clone()
@@ -109,7 +115,7 @@ impl PlanBook {
     }
 
     fn search(&self, pool: &ThreadPool, ws: &[WeightMatrix<'_>], n_tokens: usize) -> Choice {
-        let base = MatmulPlan::new();
+        let base = base_plan(n_tokens);
         let bytes: usize = ws.iter().map(|w| w.data.len()).sum();
         let largest = ws.iter().max_by_key(|w| w.data.len()).unwrap_or(&ws[0]);
         if n_tokens > 1 && bytes > MAX_SEARCH_BYTES {
@@ -199,6 +205,15 @@ impl PlanBook {
     }
 }
 
+/// The default plan for a job: panels apply to batches only.
+fn base_plan(n_tokens: usize) -> MatmulPlan {
+    let plan = MatmulPlan::new();
+    MatmulPlan {
+        panel: plan.panel && n_tokens > 1,
+        ..plan
+    }
+}
+
 fn default_choice(plan: MatmulPlan) -> Choice {
     Choice {
         plan,
@@ -250,6 +265,9 @@ fn job_key(ws: &[WeightMatrix<'_>], n_tokens: usize) -> String {
     format!("{} {class}", mats.join("+"))
 }
 
+/// Bumped when the kernels change enough that plans timed before no longer hold.
+const KERNELS_VERSION: u32 = 2;
+
 /// CPU model, SIMD path and threads: a plan timed elsewhere says nothing about this machine.
 fn machine_key(threads: usize) -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -261,7 +279,10 @@ fn machine_key(threads: usize) -> String {
                 .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    format!("{model} | {} | {threads} threads", cpu_features().best())
+    format!(
+        "{model} | {} | {threads} threads | kernels v{KERNELS_VERSION}",
+        cpu_features().best()
+    )
 }
 
 fn cache_path() -> Option<PathBuf> {
@@ -292,12 +313,39 @@ mod tests {
             path: None,
             cached: BTreeMap::new(),
             used: Mutex::new(BTreeMap::new()),
+            search: true,
         };
         let decode = book.choose(&pool, &[w], 1);
         assert!(decode.candidates > 1 && decode.micros.is_some());
         let lines = book.describe();
         assert_eq!(lines.len(), 1);
         assert!(lines[0].starts_with("Q8_0:64x128 decode:"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn without_search_jobs_keep_the_default_plan() {
+        let pool = ThreadPool::new(2).unwrap();
+        let data = random_weights(&mut Rng::new(5), GgmlType::Q8_0, 64, 128);
+        let w = WeightMatrix::new(GgmlType::Q8_0, 64, 128, &data).unwrap();
+        let mut cached = BTreeMap::new();
+        let other = MatmulPlan {
+            row_tile: 1,
+            ..MatmulPlan::new()
+        };
+        cached.insert(job_key(&[w], 1), default_choice(other));
+        let book = PlanBook {
+            machine: "test".into(),
+            threads: 2,
+            path: None,
+            cached,
+            used: Mutex::new(BTreeMap::new()),
+            search: false,
+        };
+        for n in [1, 7] {
+            let c = book.choose(&pool, &[w], n);
+            assert_eq!((c.candidates, c.plan), (0, base_plan(n)), "n={n}");
+        }
+        assert!(!base_plan(1).panel);
     }
 
     #[test]
@@ -317,6 +365,7 @@ mod tests {
             path: None,
             cached,
             used: Mutex::new(BTreeMap::new()),
+            search: true,
         };
         let c = book.choose(&pool, &[w], 5);
         assert!(c.from_cache);

@@ -49,7 +49,7 @@ pub const fn offset(ty: u8) -> i32 {
     }
 }
 
-fn code(ty: GgmlType) -> Option<u8> {
+pub(crate) fn code(ty: GgmlType) -> Option<u8> {
     match ty {
         GgmlType::Q8_0 => Some(Q8_0),
         GgmlType::Q4_0 => Some(Q4_0),

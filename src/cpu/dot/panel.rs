@@ -1,0 +1,279 @@
+//! Batch (prompt) kernels on row panels, for AVX-512 VNNI.
+//!
+//! The tile kernels give each 512-bit lane four *columns* of one row, so every (row, token)
+//! output pays a convert, a scale multiply and an FMA per pair of blocks next to one
+//! `vpdpbusd`: on a prompt the float work, not the integer dots, sets the pace. Here a thread
+//! first repacks 16 consecutive weight rows into a panel where lane `r` holds row `r`:
+//! per block, eight 64-byte vectors of four quants from each row, then the 16 row scales.
+//! One block of one token is then eight `vpdpbusd` (activations broadcast four at a time)
+//! and a single convert, multiply and FMA for all 16 rows. The repack reads each weight
+//! once per call and is paid back over every token of the batch; the weights themselves stay
+//! in place in the memory map (llama.cpp's CPU "repack" keeps a second, interleaved copy).
+//!
+//! Per (row, token) the sum runs block by block, `acc += isum * (d_w * d_a)` (+ `m_w * s_a`
+//! for the types with a min): ggml's scalar `vec_dot` order, the same for every token tile.
+
+use crate::quant::GgmlType;
+
+use super::legacy;
+use crate::cpu::features::Isa;
+use crate::cpu::quantize::QuantActs;
+
+/// Weight rows per panel: one per 32-bit lane of a 512-bit vector.
+pub const ROWS: usize = 16;
+
+/// Most tokens one kernel call takes (its accumulators must stay in registers).
+pub const MAX_TOKENS: usize = 8;
+
+/// Whether `ty` has panel kernels on `isa`.
+pub fn supports(ty: GgmlType, isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64") && isa == Isa::Avx512Vnni && legacy::code(ty).is_some()
+}
+
+/// Scratch bytes one panel of `cols` columns needs (alignment slack included).
+pub fn scratch_bytes(cols: usize) -> usize {
+    let nb = cols / 32;
+    nb * (8 * 64 + 2 * 64) + 64
+}
+
+/// One panel in a thread's scratch: quants `[block][4-quant group][row][4]` (unsigned),
+/// then the row scales `[block][row]`, then the row mins `[block][row]`, all 64-byte aligned.
+pub struct Panel {
+    q: *mut u8,
+    d: *mut f32,
+    m: *mut f32,
+    blocks: usize,
+}
+
+impl Panel {
+    /// Lays a panel of `cols` columns out in `buf` (at least [`scratch_bytes`] long).
+    pub fn new(buf: &mut [u8], cols: usize) -> Panel {
+        let blocks = cols / 32;
+        assert!(buf.len() >= scratch_bytes(cols), "panel scratch too small");
+        let off = buf.as_ptr().align_offset(64).min(63);
+        let q = buf[off..].as_mut_ptr();
+        // SAFETY: all three parts lie inside `buf` (checked above), 64-byte aligned.
+        unsafe {
+            let d = q.add(blocks * 512) as *mut f32;
+            Panel {
+                q,
+                d,
+                m: d.add(blocks * 16),
+                blocks,
+            }
+        }
+    }
+}
+
+/// Repacks the rows at `rows` (each `blocks` blocks of `ty`) into `panel`.
+///
+/// # Safety
+/// Every pointer must hold one whole row of the panel's width; `ty` must be supported
+/// ([`supports`]) and the CPU must have AVX-512 VNNI.
+pub unsafe fn pack(ty: GgmlType, rows: &[*const u8; ROWS], panel: &Panel) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use legacy::{Q4_0, Q4_1, Q5_0, Q8_0};
+        match legacy::code(ty) {
+            Some(Q8_0) => x86::pack::<Q8_0>(rows, panel),
+            Some(Q4_0) => x86::pack::<Q4_0>(rows, panel),
+            Some(Q5_0) => x86::pack::<Q5_0>(rows, panel),
+            Some(Q4_1) => x86::pack::<Q4_1>(rows, panel),
+            Some(_) => x86::pack::<{ legacy::Q5_1 }>(rows, panel),
+            None => {}
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ty, rows, panel);
+}
+
+/// Where one kernel call writes: `y[t * stride + row0 + i]` for the first `valid` panel rows.
+pub struct Out {
+    pub y: *mut f32,
+    pub stride: usize,
+    pub row0: usize,
+    pub valid: usize,
+}
+
+/// Tokens `t0..t0 + n` (`n <= MAX_TOKENS`) times the panel, into `out`.
+///
+/// # Safety
+/// The panel must have been packed from `ty` rows of the activations' width; the
+/// activations must be prepared in `ty`'s format with those tokens; `out` must be valid for
+/// the outputs and owned by this thread; the CPU must have AVX-512 VNNI.
+pub unsafe fn gemm(ty: GgmlType, panel: &Panel, acts: &QuantActs, t0: usize, n: usize, out: &Out) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let min = legacy::code(ty).is_some_and(legacy::has_min);
+        macro_rules! by_tokens {
+            ($min:literal) => {
+                match n {
+                    1 => x86::gemm::<$min, 1>(panel, acts, t0, out),
+                    2 => x86::gemm::<$min, 2>(panel, acts, t0, out),
+                    3 => x86::gemm::<$min, 3>(panel, acts, t0, out),
+                    4 => x86::gemm::<$min, 4>(panel, acts, t0, out),
+                    5 => x86::gemm::<$min, 5>(panel, acts, t0, out),
+                    6 => x86::gemm::<$min, 6>(panel, acts, t0, out),
+                    7 => x86::gemm::<$min, 7>(panel, acts, t0, out),
+                    _ => x86::gemm::<$min, 8>(panel, acts, t0, out),
+                }
+            };
+        }
+        if min {
+            by_tokens!(true)
+        } else {
+            by_tokens!(false)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ty, panel, acts, t0, n, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+    use std::ptr::read_unaligned;
+
+    use super::super::legacy::{block_bytes, has_min, Q4_0, Q4_1, Q5_0, Q8_0};
+    use super::{Out, Panel, QuantActs, ROWS};
+
+    /// The 32 quants of the block at `p`, unsigned (Q8_0 with its sign bit flipped, the
+    /// nibble types with their fifth bit added), in weight order.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn quants<const TY: u8>(p: *const u8) -> __m256i {
+        if TY == Q8_0 {
+            let v = _mm256_loadu_si256(p.add(2) as *const __m256i);
+            return _mm256_xor_si256(v, _mm256_set1_epi8(-128));
+        }
+        let qs = match TY {
+            Q4_0 => 2,
+            Q4_1 => 4,
+            Q5_0 => 6,
+            _ => 8,
+        };
+        let v = _mm_loadu_si128(p.add(qs) as *const __m128i);
+        let nib = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(v, nib);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+        let q = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+        if TY == Q4_0 || TY == Q4_1 {
+            return q;
+        }
+        // Bit i of qh is the fifth bit of weight i.
+        let qh = read_unaligned(p.add(if TY == Q5_0 { 2 } else { 4 }) as *const u32);
+        _mm256_mask_add_epi8(q, qh, q, _mm256_set1_epi8(16))
+    }
+
+    /// Transposes 16 rows x 8 dwords: `z[i]` holds rows `i` (low half) and `i + 8` (high
+    /// half); output `j` holds dword `j` of rows 0..16 in lane order.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transpose(z: [__m512i; 8]) -> [__m512i; 8] {
+        let t: [__m512i; 8] = std::array::from_fn(|k| {
+            let (a, b) = (z[k / 2 * 2], z[k / 2 * 2 + 1]);
+            if k % 2 == 0 {
+                _mm512_unpacklo_epi32(a, b)
+            } else {
+                _mm512_unpackhi_epi32(a, b)
+            }
+        });
+        // u[j] (j < 4) holds dwords j and j + 4 of rows 0-3 (and 8-11); u[j + 4] of rows 4-7.
+        let u: [__m512i; 8] = std::array::from_fn(|k| {
+            let g = (k / 4) * 4;
+            let (a, b) = match k % 4 {
+                0 | 1 => (t[g], t[g + 2]),
+                _ => (t[g + 1], t[g + 3]),
+            };
+            if k % 2 == 0 {
+                _mm512_unpacklo_epi64(a, b)
+            } else {
+                _mm512_unpackhi_epi64(a, b)
+            }
+        });
+        let first = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+        let second = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+        std::array::from_fn(|j| {
+            let idx = if j < 4 { first } else { second };
+            _mm512_permutex2var_epi64(u[j % 4], idx, u[j % 4 + 4])
+        })
+    }
+
+    /// The f16 at byte `off` of block `b` in each row, widened.
+    #[inline]
+    #[target_feature(enable = "avx512f,f16c")]
+    unsafe fn row_halves(rows: &[*const u8; ROWS], at: usize) -> __m512 {
+        let h: [u16; ROWS] = std::array::from_fn(|r| read_unaligned(rows[r].add(at) as *const u16));
+        _mm512_cvtph_ps(_mm256_loadu_si256(h.as_ptr() as *const __m256i))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+    pub unsafe fn pack<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
+        let bs = block_bytes(TY);
+        for b in 0..panel.blocks {
+            let z: [__m512i; 8] = std::array::from_fn(|i| {
+                let lo = quants::<TY>(rows[i].add(b * bs));
+                let hi = quants::<TY>(rows[i + 8].add(b * bs));
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+            });
+            let dst = panel.q.add(b * 512);
+            for (j, v) in transpose(z).into_iter().enumerate() {
+                _mm512_store_si512(dst.add(64 * j) as *mut _, v);
+            }
+            _mm512_store_ps(panel.d.add(16 * b), row_halves(rows, b * bs));
+            if has_min(TY) {
+                _mm512_store_ps(panel.m.add(16 * b), row_halves(rows, b * bs + 2));
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
+    pub unsafe fn gemm<const MIN: bool, const T: usize>(
+        panel: &Panel,
+        acts: &QuantActs,
+        t0: usize,
+        out: &Out,
+    ) {
+        let qs: [*const i8; T] = std::array::from_fn(|t| acts.tok_qs(t0 + t).as_ptr());
+        let d: [*const f32; T] = std::array::from_fn(|t| acts.tok_d(t0 + t).as_ptr());
+        let c: [*const i32; T] = std::array::from_fn(|t| acts.tok_c32(t0 + t).as_ptr());
+        let s: [*const f32; T] = if MIN {
+            std::array::from_fn(|t| acts.tok_s(t0 + t).as_ptr())
+        } else {
+            [std::ptr::null(); T]
+        };
+        let mut acc = [_mm512_setzero_ps(); T];
+        for b in 0..panel.blocks {
+            // The offset correction (`-offset * sum` of the token's block) starts each lane.
+            let mut isum: [__m512i; T] = std::array::from_fn(|t| _mm512_set1_epi32(*c[t].add(b)));
+            let w = panel.q.add(b * 512);
+            for j in 0..8 {
+                let wv = _mm512_load_si512(w.add(64 * j) as *const _);
+                for t in 0..T {
+                    let a = read_unaligned(qs[t].add(32 * b + 4 * j) as *const i32);
+                    isum[t] = _mm512_dpbusd_epi32(isum[t], wv, _mm512_set1_epi32(a));
+                }
+            }
+            let dw = _mm512_load_ps(panel.d.add(16 * b));
+            for t in 0..T {
+                let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*d[t].add(b)));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), scale, acc[t]);
+            }
+            if MIN {
+                let mw = _mm512_load_ps(panel.m.add(16 * b));
+                for t in 0..T {
+                    acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(*s[t].add(b)), acc[t]);
+                }
+            }
+        }
+        let mask: __mmask16 = if out.valid >= ROWS {
+            0xFFFF
+        } else {
+            (1u16 << out.valid) - 1
+        };
+        for (t, v) in acc.into_iter().enumerate() {
+            let y = out.y.add((t0 + t) * out.stride + out.row0);
+            _mm512_mask_storeu_ps(y, mask, v);
+        }
+    }
+}
