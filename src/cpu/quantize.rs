@@ -131,8 +131,15 @@ pub struct QuantActs {
     pub c4: Vec<i32>,
     /// Per lane, Q8_1: `s / 8` of the lane's block (8 lanes share a block).
     pub s4: Vec<f32>,
-    /// Per block of 32: `-offset * (sum of the block's quants)`, for the panel kernels.
+    /// Per block of 32: `-offset * (sum of the block's quants)`, for the panel kernels
+    /// (zero for Q8_K, whose weights need no offset there).
     pub c32: Vec<i32>,
+    /// Q8_K, per block of 32, for the panel kernels: the super-block's scale, and
+    /// `-scale * (sum of the block's quants)` (the K-quant mins' factor).
+    pub d32: Vec<f32>,
+    pub s32: Vec<f32>,
+    /// Q8_K, per group of 16, for the Q6_K panel kernel: `-32 * (sum of the group's quants)`.
+    pub c16: Vec<i32>,
     /// Q8_K: sums of 16 quants, as ggml's `bsums` (16 per super-block).
     pub bsums16: Vec<i16>,
     /// Q8_K: sums of 32 quants (8 per super-block), for the K-quant mins.
@@ -199,6 +206,24 @@ impl QuantActs {
         &self.c32[t * n..(t + 1) * n]
     }
 
+    /// Token `t`'s Q8_K per-block scales (the super-block's, repeated).
+    pub fn tok_d32(&self, t: usize) -> &[f32] {
+        let n = self.stride / QK;
+        &self.d32[t * n..(t + 1) * n]
+    }
+
+    /// Token `t`'s Q8_K per-block `-d * sum`.
+    pub fn tok_s32(&self, t: usize) -> &[f32] {
+        let n = self.stride / QK;
+        &self.s32[t * n..(t + 1) * n]
+    }
+
+    /// Token `t`'s Q8_K `-32 * sum` per group of 16.
+    pub fn tok_c16(&self, t: usize) -> &[i32] {
+        let n = self.stride / 16;
+        &self.c16[t * n..(t + 1) * n]
+    }
+
     /// Token `t`'s per-lane Q8_1 `s / 8`.
     pub fn tok_s4(&self, t: usize) -> &[f32] {
         let n = self.stride / 4;
@@ -241,6 +266,10 @@ impl QuantActs {
                 grow(&mut self.bsums16, n_tokens * self.stride / 16);
                 grow(&mut self.bsums32, blocks);
                 grow(&mut self.qs_k4_buf, n_tokens * self.stride + 64);
+                grow(&mut self.c32, blocks);
+                grow(&mut self.d32, blocks);
+                grow(&mut self.s32, blocks);
+                grow(&mut self.c16, n_tokens * self.stride / 16);
             }
             ActFormat::Q8_0 { .. } | ActFormat::Q8_1 => {
                 grow(&mut self.d4, lanes);
@@ -292,6 +321,9 @@ impl QuantActs {
             d4: SharedMut::new(&mut self.d4),
             c4: SharedMut::new(&mut self.c4),
             c32: SharedMut::new(&mut self.c32),
+            d32: SharedMut::new(&mut self.d32),
+            s32: SharedMut::new(&mut self.s32),
+            c16: SharedMut::new(&mut self.c16),
             s4: SharedMut::new(&mut self.s4),
             bsums16: SharedMut::new(&mut self.bsums16),
             bsums32: SharedMut::new(&mut self.bsums32),
@@ -320,6 +352,9 @@ struct Parts<'a> {
     d4: SharedMut<'a, f32>,
     c4: SharedMut<'a, i32>,
     c32: SharedMut<'a, i32>,
+    d32: SharedMut<'a, f32>,
+    s32: SharedMut<'a, f32>,
+    c16: SharedMut<'a, i32>,
     s4: SharedMut<'a, f32>,
     bsums16: SharedMut<'a, i16>,
     bsums32: SharedMut<'a, i16>,
@@ -348,6 +383,9 @@ impl<'a> Parts<'a> {
             d4: part(&self.d4, t, lanes),
             c4: part(&self.c4, t, lanes),
             c32: part(&self.c32, t, self.stride / QK),
+            d32: part(&self.d32, t, self.stride / QK),
+            s32: part(&self.s32, t, self.stride / QK),
+            c16: part(&self.c16, t, self.stride / 16),
             s4: part(&self.s4, t, lanes),
             bsums16: part(&self.bsums16, t, self.stride / 16),
             bsums32: part(&self.bsums32, t, self.stride / QK),
@@ -365,6 +403,9 @@ struct TokenBufs<'a> {
     d4: &'a mut [f32],
     c4: &'a mut [i32],
     c32: &'a mut [i32],
+    d32: &'a mut [f32],
+    s32: &'a mut [f32],
+    c16: &'a mut [i32],
     s4: &'a mut [f32],
     bsums16: &'a mut [i16],
     bsums32: &'a mut [i16],
@@ -411,6 +452,7 @@ impl TokenBufs<'_> {
                 for (b32, b16) in self.bsums32.iter_mut().zip(self.bsums16.chunks_exact(2)) {
                     *b32 = b16[0] + b16[1];
                 }
+                self.fill_panel_tables(nb);
                 let blocks = self.qs[..cols].chunks_exact(QK_K);
                 for (q, k4) in blocks.zip(self.qs_k4.chunks_exact_mut(QK_K)) {
                     for (dst, src) in [0, 2, 1, 3, 4, 6, 5, 7].into_iter().enumerate() {
@@ -418,6 +460,23 @@ impl TokenBufs<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// Q8_K's per-block tables for the panel kernels (zero past `cols`).
+    fn fill_panel_tables(&mut self, superblocks: usize) {
+        let blocks = superblocks * (QK_K / QK);
+        self.c32.fill(0);
+        self.d32.fill(0.0);
+        self.s32.fill(0.0);
+        self.c16.fill(0);
+        for b in 0..blocks {
+            let d = self.d[b / (QK_K / QK)];
+            self.d32[b] = d;
+            self.s32[b] = -d * self.bsums32[b] as f32;
+        }
+        for (c, &s) in self.c16.iter_mut().zip(&self.bsums16[..2 * blocks]) {
+            *c = -32 * s as i32;
         }
     }
 

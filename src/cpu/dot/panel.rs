@@ -1,4 +1,5 @@
-//! Batch (prompt) kernels on row panels, for AVX-512 VNNI.
+//! Batch (prompt) kernels on row panels, for AVX-512 VNNI: the 32-block types and the
+//! K-quants.
 //!
 //! The tile kernels give each 512-bit lane four *columns* of one row, so every (row, token)
 //! output pays a convert, a scale multiply and an FMA per pair of blocks next to one
@@ -12,10 +13,13 @@
 //!
 //! Per (row, token) the sum runs block by block, `acc += isum * (d_w * d_a)` (+ `m_w * s_a`
 //! for the types with a min): ggml's scalar `vec_dot` order, the same for every token tile.
+//! K-quants enter as blocks of 32 with their effective scales (`d * sc_j`, `dmin * m_j`) and
+//! the Q8_K activations' per-block tables; Q6_K, whose scales change every 16 weights, as
+//! two half-blocks with the `-32` offset folded into each half's starting sum.
 
 use crate::quant::GgmlType;
 
-use super::legacy;
+use super::{kquant, legacy};
 use crate::cpu::features::Isa;
 use crate::cpu::quantize::QuantActs;
 
@@ -27,17 +31,20 @@ pub const MAX_TOKENS: usize = 8;
 
 /// Whether `ty` has panel kernels on `isa`.
 pub fn supports(ty: GgmlType, isa: Isa) -> bool {
-    cfg!(target_arch = "x86_64") && isa == Isa::Avx512Vnni && legacy::code(ty).is_some()
+    cfg!(target_arch = "x86_64")
+        && isa == Isa::Avx512Vnni
+        && (legacy::code(ty).is_some() || kquant::code(ty).is_some())
 }
 
 /// Scratch bytes one panel of `cols` columns needs (alignment slack included).
 pub fn scratch_bytes(cols: usize) -> usize {
     let nb = cols / 32;
-    nb * (8 * 64 + 2 * 64) + 64
+    nb * (8 * 64 + 3 * 64) + 64
 }
 
 /// One panel in a thread's scratch: quants `[block][4-quant group][row][4]` (unsigned),
-/// then the row scales `[block][row]`, then the row mins `[block][row]`, all 64-byte aligned.
+/// then the row scales `[block][row]` (Q6_K: `[half-block][row]`), then the row mins
+/// `[block][row]`, all 64-byte aligned.
 pub struct Panel {
     q: *mut u8,
     d: *mut f32,
@@ -58,7 +65,7 @@ impl Panel {
             Panel {
                 q,
                 d,
-                m: d.add(blocks * 16),
+                m: d.add(blocks * 32),
                 blocks,
             }
         }
@@ -74,13 +81,16 @@ pub unsafe fn pack(ty: GgmlType, rows: &[*const u8; ROWS], panel: &Panel) {
     #[cfg(target_arch = "x86_64")]
     {
         use legacy::{Q4_0, Q4_1, Q5_0, Q8_0};
-        match legacy::code(ty) {
-            Some(Q8_0) => x86::pack::<Q8_0>(rows, panel),
-            Some(Q4_0) => x86::pack::<Q4_0>(rows, panel),
-            Some(Q5_0) => x86::pack::<Q5_0>(rows, panel),
-            Some(Q4_1) => x86::pack::<Q4_1>(rows, panel),
-            Some(_) => x86::pack::<{ legacy::Q5_1 }>(rows, panel),
-            None => {}
+        match (legacy::code(ty), kquant::code(ty)) {
+            (Some(Q8_0), _) => x86::pack::<Q8_0>(rows, panel),
+            (Some(Q4_0), _) => x86::pack::<Q4_0>(rows, panel),
+            (Some(Q5_0), _) => x86::pack::<Q5_0>(rows, panel),
+            (Some(Q4_1), _) => x86::pack::<Q4_1>(rows, panel),
+            (Some(_), _) => x86::pack::<{ legacy::Q5_1 }>(rows, panel),
+            (_, Some(kquant::Q4_K)) => x86::pack_k::<{ kquant::Q4_K }>(rows, panel),
+            (_, Some(kquant::Q5_K)) => x86::pack_k::<{ kquant::Q5_K }>(rows, panel),
+            (_, Some(_)) => x86::pack_k::<{ kquant::Q6_K }>(rows, panel),
+            (None, None) => {}
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -104,25 +114,30 @@ pub struct Out {
 pub unsafe fn gemm(ty: GgmlType, panel: &Panel, acts: &QuantActs, t0: usize, n: usize, out: &Out) {
     #[cfg(target_arch = "x86_64")]
     {
-        let min = legacy::code(ty).is_some_and(legacy::has_min);
+        // (min term, K-quant tables) per family; Q6_K has a kernel of its own.
+        let (min, k) = match (legacy::code(ty), kquant::code(ty)) {
+            (Some(c), _) => (legacy::has_min(c), false),
+            (_, Some(kquant::Q6_K)) => return x86::gemm_q6k(panel, acts, t0, n, out),
+            _ => (true, true),
+        };
         macro_rules! by_tokens {
-            ($min:literal) => {
+            ($min:literal, $k:literal) => {
                 match n {
-                    1 => x86::gemm::<$min, 1>(panel, acts, t0, out),
-                    2 => x86::gemm::<$min, 2>(panel, acts, t0, out),
-                    3 => x86::gemm::<$min, 3>(panel, acts, t0, out),
-                    4 => x86::gemm::<$min, 4>(panel, acts, t0, out),
-                    5 => x86::gemm::<$min, 5>(panel, acts, t0, out),
-                    6 => x86::gemm::<$min, 6>(panel, acts, t0, out),
-                    7 => x86::gemm::<$min, 7>(panel, acts, t0, out),
-                    _ => x86::gemm::<$min, 8>(panel, acts, t0, out),
+                    1 => x86::gemm::<$min, $k, 1>(panel, acts, t0, out),
+                    2 => x86::gemm::<$min, $k, 2>(panel, acts, t0, out),
+                    3 => x86::gemm::<$min, $k, 3>(panel, acts, t0, out),
+                    4 => x86::gemm::<$min, $k, 4>(panel, acts, t0, out),
+                    5 => x86::gemm::<$min, $k, 5>(panel, acts, t0, out),
+                    6 => x86::gemm::<$min, $k, 6>(panel, acts, t0, out),
+                    7 => x86::gemm::<$min, $k, 7>(panel, acts, t0, out),
+                    _ => x86::gemm::<$min, $k, 8>(panel, acts, t0, out),
                 }
             };
         }
-        if min {
-            by_tokens!(true)
-        } else {
-            by_tokens!(false)
+        match (min, k) {
+            (false, _) => by_tokens!(false, false),
+            (true, false) => by_tokens!(true, false),
+            (true, true) => by_tokens!(true, true),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -134,8 +149,10 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::ptr::read_unaligned;
 
+    use super::super::kquant::{self, Q4_K, Q5_K, Q6_K};
     use super::super::legacy::{block_bytes, has_min, Q4_0, Q4_1, Q5_0, Q8_0};
     use super::{Out, Panel, QuantActs, ROWS};
+    use crate::cpu::blocks::{f16_at, scales_mins_k4};
 
     /// The 32 quants of the block at `p`, unsigned (Q8_0 with its sign bit flipped, the
     /// nibble types with their fifth bit added), in weight order.
@@ -228,20 +245,27 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
-    pub unsafe fn gemm<const MIN: bool, const T: usize>(
+    pub unsafe fn gemm<const MIN: bool, const K: bool, const T: usize>(
         panel: &Panel,
         acts: &QuantActs,
         t0: usize,
         out: &Out,
     ) {
         let qs: [*const i8; T] = std::array::from_fn(|t| acts.tok_qs(t0 + t).as_ptr());
-        let d: [*const f32; T] = std::array::from_fn(|t| acts.tok_d(t0 + t).as_ptr());
+        let d: [*const f32; T] = std::array::from_fn(|t| {
+            let tok = t0 + t;
+            if K {
+                acts.tok_d32(tok).as_ptr()
+            } else {
+                acts.tok_d(tok).as_ptr()
+            }
+        });
         let c: [*const i32; T] = std::array::from_fn(|t| acts.tok_c32(t0 + t).as_ptr());
-        let s: [*const f32; T] = if MIN {
-            std::array::from_fn(|t| acts.tok_s(t0 + t).as_ptr())
-        } else {
-            [std::ptr::null(); T]
-        };
+        let s: [*const f32; T] = std::array::from_fn(|t| match (MIN, K) {
+            (false, _) => std::ptr::null(),
+            (true, false) => acts.tok_s(t0 + t).as_ptr(),
+            (true, true) => acts.tok_s32(t0 + t).as_ptr(),
+        });
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..panel.blocks {
             // The offset correction (`-offset * sum` of the token's block) starts each lane.
@@ -266,14 +290,137 @@ mod x86 {
                 }
             }
         }
+        store(&acc, t0, out);
+    }
+
+    /// Writes the panel's valid rows of each token's accumulator.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store<const T: usize>(acc: &[__m512; T], t0: usize, out: &Out) {
         let mask: __mmask16 = if out.valid >= ROWS {
             0xFFFF
         } else {
             (1u16 << out.valid) - 1
         };
-        for (t, v) in acc.into_iter().enumerate() {
+        for (t, v) in acc.iter().enumerate() {
             let y = out.y.add((t0 + t) * out.stride + out.row0);
-            _mm512_mask_storeu_ps(y, mask, v);
+            _mm512_mask_storeu_ps(y, mask, *v);
+        }
+    }
+
+    /// Q6_K: each block of 32 is two halves of 16 with scales of their own; each half's sum
+    /// starts from `-32 * (sum of its activations)`, which makes it the exact `(q - 32) . a`.
+    pub unsafe fn gemm_q6k(panel: &Panel, acts: &QuantActs, t0: usize, n: usize, out: &Out) {
+        match n {
+            1 => gemm16::<1>(panel, acts, t0, out),
+            2 => gemm16::<2>(panel, acts, t0, out),
+            3 => gemm16::<3>(panel, acts, t0, out),
+            4 => gemm16::<4>(panel, acts, t0, out),
+            5 => gemm16::<5>(panel, acts, t0, out),
+            6 => gemm16::<6>(panel, acts, t0, out),
+            7 => gemm16::<7>(panel, acts, t0, out),
+            _ => gemm16::<8>(panel, acts, t0, out),
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
+    unsafe fn gemm16<const T: usize>(panel: &Panel, acts: &QuantActs, t0: usize, out: &Out) {
+        let qs: [*const i8; T] = std::array::from_fn(|t| acts.tok_qs(t0 + t).as_ptr());
+        let d: [*const f32; T] = std::array::from_fn(|t| acts.tok_d32(t0 + t).as_ptr());
+        let c: [*const i32; T] = std::array::from_fn(|t| acts.tok_c16(t0 + t).as_ptr());
+        let mut acc = [_mm512_setzero_ps(); T];
+        for b in 0..panel.blocks {
+            let w = panel.q.add(b * 512);
+            for h in 0..2 {
+                let g = 2 * b + h;
+                let mut isum: [__m512i; T] =
+                    std::array::from_fn(|t| _mm512_set1_epi32(*c[t].add(g)));
+                for j in 4 * h..4 * h + 4 {
+                    let wv = _mm512_load_si512(w.add(64 * j) as *const _);
+                    for t in 0..T {
+                        let a = read_unaligned(qs[t].add(32 * b + 4 * j) as *const i32);
+                        isum[t] = _mm512_dpbusd_epi32(isum[t], wv, _mm512_set1_epi32(a));
+                    }
+                }
+                let dw = _mm512_load_ps(panel.d.add(16 * g));
+                for t in 0..T {
+                    let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*d[t].add(b)));
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), scale, acc[t]);
+                }
+            }
+        }
+        store(&acc, t0, out);
+    }
+
+    /// Block `j` (weights 32j..32j+32) of the K-quant super-block at `p`, unsigned, in
+    /// weight order (ggml's `dequantize_row_q*_K` layouts).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn k_quants<const TY: u8>(p: *const u8, j: usize) -> __m256i {
+        let nib = _mm256_set1_epi8(0x0F);
+        let nibbles = |v: __m256i, high: bool| {
+            let v = if high { _mm256_srli_epi16::<4>(v) } else { v };
+            _mm256_and_si256(v, nib)
+        };
+        match TY {
+            Q4_K | Q5_K => {
+                // 64 weights per 32 bytes of quants: low nibbles first, then high.
+                let qs = if TY == Q4_K { 16 } else { 48 };
+                let v = _mm256_loadu_si256(p.add(qs + 32 * (j / 2)) as *const __m256i);
+                let q = nibbles(v, j % 2 == 1);
+                if TY == Q4_K {
+                    return q;
+                }
+                // Bit j of qh byte l is the fifth bit of the block's weight l.
+                let qh = _mm256_loadu_si256(p.add(16) as *const __m256i);
+                let hit = _mm256_test_epi8_mask(qh, _mm256_set1_epi8(1 << j));
+                _mm256_mask_add_epi8(q, hit, q, _mm256_set1_epi8(16))
+            }
+            _ => {
+                // Per half n of 128 weights: ql 64 bytes, qh 32; block k of the half takes
+                // nibbles of ql[32 (k % 2)..] (high ones for k >= 2) and qh bits 2k, 2k + 1.
+                let (n, k) = (j / 4, j % 4);
+                let ql = _mm256_loadu_si256(p.add(64 * n + 32 * (k % 2)) as *const __m256i);
+                let qh = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
+                let lo = nibbles(ql, k >= 2);
+                let hi = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k as i32));
+                let hi = _mm256_and_si256(_mm256_slli_epi16::<4>(hi), _mm256_set1_epi8(0x30));
+                _mm256_or_si256(lo, hi)
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+    pub unsafe fn pack_k<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
+        let bs = kquant::block_bytes(TY);
+        for sb in 0..panel.blocks / 8 {
+            for j in 0..8 {
+                let z: [__m512i; 8] = std::array::from_fn(|i| {
+                    let lo = k_quants::<TY>(rows[i].add(sb * bs), j);
+                    let hi = k_quants::<TY>(rows[i + 8].add(sb * bs), j);
+                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+                });
+                let dst = panel.q.add((8 * sb + j) * 512);
+                for (g, v) in transpose(z).into_iter().enumerate() {
+                    _mm512_store_si512(dst.add(64 * g) as *mut _, v);
+                }
+            }
+            for (r, &row) in rows.iter().enumerate() {
+                let blk = std::slice::from_raw_parts(row.add(sb * bs), bs);
+                if TY == Q6_K {
+                    let d = f16_at(blk, 208);
+                    for g in 0..16 {
+                        *panel.d.add((16 * sb + g) * 16 + r) = d * (blk[192 + g] as i8) as f32;
+                    }
+                } else {
+                    let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+                    let (sc, mn) = scales_mins_k4(&blk[4..16]);
+                    for j in 0..8 {
+                        *panel.d.add((8 * sb + j) * 16 + r) = d * sc[j] as f32;
+                        *panel.m.add((8 * sb + j) * 16 + r) = dmin * mn[j] as f32;
+                    }
+                }
+            }
         }
     }
 }

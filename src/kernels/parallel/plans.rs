@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cpu::dot::panel;
 use crate::cpu::matmul::{cpu_features, matmul_multi, MatmulPlan, Scratch, WeightMatrix};
 use crate::cpu::pool::ThreadPool;
 use crate::cpu::synth::{random_input, Rng};
@@ -101,7 +102,7 @@ impl PlanBook {
             return c;
         }
         let choice = match self.cached.get(&key) {
-            _ if !self.search => default_choice(base_plan(n_tokens)),
+            _ if !self.search => default_choice(base_plan(ws, n_tokens)),
             Some(c) if cpu_features().supports(c.plan.isa) => Choice {
                 from_cache: true,
                 ..c.clone()
@@ -115,7 +116,7 @@ impl PlanBook {
     }
 
     fn search(&self, pool: &ThreadPool, ws: &[WeightMatrix<'_>], n_tokens: usize) -> Choice {
-        let base = base_plan(n_tokens);
+        let base = base_plan(ws, n_tokens);
         let bytes: usize = ws.iter().map(|w| w.data.len()).sum();
         let largest = ws.iter().max_by_key(|w| w.data.len()).unwrap_or(&ws[0]);
         if n_tokens > 1 && bytes > MAX_SEARCH_BYTES {
@@ -205,11 +206,12 @@ impl PlanBook {
     }
 }
 
-/// The default plan for a job: panels apply to batches only.
-fn base_plan(n_tokens: usize) -> MatmulPlan {
+/// The default plan for a job: panels for batches of types that have panel kernels.
+fn base_plan(ws: &[WeightMatrix<'_>], n_tokens: usize) -> MatmulPlan {
     let plan = MatmulPlan::new();
+    let panels = ws.iter().all(|w| panel::supports(w.ty, plan.isa));
     MatmulPlan {
-        panel: plan.panel && n_tokens > 1,
+        panel: plan.panel && n_tokens > 1 && panels,
         ..plan
     }
 }
@@ -343,9 +345,9 @@ mod tests {
         };
         for n in [1, 7] {
             let c = book.choose(&pool, &[w], n);
-            assert_eq!((c.candidates, c.plan), (0, base_plan(n)), "n={n}");
+            assert_eq!((c.candidates, c.plan), (0, base_plan(&[w], n)), "n={n}");
         }
-        assert!(!base_plan(1).panel);
+        assert!(!base_plan(&[w], 1).panel);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub const fn block_bytes(ty: u8) -> usize {
     }
 }
 
-fn code(ty: GgmlType) -> Option<u8> {
+pub(crate) fn code(ty: GgmlType) -> Option<u8> {
     match ty {
         GgmlType::Q4_K => Some(Q4_K),
         GgmlType::Q5_K => Some(Q5_K),
