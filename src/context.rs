@@ -48,7 +48,8 @@ pub enum ContextError {
 
 /// Bytes of KV cache per position of context.
 pub fn kv_bytes_per_position(config: &Qwen3Config) -> u64 {
-    let per_layer = 2 * config.kv_heads as u64 * config.head_dim as u64 * 4;
+    // Keys and values, f16.
+    let per_layer = 2 * config.kv_heads as u64 * config.head_dim as u64 * 2;
     per_layer * config.layers as u64
 }
 
@@ -158,8 +159,8 @@ mod tests {
 
     #[test]
     fn bytes_per_position_of_qwen3_4b() {
-        // 36 layers, 8 KV heads of 128: keys and values in f32.
-        assert_eq!(kv_bytes_per_position(&config(36, 8, 128, 40960)), 294_912);
+        // 36 layers, 8 KV heads of 128: keys and values in f16.
+        assert_eq!(kv_bytes_per_position(&config(36, 8, 128, 40960)), 147_456);
     }
 
     #[test]
@@ -171,7 +172,7 @@ mod tests {
 
     #[test]
     fn default_context_is_kept_when_it_fits() {
-        let c = config(2, 2, 32, 40960); // 1 KiB per position: 40 MiB
+        let c = config(2, 2, 32, 40960); // 512 bytes per position: 20 MiB
         let choice = choose(None, &c, 0, Some(1 << 30)).unwrap();
         assert_eq!(
             choice,
@@ -186,16 +187,16 @@ mod tests {
     #[test]
     fn default_context_is_lowered_with_a_notice() {
         let c = config(2, 2, 32, 40960);
-        // 4 MiB + 1 MiB model: budget 3 MiB = 3072 positions.
+        // 4 MiB + 1 MiB model: budget 3 MiB = 6144 positions of 512 bytes.
         let choice = choose(None, &c, 1 << 20, Some(5 << 20)).unwrap();
-        assert_eq!(choice.size, 3072);
+        assert_eq!(choice.size, 6144);
         let notice = choice.notice.unwrap();
         assert!(
-            notice.contains("from the model's 40960 to 3072"),
+            notice.contains("from the model's 40960 to 6144"),
             "{notice}"
         );
         // Below one rounding step, the exact count.
-        let choice = choose(None, &c, 0, Some(200 * 1024)).unwrap();
+        let choice = choose(None, &c, 0, Some(100 * 1024)).unwrap();
         assert_eq!(choice.size, 150);
     }
 
@@ -204,10 +205,10 @@ mod tests {
         let c = config(2, 2, 32, 40960);
         let err = choose(Some(8192), &c, 0, Some(4 << 20)).unwrap_err();
         assert!(
-            matches!(err, ContextError::TooLarge { fits: 3072, .. }),
+            matches!(err, ContextError::TooLarge { fits: 6144, .. }),
             "{err}"
         );
-        assert_eq!(choose(Some(3072), &c, 0, Some(4 << 20)).unwrap().size, 3072);
+        assert_eq!(choose(Some(6144), &c, 0, Some(4 << 20)).unwrap().size, 6144);
         assert!(matches!(
             choose(None, &c, 10 << 20, Some(4 << 20)),
             Err(ContextError::NoRoom { .. })

@@ -275,7 +275,7 @@ impl Engine {
             compiler_passes: passes,
             kernels,
             kv_cache: format!(
-                "{} positions x {} layers, f16-rounded values",
+                "{} positions x {} layers, f16 keys and values",
                 self.options.max_context, self.config.layers
             ),
             graph_nodes: self.cx.graph.node_count(),

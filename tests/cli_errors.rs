@@ -195,13 +195,13 @@ fn a_plot_that_cannot_be_written_is_refused_before_the_run() {
 
 #[test]
 fn the_context_is_the_models_lowered_to_fit_memory() {
-    // tiny: 2 layers x 2 KV heads x 16 x f32 x (K, V) = 512 bytes per position, 40960 positions.
+    // tiny: 2 layers x 2 KV heads x 16 x f16 x (K, V) = 256 bytes per position, 40960 positions.
     let model = path(TINY_MODEL);
     let out = run_ids(&model, &["--json"]);
     assert!(!stderr(&out).contains("notice"), "{}", stderr(&out));
     let file_size = std::fs::metadata(&model).unwrap().len();
-    // 3/4 of (available - model) = 3 MiB: 6144 positions.
-    let available = (4 << 20) + file_size;
+    // 3/4 of (available - model) = 1.5 MiB: 6144 positions.
+    let available = (2 << 20) + file_size;
     let out = qwen()
         .env("QWEN_MEM_AVAILABLE", available.to_string())
         .args(["-m", &model, "--token-ids", "1,2", "-t", "2"])

@@ -10,14 +10,17 @@
 //! and values are stored rounded to f16, the query is rounded to f16 for the `K·q` product (ggml
 //! converts the f32 operand of an f16 matmul), softmax is ggml's, and the probabilities are rounded
 //! to f16 for the `V·p` product; every sum runs in ggml's order (`ggml_math`). Without the f16
-//! roundings the logits of a random-weight model drift ~0.04 from llama.cpp's. Values are kept as
-//! f32 (already rounded), which costs twice f16's memory but needs no conversion on the hot path.
+//! roundings the logits of a random-weight model drift ~0.04 from llama.cpp's. The cache holds
+//! f16 bits; each call widens the run of positions it reads to f32 once (exactly).
 
+use half::f16;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
 use super::ggml_math::{self, LANES};
 use super::input::{contiguous, f32_data};
+use super::parallel::kv_simd;
 
 /// Attention geometry of one layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,29 +45,37 @@ impl AttentionShape {
     }
 }
 
+/// `len` f16 values from `bits[at..]` as f32 in `out` (exact; SIMD where the CPU has F16C).
+fn widen(bits: &[u16], at: usize, len: usize, out: &mut Vec<f32>) {
+    out.resize(len, 0.0);
+    let halves: &[f16] = bits[at..at + len].reinterpret_cast();
+    halves.convert_to_f32_slice(out);
+}
+
 /// `x` rounded to the nearest f16 (ties to even), as f32.
 #[inline]
 pub fn round_f16(x: f32) -> f32 {
     half::f16::from_f32(x).to_f32()
 }
 
-/// One layer's keys and values, `[kv_head, position, head_dim]`, f16-rounded.
+/// One layer's keys and values, `[kv_head, position, head_dim]`, stored as f16 (llama.cpp's
+/// default cache type, and half the memory traffic of f32). Kept as raw bits: a zeroed `u16`
+/// allocation comes from fresh pages the OS maps on first write, so a cache sized for the
+/// whole context only costs what is used.
 #[derive(Debug, Clone)]
 pub struct KvCache {
     shape: AttentionShape,
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    keys: Vec<u16>,
+    values: Vec<u16>,
 }
 
 impl KvCache {
     pub fn new(shape: AttentionShape) -> Self {
-        // Zeroed allocations of this size come from fresh pages that the OS maps on first write,
-        // so a cache sized for the whole context only costs what is used.
         let n = shape.max_context * shape.kv_dim();
         Self {
             shape,
-            keys: vec![0.0; n],
-            values: vec![0.0; n],
+            keys: vec![0; n],
+            values: vec![0; n],
         }
     }
 
@@ -82,18 +93,17 @@ impl KvCache {
         std::mem::replace(self, empty)
     }
 
-    /// Stores keys and values `[seq, kv_dim]` at positions `start..start + seq`.
+    /// Stores keys and values `[seq, kv_dim]` at positions `start..start + seq`, rounded to
+    /// the nearest f16 (ties to even).
     pub fn append(&mut self, start: usize, k: &[f32], v: &[f32]) {
         let hd = self.shape.head_dim;
         for (i, (k_row, v_row)) in k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate() {
             let (pos, kv_head) = (start + i / self.shape.kv_heads, i % self.shape.kv_heads);
             let at = self.offset(pos, kv_head);
-            for (dst, src) in self.keys[at..at + hd].iter_mut().zip(k_row) {
-                *dst = round_f16(*src);
-            }
-            for (dst, src) in self.values[at..at + hd].iter_mut().zip(v_row) {
-                *dst = round_f16(*src);
-            }
+            let keys: &mut [f16] = self.keys[at..at + hd].reinterpret_cast_mut();
+            keys.convert_from_f32_slice(k_row);
+            let values: &mut [f16] = self.values[at..at + hd].reinterpret_cast_mut();
+            values.convert_from_f32_slice(v_row);
         }
     }
 
@@ -104,18 +114,24 @@ impl KvCache {
         (kv_head * self.shape.max_context + pos) * self.shape.head_dim
     }
 
-    /// Keys of head `kv_head` at position `pos`.
-    #[inline]
-    pub fn key(&self, pos: usize, kv_head: usize) -> &[f32] {
-        let at = self.offset(pos, kv_head);
-        &self.keys[at..at + self.shape.head_dim]
+    /// Keys of head `kv_head` at positions `0..n`, widened to f32 into `out` (`[n, head_dim]`).
+    pub fn keys_f32(&self, kv_head: usize, n: usize, out: &mut Vec<f32>) {
+        widen(
+            &self.keys,
+            self.offset(0, kv_head),
+            n * self.shape.head_dim,
+            out,
+        );
     }
 
-    /// Values of head `kv_head` at position `pos`.
-    #[inline]
-    pub fn value(&self, pos: usize, kv_head: usize) -> &[f32] {
-        let at = self.offset(pos, kv_head);
-        &self.values[at..at + self.shape.head_dim]
+    /// Values of head `kv_head` at positions `0..n`, widened to f32 into `out`.
+    pub fn values_f32(&self, kv_head: usize, n: usize, out: &mut Vec<f32>) {
+        widen(
+            &self.values,
+            self.offset(0, kv_head),
+            n * self.shape.head_dim,
+            out,
+        );
     }
 
     /// Attention of one query head `q` at absolute position `pos` over KV head `kv_head`, causal:
@@ -139,15 +155,18 @@ impl KvCache {
             scores,
             lanes,
             sums,
+            keys,
+            values,
         } = scratch;
+        self.keys_f32(kv_head, pos + 1, keys);
+        self.values_f32(kv_head, pos + 1, values);
         q16.clear();
         // Plain loops, not closures: a closure is compiled apart from this FMA-enabled body.
         for x in q {
             q16.push(round_f16(*x));
         }
         scores.clear();
-        for j in 0..=pos {
-            let k = self.key(j, kv_head);
+        for k in keys.chunks_exact(hd) {
             let kq = if batch {
                 let mut acc = [0.0; LANES];
                 ggml_math::tinyblas_feed(&mut acc, k, q16);
@@ -166,10 +185,10 @@ impl KvCache {
         let used = scores.len().min(slots * LANES);
         lanes.clear();
         lanes.resize(used * hd, 0.0);
-        for (j, p) in scores.iter().enumerate() {
+        for (j, (p, v)) in scores.iter().zip(values.chunks_exact(hd)).enumerate() {
             let p = round_f16(*p);
             let acc = &mut lanes[(j % (slots * LANES)) * hd..][..hd];
-            for (a, v) in acc.iter_mut().zip(self.value(j, kv_head)) {
+            for (a, v) in acc.iter_mut().zip(v) {
                 *a = v.mul_add(p, *a);
             }
         }
@@ -190,18 +209,26 @@ impl KvCache {
         q: &[f32],
         pos: usize,
         kv_head: usize,
-        scores: &mut Vec<f32>,
+        scratch: &mut GroupScratch,
         out: &mut [f32],
     ) {
         let hd = self.shape.head_dim;
         let (group, n) = (q.len() / hd, pos + 1);
         let scale = 1.0 / (hd as f32).sqrt();
+        let GroupScratch {
+            scores,
+            keys,
+            values,
+        } = scratch;
         scores.clear();
         scores.resize(group * n, 0.0);
-        for j in 0..n {
-            let k = self.key(j, kv_head);
-            for (h, qh) in q.chunks_exact(hd).enumerate() {
-                scores[h * n + j] = dot16(k, qh) * scale;
+        let run = self.offset(0, kv_head)..self.offset(n, kv_head);
+        if !kv_simd::scores(&self.keys[run.clone()], q, hd, scale, scores) {
+            self.keys_f32(kv_head, n, keys);
+            for (j, k) in keys.chunks_exact(hd).enumerate() {
+                for (h, qh) in q.chunks_exact(hd).enumerate() {
+                    scores[h * n + j] = dot16(k, qh) * scale;
+                }
             }
         }
         for row in scores.chunks_exact_mut(n) {
@@ -220,8 +247,11 @@ impl KvCache {
             }
         }
         out.fill(0.0);
-        for j in 0..n {
-            let v = self.value(j, kv_head);
+        if kv_simd::weighted_values(&self.values[run], scores, hd, out) {
+            return;
+        }
+        self.values_f32(kv_head, n, values);
+        for (j, v) in values.chunks_exact(hd).enumerate() {
             for (h, oh) in out.chunks_exact_mut(hd).enumerate() {
                 let p = scores[h * n + j];
                 for (o, x) in oh.iter_mut().zip(v) {
@@ -306,6 +336,17 @@ pub struct AttendScratch {
     scores: Vec<f32>,
     lanes: Vec<f32>,
     sums: Vec<f32>,
+    keys: Vec<f32>,
+    values: Vec<f32>,
+}
+
+/// Buffers of one thread's [`KvCache::attend_group_fast`] calls: scores, and the head's keys
+/// and values widened to f32.
+#[derive(Debug, Default)]
+pub struct GroupScratch {
+    scores: Vec<f32>,
+    keys: Vec<f32>,
+    values: Vec<f32>,
 }
 
 /// Inputs: `q [seq, heads, head_dim]`, `k [seq, kv_heads, head_dim]`, `v [seq, kv_heads * head_dim]`

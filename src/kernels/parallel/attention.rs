@@ -5,8 +5,9 @@
 //! op), each a separate pass over the data with its own allocation. [`FusedAttentionCompiler`] finds the region behind each
 //! [`CachedAttention`] op, back to the q/k projections, and replaces it with [`FusedAttention`],
 //! which takes over the layer's KV cache. Norms and rotation have the numerics of the ops they
-//! replace; attention reads the same f16-rounded cache but computes in f32 in its own summation
-//! order ([`KvCache::attend_fast`]), several times faster than ggml's.
+//! replace; attention reads the same f16 cache (its bits converted inside the FMA loops,
+//! [`super::kv_simd`]) but computes in f32 in its own summation order
+//! ([`KvCache::attend_group_fast`]), several times faster than ggml's.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use luminal::op::{Function, InputTensor, Operator};
 use luminal::prelude::*;
 
-use super::super::attention::{CachedAttention, KvCache};
+use super::super::attention::{CachedAttention, GroupScratch, KvCache};
 use super::super::ggml_math::fma_dispatch;
 use super::super::input::{contiguous, f32_data};
 use super::super::rewrite::{self, is_op, op_as, sources, Source};
@@ -30,8 +31,8 @@ pub struct FusedAttention {
     cache: KvCache,
     eps: f32,
     runtime: Arc<Runtime>,
-    /// Attention scores, one buffer per pool thread, reused across calls.
-    scratch: Vec<Mutex<Vec<f32>>>,
+    /// Attention scratch, one per pool thread, reused across calls.
+    scratch: Vec<Mutex<GroupScratch>>,
     q: Vec<f32>,
     k: Vec<f32>,
 }
@@ -85,7 +86,7 @@ fma_dispatch! {
         start: usize,
         worker: usize,
         stride: usize,
-        scores: &mut Vec<f32>,
+        scratch: &mut GroupScratch,
         out: SharedMut<'_, f32>,
     ) => attend_jobs_body
 }
@@ -98,7 +99,7 @@ fn attend_jobs_body(
     start: usize,
     worker: usize,
     stride: usize,
-    scores: &mut Vec<f32>,
+    scratch: &mut GroupScratch,
     out: SharedMut<'_, f32>,
 ) {
     let shape = *cache.shape();
@@ -111,7 +112,7 @@ fn attend_jobs_body(
         let at = i * q_dim + kv * span;
         // SAFETY: each (token, KV head) span belongs to exactly one job, each job to one worker.
         let dst = unsafe { out.slice(at, span) };
-        cache.attend_group_fast(&q[at..at + span], start + i, kv, scores, dst);
+        cache.attend_group_fast(&q[at..at + span], start + i, kv, scratch, dst);
         job += stride;
     }
 }

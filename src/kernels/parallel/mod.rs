@@ -7,6 +7,7 @@
 
 pub mod attention;
 pub mod buffers;
+pub mod kv_simd;
 pub mod matmul;
 pub mod plans;
 
