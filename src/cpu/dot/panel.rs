@@ -216,7 +216,7 @@ mod x86 {
         })
     }
 
-    /// The f16 at byte `off` of block `b` in each row, widened.
+    /// The f16 at byte `at` of each row, widened.
     #[inline]
     #[target_feature(enable = "avx512f,f16c")]
     unsafe fn row_halves(rows: &[*const u8; ROWS], at: usize) -> __m512 {
