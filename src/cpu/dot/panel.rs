@@ -117,27 +117,13 @@ pub unsafe fn gemm(ty: GgmlType, panel: &Panel, acts: &QuantActs, t0: usize, n: 
         // (min term, K-quant tables) per family; Q6_K has a kernel of its own.
         let (min, k) = match (legacy::code(ty), kquant::code(ty)) {
             (Some(c), _) => (legacy::has_min(c), false),
-            (_, Some(kquant::Q6_K)) => return x86::gemm_q6k(panel, acts, t0, n, out),
+            (_, Some(kquant::Q6_K)) => return x86::for_tokens!(n, gemm16[](panel, acts, t0, out)),
             _ => (true, true),
         };
-        macro_rules! by_tokens {
-            ($min:literal, $k:literal) => {
-                match n {
-                    1 => x86::gemm::<$min, $k, 1>(panel, acts, t0, out),
-                    2 => x86::gemm::<$min, $k, 2>(panel, acts, t0, out),
-                    3 => x86::gemm::<$min, $k, 3>(panel, acts, t0, out),
-                    4 => x86::gemm::<$min, $k, 4>(panel, acts, t0, out),
-                    5 => x86::gemm::<$min, $k, 5>(panel, acts, t0, out),
-                    6 => x86::gemm::<$min, $k, 6>(panel, acts, t0, out),
-                    7 => x86::gemm::<$min, $k, 7>(panel, acts, t0, out),
-                    _ => x86::gemm::<$min, $k, 8>(panel, acts, t0, out),
-                }
-            };
-        }
         match (min, k) {
-            (false, _) => by_tokens!(false, false),
-            (true, false) => by_tokens!(true, false),
-            (true, true) => by_tokens!(true, true),
+            (false, _) => x86::for_tokens!(n, gemm[false, false](panel, acts, t0, out)),
+            (true, false) => x86::for_tokens!(n, gemm[true, false](panel, acts, t0, out)),
+            (true, true) => x86::for_tokens!(n, gemm[true, true](panel, acts, t0, out)),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -147,7 +133,25 @@ pub unsafe fn gemm(ty: GgmlType, panel: &Panel, acts: &QuantActs, t0: usize, n: 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+    use std::ops::Range;
     use std::ptr::read_unaligned;
+
+    /// Calls kernel `f` with the token count `n` (1..=MAX_TOKENS) as its last const parameter.
+    macro_rules! for_tokens {
+        ($n:expr, $f:ident[$($g:expr),*]($($a:expr),*)) => {
+            match $n {
+                1 => x86::$f::<$($g,)* 1>($($a),*),
+                2 => x86::$f::<$($g,)* 2>($($a),*),
+                3 => x86::$f::<$($g,)* 3>($($a),*),
+                4 => x86::$f::<$($g,)* 4>($($a),*),
+                5 => x86::$f::<$($g,)* 5>($($a),*),
+                6 => x86::$f::<$($g,)* 6>($($a),*),
+                7 => x86::$f::<$($g,)* 7>($($a),*),
+                _ => x86::$f::<$($g,)* 8>($($a),*),
+            }
+        };
+    }
+    pub(super) use for_tokens;
 
     use super::super::kquant::{self, Q4_K, Q5_K, Q6_K};
     use super::super::legacy::{block_bytes, has_min, Q4_0, Q4_1, Q5_0, Q8_0};
@@ -269,20 +273,8 @@ mod x86 {
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..panel.blocks {
             // The offset correction (`-offset * sum` of the token's block) starts each lane.
-            let mut isum: [__m512i; T] = std::array::from_fn(|t| _mm512_set1_epi32(*c[t].add(b)));
-            let w = panel.q.add(b * 512);
-            for j in 0..8 {
-                let wv = _mm512_load_si512(w.add(64 * j) as *const _);
-                for t in 0..T {
-                    let a = read_unaligned(qs[t].add(32 * b + 4 * j) as *const i32);
-                    isum[t] = _mm512_dpbusd_epi32(isum[t], wv, _mm512_set1_epi32(a));
-                }
-            }
-            let dw = _mm512_load_ps(panel.d.add(16 * b));
-            for t in 0..T {
-                let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*d[t].add(b)));
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), scale, acc[t]);
-            }
+            let isum = dots(panel, &qs, b, 0..8, std::array::from_fn(|t| *c[t].add(b)));
+            add_scaled(&mut acc, isum, panel.d.add(16 * b), &d, b);
             if MIN {
                 let mw = _mm512_load_ps(panel.m.add(16 * b));
                 for t in 0..T {
@@ -291,6 +283,46 @@ mod x86 {
             }
         }
         store(&acc, t0, out);
+    }
+
+    /// Each token's integer dots of 4-quant groups `groups` of block `b` with the panel's 16
+    /// rows, starting from `init`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dots<const T: usize>(
+        panel: &Panel,
+        qs: &[*const i8; T],
+        b: usize,
+        groups: Range<usize>,
+        init: [i32; T],
+    ) -> [__m512i; T] {
+        let mut isum: [__m512i; T] = std::array::from_fn(|t| _mm512_set1_epi32(init[t]));
+        let w = panel.q.add(b * 512);
+        for j in groups {
+            let wv = _mm512_load_si512(w.add(64 * j) as *const _);
+            for t in 0..T {
+                let a = read_unaligned(qs[t].add(32 * b + 4 * j) as *const i32);
+                isum[t] = _mm512_dpbusd_epi32(isum[t], wv, _mm512_set1_epi32(a));
+            }
+        }
+        isum
+    }
+
+    /// `acc[t] += isum[t] * (row scales at dw * token t's scale of block b)`.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn add_scaled<const T: usize>(
+        acc: &mut [__m512; T],
+        isum: [__m512i; T],
+        dw: *const f32,
+        d: &[*const f32; T],
+        b: usize,
+    ) {
+        let dw = _mm512_load_ps(dw);
+        for t in 0..T {
+            let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*d[t].add(b)));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), scale, acc[t]);
+        }
     }
 
     /// Writes the panel's valid rows of each token's accumulator.
@@ -310,43 +342,18 @@ mod x86 {
 
     /// Q6_K: each block of 32 is two halves of 16 with scales of their own; each half's sum
     /// starts from `-32 * (sum of its activations)`, which makes it the exact `(q - 32) . a`.
-    pub unsafe fn gemm_q6k(panel: &Panel, acts: &QuantActs, t0: usize, n: usize, out: &Out) {
-        match n {
-            1 => gemm16::<1>(panel, acts, t0, out),
-            2 => gemm16::<2>(panel, acts, t0, out),
-            3 => gemm16::<3>(panel, acts, t0, out),
-            4 => gemm16::<4>(panel, acts, t0, out),
-            5 => gemm16::<5>(panel, acts, t0, out),
-            6 => gemm16::<6>(panel, acts, t0, out),
-            7 => gemm16::<7>(panel, acts, t0, out),
-            _ => gemm16::<8>(panel, acts, t0, out),
-        }
-    }
-
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
-    unsafe fn gemm16<const T: usize>(panel: &Panel, acts: &QuantActs, t0: usize, out: &Out) {
+    pub unsafe fn gemm16<const T: usize>(panel: &Panel, acts: &QuantActs, t0: usize, out: &Out) {
         let qs: [*const i8; T] = std::array::from_fn(|t| acts.tok_qs(t0 + t).as_ptr());
         let d: [*const f32; T] = std::array::from_fn(|t| acts.tok_d32(t0 + t).as_ptr());
         let c: [*const i32; T] = std::array::from_fn(|t| acts.tok_c16(t0 + t).as_ptr());
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..panel.blocks {
-            let w = panel.q.add(b * 512);
             for h in 0..2 {
                 let g = 2 * b + h;
-                let mut isum: [__m512i; T] =
-                    std::array::from_fn(|t| _mm512_set1_epi32(*c[t].add(g)));
-                for j in 4 * h..4 * h + 4 {
-                    let wv = _mm512_load_si512(w.add(64 * j) as *const _);
-                    for t in 0..T {
-                        let a = read_unaligned(qs[t].add(32 * b + 4 * j) as *const i32);
-                        isum[t] = _mm512_dpbusd_epi32(isum[t], wv, _mm512_set1_epi32(a));
-                    }
-                }
-                let dw = _mm512_load_ps(panel.d.add(16 * g));
-                for t in 0..T {
-                    let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*d[t].add(b)));
-                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), scale, acc[t]);
-                }
+                let init = std::array::from_fn(|t| *c[t].add(g));
+                let isum = dots(panel, &qs, b, 4 * h..4 * h + 4, init);
+                add_scaled(&mut acc, isum, panel.d.add(16 * g), &d, b);
             }
         }
         store(&acc, t0, out);
