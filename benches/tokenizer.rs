@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use qwen::gguf::GgufFile;
-use qwen::tokenizer::Tokenizer;
+use qwen::text::tokenizer::Tokenizer;
 
 const RUNS: usize = 7;
 

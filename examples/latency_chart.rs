@@ -1,8 +1,8 @@
 //! Renders the terminal charts and the SVG latency plot for synthetic decode samples, to look at them.
 //! Usage: `cargo run --example latency_chart -- OUT.svg`
 
-use qwen::plot::write_latency_svg_with_note;
-use qwen::sparkline::{histogram, sparkline};
+use qwen::report::plot::write_latency_svg_with_note;
+use qwen::report::sparkline::{histogram, sparkline};
 use qwen::timing::{PhaseTiming, Samples, WarmupPolicy};
 use std::path::PathBuf;
 

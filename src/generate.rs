@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::engine::{EngineError, Logits};
-use crate::kernels::profile::NodeRecord;
+use crate::backend::cpu_engine::{EngineError, Logits};
+use crate::ops::profile::NodeRecord;
 use crate::sampler::Sampler;
-use crate::stream::{Decode, TextStreamer};
+use crate::text::stream::{Decode, TextStreamer};
 use crate::timing::Samples;
 
 /// When to stop besides the token budget.
@@ -89,7 +89,7 @@ pub struct GenerateOptions<'a> {
 /// Runs the prompt through `engine` (continuing after what its cache holds), then samples up to
 /// `max_new_tokens` tokens, sending text to `sink` as soon as it is complete.
 pub fn generate<D>(
-    engine: &mut dyn crate::gpu::runner::Runner,
+    engine: &mut dyn crate::backend::runner::Runner,
     prompt: &[u32],
     sampler: &mut Sampler,
     options: &GenerateOptions<'_>,

@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::config::{ConfigError, Qwen3Config};
 use crate::gguf::{GgufError, GgufFile, MetadataValue};
+use crate::model::config::{ConfigError, Qwen3Config};
 use crate::quant::GgmlType;
 
 /// Strings longer than this are shortened in the text report (the chat template is kilobytes).

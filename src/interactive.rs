@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::chat::Message;
+use crate::backend::runner::Runner;
 use crate::cli::Args;
-use crate::display::TextOut;
 use crate::generate::{generate, GenerateOptions, Generation, StopConditions, StopReason};
-use crate::gpu::runner::Runner;
 use crate::prompt::{self, Chat};
 use crate::run::{context_full_notice, text_decoder, Loaded, Outcome};
 use crate::sampler::Sampler;
-use crate::tokenizer::Tokenizer;
+use crate::text::chat::Message;
+use crate::text::display::TextOut;
+use crate::text::tokenizer::Tokenizer;
 
 /// What the session needs from the command line and the loaded model.
 pub struct Setup<'a> {

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::chat::{ChatError, ChatTemplate, Message, RenderOptions};
 use crate::cli::Args;
-use crate::tokenizer::{Tokenizer, TokenizerError};
+use crate::text::chat::{ChatError, ChatTemplate, Message, RenderOptions};
+use crate::text::tokenizer::{Tokenizer, TokenizerError};
 
 #[derive(Debug, Error)]
 pub enum PromptError {

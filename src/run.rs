@@ -8,22 +8,22 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
+use crate::backend::cpu_engine::{EngineOptions, Mode};
+use crate::backend::runner::Runner;
 use crate::cli::Args;
-use crate::config::Qwen3Config;
-use crate::context;
-use crate::display::TextOut;
-use crate::engine::{EngineOptions, Mode};
 use crate::generate::{generate, GenerateOptions, Generation, StopConditions, StopReason};
 use crate::gguf::GgufFile;
-use crate::gpu::runner::Runner;
 use crate::inspect;
 use crate::interactive;
-use crate::plot;
+use crate::load::context;
+use crate::load::resolve::{self, Need};
+use crate::model::config::Qwen3Config;
 use crate::prompt::{self, Chat};
+use crate::report::plot;
 use crate::report::{RepeatReport, RunInfo, RunReport};
-use crate::resolve::{self, Need};
 use crate::sampler::{Sampler, SamplerConfig};
-use crate::tokenizer::{Specials, Tokenizer};
+use crate::text::display::TextOut;
+use crate::text::tokenizer::{Specials, Tokenizer};
 
 /// How a run ended, for the exit code.
 pub enum Outcome {
@@ -192,7 +192,7 @@ fn build_prompt(args: &Args, loaded: &Loaded) -> Result<Prompt> {
         bail!("no tokenizer to encode the prompt: give --tokenizer FILE or --token-ids");
     };
     if let Some(chat) = &loaded.chat {
-        text = chat.render(&[crate::chat::Message::user(text)])?;
+        text = chat.render(&[crate::text::chat::Message::user(text)])?;
     }
     let ids = prompt::encode(tokenizer, &text)?;
     Ok(Prompt { ids, text })
@@ -216,7 +216,7 @@ fn compile(args: &Args, loaded: &Loaded) -> Result<Box<dyn Runner>> {
         profile: args.kernel_timing,
     };
     let (file, config) = (&loaded.file, &loaded.config);
-    Ok(crate::gpu::runner::open(
+    Ok(crate::backend::runner::open(
         args.backend,
         file,
         config,

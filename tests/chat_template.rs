@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::fixture;
-use qwen::chat::{ChatError, ChatTemplate, Message, RenderOptions, Role, TemplateSource};
 use qwen::gguf::GgufFile;
+use qwen::text::chat::{ChatError, ChatTemplate, Message, RenderOptions, Role, TemplateSource};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

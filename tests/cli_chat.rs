@@ -4,7 +4,7 @@
 mod common;
 
 use common::cli::*;
-use qwen::chat::{ChatTemplate, Message, RenderOptions};
+use qwen::text::chat::{ChatTemplate, Message, RenderOptions};
 use serde_json::Value;
 
 const PROMPT: &str = "The quick brown fox jumps over the lazy dog.";

@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{fixture, qwen3, Dims, Gguf, T, TINY, V};
-use qwen::config::{ConfigError, Qwen3Config, DEFAULT_ROPE_THETA};
 use qwen::gguf::{GgufFile, Storage};
+use qwen::model::config::{ConfigError, Qwen3Config, DEFAULT_ROPE_THETA};
 use qwen::quant::GgmlType;
 
 /// Parses `g` as a file named "synthetic.gguf" and reads its config.

@@ -17,9 +17,9 @@ use common::{fixture, qwen3, TINY, V};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use qwen::config::{ConfigError, Qwen3Config};
 use qwen::gguf::{GgufError, GgufFile};
 use qwen::inspect::Report;
+use qwen::model::config::{ConfigError, Qwen3Config};
 
 /// No allocation made while reading a file of a few hundred KB needs more.
 const HARD_CAP: usize = 256 << 20;

@@ -11,11 +11,11 @@
 mod gpu_common;
 
 use gpu_common::{fixture, teacher_forced, Tolerance};
-use qwen::config::Qwen3Config;
-use qwen::engine::{EngineError, Logits};
+use qwen::backend::cpu_engine::{EngineError, Logits};
+use qwen::backend::device::Reference;
+use qwen::backend::gpu_engine::{GpuEngine, GpuOptions};
 use qwen::gguf::GgufFile;
-use qwen::gpu::backend::Reference;
-use qwen::gpu::engine::{GpuEngine, GpuOptions};
+use qwen::model::config::Qwen3Config;
 
 const TOLERANCE: Tolerance = Tolerance {
     logit: 0.05,

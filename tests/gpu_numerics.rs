@@ -14,7 +14,7 @@ mod gpu_common;
 #[cfg(any(feature = "cuda", all(feature = "metal", target_os = "macos")))]
 mod cases {
     use super::gpu_common::{teacher_forced, Tolerance};
-    use qwen::gpu::engine::GpuOptions;
+    use qwen::backend::gpu_engine::GpuOptions;
 
     pub const F32: Tolerance = Tolerance {
         logit: 0.05,
@@ -36,7 +36,7 @@ mod cases {
     ];
 
     /// Runs every model with backends from `make`, whole and with chunked prefill.
-    pub fn all<B: qwen::gpu::backend::Backend + std::fmt::Debug>(
+    pub fn all<B: qwen::backend::device::Backend + std::fmt::Debug>(
         make: impl Fn() -> B,
         tol: Tolerance,
     ) {
@@ -54,8 +54,8 @@ mod cases {
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    use qwen::gpu::cuda::{probe, Cuda};
-    use qwen::gpu::Precision;
+    use qwen::backend::cuda::{probe, Cuda};
+    use qwen::backend::Precision;
 
     fn run(precision: Precision, tol: super::gpu_common::Tolerance) {
         if let Err(why) = probe() {
@@ -79,8 +79,8 @@ mod cuda {
 
 #[cfg(all(feature = "metal", target_os = "macos"))]
 mod metal {
-    use qwen::gpu::metal::Metal;
-    use qwen::gpu::Precision;
+    use qwen::backend::metal::Metal;
+    use qwen::backend::Precision;
 
     fn run(precision: Precision, tol: super::gpu_common::Tolerance) {
         if let Err(why) = Metal::new(precision) {
@@ -110,7 +110,7 @@ fn gpu_backends_not_built() {
         "skipped: no GPU backend in this build (run `cargo test --features cuda --test gpu_numerics` \
          on an NVIDIA machine, `--features metal` on macOS)"
     );
-    let built = qwen::gpu::runner::BackendChoice::available();
-    use qwen::gpu::runner::BackendChoice;
+    let built = qwen::backend::runner::BackendChoice::available();
+    use qwen::backend::runner::BackendChoice;
     assert_eq!(built, vec![BackendChoice::Cpu, BackendChoice::Reference]);
 }

@@ -14,9 +14,9 @@
 
 use std::path::PathBuf;
 
-use qwen::config::Qwen3Config;
-use qwen::engine::{Engine, EngineOptions, Logits, Mode};
+use qwen::backend::cpu_engine::{Engine, EngineOptions, Logits, Mode};
 use qwen::gguf::GgufFile;
+use qwen::model::config::Qwen3Config;
 use serde_json::Value;
 
 const TOLERANCE: f32 = 0.01;

@@ -1,6 +1,6 @@
 //! Streaming the ids of real Qwen3 tokenizations reproduces the tokenizer's own decoding exactly.
 
-use qwen::stream::TextStreamer;
+use qwen::text::stream::TextStreamer;
 use tokenizers::Tokenizer;
 
 fn tokenizer() -> Tokenizer {

@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 
 use common::{fixture, Gguf, V};
 use qwen::gguf::GgufFile;
-use qwen::stream::TextStreamer;
-use qwen::tokenizer::{Source, Specials, Tokenizer, TokenizerError};
+use qwen::text::stream::TextStreamer;
+use qwen::text::tokenizer::{Source, Specials, Tokenizer, TokenizerError};
 
 const IM_START: u32 = 151644;
 const IM_END: u32 = 151645;

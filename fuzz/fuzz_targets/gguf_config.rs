@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qwen::config::Qwen3Config;
+use qwen::model::config::Qwen3Config;
 use qwen::gguf::{GgufFile, MetadataValue};
 use qwen::inspect::Report;
 use qwen::quant::dequantize_row;

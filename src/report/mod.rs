@@ -2,13 +2,15 @@
 //! the JSON object. Field names follow llama-bench's JSON where they fit (`model_filename`,
 //! `n_threads`, `avg_ns`, `stddev_ts`, `samples_ns`, ...).
 
-mod text;
+pub mod plot;
+mod render;
+pub mod sparkline;
 
 use serde::Serialize;
 
-use crate::engine::Features;
+use crate::backend::cpu_engine::Features;
 use crate::generate::{Generation, StopReason};
-use crate::kernels::profile::{self, KernelTime};
+use crate::ops::profile::{self, KernelTime};
 use crate::timing::{PhaseTiming, RunSpread, WarmupPolicy};
 
 /// Everything one run reports.
@@ -195,12 +197,12 @@ impl RunReport {
 
     /// The short summary printed after generation.
     pub fn summary(&self) -> String {
-        text::summary(self)
+        render::summary(self)
     }
 
     /// The `--kernel-timing` report.
     pub fn detailed(&self) -> String {
-        text::detailed(self)
+        render::detailed(self)
     }
 }
 

@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
-use qwen::config::Qwen3Config;
-use qwen::engine::Logits;
+use qwen::backend::cpu_engine::Logits;
+use qwen::backend::device::Backend;
+use qwen::backend::gpu_engine::{GpuEngine, GpuOptions};
 use qwen::gguf::GgufFile;
-use qwen::gpu::backend::Backend;
-use qwen::gpu::engine::{GpuEngine, GpuOptions};
+use qwen::model::config::Qwen3Config;
 use serde_json::Value;
 
 pub fn fixture(name: &str) -> PathBuf {

@@ -6,7 +6,7 @@
 //! [`CachedAttention`] op, back to the q/k projections, and replaces it with [`FusedAttention`],
 //! which takes over the layer's KV cache. Norms and rotation have the numerics of the ops they
 //! replace; attention reads the same f16 cache (its bits converted inside the FMA loops,
-//! [`super::kv_simd`]) but computes in f32 in its own summation order
+//! [`crate::cpu::kv_simd`]) but computes in f32 in its own summation order
 //! ([`KvCache::attend_group_fast`]), several times faster than ggml's.
 
 use std::collections::HashSet;
@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 use luminal::op::{Function, InputTensor, Operator};
 use luminal::prelude::*;
 
-use super::super::attention::{CachedAttention, GroupScratch, KvCache};
-use super::super::ggml_math::fma_dispatch;
+use super::super::cached_attention::{CachedAttention, GroupScratch, KvCache};
 use super::super::input::{contiguous, f32_data};
 use super::super::rewrite::{self, is_op, op_as, sources, Source};
 use super::super::rms_norm::{rms_norm_row, RmsNorm};
 use super::super::rope::rope_head;
 use super::Runtime;
+use crate::cpu::ggml_math::fma_dispatch;
 use crate::cpu::shared::SharedMut;
 
 /// Inputs: `q_proj [seq, q_dim]`, `k_proj [seq, kv_dim]`, `v [seq, kv_dim]`, `q_norm [head_dim]`,

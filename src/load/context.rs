@@ -1,7 +1,7 @@
 //! How many positions the KV cache holds: `--ctx-size`, else the model's context length, lowered
 //! (with a notice) when its KV cache would not fit in the memory the system has available.
 //!
-//! The cache ([`crate::kernels::attention::KvCache`]) stores keys and values as f32 for every
+//! The cache ([`crate::ops::cached_attention::KvCache`]) stores keys and values as f32 for every
 //! layer, `2 * layers * kv_heads * head_dim * 4` bytes per position, allocated for the whole
 //! context up front (pages are committed as they are written, but an allocation larger than
 //! memory can still fail outright). The budget is 3/4 of `MemAvailable` (Linux `/proc/meminfo`)
@@ -11,7 +11,7 @@
 
 use thiserror::Error;
 
-use crate::config::Qwen3Config;
+use crate::model::config::Qwen3Config;
 
 /// Environment variable that replaces `/proc/meminfo`'s `MemAvailable`, in bytes.
 pub const MEM_AVAILABLE_ENV: &str = "QWEN_MEM_AVAILABLE";

@@ -11,9 +11,9 @@ use luminal::op::{Mul, SumReduce};
 use luminal::prelude::*;
 use petgraph::Direction;
 
-use super::ggml_math::{self, VecDot};
 use super::input::contiguous;
 use super::weight::{as_weight, WeightData};
+use crate::cpu::ggml_math::{self, VecDot};
 
 /// Standard-mode weight matmul: one thread, each weight row decoded to f32 once per call and
 /// dotted with every token, so results equal "dequantize, then f32 math".

@@ -8,7 +8,7 @@
 //! - the residual add, when a single matmul's only reader adds it to the residual stream.
 //!
 //! A layer becomes four of these and one attention op. The kernels are `crate::cpu`'s SIMD
-//! kernels on the weights in place in the memory map, with plans from [`super::plans`].
+//! kernels on the weights in place in the memory map, with plans from [`crate::cpu::plans`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,16 +17,16 @@ use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
 use super::super::input::{contiguous, f32_data};
-use super::super::matmul::WeightMatMul;
 use super::super::rewrite::{self, bound_matrix, consumers, is_op, op_as, sources, Source};
 use super::super::rms_norm::{rms_norm_row, RmsNorm};
 use super::super::strided::{BinaryKind, StridedBinary};
 use super::super::swiglu::{swiglu_rows, SwiGlu};
 use super::super::weight::{as_weight, WeightData};
-use super::plans::BATCH_TOKENS;
+use super::super::weight_matmul::WeightMatMul;
 use super::Runtime;
 use crate::cpu::dot::kernel_set;
 use crate::cpu::matmul::{matmul_multi, MatmulPlan, WeightMatrix, MAX_MATRICES};
+use crate::cpu::plans::BATCH_TOKENS;
 use crate::cpu::shared::SharedMut;
 
 /// What happens to the matmul outputs before they leave the op.

@@ -4,7 +4,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use crate::think::{ends_inside_think, ThinkDisplay, ThinkStyle};
+use crate::text::think::{ends_inside_think, ThinkDisplay, ThinkStyle};
 
 /// One response being printed.
 pub struct TextOut {

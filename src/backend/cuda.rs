@@ -17,8 +17,8 @@ use luminal_cudarc::driver::result as driver;
 
 use crate::gguf::GgufFile;
 
-use super::backend::Backend;
-use super::weights::{self, WeightSlot};
+use super::device::Backend;
+use super::gpu_weights::{self, WeightSlot};
 use super::{GpuError, Precision};
 
 /// CUDA device 0.
@@ -100,7 +100,7 @@ fn upload_weights(cx: &mut Graph, slots: &[WeightSlot], file: &GgufFile) -> Resu
     let mut uploaded = Vec::with_capacity(slots.len());
     for slot in slots {
         let copy = upload_op(cx, slot)?;
-        let data = weights::decode(file, &slot.name)?;
+        let data = gpu_weights::decode(file, &slot.name)?;
         let input = vec![(
             InputTensor::Owned(Tensor::new(data)),
             ShapeTracker::new(&[]),

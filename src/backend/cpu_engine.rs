@@ -12,12 +12,12 @@ use luminal::prelude::*;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::config::Qwen3Config;
+use crate::backend::weights::{self, LoadError};
 use crate::gguf::GgufFile;
-use crate::kernels::parallel::Runtime;
-use crate::kernels::{self, profile::NodeRecord, profile::ProfileBook};
-use crate::loader::{self, LoadError};
-use crate::model::{self, LogitRows, StepInputs, Vocab};
+use crate::model::config::Qwen3Config;
+use crate::model::qwen3::{self, LogitRows, StepInputs, Vocab};
+use crate::ops::parallel::Runtime;
+use crate::ops::{self, profile::NodeRecord, profile::ProfileBook};
 
 /// Which compilation path to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +116,8 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Self, EngineError> {
         let mut cx = Box::new(Graph::new());
-        let graph = model::build(&mut cx, config, options.max_context);
-        loader::bind(&mut cx, &graph, file)?;
+        let graph = qwen3::build(&mut cx, config, options.max_context);
+        weights::bind(&mut cx, &graph, file)?;
         let (mut inputs, mut logits) = (graph.inputs, graph.logits);
         let start = Instant::now();
         let rope_tables = [inputs.rope_cos.id, inputs.rope_sin.id];
@@ -130,22 +130,22 @@ impl Engine {
         );
         let runtime = match options.mode {
             Mode::Standard => {
-                cx.compile(kernels::standard(rope_tables), ids);
+                cx.compile(ops::standard(rope_tables), ids);
                 None
             }
             Mode::Parallel { threads } => {
                 let runtime = Runtime::new(threads)?;
-                cx.compile(kernels::parallel::compiler(&runtime, rope_tables), ids);
+                cx.compile(ops::parallel::compiler(&runtime, rope_tables), ids);
                 Some(runtime)
             }
         };
         let compile_time = start.elapsed();
-        let names: HashMap<NodeIndex, String> = loader::weight_names(&graph)
+        let names: HashMap<NodeIndex, String> = weights::weight_names(&graph)
             .into_iter()
             .map(|(name, node)| (node, name.trim_end_matches(".weight").to_string()))
             .collect();
         let profile = options.profile.then(|| {
-            kernels::profile::install(&mut cx, |g, node, kind| node_label(g, node, kind, &names))
+            ops::profile::install(&mut cx, |g, node, kind| node_label(g, node, kind, &names))
         });
         Ok(Self {
             cx,
@@ -166,7 +166,7 @@ impl Engine {
         let n = tokens.len();
         let positions: Vec<usize> = (self.position..self.position + n).collect();
         let (cos, sin) =
-            model::rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
+            qwen3::rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
         let cx = &mut self.cx;
         cx.set_dyn_dim('s', n);
         cx.set_dyn_dim('l', if want == Logits::All { n } else { 1 });
@@ -225,7 +225,7 @@ impl Engine {
 
     /// Per-node timings since the last call, when built with `profile`.
     pub fn take_profile(&mut self) -> Option<Vec<NodeRecord>> {
-        self.profile.as_ref().map(kernels::profile::take)
+        self.profile.as_ref().map(ops::profile::take)
     }
 
     /// What this engine runs with.

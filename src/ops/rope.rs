@@ -8,11 +8,11 @@
 use luminal::op::{Function, InputTensor, Operator};
 use luminal::prelude::*;
 
-use super::attention::CachedAttention;
-use super::ggml_math;
+use super::cached_attention::CachedAttention;
 use super::input::{contiguous, f32_data};
 use super::rewrite::{self, is_op, is_primitive_elementwise, region_inputs, sources, Source};
 use super::rms_norm::RmsNorm;
+use crate::cpu::ggml_math;
 
 /// Inputs: `x [seq, heads, head_dim]`, `cos [seq, head_dim/2]`, `sin [seq, head_dim/2]`.
 /// Output: `[seq, heads, head_dim]`.

@@ -5,8 +5,8 @@ use luminal::prelude::*;
 
 use crate::gguf::GgufFile;
 
-use super::graph::GraphOptions;
-use super::weights::{self, WeightSlot};
+use super::gpu_graph::GraphOptions;
+use super::gpu_weights::{self, WeightSlot};
 use super::{GpuError, Precision};
 
 pub trait Backend {
@@ -63,7 +63,7 @@ impl Backend for Reference {
     ) -> Result<(), GpuError> {
         cx.compile(GenericCompiler::default(), remap);
         for slot in slots {
-            let data = weights::decode(file, &slot.name)?;
+            let data = gpu_weights::decode(file, &slot.name)?;
             cx.set_tensor(slot.node, 0, Tensor::new(data));
             cx.keep_tensors(slot.node);
         }

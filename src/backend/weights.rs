@@ -8,8 +8,8 @@ use luminal::prelude::*;
 use thiserror::Error;
 
 use crate::gguf::{GgufFile, Storage, TensorInfo};
-use crate::kernels::weight::{SharedBytes, WeightData};
-use crate::model::{LayerWeights, Qwen3Graph};
+use crate::model::qwen3::{LayerWeights, Qwen3Graph};
+use crate::ops::weight::{SharedBytes, WeightData};
 use crate::quant::{self, QuantError};
 
 #[derive(Debug, Error)]

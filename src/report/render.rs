@@ -3,8 +3,8 @@
 use std::fmt::Write;
 
 use super::{PhaseReport, RunReport};
-use crate::kernels::profile::KernelTime;
-use crate::sparkline::{histogram, sparkline};
+use crate::ops::profile::KernelTime;
+use crate::report::sparkline::{histogram, sparkline};
 
 const MS: f64 = 1e6;
 

@@ -8,9 +8,9 @@
 use luminal::prelude::symbolic::Expression;
 use luminal::prelude::*;
 
-use crate::config::Qwen3Config;
-use crate::kernels::attention::{cached_attention, AttentionShape};
-use crate::kernels::embedding::embed;
+use crate::model::config::Qwen3Config;
+use crate::ops::cached_attention::{cached_attention, AttentionShape};
+use crate::ops::embedding::embed;
 
 /// Tokens in this step.
 pub type Seq = Dyn<'s'>;

@@ -5,17 +5,16 @@
 //! fused attention (q/k norms, RoPE, KV cache, attention over heads in parallel), output
 //! projection + residual, RMSNorm + gate/up matmuls + SwiGLU, down projection + residual.
 
-pub mod attention;
 pub mod buffers;
-pub mod kv_simd;
-pub mod matmul;
-pub mod plans;
+pub mod fused_attention;
+pub mod fused_matmul;
 
 use std::sync::{Arc, Mutex};
 
 use luminal::prelude::*;
 
 use crate::cpu::matmul::Scratch;
+use crate::cpu::plans;
 use crate::cpu::pool::ThreadPool;
 use crate::cpu::KernelError;
 
@@ -44,11 +43,11 @@ impl Runtime {
 pub fn compiler(runtime: &Arc<Runtime>, rope_tables: [NodeIndex; 2]) -> impl Compiler {
     (
         super::standard(rope_tables),
-        attention::FusedAttentionCompiler {
+        fused_attention::FusedAttentionCompiler {
             runtime: runtime.clone(),
             rope_inputs: rope_tables,
         },
-        matmul::FusedMatMulCompiler {
+        fused_matmul::FusedMatMulCompiler {
             runtime: runtime.clone(),
         },
     )

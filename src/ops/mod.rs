@@ -6,11 +6,9 @@
 //! are our ops from the start (see `model.rs`). `CPUCompiler` is not used: its `Equal` is wrong
 //! and our passes cover what the rest of it does for this graph.
 
-pub mod attention;
+pub mod cached_attention;
 pub mod embedding;
-pub mod ggml_math;
 pub mod input;
-pub mod matmul;
 pub mod parallel;
 pub mod profile;
 pub mod rewrite;
@@ -19,6 +17,7 @@ pub mod rope;
 pub mod strided;
 pub mod swiglu;
 pub mod weight;
+pub mod weight_matmul;
 
 use luminal::prelude::*;
 
@@ -27,7 +26,7 @@ use luminal::prelude::*;
 pub fn standard(rope_tables: [NodeIndex; 2]) -> impl Compiler {
     (
         GenericCompiler::default(),
-        matmul::WeightMatMulCompiler,
+        weight_matmul::WeightMatMulCompiler,
         rms_norm::RmsNormCompiler,
         rope::RopeCompiler {
             tables: rope_tables,

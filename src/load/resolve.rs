@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::chat::{ChatError, ChatTemplate};
-use crate::config::Qwen3Config;
 use crate::gguf::GgufFile;
-use crate::tokenizer::{Source, Tokenizer, TokenizerError};
+use crate::model::config::Qwen3Config;
+use crate::text::chat::{ChatError, ChatTemplate};
+use crate::text::tokenizer::{Source, Tokenizer, TokenizerError};
 
 /// Where `--tokenizer` looks when it is not given.
 pub const DEFAULT_TOKENIZER: &str = "setup/tokenizer.json";

@@ -7,10 +7,10 @@
 use luminal::op::{self, InputTensor, Operator};
 use luminal::prelude::*;
 
-use super::ggml_math::{self, v_expf, LANES};
 use super::input::contiguous;
-use super::matmul::WeightMatMul;
 use super::rewrite::{self, is_op, is_primitive_elementwise, region_inputs, sources};
+use super::weight_matmul::WeightMatMul;
+use crate::cpu::ggml_math::{self, v_expf, LANES};
 
 /// Inputs: `gate [..., n]`, `up [..., n]`. Output: `[..., n]`.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -1,6 +1,6 @@
 //! A compiled GPU graph ready to run: weights on the device, the KV cache carried between steps.
 //!
-//! The same contract as [`crate::engine::Engine`]: one [`GpuEngine::forward`] runs tokens at the
+//! The same contract as [`crate::backend::cpu_engine::Engine`]: one [`GpuEngine::forward`] runs tokens at the
 //! next positions and returns their logits; nothing is recompiled between calls. Long prompts run
 //! in chunks so that attention's broadcast intermediates (`heads x seq x total x head_dim`
 //! elements; luminal has no fused attention) stay within [`GpuOptions::attention_budget`].
@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use luminal::prelude::*;
 
-use crate::config::Qwen3Config;
-use crate::engine::{EngineError, Features, Logits};
+use crate::backend::cpu_engine::{EngineError, Features, Logits};
 use crate::gguf::GgufFile;
-use crate::model;
+use crate::model::config::Qwen3Config;
+use crate::model::qwen3;
 
-use super::backend::Backend;
-use super::graph::{self, GpuGraph, LayerCache};
-use super::weights::{self, HostEmbedding};
+use super::device::Backend;
+use super::gpu_graph::{self, GpuGraph, LayerCache};
+use super::gpu_weights::{self, HostEmbedding};
 use super::{GpuError, Precision};
 
 /// How to build a GPU engine.
@@ -62,8 +62,8 @@ impl<B: Backend> GpuEngine<B> {
         mut backend: B,
     ) -> Result<Self, GpuError> {
         let mut cx = Box::new(Graph::new());
-        let mut graph = graph::build(&mut cx, config, backend.graph_options());
-        let slots = weights::slots(&graph, file, config)?;
+        let mut graph = gpu_graph::build(&mut cx, config, backend.graph_options());
+        let slots = gpu_weights::slots(&graph, file, config)?;
         let embedding = HostEmbedding::new(file, config)?;
         let start = Instant::now();
         backend.compile_and_bind(&mut cx, graph.ids_mut(), &slots, file)?;
@@ -114,7 +114,7 @@ impl<B: Backend> GpuEngine<B> {
         let past = self.position + 1; // the sink
         let positions: Vec<usize> = (self.position..self.position + n).collect();
         let (cos, sin) =
-            model::rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
+            qwen3::rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
         let inputs = self.graph.inputs;
         let cx = &mut self.cx;
         for (dim, size) in [('s', n), ('l', rows), ('p', past), ('t', past + n)] {
@@ -127,7 +127,11 @@ impl<B: Backend> GpuEngine<B> {
         );
         cx.set_tensor(inputs.rope_cos.id, 0, Tensor::new(cos));
         cx.set_tensor(inputs.rope_sin.id, 0, Tensor::new(sin));
-        cx.set_tensor(inputs.mask.id, 0, Tensor::new(graph::causal_mask(past, n)));
+        cx.set_tensor(
+            inputs.mask.id,
+            0,
+            Tensor::new(gpu_graph::causal_mask(past, n)),
+        );
         cx.execute();
         // The logits are the graph's only host output: on CUDA their copy back is a blocking
         // `cuMemcpyDtoH` on the default stream after every kernel of the step (all of them feed
@@ -148,7 +152,7 @@ impl<B: Backend> GpuEngine<B> {
     }
 
     fn check(&self, tokens: &[u32]) -> Result<(), EngineError> {
-        crate::engine::check_step(
+        crate::backend::cpu_engine::check_step(
             tokens,
             self.config.vocab,
             self.position,
@@ -163,7 +167,7 @@ impl<B: Backend> GpuEngine<B> {
 
     /// Forgets the KV cache: every layer's cache is back to the zeroed sink.
     pub fn reset(&mut self) {
-        let sink = graph::sink_len(&self.config);
+        let sink = gpu_graph::sink_len(&self.config);
         let caches: Vec<LayerCache> = self.graph.caches.clone();
         for cache in caches {
             self.cx.drop_tensors(vec![cache.k_out.id, cache.v_out.id]);

@@ -6,9 +6,11 @@
 //! luminal's stock CPU ops, which is how the default test suite checks the GPU graph's numerics on
 //! a machine without a GPU. Only the device glue ([`cuda`], [`metal`]) needs the features.
 
-pub mod backend;
-pub mod engine;
-pub mod graph;
+pub mod cpu_engine;
+pub mod device;
+pub mod gpu_engine;
+pub mod gpu_graph;
+pub mod gpu_weights;
 pub mod runner;
 pub mod weights;
 
@@ -24,8 +26,8 @@ compile_error!(
 
 use thiserror::Error;
 
-use crate::engine::EngineError;
-use crate::loader::LoadError;
+use crate::backend::cpu_engine::EngineError;
+use crate::backend::weights::LoadError;
 
 /// The float type a GPU graph computes and stores weights in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use crate::config::Qwen3Config;
-use crate::engine::{Engine, EngineError, EngineOptions, Features, Logits};
+use crate::backend::cpu_engine::{Engine, EngineError, EngineOptions, Features, Logits};
 use crate::gguf::GgufFile;
-use crate::kernels::profile::NodeRecord;
+use crate::model::config::Qwen3Config;
+use crate::ops::profile::NodeRecord;
 
-use super::backend::Backend;
-use super::engine::{GpuEngine, GpuOptions};
+use super::device::Backend;
+use super::gpu_engine::{GpuEngine, GpuOptions};
 use super::GpuError;
 
 /// What generation needs from an engine.
@@ -137,7 +137,7 @@ pub fn open(
         BackendChoice::Cpu => Ok(Box::new(Engine::new(file, config, cpu)?)),
         BackendChoice::Cuda => open_cuda(file, config, gpu, precision),
         BackendChoice::Reference => {
-            let backend = super::backend::Reference {
+            let backend = super::device::Reference {
                 f16_graph: precision == super::Precision::F16,
             };
             Ok(Box::new(GpuEngine::new(file, config, gpu, backend)?))

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 pub use error::TokenizerError;
 
 use crate::gguf::GgufFile;
-use crate::stream::Decode;
+use crate::text::stream::Decode;
 
 /// Where a tokenizer came from, for the run report.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use metal::{Buffer, Device, MTLResourceOptions};
 use crate::gguf::GgufFile;
 use crate::quant::GgmlType;
 
-use super::backend::Backend;
-use super::weights::{self, WeightSlot};
+use super::device::Backend;
+use super::gpu_weights::{self, WeightSlot};
 use super::{GpuError, Precision};
 
 /// The system's default Metal device.
@@ -51,9 +51,9 @@ impl Metal {
     /// Weight `slot` on the device: raw Q8_0 blocks, or decoded values in the compute type.
     fn upload(&self, slot: &WeightSlot, file: &GgufFile) -> Result<Buffer, GpuError> {
         if quantized(slot) {
-            return Ok(self.buffer(weights::raw(file, &slot.name)?));
+            return Ok(self.buffer(gpu_weights::raw(file, &slot.name)?));
         }
-        let values = weights::decode(file, &slot.name)?;
+        let values = gpu_weights::decode(file, &slot.name)?;
         Ok(match self.precision {
             Precision::F32 => self.buffer(&values),
             Precision::F16 => {

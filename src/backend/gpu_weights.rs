@@ -6,13 +6,13 @@
 
 use luminal::prelude::*;
 
-use crate::config::Qwen3Config;
+use crate::backend::weights::{self, LoadError};
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::kernels::weight::{SharedBytes, WeightData};
-use crate::loader::{self, LoadError};
+use crate::model::config::Qwen3Config;
+use crate::ops::weight::{SharedBytes, WeightData};
 use crate::quant::{self, GgmlType};
 
-use super::graph::GpuGraph;
+use super::gpu_graph::GpuGraph;
 
 /// A weight node and the GGUF tensor it takes.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub fn slots(
         ("output_norm.weight".to_string(), graph.output_norm.id),
     ];
     for (i, layer) in graph.layers.iter().enumerate() {
-        names.extend(loader::layer_names(i, layer));
+        names.extend(weights::layer_names(i, layer));
     }
     names
         .into_iter()
@@ -104,7 +104,7 @@ pub struct HostEmbedding {
 impl HostEmbedding {
     pub fn new(file: &GgufFile, config: &Qwen3Config) -> Result<Self, LoadError> {
         let bytes: SharedBytes = file.storage();
-        let table = loader::matrix(&bytes, file, info(file, "token_embd.weight")?)?;
+        let table = weights::matrix(&bytes, file, info(file, "token_embd.weight")?)?;
         if table.rows != config.vocab || table.cols != config.hidden {
             return Err(LoadError::Layout {
                 name: "token_embd.weight".into(),

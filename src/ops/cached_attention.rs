@@ -18,9 +18,9 @@ use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
-use super::ggml_math::{self, LANES};
 use super::input::{contiguous, f32_data};
-use super::parallel::kv_simd;
+use crate::cpu::ggml_math::{self, LANES};
+use crate::cpu::kv_simd;
 
 /// Attention geometry of one layer.
 #[derive(Debug, Clone, Copy, PartialEq)]

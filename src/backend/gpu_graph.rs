@@ -1,6 +1,6 @@
 //! The Qwen3 graph for GPU backends: stock luminal ops only, the KV cache held as graph tensors.
 //!
-//! luminal's CUDA and Metal compilers cannot run our CPU ops (`kernels::*`), so this graph keeps
+//! luminal's CUDA and Metal compilers cannot run our CPU ops (`ops::*`), so this graph keeps
 //! only what every backend lowers: matmuls, elementwise ops, reductions, views. Compared with
 //! `model::build` it differs in three places:
 //! - embedding rows are looked up on the host and fed in as `[seq, hidden]` (a stock gather needs
@@ -21,8 +21,8 @@
 use luminal::prelude::symbolic::Expression;
 use luminal::prelude::*;
 
-use crate::config::Qwen3Config;
-use crate::model::{
+use crate::model::config::Qwen3Config;
+use crate::model::qwen3::{
     self, layer_weights, rope_with, Ffn, HalfHeadDim, HeadDim, Heads, Hidden, KvHeads,
     LayerWeights, LogitRows, QDim, Seq, Vocab,
 };
@@ -103,7 +103,7 @@ pub struct GraphOptions {
 
 /// Builds the Qwen3 forward pass for `config` into `cx`.
 pub fn build(cx: &mut Graph, config: &Qwen3Config, options: GraphOptions) -> GpuGraph {
-    model::set_model_dims(cx, config);
+    qwen3::set_model_dims(cx, config);
     cx.set_dyn_dim('r', config.heads / config.kv_heads);
     let inputs = GpuInputs {
         embeddings: cx.named_tensor("embeddings"),
