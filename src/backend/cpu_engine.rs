@@ -263,7 +263,7 @@ impl Engine {
                     "FusedAttention: q/k RMSNorm + RoPE + KV-cache append + causal GQA, heads in parallel",
                     "Embedding: table rows decoded from the GGUF encoding",
                 ],
-                crate::cpu::matmul::cpu_features().describe(),
+                crate::cpu::cpu_features().describe(),
             ),
         };
         let plans = self.runtime.as_ref().map(|r| &r.plans);
