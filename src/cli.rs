@@ -123,8 +123,8 @@ pub struct Args {
     pub stop: Vec<String>,
 
     /// Where the model runs: cpu, cuda (built with --features cuda) or metal (--features metal).
-    #[arg(long, value_enum, default_value_t = crate::backend::runner::BackendChoice::Cpu)]
-    pub backend: crate::backend::runner::BackendChoice,
+    #[arg(long, value_enum, default_value_t = crate::backend::BackendChoice::Cpu)]
+    pub backend: crate::backend::BackendChoice,
 
     /// Print what the model file holds and exit.
     #[arg(long)]

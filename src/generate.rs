@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::backend::cpu_engine::{EngineError, Logits};
+use crate::backend::{EngineError, Logits, Runner};
 use crate::ops::profile::NodeRecord;
 use crate::sampler::Sampler;
 use crate::text::stream::{Decode, TextStreamer};
@@ -89,7 +89,7 @@ pub struct GenerateOptions<'a> {
 /// Runs the prompt through `engine` (continuing after what its cache holds), then samples up to
 /// `max_new_tokens` tokens, sending text to `sink` as soon as it is complete.
 pub fn generate<D>(
-    engine: &mut dyn crate::backend::runner::Runner,
+    engine: &mut dyn Runner,
     prompt: &[u32],
     sampler: &mut Sampler,
     options: &GenerateOptions<'_>,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::backend::runner::Runner;
+use crate::backend::Runner;
 use crate::cli::Args;
 use crate::generate::{generate, GenerateOptions, Generation, StopConditions, StopReason};
 use crate::prompt::{self, Chat};

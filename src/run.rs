@@ -8,8 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
-use crate::backend::cpu_engine::{EngineOptions, Mode};
-use crate::backend::runner::Runner;
+use crate::backend::{self, EngineOptions, Mode, Runner};
 use crate::cli::Args;
 use crate::generate::{generate, GenerateOptions, Generation, StopConditions, StopReason};
 use crate::gguf::GgufFile;
@@ -216,13 +215,7 @@ fn compile(args: &Args, loaded: &Loaded) -> Result<Box<dyn Runner>> {
         profile: args.kernel_timing,
     };
     let (file, config) = (&loaded.file, &loaded.config);
-    Ok(crate::backend::runner::open(
-        args.backend,
-        file,
-        config,
-        options,
-        args.parallel,
-    )?)
+    Ok(backend::open(args.backend, file, config, options)?)
 }
 
 /// End-of-sequence ids come from the tokenizer; without one (`--token-ids`), from the metadata.

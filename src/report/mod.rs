@@ -8,7 +8,7 @@ pub mod sparkline;
 
 use serde::Serialize;
 
-use crate::backend::cpu_engine::Features;
+use crate::backend::Features;
 use crate::generate::{Generation, StopReason};
 use crate::ops::profile::{self, KernelTime};
 use crate::timing::{PhaseTiming, RunSpread, WarmupPolicy};
