@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::backend::{EngineError, Logits, Runner};
 use crate::ops::profile::NodeRecord;
 use crate::sampler::Sampler;
+use crate::settings::GenerationSettings;
 use crate::text::stream::{Decode, TextStreamer};
 use crate::timing::Samples;
 
@@ -24,6 +25,17 @@ pub struct StopConditions {
     pub ignore_eos: bool,
     /// Stop when the text contains one of these; the text ends before it.
     pub stop_strings: Vec<String>,
+}
+
+impl StopConditions {
+    /// The model's end-of-sequence ids with the run's `--ignore-eos` and `--stop` strings.
+    pub fn new(eos_ids: Vec<u32>, settings: &GenerationSettings) -> Self {
+        StopConditions {
+            eos_ids,
+            ignore_eos: settings.ignore_eos,
+            stop_strings: settings.stop_strings.clone(),
+        }
+    }
 }
 
 /// Why generation ended.
@@ -52,6 +64,14 @@ impl StopReason {
             StopReason::Interrupted => "interrupted",
         }
     }
+}
+
+/// The notice for a generation that filled the context.
+pub fn context_full_notice(max_context: usize) -> String {
+    format!(
+        "notice: the context is full ({max_context} positions): generation stopped there; the \
+         text above is kept (raise --ctx-size for more)"
+    )
 }
 
 /// What one generation produced, and how long each part took.

@@ -2,6 +2,7 @@
 //! the JSON object. Field names follow llama-bench's JSON where they fit (`model_filename`,
 //! `n_threads`, `avg_ns`, `stddev_ts`, `samples_ns`, ...).
 
+pub mod output;
 pub mod plot;
 mod render;
 pub mod sparkline;
