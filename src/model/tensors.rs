@@ -67,9 +67,10 @@ const LAYER: [(LayerTensor, &str, &[Dim]); 11] = [
 ];
 
 impl LayerTensor {
-    /// The attention half of a block, in the order the graph creates its weights.
+    /// The attention half of a block (in the order the config check reads them, so that a file
+    /// with several faults reports the same one first as it always has).
     pub const ATTENTION: [LayerTensor; 7] = [
-        AttnNorm, AttnQ, AttnK, AttnV, AttnQNorm, AttnKNorm, AttnOutput,
+        AttnNorm, AttnQ, AttnK, AttnV, AttnOutput, AttnQNorm, AttnKNorm,
     ];
     /// The dense (SwiGLU) feed-forward half, its norm first.
     pub const DENSE_FFN: [LayerTensor; 4] = [FfnNorm, FfnGate, FfnUp, FfnDown];
