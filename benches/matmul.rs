@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use qwen::cpu::synth::{random_input, random_weights, Rng};
 use qwen::cpu::{
     cpu_features, dequantize_row, matmul, matmul_multi, MatmulPlan, Scratch, ThreadPool,
-    WeightMatrix, KERNEL_TYPES,
+    WeightMatrix,
 };
-use qwen::quant::GgmlType;
+use qwen::quant::{GgmlType, SUPPORTED_TYPES};
 
 const SHAPES: [(usize, usize); 5] = [
     (1024, 1024),
@@ -417,13 +417,13 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let wants = |w: &str| words.is_empty() || words.iter().any(|a| a.eq_ignore_ascii_case(w));
-    let mut types: Vec<GgmlType> = KERNEL_TYPES
+    let mut types: Vec<GgmlType> = SUPPORTED_TYPES
         .into_iter()
         .filter(|t| words.iter().any(|a| a == t.name()))
         .collect();
     let only_types = !types.is_empty();
     if !only_types {
-        types = KERNEL_TYPES.to_vec();
+        types = SUPPORTED_TYPES.to_vec();
     }
     let max_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("kernels: {}", cpu_features().describe());

@@ -1,10 +1,17 @@
-//! Command-line flags, and clap's errors turned into one-line messages.
+//! Command-line flags, parsed once into the run's typed [`Settings`], and clap's errors turned
+//! into one-line messages.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
+
+use crate::backend::{BackendChoice, Mode};
+use crate::sampler::SamplerConfig;
+use crate::settings::{
+    ChatSettings, GenerationSettings, ModelSettings, PromptSource, ReportSettings, Settings,
+};
 
 /// Run Qwen3 GGUF models on luminal, streaming text and timing every decode step.
 #[derive(Debug, Parser)]
@@ -123,8 +130,8 @@ pub struct Args {
     pub stop: Vec<String>,
 
     /// Where the model runs: cpu, cuda (built with --features cuda) or metal (--features metal).
-    #[arg(long, value_enum, default_value_t = crate::backend::runner::BackendChoice::Cpu)]
-    pub backend: crate::backend::runner::BackendChoice,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
 
     /// Print what the model file holds and exit.
     #[arg(long)]
@@ -135,6 +142,57 @@ impl Args {
     /// Whether the prompt goes through the chat template.
     pub fn chat_mode(&self) -> bool {
         self.chat || self.interactive || self.system.is_some() || self.no_think
+    }
+
+    /// The typed settings of the run these flags describe.
+    pub fn settings(self) -> Settings {
+        let chat = self.chat_mode().then(|| ChatSettings {
+            system: self.system.clone(),
+            enable_thinking: self.no_think.then_some(false),
+        });
+        let mode = match (self.parallel, self.threads) {
+            (false, _) => Mode::Standard,
+            (true, Some(t)) => Mode::Parallel {
+                threads: t as usize,
+            },
+            (true, None) => Mode::Parallel {
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
+        };
+        let prompt = match (self.prompt, self.prompt_file, self.token_ids) {
+            // clap lets at most one of them through.
+            (_, Some(file), _) => PromptSource::File(file),
+            (_, _, Some(ids)) => PromptSource::TokenIds(ids),
+            (Some(p), ..) if p == "-" => PromptSource::Stdin,
+            (Some(p), ..) => PromptSource::Text(p),
+            (None, None, None) => PromptSource::None,
+        };
+        Settings {
+            inspect: self.inspect,
+            model: ModelSettings {
+                path: self.model,
+                tokenizer: self.tokenizer,
+                backend: self.backend,
+                mode,
+                ctx_size: self.ctx_size.map(|n| n as usize),
+            },
+            prompt,
+            chat,
+            interactive: self.interactive,
+            generation: GenerationSettings {
+                max_new_tokens: self.gen_tokens as usize,
+                sampling: self.sampling.config(),
+                ignore_eos: self.ignore_eos,
+                stop_strings: self.stop,
+            },
+            report: ReportSettings {
+                json: self.json,
+                kernel_timing: self.kernel_timing,
+                repeat: self.repeat,
+                plot: self.plot,
+                hide_think: self.hide_think,
+            },
+        }
     }
 }
 
@@ -193,6 +251,20 @@ pub struct SamplingArgs {
     /// Random seed for sampling (default: from the clock; the report says which was used).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+}
+
+impl SamplingArgs {
+    fn config(&self) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed: self.seed,
+        }
+    }
 }
 
 /// A count that must be at least 1 (`-t`, `--ctx-size`, `--repeat`).

@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::backend::cpu_engine::{EngineError, Logits};
+use crate::backend::{EngineError, Logits, Runner};
 use crate::ops::profile::NodeRecord;
 use crate::sampler::Sampler;
+use crate::settings::GenerationSettings;
 use crate::text::stream::{Decode, TextStreamer};
 use crate::timing::Samples;
 
@@ -24,6 +25,17 @@ pub struct StopConditions {
     pub ignore_eos: bool,
     /// Stop when the text contains one of these; the text ends before it.
     pub stop_strings: Vec<String>,
+}
+
+impl StopConditions {
+    /// The model's end-of-sequence ids with the run's `--ignore-eos` and `--stop` strings.
+    pub fn new(eos_ids: Vec<u32>, settings: &GenerationSettings) -> Self {
+        StopConditions {
+            eos_ids,
+            ignore_eos: settings.ignore_eos,
+            stop_strings: settings.stop_strings.clone(),
+        }
+    }
 }
 
 /// Why generation ended.
@@ -52,6 +64,14 @@ impl StopReason {
             StopReason::Interrupted => "interrupted",
         }
     }
+}
+
+/// The notice for a generation that filled the context.
+pub fn context_full_notice(max_context: usize) -> String {
+    format!(
+        "notice: the context is full ({max_context} positions): generation stopped there; the \
+         text above is kept (raise --ctx-size for more)"
+    )
 }
 
 /// What one generation produced, and how long each part took.
@@ -89,7 +109,7 @@ pub struct GenerateOptions<'a> {
 /// Runs the prompt through `engine` (continuing after what its cache holds), then samples up to
 /// `max_new_tokens` tokens, sending text to `sink` as soon as it is complete.
 pub fn generate<D>(
-    engine: &mut dyn crate::backend::runner::Runner,
+    engine: &mut dyn Runner,
     prompt: &[u32],
     sampler: &mut Sampler,
     options: &GenerateOptions<'_>,

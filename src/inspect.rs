@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::gguf::{GgufError, GgufFile, MetadataValue};
 use crate::model::config::{ConfigError, Qwen3Config};
+use crate::model::tensors::OUTPUT;
 use crate::quant::GgmlType;
 
 /// Strings longer than this are shortened in the text report (the chat template is kilobytes).
@@ -239,9 +240,9 @@ fn config_lines(r: &Report, line: &mut impl FnMut(String)) {
     line(format!("  rms_eps         {:e}", c.rms_eps));
     line(format!("  context_length  {}", c.context_length));
     let tied = if c.tied_embeddings {
-        "yes (no output.weight)"
+        format!("yes (no {OUTPUT})")
     } else {
-        "no"
+        "no".to_string()
     };
     line(format!("  tied_embeddings {tied}"));
 }

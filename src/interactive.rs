@@ -13,26 +13,24 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::backend::runner::Runner;
-use crate::cli::Args;
-use crate::generate::{generate, GenerateOptions, Generation, StopConditions, StopReason};
-use crate::prompt::{self, Chat};
-use crate::run::{context_full_notice, text_decoder, Loaded, Outcome};
+use crate::backend::Runner;
+use crate::generate::{
+    context_full_notice, generate, GenerateOptions, Generation, StopConditions, StopReason,
+};
+use crate::interrupt::Outcome;
+use crate::load::Loaded;
+use crate::prompt;
 use crate::sampler::Sampler;
-use crate::text::chat::Message;
+use crate::settings::Settings;
+use crate::text::chat::{Chat, Message};
 use crate::text::display::TextOut;
-use crate::text::tokenizer::Tokenizer;
-
-/// What the session needs from the command line and the loaded model.
-pub struct Setup<'a> {
-    pub args: &'a Args,
-    pub loaded: &'a Loaded,
-    pub stop: StopConditions,
-}
+use crate::text::tokenizer::{text_decoder, Tokenizer};
 
 /// The conversation and what the KV cache holds of it.
 struct Session<'a> {
-    setup: &'a Setup<'a>,
+    settings: &'a Settings,
+    max_context: usize,
+    stop: StopConditions,
     tokenizer: &'a Tokenizer,
     chat: &'a Chat,
     engine: &'a mut dyn Runner,
@@ -51,18 +49,23 @@ struct TurnStats {
 /// How often a wait for input looks at the Ctrl-C flag.
 const POLL: Duration = Duration::from_millis(50);
 
+/// The session: `first` (the prompt's text, if any) is the first turn, then each line of
+/// standard input.
 pub fn run(
-    setup: &Setup<'_>,
+    settings: &Settings,
+    loaded: &Loaded,
     engine: &mut dyn Runner,
-    sampler: Sampler,
     first: Option<String>,
     interrupt: &AtomicBool,
 ) -> Result<Outcome> {
-    let (Some(tokenizer), Some(chat)) = (&setup.loaded.tokenizer, &setup.loaded.chat) else {
+    let sampler = Sampler::new(settings.generation.sampling.clone())?;
+    let (Some(tokenizer), Some(chat)) = (&loaded.tokenizer, &loaded.chat) else {
         bail!("--interactive needs a tokenizer and a chat template");
     };
     let mut session = Session {
-        setup,
+        settings,
+        max_context: loaded.max_context,
+        stop: StopConditions::new(loaded.eos_ids(), &settings.generation),
         tokenizer,
         chat,
         engine,
@@ -99,7 +102,7 @@ pub fn run(
         let stats = session.turn(text, interrupt)?;
         eprintln!("{}", turn_summary(n_turn, &stats));
         if stats.generation.stop == StopReason::ContextFull {
-            eprintln!("{}", context_full_notice(setup.loaded.max_context));
+            eprintln!("{}", context_full_notice(session.max_context));
         }
         // A Ctrl-C that stopped this answer does not end the session.
         interrupt.store(false, Ordering::SeqCst);
@@ -112,7 +115,7 @@ impl Session<'_> {
         self.turns.push(Message::user(user));
         let text = self.chat.render(&self.turns)?;
         let ids = prompt::encode(self.tokenizer, &text)?;
-        let max_context = self.setup.loaded.max_context;
+        let max_context = self.max_context;
         if ids.len() > max_context {
             bail!(
                 "the conversation has grown to {} tokens but the context holds {max_context}: \
@@ -126,13 +129,12 @@ impl Session<'_> {
         self.cached.truncate(reused);
         let new = &ids[reused..];
 
-        let args = self.setup.args;
         let options = GenerateOptions {
-            max_new_tokens: args.gen_tokens as usize,
-            stop: &self.setup.stop,
+            max_new_tokens: self.settings.generation.max_new_tokens,
+            stop: &self.stop,
             interrupt: Some(interrupt),
         };
-        let mut out = TextOut::new(false, args.hide_think, &text);
+        let mut out = TextOut::new(false, self.settings.report.hide_think, &text);
         let generation = generate(
             self.engine,
             new,

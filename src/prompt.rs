@@ -1,13 +1,14 @@
 //! The prompt of a run: its text (`-p TEXT`, `-p -` for standard input, `--prompt-file`) and its
-//! token ids, as given or as a user turn rendered with the model's chat template.
+//! token ids, as given (`--token-ids`, checked against the vocabulary) or as the text's tokens,
+//! rendered first as a user turn of the chat template when the run chats.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::cli::Args;
-use crate::text::chat::{ChatError, ChatTemplate, Message, RenderOptions};
+use crate::settings::PromptSource;
+use crate::text::chat::{Chat, ChatError, Message};
 use crate::text::tokenizer::{Tokenizer, TokenizerError};
 
 #[derive(Debug, Error)]
@@ -29,6 +30,18 @@ pub enum PromptError {
     #[error("-p - reads the prompt from standard input, which --interactive reads turns from: give the first turn with -p TEXT or --prompt-file")]
     StdinInteractive,
 
+    #[error("--token-ids is empty: give at least one id")]
+    NoIds,
+
+    #[error(
+        "--token-ids: id {id} is outside the model's vocabulary of {vocab} tokens (ids 0 to {})",
+        .vocab - 1
+    )]
+    IdOutOfRange { id: u32, vocab: usize },
+
+    #[error("no tokenizer to encode the prompt: give --tokenizer FILE or --token-ids")]
+    NoTokenizer,
+
     #[error(transparent)]
     Chat(#[from] ChatError),
 
@@ -36,31 +49,32 @@ pub enum PromptError {
     Tokenize(#[from] TokenizerError),
 }
 
-/// The prompt text the flags give, if any; empty text is an error.
-pub fn read_text(args: &Args) -> Result<Option<String>, PromptError> {
-    let (text, from) = if let Some(path) = &args.prompt_file {
-        let text = std::fs::read_to_string(path).map_err(|err| PromptError::File {
-            path: path.clone(),
-            err,
-        })?;
-        (text, format!("file '{}'", path.display()))
-    } else {
-        match args.prompt.as_deref() {
-            Some("-") if args.interactive => return Err(PromptError::StdinInteractive),
-            Some("-") => (read_stdin()?, "standard input".to_string()),
-            Some(p) => (p.to_string(), "-p".to_string()),
-            None => return Ok(None),
+/// A prompt's ids and the text they came from (empty for `--token-ids`).
+pub struct Prompt {
+    pub ids: Vec<u32>,
+    pub text: String,
+}
+
+/// The prompt text `source` gives, if any (token ids are no text); empty text is an error.
+/// `interactive`: standard input carries the turns, so it cannot also carry the prompt.
+pub fn read_text(source: &PromptSource, interactive: bool) -> Result<Option<String>, PromptError> {
+    let (text, from) = match source {
+        PromptSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|err| PromptError::File {
+                path: path.clone(),
+                err,
+            })?;
+            (text, format!("file '{}'", path.display()))
         }
+        PromptSource::Stdin if interactive => return Err(PromptError::StdinInteractive),
+        PromptSource::Stdin => (read_stdin()?, "standard input".to_string()),
+        PromptSource::Text(p) => (p.clone(), "-p".to_string()),
+        PromptSource::None | PromptSource::TokenIds(_) => return Ok(None),
     };
     if text.is_empty() {
         return Err(PromptError::Empty { from });
     }
     Ok(Some(text))
-}
-
-/// The prompt text, which a non-interactive run must have.
-pub fn required_text(args: &Args) -> Result<String, PromptError> {
-    read_text(args)?.ok_or(PromptError::Missing)
 }
 
 fn read_stdin() -> Result<String, PromptError> {
@@ -75,40 +89,35 @@ fn read_stdin() -> Result<String, PromptError> {
     Ok(text)
 }
 
-/// A chat: the template, the system message and the thinking switch that every render uses.
-#[derive(Debug)]
-pub struct Chat {
-    template: ChatTemplate,
-    system: Option<String>,
-    enable_thinking: Option<bool>,
-}
-
-impl Chat {
-    pub fn new(template: ChatTemplate, args: &Args) -> Chat {
-        Chat {
-            template,
-            system: args.system.clone(),
-            // Unset unless --no-think: the template's own default is thinking on.
-            enable_thinking: args.no_think.then_some(false),
+/// The prompt of a non-interactive run: the ids given, checked against the model's `vocab`, or
+/// the text's tokens (through `chat`'s template when the run chats).
+pub fn build(
+    source: &PromptSource,
+    tokenizer: Option<&Tokenizer>,
+    chat: Option<&Chat>,
+    vocab: usize,
+) -> Result<Prompt, PromptError> {
+    if let PromptSource::TokenIds(ids) = source {
+        if ids.is_empty() {
+            return Err(PromptError::NoIds);
         }
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(PromptError::IdOutOfRange { id, vocab });
+        }
+        return Ok(Prompt {
+            ids: ids.clone(),
+            text: String::new(),
+        });
     }
-
-    pub fn template(&self) -> &ChatTemplate {
-        &self.template
+    let mut text = read_text(source, false)?.ok_or(PromptError::Missing)?;
+    let Some(tokenizer) = tokenizer else {
+        return Err(PromptError::NoTokenizer);
+    };
+    if let Some(chat) = chat {
+        text = chat.render(&[Message::user(text)])?;
     }
-
-    /// The prompt text of the conversation `turns` (after the system message), ending with the
-    /// assistant's header for the model to continue.
-    pub fn render(&self, turns: &[Message]) -> Result<String, PromptError> {
-        let mut messages = Vec::with_capacity(turns.len() + 1);
-        messages.extend(self.system.iter().map(Message::system));
-        messages.extend_from_slice(turns);
-        let options = RenderOptions {
-            add_generation_prompt: true,
-            enable_thinking: self.enable_thinking,
-        };
-        Ok(self.template.render(&messages, options)?)
-    }
+    let ids = encode(tokenizer, &text)?;
+    Ok(Prompt { ids, text })
 }
 
 /// Token ids of prompt text; special-token text (`<|im_start|>`) is read as that token, as chat

@@ -10,9 +10,9 @@ use qwen::cpu::quantize::{reference, ActFormat, QuantActs};
 use qwen::cpu::synth::{random_input, random_weights, Rng};
 use qwen::cpu::{
     cpu_features, dequantize_row, matmul, matmul_multi, Isa, KernelError, MatmulPlan, Scratch,
-    ThreadPool, WeightMatrix, KERNEL_TYPES,
+    ThreadPool, WeightMatrix,
 };
-use qwen::quant::GgmlType;
+use qwen::quant::{GgmlType, SUPPORTED_TYPES};
 
 fn put_f16(b: &mut [u8], off: usize, v: f32) {
     b[off..off + 2].copy_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes());
@@ -128,7 +128,7 @@ fn every_path_matches_scalar_and_exact_math() {
     let pool = ThreadPool::new(2).unwrap();
     let isas = cpu_features().available();
     let mut rng = Rng::new(0x1234_5678_9abc_def1);
-    for ty in KERNEL_TYPES {
+    for ty in SUPPORTED_TYPES {
         for cols in cols_for(ty) {
             let rows = 7;
             let data = random_weights(&mut rng, ty, rows, cols);
@@ -182,7 +182,7 @@ fn every_path_matches_scalar_and_exact_math() {
 fn f32_activation_path_matches_exact_math() {
     let pool = ThreadPool::new(2).unwrap();
     let mut rng = Rng::new(77);
-    for ty in KERNEL_TYPES.into_iter().filter(|t| !is_float(*t)) {
+    for ty in SUPPORTED_TYPES.into_iter().filter(|t| !is_float(*t)) {
         let (rows, cols) = (9, cols_for(ty)[1]);
         let data = random_weights(&mut rng, ty, rows, cols);
         let w = WeightMatrix::new(ty, rows, cols, &data).unwrap();
@@ -212,7 +212,7 @@ fn f32_activation_path_matches_exact_math() {
 fn thread_counts_and_tile_shapes_give_identical_bits() {
     let pool = ThreadPool::new(3).unwrap();
     let mut rng = Rng::new(99);
-    for ty in KERNEL_TYPES {
+    for ty in SUPPORTED_TYPES {
         let (rows, cols) = (37, cols_for(ty)[1]);
         let data = random_weights(&mut rng, ty, rows, cols);
         let w = WeightMatrix::new(ty, rows, cols, &data).unwrap();

@@ -4,16 +4,16 @@
 //! Tolerance: 0.05 absolute per logit, and the same argmax wherever llama.cpp's top-2 gap exceeds
 //! 0.1. Looser than the CPU engine's 0.01 because this graph keeps keys, values and attention
 //! probabilities in full f32 where llama.cpp rounds them to f16 (0.015 to 0.043 apart on these
-//! models, see also `kernels/attention.rs`). Quantized models are compared with llama.cpp on their
+//! models, see also `ops/cached_attention.rs`). Quantized models are compared with llama.cpp on their
 //! F32 twin. Stock CPU ops are slow: the two larger models are `#[ignore]`d (run them with
 //! `cargo test --release --test gpu_graph -- --ignored`).
 
 mod gpu_common;
 
 use gpu_common::{fixture, teacher_forced, Tolerance};
-use qwen::backend::cpu_engine::{EngineError, Logits};
-use qwen::backend::device::Reference;
 use qwen::backend::gpu_engine::{GpuEngine, GpuOptions};
+use qwen::backend::reference::Reference;
+use qwen::backend::{EngineError, Logits, Runner};
 use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
 

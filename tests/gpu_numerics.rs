@@ -36,8 +36,8 @@ mod cases {
     ];
 
     /// Runs every model with backends from `make`, whole and with chunked prefill.
-    pub fn all<B: qwen::backend::device::Backend + std::fmt::Debug>(
-        make: impl Fn() -> B,
+    pub fn all<D: qwen::backend::device::Device + std::fmt::Debug>(
+        make: impl Fn() -> D,
         tol: Tolerance,
     ) {
         for (model, reference) in MODELS {
@@ -55,7 +55,7 @@ mod cases {
 #[cfg(feature = "cuda")]
 mod cuda {
     use qwen::backend::cuda::{probe, Cuda};
-    use qwen::backend::Precision;
+    use qwen::backend::device::Precision;
 
     fn run(precision: Precision, tol: super::gpu_common::Tolerance) {
         if let Err(why) = probe() {
@@ -79,8 +79,8 @@ mod cuda {
 
 #[cfg(all(feature = "metal", target_os = "macos"))]
 mod metal {
+    use qwen::backend::device::Precision;
     use qwen::backend::metal::Metal;
-    use qwen::backend::Precision;
 
     fn run(precision: Precision, tol: super::gpu_common::Tolerance) {
         if let Err(why) = Metal::new(precision) {
@@ -110,7 +110,7 @@ fn gpu_backends_not_built() {
         "skipped: no GPU backend in this build (run `cargo test --features cuda --test gpu_numerics` \
          on an NVIDIA machine, `--features metal` on macOS)"
     );
-    let built = qwen::backend::runner::BackendChoice::available();
-    use qwen::backend::runner::BackendChoice;
+    let built = qwen::backend::BackendChoice::available();
+    use qwen::backend::BackendChoice;
     assert_eq!(built, vec![BackendChoice::Cpu, BackendChoice::Reference]);
 }

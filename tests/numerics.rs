@@ -14,7 +14,8 @@
 
 use std::path::PathBuf;
 
-use qwen::backend::cpu_engine::{Engine, EngineOptions, Logits, Mode};
+use qwen::backend::cpu_engine::Engine;
+use qwen::backend::{EngineOptions, Logits, Mode, Runner};
 use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
 use serde_json::Value;

@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qwen::model::config::Qwen3Config;
 use qwen::gguf::{GgufFile, MetadataValue};
 use qwen::inspect::Report;
+use qwen::model::config::Qwen3Config;
 use qwen::quant::dequantize_row;
 
 fuzz_target!(|data: &[u8]| {

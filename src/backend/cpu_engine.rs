@@ -1,6 +1,7 @@
-//! A compiled Qwen3 graph ready to run: weights bound, passes applied, KV cache in place.
+//! The CPU engine: the Qwen3 graph with our CPU ops, weights bound, passes applied, KV cache in
+//! place.
 //!
-//! One [`Engine::forward`] call is one execution of the graph over a run of tokens at the next
+//! One [`Runner::forward`] call is one execution of the graph over a run of tokens at the next
 //! positions (the whole prompt, or one generated token); the KV cache carries over between calls,
 //! so nothing is recompiled.
 
@@ -9,97 +10,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use luminal::prelude::*;
-use serde::Serialize;
-use thiserror::Error;
 
-use crate::backend::weights::{self, LoadError};
 use crate::gguf::GgufFile;
 use crate::model::config::Qwen3Config;
-use crate::model::qwen3::{self, LogitRows, StepInputs, Vocab};
+use crate::model::dims::{self, LogitRows, Vocab};
+use crate::model::rotary::{rope_tables, Rotary};
+use crate::model::tensors::stem;
 use crate::ops::parallel::Runtime;
 use crate::ops::{self, profile::NodeRecord, profile::ProfileBook};
 
-/// Which compilation path to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// GenericCompiler plus the minimum of our ops: one thread, f32 math on dequantized weights.
-    Standard,
-    /// The standard passes plus fused, multi-threaded SIMD kernels on the quantized weights.
-    Parallel { threads: usize },
-}
-
-impl Mode {
-    pub fn threads(&self) -> usize {
-        match self {
-            Mode::Standard => 1,
-            Mode::Parallel { threads } => *threads,
-        }
-    }
-}
-
-/// How to build an engine.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    pub mode: Mode,
-    /// Positions the KV cache holds (prompt plus generated tokens).
-    pub max_context: usize,
-    /// Wrap every op in a timing decorator (for `--kernel-timing`).
-    pub profile: bool,
-}
-
-/// Which positions of a forward pass need logits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Logits {
-    /// Only the last position (generation).
-    Last,
-    /// Every position of the pass (teacher-forced evaluation).
-    All,
-}
-
-#[derive(Debug, Error)]
-pub enum EngineError {
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    #[error("nothing to run: no tokens given")]
-    NoTokens,
-    #[error("token id {id} is outside the model's vocabulary of {vocab} tokens")]
-    TokenOutOfRange { id: u32, vocab: usize },
-    #[error(
-        "the context is full: {needed} positions needed, the KV cache holds {max_context} \
-         (raise --ctx-size or shorten the prompt)"
-    )]
-    ContextFull { needed: usize, max_context: usize },
-    #[error("cannot start the kernel threads: {0}")]
-    Threads(#[from] crate::cpu::KernelError),
-}
-
-/// Which enhanced features a compiled engine uses, for the timing report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Features {
-    pub backend: &'static str,
-    pub mode: &'static str,
-    pub threads: usize,
-    /// Instruction set the kernels use.
-    pub simd: String,
-    /// Compiler passes, in the order they ran.
-    pub compiler_passes: Vec<&'static str>,
-    /// Our kernels in the graph and what they do.
-    pub kernels: Vec<&'static str>,
-    pub kv_cache: String,
-    /// Nodes in the compiled graph.
-    pub graph_nodes: usize,
-    /// The matmul plans the kernel search chose (parallel mode), one line per job.
-    pub kernel_plans: Vec<String>,
-    /// Where chosen plans are cached, if anywhere.
-    pub plan_cache: Option<String>,
-}
+use super::cpu_graph::{self, StepInputs};
+use super::loader;
+use super::runner::{check_step, EngineError, Features, Logits, Runner};
+use super::{EngineOptions, Mode};
 
 pub struct Engine {
     /// Boxed: luminal ops may keep pointers into the graph (its dynamic-dimension map), so it
     /// must not move after building.
     cx: Box<Graph>,
     inputs: StepInputs,
+    rotary: Rotary,
     logits: GraphTensor<(LogitRows, Vocab)>,
+    /// Weight nodes by the GGUF tensor they take, without `.weight`: names for kernel labels.
+    weight_names: HashMap<NodeIndex, String>,
     config: Qwen3Config,
     options: EngineOptions,
     position: usize,
@@ -116,16 +49,17 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Self, EngineError> {
         let mut cx = Box::new(Graph::new());
-        let graph = qwen3::build(&mut cx, config, options.max_context);
-        weights::bind(&mut cx, &graph, file)?;
-        let (mut inputs, mut logits) = (graph.inputs, graph.logits);
+        let graph = cpu_graph::build(&mut cx, config, options.max_context);
+        loader::bind(&mut cx, &graph.model, file)?;
+        let (mut inputs, mut rotary, mut logits) =
+            (graph.inputs, graph.model.rotary, graph.model.logits);
         let start = Instant::now();
-        let rope_tables = [inputs.rope_cos.id, inputs.rope_sin.id];
+        let rope_tables = [rotary.cos.id, rotary.sin.id];
         let ids = (
             &mut inputs.token_ids,
             &mut inputs.positions,
-            &mut inputs.rope_cos,
-            &mut inputs.rope_sin,
+            &mut rotary.cos,
+            &mut rotary.sin,
             &mut logits,
         );
         let runtime = match options.mode {
@@ -140,17 +74,23 @@ impl Engine {
             }
         };
         let compile_time = start.elapsed();
-        let names: HashMap<NodeIndex, String> = weights::weight_names(&graph)
+        let weight_names: HashMap<NodeIndex, String> = graph
+            .model
+            .weights()
             .into_iter()
-            .map(|(name, node)| (node, name.trim_end_matches(".weight").to_string()))
+            .map(|(name, node)| (node, stem(&name).to_string()))
             .collect();
         let profile = options.profile.then(|| {
-            ops::profile::install(&mut cx, |g, node, kind| node_label(g, node, kind, &names))
+            ops::profile::install(&mut cx, |g, node, kind| {
+                node_label(g, node, kind, &weight_names)
+            })
         });
         Ok(Self {
             cx,
             inputs,
+            rotary,
             logits,
+            weight_names,
             config: config.clone(),
             options,
             position: 0,
@@ -158,57 +98,6 @@ impl Engine {
             profile,
             runtime,
         })
-    }
-
-    /// Runs `tokens` at the next positions and returns the logits asked for, `[rows, vocab]`.
-    pub fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, EngineError> {
-        self.check(tokens)?;
-        let n = tokens.len();
-        let positions: Vec<usize> = (self.position..self.position + n).collect();
-        let (cos, sin) =
-            qwen3::rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
-        let cx = &mut self.cx;
-        cx.set_dyn_dim('s', n);
-        cx.set_dyn_dim('l', if want == Logits::All { n } else { 1 });
-        let as_f32 = |v: &[usize]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let ids: Vec<f32> = tokens.iter().map(|&t| t as f32).collect();
-        cx.set_tensor(self.inputs.token_ids.id, 0, Tensor::new(ids));
-        cx.set_tensor(self.inputs.positions.id, 0, Tensor::new(as_f32(&positions)));
-        cx.set_tensor(self.inputs.rope_cos.id, 0, Tensor::new(cos));
-        cx.set_tensor(self.inputs.rope_sin.id, 0, Tensor::new(sin));
-        cx.execute();
-        self.position += n;
-        let out = cx
-            .get_tensor(self.logits.id, 0)
-            .and_then(|t| t.data.as_any().downcast_ref::<Vec<f32>>().cloned())
-            .expect("the compiled graph produces f32 logits");
-        Ok(out)
-    }
-
-    fn check(&self, tokens: &[u32]) -> Result<(), EngineError> {
-        check_step(
-            tokens,
-            self.config.vocab,
-            self.position,
-            self.options.max_context,
-        )
-    }
-
-    /// Positions already in the KV cache.
-    pub fn position(&self) -> usize {
-        self.position
-    }
-
-    /// Forgets the KV cache: the next forward pass starts at position 0.
-    pub fn reset(&mut self) {
-        self.position = 0;
-    }
-
-    /// Keeps the first `len` positions of the KV cache (no-op when it holds fewer): the next
-    /// forward pass continues at `len`. Valid because the attention ops write and read their
-    /// caches at the absolute positions of each pass, so later entries are simply overwritten.
-    pub fn truncate(&mut self, len: usize) {
-        self.position = self.position.min(len);
     }
 
     pub fn config(&self) -> &Qwen3Config {
@@ -219,17 +108,28 @@ impl Engine {
         &self.options
     }
 
-    pub fn compile_time(&self) -> Duration {
-        self.compile_time
-    }
-
-    /// Per-node timings since the last call, when built with `profile`.
-    pub fn take_profile(&mut self) -> Option<Vec<NodeRecord>> {
-        self.profile.as_ref().map(ops::profile::take)
+    /// Every operator of the compiled graph (inputs and weights left out), in node order: its
+    /// kind and its label as the kernel profile names them (`FusedMatMul(RmsNorm+MatMulx3)`,
+    /// `FusedMatMul(RmsNorm+MatMulx3) blk.3`).
+    pub fn graph_ops(&self) -> Vec<(String, String)> {
+        let graph = &self.cx;
+        graph
+            .graph
+            .node_indices()
+            .filter_map(|node| {
+                let op = graph.graph.node_weight(node)?;
+                if op.as_any().is::<luminal::op::Function>() {
+                    return None;
+                }
+                let kind = ops::profile::kind_name(&format!("{op:?}"));
+                let label = node_label(graph, node, &kind, &self.weight_names);
+                Some((kind, label))
+            })
+            .collect()
     }
 
     /// What this engine runs with.
-    pub fn features(&self) -> Features {
+    fn describe(&self) -> Features {
         let standard_passes = vec![
             "GenericCompiler",
             "WeightMatMulCompiler",
@@ -263,7 +163,7 @@ impl Engine {
                     "FusedAttention: q/k RMSNorm + RoPE + KV-cache append + causal GQA, heads in parallel",
                     "Embedding: table rows decoded from the GGUF encoding",
                 ],
-                crate::cpu::matmul::cpu_features().describe(),
+                crate::cpu::cpu_features().describe(),
             ),
         };
         let plans = self.runtime.as_ref().map(|r| &r.plans);
@@ -287,28 +187,67 @@ impl Engine {
     }
 }
 
-/// What every engine checks before a forward pass: tokens given, inside the vocabulary, and
-/// room for them in the KV cache after `position`.
-pub fn check_step(
-    tokens: &[u32],
-    vocab: usize,
-    position: usize,
-    max_context: usize,
-) -> Result<(), EngineError> {
-    if tokens.is_empty() {
-        return Err(EngineError::NoTokens);
+impl Runner for Engine {
+    fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, EngineError> {
+        check_step(
+            tokens,
+            self.config.vocab,
+            self.position,
+            self.options.max_context,
+        )?;
+        let n = tokens.len();
+        let positions: Vec<usize> = (self.position..self.position + n).collect();
+        let (cos, sin) = rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
+        let cx = &mut self.cx;
+        cx.set_dyn_dim(dims::SEQ, n);
+        cx.set_dyn_dim(dims::LOGIT_ROWS, if want == Logits::All { n } else { 1 });
+        let as_f32 = |v: &[usize]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let ids: Vec<f32> = tokens.iter().map(|&t| t as f32).collect();
+        cx.set_tensor(self.inputs.token_ids.id, 0, Tensor::new(ids));
+        cx.set_tensor(self.inputs.positions.id, 0, Tensor::new(as_f32(&positions)));
+        cx.set_tensor(self.rotary.cos.id, 0, Tensor::new(cos));
+        cx.set_tensor(self.rotary.sin.id, 0, Tensor::new(sin));
+        cx.execute();
+        self.position += n;
+        let out = cx
+            .get_tensor(self.logits.id, 0)
+            .and_then(|t| t.data.as_any().downcast_ref::<Vec<f32>>().cloned())
+            .expect("the compiled graph produces f32 logits");
+        Ok(out)
     }
-    if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
-        return Err(EngineError::TokenOutOfRange { id, vocab });
+
+    fn position(&self) -> usize {
+        self.position
     }
-    let needed = position + tokens.len();
-    if needed > max_context {
-        return Err(EngineError::ContextFull {
-            needed,
-            max_context,
-        });
+
+    fn max_context(&self) -> usize {
+        self.options.max_context
     }
-    Ok(())
+
+    fn reset(&mut self) {
+        self.position = 0;
+    }
+
+    /// Keeps the first `len` positions (no-op when it holds fewer): the next forward pass
+    /// continues at `len`. Valid because the attention ops write and read their caches at the
+    /// absolute positions of each pass, so later entries are simply overwritten.
+    fn truncate(&mut self, len: usize) -> usize {
+        self.position = self.position.min(len);
+        self.position
+    }
+
+    fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    fn features(&self) -> Features {
+        self.describe()
+    }
+
+    /// Per-node timings since the last call, when built with `profile`.
+    fn take_profile(&mut self) -> Option<Vec<NodeRecord>> {
+        self.profile.as_ref().map(ops::profile::take)
+    }
 }
 
 /// Names a node for the kernel profile by the weights it reads: `WeightMatMul blk.3.ffn_down`,

@@ -17,9 +17,8 @@ use luminal_cudarc::driver::result as driver;
 
 use crate::gguf::GgufFile;
 
-use super::device::Backend;
-use super::gpu_weights::{self, WeightSlot};
-use super::{GpuError, Precision};
+use super::device::{Device, GpuError, Precision};
+use super::gpu_weights::WeightSlot;
 
 /// CUDA device 0.
 #[derive(Debug)]
@@ -51,7 +50,7 @@ pub fn probe() -> Result<(), GpuError> {
     Ok(())
 }
 
-impl Backend for Cuda {
+impl Device for Cuda {
     fn name(&self) -> &'static str {
         "cuda"
     }
@@ -100,7 +99,7 @@ fn upload_weights(cx: &mut Graph, slots: &[WeightSlot], file: &GgufFile) -> Resu
     let mut uploaded = Vec::with_capacity(slots.len());
     for slot in slots {
         let copy = upload_op(cx, slot)?;
-        let data = gpu_weights::decode(file, &slot.name)?;
+        let data = slot.decode(file)?;
         let input = vec![(
             InputTensor::Owned(Tensor::new(data)),
             ShapeTracker::new(&[]),

@@ -1,24 +1,28 @@
-//! What differs between the backends of the GPU graph: how it is compiled and how weights get to
-//! the device. Everything else (graph, inputs, KV cache hand-over) is the engine's.
+//! What differs between the GPU engine's devices (CUDA, Metal, the reference CPU ops): how the
+//! graph is compiled and how weights get to the device. Everything else (the graph, its inputs,
+//! the KV cache hand-over) is the engine's (`gpu_engine`).
 
 use luminal::prelude::*;
+use thiserror::Error;
 
 use crate::gguf::GgufFile;
+use crate::model::norm::NormKind;
 
-use super::gpu_graph::GraphOptions;
-use super::gpu_weights::{self, WeightSlot};
-use super::{GpuError, Precision};
+use super::gpu_weights::WeightSlot;
+use super::loader::LoadError;
 
-pub trait Backend {
+/// A device the GPU graph runs on.
+pub trait Device {
     /// Short name for reports: `cuda`, `metal`, `reference`.
     fn name(&self) -> &'static str;
 
     fn precision(&self) -> Precision;
 
-    /// How the graph is built for this backend: f16 needs the f16-safe norms.
-    fn graph_options(&self) -> GraphOptions {
-        GraphOptions {
-            f16_safe_norms: self.precision() == Precision::F16,
+    /// The graph's RMSNorms: f16 needs the f16-safe form.
+    fn norm(&self) -> NormKind {
+        match self.precision() {
+            Precision::F32 => NormKind::Plain,
+            Precision::F16 => NormKind::F16Safe,
         }
     }
 
@@ -36,47 +40,46 @@ pub trait Backend {
     fn passes(&self) -> Vec<&'static str>;
 }
 
-/// luminal's stock CPU ops with only `GenericCompiler`: the GPU graph's numerics on any machine.
-/// Slow (scalar loops, see LUMINAL-0.2-NOTES), so for tests on small models. `CPUCompiler` is left
-/// out: its `Equal` is wrong, and what else it does is speed.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Reference {
-    /// Build the f16 backends' graph (f16-safe norms), computed in f32.
-    pub f16_graph: bool,
+/// The float type a GPU graph computes and stores weights in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Half the memory and bandwidth; RMSNorms switch to their f16-safe form.
+    F16,
 }
 
-impl Backend for Reference {
-    fn name(&self) -> &'static str {
-        "reference"
-    }
-
-    fn precision(&self) -> Precision {
-        Precision::F32
-    }
-
-    fn compile_and_bind(
-        &mut self,
-        cx: &mut Graph,
-        remap: Vec<&mut NodeIndex>,
-        slots: &[WeightSlot],
-        file: &GgufFile,
-    ) -> Result<(), GpuError> {
-        cx.compile(GenericCompiler::default(), remap);
-        for slot in slots {
-            let data = gpu_weights::decode(file, &slot.name)?;
-            cx.set_tensor(slot.node, 0, Tensor::new(data));
-            cx.keep_tensors(slot.node);
-        }
-        Ok(())
-    }
-
-    fn graph_options(&self) -> GraphOptions {
-        GraphOptions {
-            f16_safe_norms: self.f16_graph,
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
         }
     }
+}
 
-    fn passes(&self) -> Vec<&'static str> {
-        vec!["GenericCompiler"]
-    }
+#[derive(Debug, Error)]
+pub enum GpuError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("no {backend} device: {reason}")]
+    NoDevice {
+        backend: &'static str,
+        reason: String,
+    },
+    #[error("{backend}: {detail}")]
+    Device {
+        backend: &'static str,
+        detail: String,
+    },
+    #[error("weight '{name}' is not read through an upload op after compiling (found {found})")]
+    Unbindable { name: String, found: String },
+    #[error(
+        "this qwen was built without the {backend} backend: rebuild with \
+         `cargo build --release --features {backend}` ({needs})"
+    )]
+    NotBuilt {
+        backend: &'static str,
+        needs: &'static str,
+    },
 }

@@ -1,7 +1,7 @@
 //! A compiled GPU graph ready to run: weights on the device, the KV cache carried between steps.
 //!
-//! The same contract as [`crate::backend::cpu_engine::Engine`]: one [`GpuEngine::forward`] runs tokens at the
-//! next positions and returns their logits; nothing is recompiled between calls. Long prompts run
+//! The same contract as the CPU engine ([`Runner`]): one forward pass runs tokens at the next
+//! positions and returns their logits; nothing is recompiled between calls. Long prompts run
 //! in chunks so that attention's broadcast intermediates (`heads x seq x total x head_dim`
 //! elements; luminal has no fused attention) stay within [`GpuOptions::attention_budget`].
 
@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use luminal::prelude::*;
 
-use crate::backend::cpu_engine::{EngineError, Features, Logits};
 use crate::gguf::GgufFile;
 use crate::model::config::Qwen3Config;
-use crate::model::qwen3;
+use crate::model::dims;
+use crate::model::rotary::rope_tables;
 
-use super::device::Backend;
+use super::device::{Device, GpuError, Precision};
 use super::gpu_graph::{self, GpuGraph, LayerCache};
 use super::gpu_weights::{self, HostEmbedding};
-use super::{GpuError, Precision};
+use super::runner::{check_step, EngineError, Features, Logits, Runner};
 
 /// How to build a GPU engine.
 #[derive(Debug, Clone)]
@@ -40,12 +40,12 @@ impl GpuOptions {
     }
 }
 
-pub struct GpuEngine<B: Backend> {
+pub struct GpuEngine<D: Device> {
     /// Boxed: luminal's ops keep a raw pointer to the graph's `dyn_map` (constants evaluated from
     /// dims, every CUDA kernel's dim arguments), so the graph must not move after building.
     cx: Box<Graph>,
     graph: GpuGraph,
-    backend: B,
+    device: D,
     embedding: HostEmbedding,
     config: Qwen3Config,
     options: GpuOptions,
@@ -53,25 +53,25 @@ pub struct GpuEngine<B: Backend> {
     compile_time: Duration,
 }
 
-impl<B: Backend> GpuEngine<B> {
-    /// Builds the graph for `config`, compiles it with `backend` and uploads the weights of `file`.
+impl<D: Device> GpuEngine<D> {
+    /// Builds the graph for `config`, compiles it for `device` and uploads the weights of `file`.
     pub fn new(
         file: &GgufFile,
         config: &Qwen3Config,
         options: GpuOptions,
-        mut backend: B,
+        mut device: D,
     ) -> Result<Self, GpuError> {
         let mut cx = Box::new(Graph::new());
-        let mut graph = gpu_graph::build(&mut cx, config, backend.graph_options());
-        let slots = gpu_weights::slots(&graph, file, config)?;
+        let mut graph = gpu_graph::build(&mut cx, config, device.norm());
+        let slots = gpu_weights::slots(&graph.model, file)?;
         let embedding = HostEmbedding::new(file, config)?;
         let start = Instant::now();
-        backend.compile_and_bind(&mut cx, graph.ids_mut(), &slots, file)?;
+        device.compile_and_bind(&mut cx, graph.ids_mut(), &slots, file)?;
         let compile_time = start.elapsed();
         let mut engine = Self {
             cx,
             graph,
-            backend,
+            device,
             embedding,
             config: config.clone(),
             options,
@@ -80,24 +80,6 @@ impl<B: Backend> GpuEngine<B> {
         };
         engine.reset();
         Ok(engine)
-    }
-
-    /// Runs `tokens` at the next positions and returns the logits asked for, `[rows, vocab]`.
-    pub fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, EngineError> {
-        self.check(tokens)?;
-        let mut out = Vec::new();
-        let mut rest = tokens;
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(self.chunk_len(rest.len()));
-            // A chunk before the last still produces one row of logits (no tensor may be empty).
-            let rows = if want == Logits::All { chunk.len() } else { 1 };
-            let logits = self.step(chunk, rows);
-            if want == Logits::All || tail.is_empty() {
-                out.extend(logits);
-            }
-            rest = tail;
-        }
-        Ok(out)
     }
 
     /// Tokens of the next chunk: as many as keep attention within the budget, at least one.
@@ -113,11 +95,16 @@ impl<B: Backend> GpuEngine<B> {
         let n = tokens.len();
         let past = self.position + 1; // the sink
         let positions: Vec<usize> = (self.position..self.position + n).collect();
-        let (cos, sin) =
-            qwen3::rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
-        let inputs = self.graph.inputs;
+        let (cos, sin) = rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
+        let (inputs, rotary) = (self.graph.inputs, self.graph.model.rotary);
         let cx = &mut self.cx;
-        for (dim, size) in [('s', n), ('l', rows), ('p', past), ('t', past + n)] {
+        let per_step = [
+            (dims::SEQ, n),
+            (dims::LOGIT_ROWS, rows),
+            (dims::PAST, past),
+            (dims::TOTAL, past + n),
+        ];
+        for (dim, size) in per_step {
             cx.set_dyn_dim(dim, size);
         }
         cx.set_tensor(
@@ -125,8 +112,8 @@ impl<B: Backend> GpuEngine<B> {
             0,
             Tensor::new(self.embedding.rows(tokens)),
         );
-        cx.set_tensor(inputs.rope_cos.id, 0, Tensor::new(cos));
-        cx.set_tensor(inputs.rope_sin.id, 0, Tensor::new(sin));
+        cx.set_tensor(rotary.cos.id, 0, Tensor::new(cos));
+        cx.set_tensor(rotary.sin.id, 0, Tensor::new(sin));
         cx.set_tensor(
             inputs.mask.id,
             0,
@@ -139,7 +126,7 @@ impl<B: Backend> GpuEngine<B> {
         // `forward` measures device time, not launch time. Metal's copy waits on its command
         // buffer likewise.
         let logits = cx
-            .get_tensor(self.graph.logits.id, 0)
+            .get_tensor(self.graph.model.logits.id, 0)
             .and_then(|t| t.data.as_any().downcast_ref::<Vec<f32>>().cloned())
             .expect("the compiled graph produces host f32 logits");
         for cache in &self.graph.caches {
@@ -151,22 +138,82 @@ impl<B: Backend> GpuEngine<B> {
         logits
     }
 
-    fn check(&self, tokens: &[u32]) -> Result<(), EngineError> {
-        crate::backend::cpu_engine::check_step(
+    pub fn config(&self) -> &Qwen3Config {
+        &self.config
+    }
+
+    pub fn options(&self) -> &GpuOptions {
+        &self.options
+    }
+
+    /// What this engine runs with, for the timing report.
+    fn describe(&self) -> Features {
+        let precision = self.device.precision();
+        let mut kernels = vec![
+            "Embedding: rows decoded on the host from the GGUF encoding, uploaded per step",
+            "Weights: decoded to f32 on the host once, converted and uploaded at load",
+            "Attention: stock broadcast matmuls and softmax; prompts chunked to bound memory",
+        ];
+        if precision == Precision::F16 {
+            kernels.push("RmsNorm: rows scaled by their largest magnitude to stay in f16 range");
+        }
+        Features {
+            backend: self.device.name(),
+            mode: match precision {
+                Precision::F32 => "standard",
+                Precision::F16 => "parallel",
+            },
+            threads: 1,
+            simd: format!("none: {} GPU kernels ({})", self.device.name(), precision.name()),
+            compiler_passes: self.device.passes(),
+            kernels,
+            kv_cache: format!(
+                "graph tensors on the device, grown by concatenation each step (up to {} positions x {} layers, {})",
+                self.options.max_context,
+                self.config.layers,
+                precision.name()
+            ),
+            graph_nodes: self.cx.graph.node_count(),
+            kernel_plans: vec![],
+            plan_cache: None,
+        }
+    }
+}
+
+impl<D: Device> Runner for GpuEngine<D> {
+    /// Long prompts run in chunks within the attention budget.
+    fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, EngineError> {
+        check_step(
             tokens,
             self.config.vocab,
             self.position,
             self.options.max_context,
-        )
+        )?;
+        let mut out = Vec::new();
+        let mut rest = tokens;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(self.chunk_len(rest.len()));
+            // A chunk before the last still produces one row of logits (no tensor may be empty).
+            let rows = if want == Logits::All { chunk.len() } else { 1 };
+            let logits = self.step(chunk, rows);
+            if want == Logits::All || tail.is_empty() {
+                out.extend(logits);
+            }
+            rest = tail;
+        }
+        Ok(out)
     }
 
-    /// Positions already in the KV cache.
-    pub fn position(&self) -> usize {
+    fn position(&self) -> usize {
         self.position
     }
 
+    fn max_context(&self) -> usize {
+        self.options.max_context
+    }
+
     /// Forgets the KV cache: every layer's cache is back to the zeroed sink.
-    pub fn reset(&mut self) {
+    fn reset(&mut self) {
         let sink = gpu_graph::sink_len(&self.config);
         let caches: Vec<LayerCache> = self.graph.caches.clone();
         for cache in caches {
@@ -179,48 +226,19 @@ impl<B: Backend> GpuEngine<B> {
         self.position = 0;
     }
 
-    pub fn config(&self) -> &Qwen3Config {
-        &self.config
+    fn truncate(&mut self, len: usize) -> usize {
+        // The device cache grows by concatenation and cannot be cut: keep it only when whole.
+        if len < self.position {
+            self.reset();
+        }
+        self.position
     }
 
-    pub fn options(&self) -> &GpuOptions {
-        &self.options
-    }
-
-    pub fn compile_time(&self) -> Duration {
+    fn compile_time(&self) -> Duration {
         self.compile_time
     }
 
-    /// What this engine runs with, for the timing report.
-    pub fn features(&self) -> Features {
-        let precision = self.backend.precision();
-        let mut kernels = vec![
-            "Embedding: rows decoded on the host from the GGUF encoding, uploaded per step",
-            "Weights: decoded to f32 on the host once, converted and uploaded at load",
-            "Attention: stock broadcast matmuls and softmax; prompts chunked to bound memory",
-        ];
-        if precision == Precision::F16 {
-            kernels.push("RmsNorm: rows scaled by their largest magnitude to stay in f16 range");
-        }
-        Features {
-            backend: self.backend.name(),
-            mode: match precision {
-                Precision::F32 => "standard",
-                Precision::F16 => "parallel",
-            },
-            threads: 1,
-            simd: format!("none: {} GPU kernels ({})", self.backend.name(), precision.name()),
-            compiler_passes: self.backend.passes(),
-            kernels,
-            kv_cache: format!(
-                "graph tensors on the device, grown by concatenation each step (up to {} positions x {} layers, {})",
-                self.options.max_context,
-                self.config.layers,
-                precision.name()
-            ),
-            graph_nodes: self.cx.graph.node_count(),
-            kernel_plans: vec![],
-            plan_cache: None,
-        }
+    fn features(&self) -> Features {
+        self.describe()
     }
 }

@@ -1,18 +1,19 @@
 //! Weights for the GPU graph, read from the GGUF file one tensor at a time.
 //!
 //! luminal's CUDA compiler has no quantized matmul, so every weight is decoded to f32 on the host
-//! and handed to the backend, which converts it to its float type on upload. One tensor is
+//! and handed to the device, which converts it to its float type on upload. One tensor is
 //! decoded at a time: host memory peaks at the largest tensor, not the model.
 
 use luminal::prelude::*;
 
-use crate::backend::weights::{self, LoadError};
-use crate::gguf::{GgufFile, TensorInfo};
+use crate::gguf::GgufFile;
 use crate::model::config::Qwen3Config;
+use crate::model::qwen3::Qwen3Graph;
+use crate::model::tensors::TOKEN_EMBD;
 use crate::ops::weight::{SharedBytes, WeightData};
-use crate::quant::{self, GgmlType};
+use crate::quant::GgmlType;
 
-use super::gpu_graph::GpuGraph;
+use super::loader::{self, LoadError};
 
 /// A weight node and the GGUF tensor it takes.
 #[derive(Debug, Clone)]
@@ -24,28 +25,25 @@ pub struct WeightSlot {
     pub matrix: bool,
 }
 
-/// Every weight node of `graph` with its tensor's name and type, checked against `file`.
-pub fn slots(
-    graph: &GpuGraph,
-    file: &GgufFile,
-    config: &Qwen3Config,
-) -> Result<Vec<WeightSlot>, LoadError> {
-    // Tied embeddings: the file has no output.weight, the head is the embedding table.
-    let head = match config.tied_embeddings {
-        true => "token_embd.weight",
-        false => "output.weight",
-    };
-    let mut names = vec![
-        (head.to_string(), graph.head.id),
-        ("output_norm.weight".to_string(), graph.output_norm.id),
-    ];
-    for (i, layer) in graph.layers.iter().enumerate() {
-        names.extend(weights::layer_names(i, layer));
+impl WeightSlot {
+    /// The tensor decoded to f32, row-major in GGUF order.
+    pub fn decode(&self, file: &GgufFile) -> Result<Vec<f32>, LoadError> {
+        loader::decode(file, loader::tensor(file, &self.name)?)
     }
-    names
+
+    /// The tensor's raw encoded bytes (GGUF block layout).
+    pub fn raw<'a>(&self, file: &'a GgufFile) -> Result<&'a [u8], LoadError> {
+        loader::raw(file, loader::tensor(file, &self.name)?)
+    }
+}
+
+/// Every weight node of `model` with its tensor's name and type, checked against `file`.
+pub fn slots(model: &Qwen3Graph, file: &GgufFile) -> Result<Vec<WeightSlot>, LoadError> {
+    model
+        .weights()
         .into_iter()
         .map(|(name, node)| {
-            let info = info(file, &name)?;
+            let info = loader::tensor(file, &name)?;
             Ok(WeightSlot {
                 ty: info.ggml_type(),
                 matrix: info.dims().len() == 2,
@@ -54,44 +52,6 @@ pub fn slots(
             })
         })
         .collect()
-}
-
-/// The tensor `name` of `file`, or the loader's error.
-pub fn info<'a>(file: &'a GgufFile, name: &str) -> Result<&'a TensorInfo, LoadError> {
-    file.tensor(name).ok_or_else(|| LoadError::Missing {
-        name: name.to_string(),
-        file: file.source().to_string(),
-    })
-}
-
-/// The raw encoded bytes of tensor `name` (GGUF block layout).
-pub fn raw<'a>(file: &'a GgufFile, name: &str) -> Result<&'a [u8], LoadError> {
-    let info = info(file, name)?;
-    file.data_of(info).ok_or_else(|| LoadError::Layout {
-        name: name.to_string(),
-        file: file.source().to_string(),
-        detail: "data past the end of the file".into(),
-    })
-}
-
-/// Tensor `name` decoded to f32, row-major in GGUF order (`[rows, cols]` outermost first).
-pub fn decode(file: &GgufFile, name: &str) -> Result<Vec<f32>, LoadError> {
-    let info = info(file, name)?;
-    let data = raw(file, name)?;
-    let n = usize::try_from(info.n_elements()).map_err(|_| LoadError::Layout {
-        name: name.to_string(),
-        file: file.source().to_string(),
-        detail: "too many elements".into(),
-    })?;
-    let mut out = vec![0.0; n];
-    quant::dequantize_row(info.ggml_type(), data, &mut out).map_err(|source| {
-        LoadError::Decode {
-            name: name.to_string(),
-            file: file.source().to_string(),
-            source,
-        }
-    })?;
-    Ok(out)
 }
 
 /// The embedding table, left in its GGUF encoding in the memory map; rows are decoded on the host
@@ -104,10 +64,10 @@ pub struct HostEmbedding {
 impl HostEmbedding {
     pub fn new(file: &GgufFile, config: &Qwen3Config) -> Result<Self, LoadError> {
         let bytes: SharedBytes = file.storage();
-        let table = weights::matrix(&bytes, file, info(file, "token_embd.weight")?)?;
+        let table = loader::matrix(&bytes, file, loader::tensor(file, TOKEN_EMBD)?)?;
         if table.rows != config.vocab || table.cols != config.hidden {
             return Err(LoadError::Layout {
-                name: "token_embd.weight".into(),
+                name: TOKEN_EMBD.into(),
                 file: file.source().to_string(),
                 detail: format!(
                     "[{}, {}] where the config says [{}, {}]",

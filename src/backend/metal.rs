@@ -14,9 +14,8 @@ use metal::{Buffer, Device, MTLResourceOptions};
 use crate::gguf::GgufFile;
 use crate::quant::GgmlType;
 
-use super::device::Backend;
-use super::gpu_weights::{self, WeightSlot};
-use super::{GpuError, Precision};
+use super::device::{Device, GpuError, Precision};
+use super::gpu_weights::WeightSlot;
 
 /// The system's default Metal device.
 pub struct Metal {
@@ -51,9 +50,9 @@ impl Metal {
     /// Weight `slot` on the device: raw Q8_0 blocks, or decoded values in the compute type.
     fn upload(&self, slot: &WeightSlot, file: &GgufFile) -> Result<Buffer, GpuError> {
         if quantized(slot) {
-            return Ok(self.buffer(gpu_weights::raw(file, &slot.name)?));
+            return Ok(self.buffer(slot.raw(file)?));
         }
-        let values = gpu_weights::decode(file, &slot.name)?;
+        let values = slot.decode(file)?;
         Ok(match self.precision {
             Precision::F32 => self.buffer(&values),
             Precision::F16 => {
@@ -69,7 +68,7 @@ fn quantized(slot: &WeightSlot) -> bool {
     slot.matrix && slot.ty == GgmlType::Q8_0
 }
 
-impl Backend for Metal {
+impl Device for Metal {
     fn name(&self) -> &'static str {
         "metal"
     }

@@ -1,18 +1,23 @@
-//! GPU backends: the Qwen3 graph built from stock luminal ops, compiled by luminal's CUDA
-//! (`--features cuda`) or Metal (`--features metal`, macOS) compiler.
+//! Where the model runs: the engines side by side, the interface generation sees ([`Runner`]),
+//! and the choice between them ([`open`]).
 //!
-//! The graph ([`graph`]), the weight handling ([`weights`]) and the engine ([`engine`]) are the
-//! same for every backend and are always built: the [`backend::Reference`] backend runs them on
-//! luminal's stock CPU ops, which is how the default test suite checks the GPU graph's numerics on
-//! a machine without a GPU. Only the device glue ([`cuda`], [`metal`]) needs the features.
+//! - `cpu_engine` (+ `cpu_graph`): the Qwen3 graph with our CPU ops, compiled by the standard
+//!   or the `--parallel` passes (`crate::ops`); the kernels are `crate::cpu`'s.
+//! - `gpu_engine` (+ `gpu_graph`, `gpu_weights`): the same Qwen3 graph with stock luminal ops
+//!   only, on a [`device::Device`]: `cuda` (`--features cuda`), `metal` (`--features metal`,
+//!   macOS), or `reference` (luminal's stock CPU ops: how the default test suite checks the GPU
+//!   graph's numerics on a machine without a GPU).
+//! - `loader`: GGUF tensors to graph weights, for every engine.
 
 pub mod cpu_engine;
+pub mod cpu_graph;
 pub mod device;
 pub mod gpu_engine;
 pub mod gpu_graph;
 pub mod gpu_weights;
+pub mod loader;
+pub mod reference;
 pub mod runner;
-pub mod weights;
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -24,53 +29,145 @@ compile_error!(
     "feature `metal` needs macOS (Apple GPUs): build without it here, or with `--features cuda` for NVIDIA GPUs"
 );
 
-use thiserror::Error;
+pub use runner::{check_step, EngineError, Features, Logits, Runner};
 
-use crate::backend::cpu_engine::EngineError;
-use crate::backend::weights::LoadError;
+use crate::gguf::GgufFile;
+use crate::model::config::Qwen3Config;
 
-/// The float type a GPU graph computes and stores weights in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Precision {
-    #[default]
-    F32,
-    /// Half the memory and bandwidth; RMSNorms switch to their f16-safe form.
-    F16,
+use cpu_engine::Engine;
+use device::{GpuError, Precision};
+use gpu_engine::{GpuEngine, GpuOptions};
+
+/// Which compilation path to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// GenericCompiler plus the minimum of our ops: one thread, f32 math on dequantized weights.
+    /// On a GPU: f32.
+    Standard,
+    /// The standard passes plus fused, multi-threaded SIMD kernels on the quantized weights.
+    /// On a GPU: f16 (the enhanced path there).
+    Parallel { threads: usize },
 }
 
-impl Precision {
-    pub fn name(self) -> &'static str {
+impl Mode {
+    pub fn threads(&self) -> usize {
         match self {
-            Precision::F32 => "f32",
-            Precision::F16 => "f16",
+            Mode::Standard => 1,
+            Mode::Parallel { threads } => *threads,
         }
     }
 }
 
-#[derive(Debug, Error)]
-pub enum GpuError {
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    #[error("no {backend} device: {reason}")]
-    NoDevice {
-        backend: &'static str,
-        reason: String,
-    },
-    #[error("{backend}: {detail}")]
-    Device {
-        backend: &'static str,
-        detail: String,
-    },
-    #[error("weight '{name}' is not read through an upload op after compiling (found {found})")]
-    Unbindable { name: String, found: String },
-    #[error(
-        "this qwen was built without the {backend} backend: rebuild with \
-         `cargo build --release --features {backend}` ({needs})"
-    )]
-    NotBuilt {
-        backend: &'static str,
-        needs: &'static str,
-    },
-    #[error(transparent)]
-    Cpu(#[from] EngineError),
+/// How to build an engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub mode: Mode,
+    /// Positions the KV cache holds (prompt plus generated tokens).
+    pub max_context: usize,
+    /// Wrap every op in a timing decorator (for `--kernel-timing`; CPU only).
+    pub profile: bool,
+}
+
+/// Where the model runs (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The CPU engine (always built).
+    #[default]
+    Cpu,
+    /// NVIDIA GPU 0 (built with `--features cuda`).
+    Cuda,
+    /// The Apple GPU (built with `--features metal`, macOS).
+    Metal,
+    /// The GPU graph on luminal's stock CPU ops: checks the GPU path without a GPU (slow).
+    #[value(hide = true)]
+    Reference,
+}
+
+impl BackendChoice {
+    /// The backends this binary was built with.
+    pub fn available() -> Vec<BackendChoice> {
+        let mut out = vec![BackendChoice::Cpu, BackendChoice::Reference];
+        if cfg!(feature = "cuda") {
+            out.push(BackendChoice::Cuda);
+        }
+        if cfg!(all(feature = "metal", target_os = "macos")) {
+            out.push(BackendChoice::Metal);
+        }
+        out
+    }
+}
+
+/// Builds the engine for `choice`. On a GPU the parallel mode selects f16 (the enhanced path
+/// there): half the weight memory and bandwidth, cuBLAS/Metal half-precision matmuls, f16-safe
+/// norms.
+pub fn open(
+    choice: BackendChoice,
+    file: &GgufFile,
+    config: &Qwen3Config,
+    options: EngineOptions,
+) -> Result<Box<dyn Runner>, EngineError> {
+    let precision = match options.mode {
+        Mode::Standard => Precision::F32,
+        Mode::Parallel { .. } => Precision::F16,
+    };
+    let gpu = GpuOptions::new(options.max_context);
+    Ok(match choice {
+        BackendChoice::Cpu => Box::new(Engine::new(file, config, options)?),
+        BackendChoice::Cuda => open_cuda(file, config, gpu, precision)?,
+        BackendChoice::Reference => {
+            let device = reference::Reference {
+                f16_graph: precision == Precision::F16,
+            };
+            Box::new(GpuEngine::new(file, config, gpu, device)?)
+        }
+        BackendChoice::Metal => open_metal(file, config, gpu, precision)?,
+    })
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(
+    file: &GgufFile,
+    config: &Qwen3Config,
+    options: GpuOptions,
+    precision: Precision,
+) -> Result<Box<dyn Runner>, GpuError> {
+    let device = cuda::Cuda::new(precision)?;
+    Ok(Box::new(GpuEngine::new(file, config, options, device)?))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(
+    _: &GgufFile,
+    _: &Qwen3Config,
+    _: GpuOptions,
+    _: Precision,
+) -> Result<Box<dyn Runner>, GpuError> {
+    Err(GpuError::NotBuilt {
+        backend: "cuda",
+        needs: "needs the CUDA toolkit",
+    })
+}
+
+#[cfg(all(feature = "metal", target_os = "macos"))]
+fn open_metal(
+    file: &GgufFile,
+    config: &Qwen3Config,
+    options: GpuOptions,
+    precision: Precision,
+) -> Result<Box<dyn Runner>, GpuError> {
+    let device = metal::Metal::new(precision)?;
+    Ok(Box::new(GpuEngine::new(file, config, options, device)?))
+}
+
+#[cfg(not(all(feature = "metal", target_os = "macos")))]
+fn open_metal(
+    _: &GgufFile,
+    _: &Qwen3Config,
+    _: GpuOptions,
+    _: Precision,
+) -> Result<Box<dyn Runner>, GpuError> {
+    Err(GpuError::NotBuilt {
+        backend: "metal",
+        needs: "macOS only",
+    })
 }

@@ -4,6 +4,7 @@
 //! compiled with `#[target_feature]`, and [`CpuFeatures::detect`] picks the fastest the CPU has.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 /// A SIMD instruction set the kernels are written for, from slowest to fastest.
 #[derive(
@@ -128,6 +129,12 @@ impl CpuFeatures {
         .collect();
         format!("{} kernels (cpu: {})", self.best(), flags.join(" "))
     }
+}
+
+/// This CPU's features, detected once.
+pub fn cpu_features() -> &'static CpuFeatures {
+    static F: OnceLock<CpuFeatures> = OnceLock::new();
+    F.get_or_init(CpuFeatures::detect)
 }
 
 #[cfg(test)]

@@ -6,17 +6,47 @@
 //! by one thread with a fixed operation order: results do not depend on the thread count.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use crate::quant::GgmlType;
 
-use super::blocks::{dequantize_row, row_bytes};
 use super::dot::{kernel_set, panel, KernelSet, Tile};
 use super::error::KernelError;
-use super::features::{CpuFeatures, Isa};
+use super::features::{cpu_features, Isa};
 use super::pool::ThreadPool;
 use super::quantize::{ActFormat, QuantActs};
 use super::shared::SharedMut;
+
+/// Checks that the kernels take `ty` and that `cols` is a whole number of its blocks; returns
+/// the bytes of one row.
+pub fn row_bytes(ty: GgmlType, cols: usize) -> Result<usize, KernelError> {
+    if !ty.is_supported() {
+        return Err(KernelError::UnsupportedType(ty));
+    }
+    let block = ty.block_size();
+    if !cols.is_multiple_of(block) {
+        return Err(KernelError::PartialBlock { ty, cols, block });
+    }
+    (cols / block)
+        .checked_mul(ty.type_size())
+        .ok_or(KernelError::Overflow)
+}
+
+/// Dequantizes one row (`row.len()` bytes, `out.len()` weights) with the crate's own
+/// dequantization (`crate::quant`, checked bit for bit against the F32 twins), with the
+/// kernels' error type.
+pub fn dequantize_row(ty: GgmlType, row: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
+    let expected = row_bytes(ty, out.len())?;
+    if row.len() != expected {
+        return Err(KernelError::WeightBytes {
+            ty,
+            rows: 1,
+            cols: out.len(),
+            expected,
+            got: row.len(),
+        });
+    }
+    crate::quant::dequantize_row(ty, row, out).map_err(|_| KernelError::UnsupportedType(ty))
+}
 
 /// A weight matrix in GGUF layout, read in place: `rows` rows of `cols` weights, each row
 /// `cols / block_size * type_size` bytes (typically a slice of a memory-mapped file).
@@ -140,12 +170,6 @@ pub struct Scratch {
     acts: QuantActs,
     rows_f32: Vec<f32>,
     panels: Vec<u8>,
-}
-
-/// This CPU's features, detected once.
-pub fn cpu_features() -> &'static CpuFeatures {
-    static F: OnceLock<CpuFeatures> = OnceLock::new();
-    F.get_or_init(CpuFeatures::detect)
 }
 
 fn check_len(

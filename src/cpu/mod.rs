@@ -1,11 +1,15 @@
-//! CPU compute kernels for quantized and float matrix products, with no luminal in them.
+//! CPU compute kernels, with no luminal in them: what the luminal operators of `crate::ops` call.
 //!
-//! [`matmul`] multiplies a GGUF weight matrix, read in place, by a batch of f32 activations:
-//! integer dot products on activations quantized to 8 bits as llama.cpp does (Q8_0/Q8_1/Q8_K),
-//! or f32 FMAs for F32/F16/BF16 weights; SIMD paths chosen at run time ([`CpuFeatures`]),
-//! multi-threaded on a persistent [`ThreadPool`].
+//! - [`matmul`] multiplies a GGUF weight matrix, read in place, by a batch of f32 activations:
+//!   integer dot products on activations quantized to 8 bits as llama.cpp does ([`quantize`]:
+//!   Q8_0/Q8_1/Q8_K), or f32 FMAs for F32/F16/BF16 weights; the tile and panel kernels per weight
+//!   family and ISA are in [`dot`]; SIMD paths chosen at run time ([`CpuFeatures`]),
+//!   multi-threaded on a persistent [`ThreadPool`]. Block geometry and the list of supported
+//!   types are `crate::quant`'s.
+//! - [`plans`] searches and caches the fastest matmul plan per job ([`tune`] times candidates).
+//! - [`ggml_math`] reproduces ggml's summation orders and `exp` for the standard path's exact
+//!   numerics; [`kv_simd`] holds the parallel attention's loops over the f16 KV cache.
 
-pub mod blocks;
 pub mod dot;
 pub mod error;
 pub mod features;
@@ -19,10 +23,9 @@ pub(crate) mod shared;
 pub mod synth;
 pub mod tune;
 
-pub use blocks::{dequantize_row, KERNEL_TYPES};
 pub use error::KernelError;
-pub use features::{CpuFeatures, Isa};
+pub use features::{cpu_features, CpuFeatures, Isa};
 pub use matmul::{
-    cpu_features, matmul, matmul_multi, MatmulPlan, Scratch, WeightMatrix, MAX_MATRICES,
+    dequantize_row, matmul, matmul_multi, MatmulPlan, Scratch, WeightMatrix, MAX_MATRICES,
 };
 pub use pool::ThreadPool;

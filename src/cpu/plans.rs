@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::dot::panel;
-use crate::cpu::matmul::{cpu_features, matmul_multi, MatmulPlan, Scratch, WeightMatrix};
+use crate::cpu::features::cpu_features;
+use crate::cpu::matmul::{matmul_multi, MatmulPlan, Scratch, WeightMatrix};
 use crate::cpu::pool::ThreadPool;
 use crate::cpu::synth::{random_input, Rng};
 use crate::cpu::tune;

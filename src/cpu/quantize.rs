@@ -7,10 +7,10 @@
 //! the buffers hold per-lane tables (one entry per 4 activations) that the SIMD kernels load
 //! instead of rebuilding per row.
 
-use super::blocks::{round_f16, QK, QK_K};
 use super::features::Isa;
 use super::pool::ThreadPool;
 use super::shared::SharedMut;
+use crate::quant::blocks::{round_f16, QK, QK_K};
 
 /// The form activations take for a weight type (ggml's `vec_dot_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,79 @@
-//! What loading a model decides besides the file itself: the tokenizer and chat template to
-//! use, and how many positions the KV cache holds.
+//! Loading a model for a run: the GGUF file and its Qwen3 configuration, the tokenizer and chat
+//! template to use, and how many positions the KV cache holds.
 
 pub mod context;
 pub mod resolve;
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::gguf::GgufFile;
+use crate::model::config::Qwen3Config;
+use crate::settings::{PromptSource, Settings};
+use crate::text::chat::Chat;
+use crate::text::tokenizer::Tokenizer;
+
+use resolve::Need;
+
+/// The model with its tokenizer, chat template and context size, ready to compile.
+pub struct Loaded {
+    pub file: GgufFile,
+    pub config: Qwen3Config,
+    pub tokenizer: Option<Tokenizer>,
+    /// Set when the prompt goes through the chat template.
+    pub chat: Option<Chat>,
+    pub max_context: usize,
+    pub load_ms: f64,
+}
+
+impl Loaded {
+    /// End-of-sequence ids: the tokenizer's; without one (`--token-ids`), the metadata's.
+    pub fn eos_ids(&self) -> Vec<u32> {
+        match &self.tokenizer {
+            Some(t) => t.eos_ids().to_vec(),
+            None => self
+                .file
+                .get_u32("tokenizer.ggml.eos_token_id")
+                .map_or_else(|_| vec![], |id| vec![id]),
+        }
+    }
+}
+
+/// Reads the model, finds its tokenizer (and chat template) and chooses the context size.
+pub fn load(settings: &Settings) -> Result<Loaded> {
+    let started = Instant::now();
+    let model = &settings.model;
+    let file = GgufFile::open(&model.path)?;
+    let config = Qwen3Config::from_gguf(&file)?;
+    let need = match settings.prompt {
+        PromptSource::TokenIds(_) => Need::Optional,
+        _ => Need::Required,
+    };
+    let tokenizer = resolve::tokenizer(model.tokenizer.as_deref(), &file, &config, need)?;
+    let chat = match (&tokenizer, &settings.chat) {
+        (Some(t), Some(chat)) => Some(Chat::new(
+            resolve::chat_template(&file, t)?,
+            chat.system.clone(),
+            chat.enable_thinking,
+        )),
+        _ => None,
+    };
+    let choice = context::choose(
+        model.ctx_size,
+        &config,
+        file.file_size(),
+        context::available_memory(),
+    )?;
+    if let Some(notice) = &choice.notice {
+        eprintln!("{notice}");
+    }
+    Ok(Loaded {
+        file,
+        config,
+        tokenizer,
+        chat,
+        max_context: choice.size,
+        load_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}

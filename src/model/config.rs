@@ -12,6 +12,7 @@
 use serde::Serialize;
 use thiserror::Error;
 
+use super::tensors::{self, Dim, LayerTensor, OUTPUT, TOKEN_EMBD};
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::quant::{supported_type_names, GgmlType};
 
@@ -28,10 +29,6 @@ const ROPE_THETA: &str = "qwen3.rope.freq_base";
 const RMS_EPS: &str = "qwen3.attention.layer_norm_rms_epsilon";
 const CONTEXT: &str = "qwen3.context_length";
 const VOCAB_SIZE: &str = "qwen3.vocab_size";
-
-const TOKEN_EMBD: &str = "token_embd.weight";
-const OUTPUT: &str = "output.weight";
-const OUTPUT_NORM: &str = "output_norm.weight";
 
 /// llama.cpp's and transformers' default when the file has no `rope.freq_base`.
 pub const DEFAULT_ROPE_THETA: f32 = 10_000.0;
@@ -405,11 +402,7 @@ impl Meta<'_> {
     /// A `blk.{n}.` tensor with n >= block_count means the metadata understates the layers.
     fn check_no_extra_layers(&self, c: &Qwen3Config) -> Result<(), ConfigError> {
         for t in self.file.tensors() {
-            let layer = t
-                .name()
-                .strip_prefix("blk.")
-                .and_then(|rest| rest.split('.').next());
-            if let Some(layer) = layer.and_then(|n| n.parse::<usize>().ok()) {
+            if let Some(layer) = tensors::layer_of(t.name()) {
                 if layer >= c.layers {
                     return Err(ConfigError::ExtraLayer {
                         tensor: t.name().to_string(),
@@ -445,14 +438,17 @@ fn mismatch_reason(found: &[u64], dims: &[(usize, String)]) -> String {
 /// of listing billions of tensors first.
 fn expected_tensors(c: &Qwen3Config, has_key_length: bool) -> impl Iterator<Item = Expected> {
     let dims = ExpectedDims::new(c, has_key_length);
-    let global = [
-        matrix(TOKEN_EMBD.to_string(), [&dims.vocab, &dims.hidden]),
-        norm(OUTPUT_NORM.to_string(), &dims.hidden),
-        matrix(OUTPUT.to_string(), [&dims.vocab, &dims.hidden]),
-    ];
-    global
-        .into_iter()
-        .chain((0..c.layers).flat_map(move |i| dims.layer(i)))
+    let global: Vec<Expected> = tensors::GLOBAL
+        .iter()
+        .map(|(name, shape)| dims.expected(name.to_string(), shape))
+        .collect();
+    let layer = [&LayerTensor::ATTENTION[..], &LayerTensor::DENSE_FFN[..]].concat();
+    global.into_iter().chain((0..c.layers).flat_map(move |i| {
+        layer
+            .iter()
+            .map(|t| dims.expected(t.in_layer(i), t.shape()))
+            .collect::<Vec<_>>()
+    }))
 }
 
 /// Each dimension a tensor shape uses, with the metadata that sets it.
@@ -482,38 +478,23 @@ impl ExpectedDims {
         }
     }
 
-    /// The tensors of block `i`.
-    fn layer(&self, i: usize) -> [Expected; 11] {
-        let n = |suffix: &str| format!("blk.{i}.{suffix}.weight");
-        let (hidden, q, kv, ffn) = (&self.hidden, &self.q, &self.kv, &self.ffn);
-        [
-            norm(n("attn_norm"), hidden),
-            matrix(n("attn_q"), [q, hidden]),
-            matrix(n("attn_k"), [kv, hidden]),
-            matrix(n("attn_v"), [kv, hidden]),
-            matrix(n("attn_output"), [hidden, q]),
-            norm(n("attn_q_norm"), &self.head_dim),
-            norm(n("attn_k_norm"), &self.head_dim),
-            norm(n("ffn_norm"), hidden),
-            matrix(n("ffn_gate"), [ffn, hidden]),
-            matrix(n("ffn_up"), [ffn, hidden]),
-            matrix(n("ffn_down"), [hidden, ffn]),
-        ]
+    fn of(&self, dim: Dim) -> &(usize, String) {
+        match dim {
+            Dim::Hidden => &self.hidden,
+            Dim::Vocab => &self.vocab,
+            Dim::HeadDim => &self.head_dim,
+            Dim::QDim => &self.q,
+            Dim::KvDim => &self.kv,
+            Dim::Ffn => &self.ffn,
+        }
     }
-}
 
-fn matrix(name: String, dims: [&(usize, String); 2]) -> Expected {
-    Expected {
-        name,
-        dims: dims.into_iter().cloned().collect(),
-        is_norm: false,
-    }
-}
-
-fn norm(name: String, dim: &(usize, String)) -> Expected {
-    Expected {
-        name,
-        dims: vec![dim.clone()],
-        is_norm: true,
+    /// Tensor `name` of the table's `shape`, sized by this file's metadata.
+    fn expected(&self, name: String, shape: &[Dim]) -> Expected {
+        Expected {
+            name,
+            dims: shape.iter().map(|&d| self.of(d).clone()).collect(),
+            is_norm: shape.len() == 1,
+        }
     }
 }

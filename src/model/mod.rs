@@ -1,4 +1,12 @@
-//! Qwen3 itself: the configuration read from a GGUF file and the luminal graph built from it.
+//! Qwen3 itself, as data and as a graph: the configuration read from a GGUF file, the table of
+//! its tensor names, the graph's dynamic dimensions, and the one Qwen3 block definition that every
+//! engine builds, with its variation points (embedding, attention and cache, norms, feed-forward).
+//! Nothing here knows a file's bytes or an engine's kernels.
 
 pub mod config;
+pub mod dims;
+pub mod ffn;
+pub mod norm;
 pub mod qwen3;
+pub mod rotary;
+pub mod tensors;

@@ -1,55 +1,69 @@
-//! The Qwen3 graph in luminal: one builder for every dense Qwen3 shape.
+//! The Qwen3 forward pass in luminal: one definition for every engine and every dense Qwen3 shape.
 //!
-//! luminal 0.2 shapes are type-level, so model sizes are dynamic dimensions (`Dyn<'h'>` for the
-//! hidden size, ...) resolved from the file's config before the first run ([`set_model_dims`]).
-//! Per step the host sets the sequence length `'s'`, how many trailing positions get logits `'l'`,
-//! the token ids, their absolute positions and the rotary tables for those positions.
+//! Sizes are the dynamic dimensions of [`super::dims`], set from the file's config, so nothing is
+//! compiled in per model size. Per step the engine sets the step's length (`Seq`), how many
+//! trailing positions get logits (`LogitRows`) and the rotary tables of the step's positions.
+//!
+//! What differs between engines comes in as named variation points ([`Parts`]), never as a
+//! second copy of the block (llama.cpp builds each architecture once in the same way):
+//! - [`Embedding`]: how the step's tokens become hidden states (CPU: a lookup op on the table in
+//!   the graph; GPU: rows looked up on the host and fed in);
+//! - [`Attention`]: attention over the layer's KV cache with this step's keys and values added
+//!   (CPU: an op that owns the cache; GPU: the cache as graph tensors and a causal mask input);
+//! - [`NormKind`]: plain RMSNorm, or the f16-safe form that f16 graphs need;
+//! - [`FeedForward`]: dense SwiGLU today; a mixture of experts is one more variant there.
+//!
+//! Fusion and the KV cache live below the model: the `--parallel` passes (`ops::parallel`)
+//! recognise the op chain written here, and `tests/fusion_contract.rs` fails when an edit here
+//! stops them from matching.
 
 use luminal::prelude::symbolic::Expression;
 use luminal::prelude::*;
 
-use crate::model::config::Qwen3Config;
-use crate::ops::cached_attention::{cached_attention, AttentionShape};
-use crate::ops::embedding::embed;
+use super::config::Qwen3Config;
+use super::dims::{self, HeadDim, Heads, Hidden, KvDim, KvHeads, LogitRows, QDim, Seq, Vocab};
+use super::ffn::FeedForward;
+use super::norm::{Norm, NormKind};
+use super::rotary::Rotary;
+use super::tensors::{stem, LayerTensor, OUTPUT, OUTPUT_NORM, TOKEN_EMBD};
 
-/// Tokens in this step.
-pub type Seq = Dyn<'s'>;
-/// Trailing positions of this step that get logits (1 when generating, `Seq` for a full-logits pass).
-pub type LogitRows = Dyn<'l'>;
-pub type Hidden = Dyn<'h'>;
-pub type Ffn = Dyn<'f'>;
-pub type Vocab = Dyn<'v'>;
-pub type Heads = Dyn<'a'>;
-pub type KvHeads = Dyn<'g'>;
-pub type HeadDim = Dyn<'d'>;
-/// Half the head dim: NEOX rotary embedding rotates the two halves of each head.
-pub type HalfHeadDim = Dyn<'e'>;
-/// `heads * head_dim`, which Qwen3 lets differ from `hidden`.
-pub type QDim = Dyn<'q'>;
-/// `kv_heads * head_dim`.
-pub type KvDim = Dyn<'c'>;
-
-/// Sets the model-size dimensions of `cx` from the config.
-pub fn set_model_dims(cx: &mut Graph, c: &Qwen3Config) {
-    for (dim, size) in [
-        ('h', c.hidden),
-        ('f', c.ffn),
-        ('v', c.vocab),
-        ('a', c.heads),
-        ('g', c.kv_heads),
-        ('d', c.head_dim),
-        ('e', c.head_dim / 2),
-        ('q', c.heads * c.head_dim),
-        ('c', c.kv_heads * c.head_dim),
-    ] {
-        cx.set_dyn_dim(dim, size);
-    }
+/// Variation point: how the step's tokens become hidden states.
+pub trait Embedding {
+    /// Adds the lookup to `cx`: the hidden states `[seq, hidden]`, and the embedding table when it
+    /// is a weight of the graph (a tied head then reads the same node).
+    fn embed(&mut self, cx: &mut Graph) -> Embedded;
 }
 
-/// The weights of one transformer block, named as in the GGUF file (`blk.N.<name>.weight`; the
-/// loader binds them).
+/// What an [`Embedding`] adds to the graph.
+pub struct Embedded {
+    pub x: GraphTensor<(Seq, Hidden)>,
+    pub table: Option<GraphTensor<(Vocab, Hidden)>>,
+}
+
+/// Variation point: causal attention over one layer's KV cache.
+pub trait Attention {
+    /// Appends this step's keys `k [seq, kv_heads, head_dim]` and values `v [seq, kv_heads *
+    /// head_dim]` to the cache of the next layer (layers call in order) and attends to it with
+    /// the queries `q [seq, heads, head_dim]`; q and k are normed and rotated. Returns
+    /// `[seq, heads * head_dim]`.
+    fn attend(
+        &mut self,
+        q: GraphTensor<(Seq, Heads, HeadDim)>,
+        k: GraphTensor<(Seq, KvHeads, HeadDim)>,
+        v: GraphTensor<(Seq, KvDim)>,
+    ) -> GraphTensor<(Seq, QDim)>;
+}
+
+/// The variation points an engine builds the graph with.
+pub struct Parts<'a> {
+    pub embedding: &'a mut dyn Embedding,
+    pub attention: &'a mut dyn Attention,
+    pub norm: NormKind,
+}
+
+/// The attention half of a block's weights.
 #[derive(Clone, Copy)]
-pub struct LayerWeights {
+pub struct AttentionWeights {
     pub attn_norm: GraphTensor<(Hidden,)>,
     pub attn_q: GraphTensor<(QDim, Hidden)>,
     pub attn_k: GraphTensor<(KvDim, Hidden)>,
@@ -57,195 +71,169 @@ pub struct LayerWeights {
     pub attn_q_norm: GraphTensor<(HeadDim,)>,
     pub attn_k_norm: GraphTensor<(HeadDim,)>,
     pub attn_output: GraphTensor<(Hidden, QDim)>,
-    pub ffn_norm: GraphTensor<(Hidden,)>,
-    pub ffn_gate: GraphTensor<(Ffn, Hidden)>,
-    pub ffn_up: GraphTensor<(Ffn, Hidden)>,
-    pub ffn_down: GraphTensor<(Hidden, Ffn)>,
 }
 
-/// Inputs the host sets before each step.
+/// The weights of one transformer block, each named for its tensor in the table
+/// (`blk.N.<name>.weight`).
 #[derive(Clone, Copy)]
-pub struct StepInputs {
-    /// Token ids as f32 (exact below 2^24).
-    pub token_ids: GraphTensor<(Seq,)>,
-    /// Absolute position of each token; consecutive.
-    pub positions: GraphTensor<(Seq,)>,
-    /// cos and sin of each position's rotary angles, `[seq, head_dim / 2]`.
-    pub rope_cos: GraphTensor<(Seq, HalfHeadDim)>,
-    pub rope_sin: GraphTensor<(Seq, HalfHeadDim)>,
+pub struct LayerWeights {
+    pub attention: AttentionWeights,
+    pub ffn_norm: GraphTensor<(Hidden,)>,
+    pub ffn: FeedForward,
 }
 
-/// The built graph: where to put inputs and weights, and where logits come out.
+impl LayerWeights {
+    /// Weight nodes for one block, in the table's order.
+    fn new(cx: &mut Graph, config: &Qwen3Config) -> Self {
+        use LayerTensor::*;
+        let attention = AttentionWeights {
+            attn_norm: cx.named_tensor(AttnNorm.name()),
+            attn_q: cx.named_tensor(AttnQ.name()),
+            attn_k: cx.named_tensor(AttnK.name()),
+            attn_v: cx.named_tensor(AttnV.name()),
+            attn_q_norm: cx.named_tensor(AttnQNorm.name()),
+            attn_k_norm: cx.named_tensor(AttnKNorm.name()),
+            attn_output: cx.named_tensor(AttnOutput.name()),
+        };
+        LayerWeights {
+            attention,
+            ffn_norm: cx.named_tensor(FfnNorm.name()),
+            ffn: FeedForward::new(cx, config),
+        }
+    }
+
+    /// Each weight node with the table entry whose tensor it takes.
+    pub fn tensors(&self) -> Vec<(LayerTensor, NodeIndex)> {
+        use LayerTensor::*;
+        let a = &self.attention;
+        let mut out = vec![
+            (AttnNorm, a.attn_norm.id),
+            (AttnQ, a.attn_q.id),
+            (AttnK, a.attn_k.id),
+            (AttnV, a.attn_v.id),
+            (AttnQNorm, a.attn_q_norm.id),
+            (AttnKNorm, a.attn_k_norm.id),
+            (AttnOutput, a.attn_output.id),
+            (FfnNorm, self.ffn_norm.id),
+        ];
+        out.extend(self.ffn.tensors());
+        out
+    }
+}
+
+/// The built graph: where the weights and the rotary tables go, and where logits come out.
 pub struct Qwen3Graph {
-    pub inputs: StepInputs,
-    pub token_embd: GraphTensor<(Vocab, Hidden)>,
+    pub rotary: Rotary,
+    /// The embedding table, when the embedding part made it a weight of the graph.
+    pub token_embd: Option<GraphTensor<(Vocab, Hidden)>>,
     pub output_norm: GraphTensor<(Hidden,)>,
-    /// `None` for tied embeddings: the head reuses `token_embd`.
-    pub output: Option<GraphTensor<(Vocab, Hidden)>>,
+    /// The head: `output.weight`, or `token_embd.weight` when the embeddings are tied.
+    pub head: GraphTensor<(Vocab, Hidden)>,
+    pub tied_embeddings: bool,
     pub layers: Vec<LayerWeights>,
     /// `[logit_rows, vocab]`, retrieved after each step.
     pub logits: GraphTensor<(LogitRows, Vocab)>,
 }
 
-/// Builds the Qwen3 forward pass for `config` into `cx`, with a KV cache of `max_context` positions.
-pub fn build(cx: &mut Graph, config: &Qwen3Config, max_context: usize) -> Qwen3Graph {
-    set_model_dims(cx, config);
-    let inputs = StepInputs {
-        token_ids: cx.named_tensor("token_ids"),
-        positions: cx.named_tensor("positions"),
-        rope_cos: cx.named_tensor("rope_cos"),
-        rope_sin: cx.named_tensor("rope_sin"),
-    };
-    let token_embd = cx.named_tensor("token_embd");
-    let output_norm = cx.named_tensor("output_norm");
-    // Tied embeddings: the file has no separate head, the LM head is the embedding table itself.
-    let output = (!config.tied_embeddings).then(|| cx.named_tensor("output"));
-    let attention = AttentionShape {
-        heads: config.heads,
-        kv_heads: config.kv_heads,
-        head_dim: config.head_dim,
-        max_context,
-    };
-    let eps = config.rms_eps;
+impl Qwen3Graph {
+    /// Every weight node with the GGUF name of the tensor it takes, each node once.
+    pub fn weights(&self) -> Vec<(String, NodeIndex)> {
+        let mut names = vec![];
+        if let Some(table) = self.token_embd {
+            names.push((TOKEN_EMBD.to_string(), table.id));
+        }
+        names.push((OUTPUT_NORM.to_string(), self.output_norm.id));
+        // A tied head that reads the embedding node is bound once, as token_embd.
+        if self.token_embd.map(|t| t.id) != Some(self.head.id) {
+            let head = if self.tied_embeddings {
+                TOKEN_EMBD
+            } else {
+                OUTPUT
+            };
+            names.push((head.to_string(), self.head.id));
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            names.extend(
+                layer
+                    .tensors()
+                    .into_iter()
+                    .map(|(t, id)| (t.in_layer(i), id)),
+            );
+        }
+        names
+    }
+}
 
-    let mut x = embed(inputs.token_ids, token_embd);
-    let layers: Vec<LayerWeights> = (0..config.layers).map(|_| layer_weights(cx)).collect();
+/// Builds the Qwen3 forward pass for `config` into `cx`, with the engine's `parts`.
+pub fn build(cx: &mut Graph, config: &Qwen3Config, parts: Parts<'_>) -> Qwen3Graph {
+    dims::set_model_dims(cx, config);
+    let Embedded { x, table } = parts.embedding.embed(cx);
+    let rotary = Rotary::inputs(cx);
+    let output_norm = cx.named_tensor(stem(OUTPUT_NORM));
+    // Tied embeddings: the file has no output.weight, the head is the embedding table itself.
+    let head = match (config.tied_embeddings, table) {
+        (false, _) => cx.named_tensor(stem(OUTPUT)),
+        (true, Some(table)) => table,
+        (true, None) => cx.named_tensor(stem(TOKEN_EMBD)),
+    };
+    let norm = Norm {
+        eps: config.rms_eps,
+        kind: parts.norm,
+    };
+
+    let layers: Vec<LayerWeights> = (0..config.layers)
+        .map(|_| LayerWeights::new(cx, config))
+        .collect();
+    let mut x = x;
     for w in &layers {
-        x = block(x, w, &inputs, attention, eps);
+        x = block(x, w, rotary, norm, parts.attention);
     }
 
-    // Only the trailing 'l' positions need logits: slice before the final norm and the head.
-    let seq = Expression::from('s');
+    // Only the trailing `LogitRows` positions need logits: slice before the final norm and the
+    // head. Explicit ends: see LUMINAL-0.2-NOTES (5).
+    let seq = Expression::from(dims::SEQ);
     let last = x
-        .slice((seq - Expression::from('l')..seq, ..))
+        .slice((seq - Expression::from(dims::LOGIT_ROWS)..seq, ..))
         .realize::<(LogitRows, Hidden)>();
-    let head = output.unwrap_or(token_embd);
-    let logits = rms_norm(last, output_norm, eps)
+    let logits = norm
+        .rows(last, output_norm)
         .matmul(head.permute())
         .retrieve();
     Qwen3Graph {
-        inputs,
-        token_embd,
+        rotary,
+        token_embd: table,
         output_norm,
-        output,
+        head,
+        tied_embeddings: config.tied_embeddings,
         layers,
         logits,
     }
 }
 
-/// Weight nodes for one block (shared with the GPU graph, `gpu::graph`).
-pub fn layer_weights(cx: &mut Graph) -> LayerWeights {
-    LayerWeights {
-        attn_norm: cx.named_tensor("attn_norm"),
-        attn_q: cx.named_tensor("attn_q"),
-        attn_k: cx.named_tensor("attn_k"),
-        attn_v: cx.named_tensor("attn_v"),
-        attn_q_norm: cx.named_tensor("attn_q_norm"),
-        attn_k_norm: cx.named_tensor("attn_k_norm"),
-        attn_output: cx.named_tensor("attn_output"),
-        ffn_norm: cx.named_tensor("ffn_norm"),
-        ffn_gate: cx.named_tensor("ffn_gate"),
-        ffn_up: cx.named_tensor("ffn_up"),
-        ffn_down: cx.named_tensor("ffn_down"),
-    }
-}
-
-/// One transformer block: pre-norm attention and pre-norm SwiGLU feed-forward, each residual.
+/// One transformer block: pre-norm attention and pre-norm feed-forward, each residual.
 fn block(
     x: GraphTensor<(Seq, Hidden)>,
     w: &LayerWeights,
-    inputs: &StepInputs,
-    attention: AttentionShape,
-    eps: f32,
+    rotary: Rotary,
+    norm: Norm,
+    attention: &mut dyn Attention,
 ) -> GraphTensor<(Seq, Hidden)> {
     // self-attention
-    let h = rms_norm(x, w.attn_norm, eps);
+    let a = &w.attention;
+    let h = norm.rows(x, a.attn_norm);
     let q = h
-        .matmul(w.attn_q.permute())
+        .matmul(a.attn_q.permute())
         .reshape::<(Seq, Heads, HeadDim)>(); // [seq, heads, head_dim]
     let k = h
-        .matmul(w.attn_k.permute())
+        .matmul(a.attn_k.permute())
         .reshape::<(Seq, KvHeads, HeadDim)>(); // [seq, kv_heads, head_dim]
-    let v = h.matmul(w.attn_v.permute()); // [seq, kv_heads * head_dim]
-    let q = rope(head_rms_norm(q, w.attn_q_norm, eps), inputs);
-    let k = rope(head_rms_norm(k, w.attn_k_norm, eps), inputs);
-    let attn: GraphTensor<(Seq, QDim)> = cached_attention(q, k, v, inputs.positions, attention);
-    let x = x + attn.matmul(w.attn_output.permute());
+    let v = h.matmul(a.attn_v.permute()); // [seq, kv_heads * head_dim]
+    let q = rotary.apply(norm.heads(q, a.attn_q_norm));
+    let k = rotary.apply(norm.heads(k, a.attn_k_norm));
+    let attn = attention.attend(q, k, v);
+    let x = x + attn.matmul(a.attn_output.permute());
 
     // feed-forward
-    let h = rms_norm(x, w.ffn_norm, eps);
-    let gate = h.matmul(w.ffn_gate.permute());
-    let up = h.matmul(w.ffn_up.permute());
-    x + (gate.swish() * up).matmul(w.ffn_down.permute())
-}
-
-/// RMSNorm over the hidden axis: `x / sqrt(mean(x²) + eps) * weight`.
-fn rms_norm<R: Dimension>(
-    x: GraphTensor<(R, Hidden)>,
-    weight: GraphTensor<(Hidden,)>,
-    eps: f32,
-) -> GraphTensor<(R, Hidden)> {
-    x.std_norm::<1, f32>(eps) * weight.expand()
-}
-
-/// Qwen3's per-head RMSNorm of queries and keys, over `head_dim`.
-fn head_rms_norm<H: Dimension>(
-    x: GraphTensor<(Seq, H, HeadDim)>,
-    weight: GraphTensor<(HeadDim,)>,
-    eps: f32,
-) -> GraphTensor<(Seq, H, HeadDim)> {
-    x.std_norm::<2, f32>(eps) * weight.expand()
-}
-
-/// NEOX-style rotary embedding (rotate-half), as llama.cpp applies it to qwen3: the first and
-/// second halves of each head form the (real, imaginary) pairs.
-fn rope<H: Dimension>(
-    x: GraphTensor<(Seq, H, HeadDim)>,
-    inputs: &StepInputs,
-) -> GraphTensor<(Seq, H, HeadDim)> {
-    rope_with(x, inputs.rope_cos, inputs.rope_sin)
-}
-
-/// [`rope`] with the rotary tables given directly (the GPU graph has no `StepInputs`).
-pub fn rope_with<H: Dimension>(
-    x: GraphTensor<(Seq, H, HeadDim)>,
-    rope_cos: GraphTensor<(Seq, HalfHeadDim)>,
-    rope_sin: GraphTensor<(Seq, HalfHeadDim)>,
-) -> GraphTensor<(Seq, H, HeadDim)> {
-    let halves = x.reshape::<(Seq, H, Const<2>, HalfHeadDim)>(); // [seq, heads, 2, head_dim / 2]
-    let x1 = halves
-        .slice((.., .., ..Expression::from(1), ..))
-        .realize::<(Seq, H, Const<1>, HalfHeadDim)>();
-    let x2 = halves
-        .slice((.., .., Expression::from(1).., ..))
-        .realize::<(Seq, H, Const<1>, HalfHeadDim)>();
-    let cos = rope_cos.expand::<(Seq, H, Const<1>, HalfHeadDim), _>();
-    let sin = rope_sin.expand::<(Seq, H, Const<1>, HalfHeadDim), _>();
-    let first = x1 * cos - x2 * sin;
-    let second = x2 * cos + x1 * sin;
-    first
-        .concat_along::<(Seq, H, Const<2>, HalfHeadDim), Axis<2>, _>(second)
-        .reshape()
-}
-
-/// The rotary tables for `positions`: `cos` and `sin` of each position's angles, `[seq, head_dim / 2]`.
-///
-/// Computed on the host the way ggml does (`ggml_rope_cache_init`): the angle starts at the
-/// position and is multiplied by `theta^(-2/head_dim)` in f32 for each successive pair, then
-/// `cosf`/`sinf`. Doing it in the graph would cost luminal's `cos(x) = sin(pi/2 - x)`, which loses
-/// precision at large positions.
-pub fn rope_tables(positions: &[usize], head_dim: usize, theta: f32) -> (Vec<f32>, Vec<f32>) {
-    let half = head_dim / 2;
-    let theta_scale = theta.powf(-2.0 / head_dim as f32);
-    let mut cos = Vec::with_capacity(positions.len() * half);
-    let mut sin = Vec::with_capacity(positions.len() * half);
-    for &p in positions {
-        let mut angle = p as f32;
-        for _ in 0..half {
-            cos.push(angle.cos());
-            sin.push(angle.sin());
-            angle *= theta_scale;
-        }
-    }
-    (cos, sin)
+    let h = norm.rows(x, w.ffn_norm);
+    x + w.ffn.forward(h)
 }

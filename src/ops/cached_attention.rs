@@ -21,6 +21,7 @@ use luminal::prelude::*;
 use super::input::{contiguous, f32_data};
 use crate::cpu::ggml_math::{self, LANES};
 use crate::cpu::kv_simd;
+use crate::quant::blocks::round_f16;
 
 /// Attention geometry of one layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,12 +51,6 @@ fn widen(bits: &[u16], at: usize, len: usize, out: &mut Vec<f32>) {
     out.resize(len, 0.0);
     let halves: &[f16] = bits[at..at + len].reinterpret_cast();
     halves.convert_to_f32_slice(out);
-}
-
-/// `x` rounded to the nearest f16 (ties to even), as f32.
-#[inline]
-pub fn round_f16(x: f32) -> f32 {
-    half::f16::from_f32(x).to_f32()
 }
 
 /// One layer's keys and values, `[kv_head, position, head_dim]`, stored as f16 (llama.cpp's

@@ -105,7 +105,7 @@ pub fn install(
 }
 
 /// The operator kind from its debug text: `SumReduce(2)` and `SumReduce(1)` are one kind.
-fn kind_name(debug: &str) -> String {
+pub fn kind_name(debug: &str) -> String {
     let head = debug.split([' ', '{']).next().unwrap_or(debug);
     match head.split_once('(') {
         // Keep a variant name (`StridedBinary(Mul)`), drop values (`SumReduce(2)`, `Constant(h)`).

@@ -216,7 +216,7 @@ pub fn region_inputs(
     inputs
 }
 
-/// Whether `node` is one of luminal's primitive elementwise ops (what `model.rs` composes small
+/// Whether `node` is one of luminal's primitive elementwise ops (what `model::qwen3` composes small
 /// functions such as SiLU and the rotary embedding from).
 pub fn is_primitive_elementwise(graph: &Graph, node: NodeIndex) -> bool {
     use luminal::op;

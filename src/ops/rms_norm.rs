@@ -37,7 +37,7 @@ pub fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Replaces luminal's `std_norm(x) * weight` (as `model.rs` writes every RMSNorm, including the
+/// Replaces luminal's `std_norm(x) * weight` (as `model::qwen3` writes every RMSNorm, including the
 /// per-head q/k norms) with [`RmsNorm`]. Anchored at the multiply by a bound 1-D weight.
 #[derive(Debug, Default)]
 pub struct RmsNormCompiler;

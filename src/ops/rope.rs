@@ -1,6 +1,6 @@
 //! NEOX rotary embedding as one op with ggml's numerics.
 //!
-//! `model.rs` writes the rotation as luminal slices, multiplies and a concatenation (ten nodes per
+//! `model::qwen3` writes the rotation as luminal slices, multiplies and a concatenation (ten nodes per
 //! use). llama.cpp computes `out[i] = fma(x0, cos, -(x1 * sin))` and
 //! `out[i + d/2] = fma(x0, sin, x1 * cos)` (as GCC contracts its loop), which the graph's separate
 //! roundings miss in ~14% of elements; the standard path uses this op to match.

@@ -1,6 +1,6 @@
 //! SwiGLU, `silu(gate) * up`, as one op with ggml's numerics.
 //!
-//! `model.rs` writes `gate.swish() * up`, which luminal builds from six primitive ops and an
+//! `model::qwen3` writes `gate.swish() * up`, which luminal builds from six primitive ops and an
 //! `exp2`. llama.cpp computes `(x / (1 + v_expf(-x))) * up` (its fused `swiglu`); the last-bit
 //! differences matter for matching it (see `ggml_math`), so the standard path uses this op too.
 

@@ -82,10 +82,25 @@ pub fn f16_to_f32(bits: u16) -> f32 {
     f32::from_bits(sign | magnitude)
 }
 
-/// An f16 stored little-endian at `at`, widened exactly to f32.
+/// An f16 stored little-endian at `bytes[at..at + 2]`, widened exactly to f32.
 #[inline(always)]
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
+pub fn f16_at(bytes: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes(*field::<2>(bytes, at)))
+}
+
+/// A bf16 stored little-endian at `bytes[at..at + 2]`, widened exactly (bf16 is the top half of
+/// an f32: ggml's `GGML_BF16_TO_FP32`).
+#[inline(always)]
+pub fn bf16_at(bytes: &[u8], at: usize) -> f32 {
+    f32::from_bits(u32::from(u16::from_le_bytes(*field::<2>(bytes, at))) << 16)
+}
+
+/// `x` rounded to the nearest f16 (ties to even) and widened back, as ggml's
+/// `GGML_FP32_TO_FP16` then `GGML_FP16_TO_FP32` do (the f16 scales of quantized activations, the
+/// f16 KV cache).
+#[inline(always)]
+pub fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
 }
 
 /// ggml's `get_scale_min_k4`: the 6-bit scale and min of sub-block `j` (0..8) of a Q4_K or Q5_K
@@ -101,6 +116,19 @@ pub fn scale_min_k4(j: usize, scales: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
         let m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
         (sc, m)
     }
+}
+
+/// All eight (scale, min) pairs of a Q4_K/Q5_K super-block, from its [`K_SCALE_SIZE`] packed
+/// scale bytes (`block[4..16]`; the kernels pass that slice of a block read in place).
+#[inline(always)]
+pub fn scales_mins_k4(scales: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let scales = field::<K_SCALE_SIZE>(scales, 0);
+    let mut sc = [0u8; 8];
+    let mut mn = [0u8; 8];
+    for j in 0..8 {
+        (sc[j], mn[j]) = scale_min_k4(j, scales);
+    }
+    (sc, mn)
 }
 
 /// `block_q8_0 { f16 d; i8 qs[32]; }`: `y = qs[j] * d`.

@@ -5,7 +5,8 @@
 //! is a [`QuantError`], never a panic or a partial write.
 
 use super::blocks::{
-    f16_to_f32, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
+    bf16_at, f16_to_f32, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
+    BlockQ8_0,
 };
 use super::{supported_type_names, GgmlType};
 
@@ -148,7 +149,7 @@ pub fn dequantize_f16(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
 pub fn dequantize_bf16(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
     let (src, dst) = split_blocks::<2, 1>(GgmlType::BF16, src, dst)?;
     for (s, d) in src.iter().zip(dst.as_flattened_mut()) {
-        *d = f32::from_bits(u32::from(u16::from_le_bytes(*s)) << 16);
+        *d = bf16_at(s, 0);
     }
     Ok(())
 }

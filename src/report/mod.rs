@@ -2,13 +2,14 @@
 //! the JSON object. Field names follow llama-bench's JSON where they fit (`model_filename`,
 //! `n_threads`, `avg_ns`, `stddev_ts`, `samples_ns`, ...).
 
+pub mod output;
 pub mod plot;
 mod render;
 pub mod sparkline;
 
 use serde::Serialize;
 
-use crate::backend::cpu_engine::Features;
+use crate::backend::Features;
 use crate::generate::{Generation, StopReason};
 use crate::ops::profile::{self, KernelTime};
 use crate::timing::{PhaseTiming, RunSpread, WarmupPolicy};

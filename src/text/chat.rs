@@ -331,3 +331,39 @@ fn gguf_special_tokens(gguf: &GgufFile) -> BTreeMap<String, String> {
     })
     .collect()
 }
+
+/// A chat: the template, and the system message and thinking switch that every render uses.
+#[derive(Debug)]
+pub struct Chat {
+    template: ChatTemplate,
+    system: Option<String>,
+    enable_thinking: Option<bool>,
+}
+
+impl Chat {
+    /// `enable_thinking`: Qwen3's switch, `None` for the template's own default (thinking on).
+    pub fn new(
+        template: ChatTemplate,
+        system: Option<String>,
+        enable_thinking: Option<bool>,
+    ) -> Chat {
+        Chat {
+            template,
+            system,
+            enable_thinking,
+        }
+    }
+
+    /// The prompt text of the conversation `turns` (after the system message), ending with the
+    /// assistant's header for the model to continue.
+    pub fn render(&self, turns: &[Message]) -> Result<String, ChatError> {
+        let mut messages = Vec::with_capacity(turns.len() + 1);
+        messages.extend(self.system.iter().map(Message::system));
+        messages.extend_from_slice(turns);
+        let options = RenderOptions {
+            add_generation_prompt: true,
+            enable_thinking: self.enable_thinking,
+        };
+        self.template.render(&messages, options)
+    }
+}

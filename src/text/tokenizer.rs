@@ -215,6 +215,17 @@ impl fmt::Debug for Tokenizer {
     }
 }
 
+/// Token ids to streamed text: the tokenizer's (special tokens left out), or the ids themselves
+/// when there is no tokenizer (`--token-ids`).
+pub fn text_decoder(
+    tokenizer: Option<&Tokenizer>,
+) -> impl Fn(&[u32]) -> Result<String, String> + '_ {
+    move |ids: &[u32]| match tokenizer {
+        Some(t) => t.decode(ids, Specials::Skip).map_err(|e| e.to_string()),
+        None => Ok(ids.iter().map(|i| format!("{i} ")).collect()),
+    }
+}
+
 /// Streaming shows the model's text: special tokens are skipped, `<think>` markers kept.
 impl Decode for &Tokenizer {
     type Error = TokenizerError;

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use qwen::backend::cpu_engine::Logits;
-use qwen::backend::device::Backend;
+use qwen::backend::device::Device;
 use qwen::backend::gpu_engine::{GpuEngine, GpuOptions};
+use qwen::backend::{Logits, Runner};
 use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
 use serde_json::Value;
@@ -72,11 +72,11 @@ fn compare(ours: &[f32], reference: &Value, tol: Tolerance, what: &str) -> f32 {
 
 /// Prefill, then KV-cache decode of llama.cpp's greedy tokens, every position compared with
 /// `refs/<reference>`; returns the largest difference seen.
-pub fn teacher_forced<B: Backend + std::fmt::Debug>(
+pub fn teacher_forced<D: Device + std::fmt::Debug>(
     model: &str,
     reference: &str,
     options: GpuOptions,
-    backend: B,
+    backend: D,
     tol: Tolerance,
 ) -> f32 {
     let file = GgufFile::open(fixture(&format!("models/{model}"))).unwrap();

@@ -156,7 +156,7 @@ mod x86 {
     use super::super::kquant::{self, Q4_K, Q5_K, Q6_K};
     use super::super::legacy::{block_bytes, has_min, Q4_0, Q4_1, Q5_0, Q8_0};
     use super::{Out, Panel, QuantActs, ROWS};
-    use crate::cpu::blocks::{f16_at, scales_mins_k4};
+    use crate::quant::blocks::{f16_at, scales_mins_k4};
 
     /// The 32 quants of the block at `p`, unsigned (Q8_0 with its sign bit flipped, the
     /// nibble types with their fifth bit added), in weight order.

@@ -3,9 +3,9 @@
 use crate::quant::GgmlType;
 
 use super::{tile_table, KernelSet, Tile, TileEntry};
-use crate::cpu::blocks::{bf16_at, f16_at};
 use crate::cpu::features::Isa;
 use crate::cpu::quantize::ActFormat;
+use crate::quant::blocks::{bf16_at, f16_at};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

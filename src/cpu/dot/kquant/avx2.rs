@@ -10,9 +10,9 @@ use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
 use super::{block_bytes, Q4_K, Q5_K, Q6_K};
-use crate::cpu::blocks::scales_mins_k4;
 use crate::cpu::dot::float::hsum_avx2 as hsum;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
+use crate::quant::blocks::scales_mins_k4;
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {

@@ -6,9 +6,9 @@
 use crate::quant::GgmlType;
 
 use super::{tile_table, KernelSet, Tile, TileEntry};
-use crate::cpu::blocks::{f16_at, scales_mins_k4, QK_K};
 use crate::cpu::features::Isa;
 use crate::cpu::quantize::{ActFormat, QuantActs};
+use crate::quant::blocks::{f16_at, scales_mins_k4, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, QK_K};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -23,9 +23,9 @@ pub const Q6_K: u8 = 2;
 
 pub const fn block_bytes(ty: u8) -> usize {
     match ty {
-        Q4_K => 144,
-        Q5_K => 176,
-        _ => 210,
+        Q4_K => Q4_K_BYTES,
+        Q5_K => Q5_K_BYTES,
+        _ => Q6_K_BYTES,
     }
 }
 
@@ -69,7 +69,11 @@ fn scalar_tiles(c: u8) -> &'static [TileEntry] {
 #[inline(always)]
 fn q45(five: bool, b: &[u8], i: usize) -> i32 {
     let (chunk, half, l) = (i / 64, (i / 32) % 2, i % 32);
-    let qs = if five { &b[48..176] } else { &b[16..144] };
+    let qs = if five {
+        &b[48..Q5_K_BYTES]
+    } else {
+        &b[16..Q4_K_BYTES]
+    };
     let byte = qs[32 * chunk + l];
     let mut v = if half == 0 { byte & 0xF } else { byte >> 4 } as i32;
     if five && b[16 + l] & (1 << (2 * chunk + half)) != 0 {

@@ -6,10 +6,10 @@
 use std::arch::aarch64::*;
 
 use super::{block_bytes, Q4_K, Q5_K, Q6_K};
-use crate::cpu::blocks::{f16_at, scales_mins_k4};
 use crate::cpu::dot::neon::dot;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
-use crate::cpu::matmul::cpu_features;
+use crate::cpu::features::cpu_features;
+use crate::quant::blocks::{f16_at, scales_mins_k4};
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {

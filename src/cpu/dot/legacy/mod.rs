@@ -6,9 +6,11 @@
 use crate::quant::GgmlType;
 
 use super::{tile_table, KernelSet, Tile, TileEntry};
-use crate::cpu::blocks::{f16_at, QK};
 use crate::cpu::features::Isa;
 use crate::cpu::quantize::{ActFormat, QuantActs};
+use crate::quant::blocks::{
+    f16_at, Q4_0_BYTES, Q4_1_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q8_0_BYTES, QK,
+};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -26,11 +28,11 @@ pub const Q5_1: u8 = 4;
 /// Bytes per block.
 pub const fn block_bytes(ty: u8) -> usize {
     match ty {
-        Q8_0 => 34,
-        Q4_0 => 18,
-        Q5_0 => 22,
-        Q4_1 => 20,
-        _ => 24,
+        Q8_0 => Q8_0_BYTES,
+        Q4_0 => Q4_0_BYTES,
+        Q5_0 => Q5_0_BYTES,
+        Q4_1 => Q4_1_BYTES,
+        _ => Q5_1_BYTES,
     }
 }
 

@@ -7,10 +7,10 @@ use std::arch::aarch64::*;
 use std::ptr::read_unaligned;
 
 use super::{block_bytes, has_min, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
-use crate::cpu::blocks::f16_at;
 use crate::cpu::dot::neon::dot;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
-use crate::cpu::matmul::cpu_features;
+use crate::cpu::features::cpu_features;
+use crate::quant::blocks::f16_at;
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {

@@ -1,0 +1,90 @@
+//! The CPU engine's variation points of the one Qwen3 graph: token ids looked up in the graph by
+//! our embedding op, and one attention op per layer that owns that layer's KV cache.
+
+use luminal::prelude::*;
+
+use crate::model::config::Qwen3Config;
+use crate::model::dims::{HeadDim, Heads, KvDim, KvHeads, QDim, Seq};
+use crate::model::norm::NormKind;
+use crate::model::qwen3::{self, Attention, Embedded, Embedding, Parts, Qwen3Graph};
+use crate::model::tensors::{stem, TOKEN_EMBD};
+use crate::ops::cached_attention::{cached_attention, AttentionShape};
+use crate::ops::embedding::embed;
+
+/// Inputs the host sets before each step.
+#[derive(Clone, Copy)]
+pub struct StepInputs {
+    /// Token ids as f32 (exact below 2^24).
+    pub token_ids: GraphTensor<(Seq,)>,
+    /// Absolute position of each token; consecutive.
+    pub positions: GraphTensor<(Seq,)>,
+}
+
+/// The CPU graph: the Qwen3 graph and the inputs only the CPU parts have.
+pub struct CpuGraph {
+    pub model: Qwen3Graph,
+    pub inputs: StepInputs,
+}
+
+/// Builds the Qwen3 graph for `config` with a KV cache of `max_context` positions per layer.
+pub fn build(cx: &mut Graph, config: &Qwen3Config, max_context: usize) -> CpuGraph {
+    let mut embedding = TableLookup {
+        token_ids: cx.named_tensor("token_ids"),
+    };
+    let mut attention = OwnedCache {
+        positions: cx.named_tensor("positions"),
+        shape: AttentionShape {
+            heads: config.heads,
+            kv_heads: config.kv_heads,
+            head_dim: config.head_dim,
+            max_context,
+        },
+    };
+    let parts = Parts {
+        embedding: &mut embedding,
+        attention: &mut attention,
+        norm: NormKind::Plain,
+    };
+    let model = qwen3::build(cx, config, parts);
+    CpuGraph {
+        model,
+        inputs: StepInputs {
+            token_ids: embedding.token_ids,
+            positions: attention.positions,
+        },
+    }
+}
+
+/// Embedding: the table stays a weight of the graph (in its GGUF encoding, in the memory map)
+/// and [`crate::ops::embedding::Embedding`] decodes the rows of the step's token ids.
+struct TableLookup {
+    token_ids: GraphTensor<(Seq,)>,
+}
+
+impl Embedding for TableLookup {
+    fn embed(&mut self, cx: &mut Graph) -> Embedded {
+        let table = cx.named_tensor(stem(TOKEN_EMBD));
+        Embedded {
+            x: embed(self.token_ids, table),
+            table: Some(table),
+        }
+    }
+}
+
+/// Attention: one [`crate::ops::cached_attention::CachedAttention`] op per layer, which keeps
+/// the layer's keys and values and writes them at the step's absolute positions.
+struct OwnedCache {
+    positions: GraphTensor<(Seq,)>,
+    shape: AttentionShape,
+}
+
+impl Attention for OwnedCache {
+    fn attend(
+        &mut self,
+        q: GraphTensor<(Seq, Heads, HeadDim)>,
+        k: GraphTensor<(Seq, KvHeads, HeadDim)>,
+        v: GraphTensor<(Seq, KvDim)>,
+    ) -> GraphTensor<(Seq, QDim)> {
+        cached_attention(q, k, v, self.positions, self.shape)
+    }
+}

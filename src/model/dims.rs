@@ -1,0 +1,90 @@
+//! The graph's dynamic dimensions, all in one place.
+//!
+//! luminal 0.2 shapes are type-level, so every size that varies, per model or per step, is a
+//! `Dyn<'c'>` named by one char and resolved from the graph's dimension map when it runs. Two
+//! sizes given the same char would silently be one size; declaring them all here, through one
+//! macro that also lists them, lets a test keep the chars apart.
+
+use luminal::prelude::*;
+
+use super::config::Qwen3Config;
+
+/// Declares each dimension as a char constant and a `Dyn` type alias, and lists them in [`ALL`].
+macro_rules! dims {
+    ($($(#[$doc:meta])* $ty:ident, $name:ident = $c:literal;)*) => {
+        $(
+            $(#[$doc])*
+            pub const $name: char = $c;
+            $(#[$doc])*
+            pub type $ty = Dyn<$name>;
+        )*
+        /// Every dynamic dimension: its char and its type's name.
+        pub const ALL: &[(char, &str)] = &[$(($c, stringify!($ty))),*];
+    };
+}
+
+dims! {
+    /// Tokens in this step (set per step).
+    Seq, SEQ = 's';
+    /// Trailing positions of this step that get logits: 1 when generating, `Seq` for a
+    /// full-logits pass (set per step).
+    LogitRows, LOGIT_ROWS = 'l';
+    /// Model width.
+    Hidden, HIDDEN = 'h';
+    /// Feed-forward inner width.
+    Ffn, FFN = 'f';
+    /// Vocabulary: rows of the embedding table and of the head.
+    Vocab, VOCAB = 'v';
+    /// Query heads.
+    Heads, HEADS = 'a';
+    /// Key/value heads.
+    KvHeads, KV_HEADS = 'g';
+    /// Width of one head.
+    HeadDim, HEAD_DIM = 'd';
+    /// Half the head dim: NEOX rotary embedding rotates the two halves of each head.
+    HalfHeadDim, HALF_HEAD_DIM = 'e';
+    /// `heads * head_dim`, which Qwen3 lets differ from `hidden`.
+    QDim, Q_DIM = 'q';
+    /// `kv_heads * head_dim`.
+    KvDim, KV_DIM = 'c';
+    /// Query heads per KV head.
+    Group, GROUP = 'r';
+    /// Graph-held caches (GPU engines): cache positions before this step, the sink included
+    /// (set per step).
+    Past, PAST = 'p';
+    /// Graph-held caches: `past + seq`, cache positions after this step (set per step).
+    Total, TOTAL = 't';
+}
+
+/// Sets the model-size dimensions of `cx` from the config (the per-step ones are the engine's).
+pub fn set_model_dims(cx: &mut Graph, c: &Qwen3Config) {
+    for (dim, size) in [
+        (HIDDEN, c.hidden),
+        (FFN, c.ffn),
+        (VOCAB, c.vocab),
+        (HEADS, c.heads),
+        (KV_HEADS, c.kv_heads),
+        (HEAD_DIM, c.head_dim),
+        (HALF_HEAD_DIM, c.head_dim / 2),
+        (Q_DIM, c.q_dim()),
+        (KV_DIM, c.kv_dim()),
+        (GROUP, c.heads / c.kv_heads),
+    ] {
+        cx.set_dyn_dim(dim, size);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_two_dimensions_share_a_char() {
+        for (i, (c, name)) in ALL.iter().enumerate() {
+            if let Some((_, other)) = ALL[..i].iter().find(|(d, _)| d == c) {
+                panic!("{name} and {other} are both Dyn<'{c}'>: they would be one size");
+            }
+        }
+        assert_eq!(ALL.len(), 14);
+    }
+}

@@ -1,0 +1,84 @@
+//! What a run was asked to do, typed: the command line is parsed once (`cli`) into these settings,
+//! and each room below reads only the part it needs; none of them sees the command line itself.
+
+use std::path::PathBuf;
+
+use crate::backend::{BackendChoice, Mode};
+use crate::sampler::SamplerConfig;
+
+/// Everything one invocation was asked to do.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Print what the model file holds and exit (`--inspect`).
+    pub inspect: bool,
+    pub model: ModelSettings,
+    pub prompt: PromptSource,
+    /// Set when the prompt goes through the chat template.
+    pub chat: Option<ChatSettings>,
+    /// A chat in the terminal, one turn per line of standard input.
+    pub interactive: bool,
+    pub generation: GenerationSettings,
+    pub report: ReportSettings,
+}
+
+/// Which model runs where, and how it is compiled.
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    pub path: PathBuf,
+    /// `--tokenizer`: must load when given.
+    pub tokenizer: Option<PathBuf>,
+    pub backend: BackendChoice,
+    pub mode: Mode,
+    /// `--ctx-size`: KV-cache positions asked for.
+    pub ctx_size: Option<usize>,
+}
+
+/// Where the prompt comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptSource {
+    /// None given (an interactive session starts at its first line).
+    None,
+    /// `-p TEXT`.
+    Text(String),
+    /// `-p -`.
+    Stdin,
+    /// `--prompt-file FILE`.
+    File(PathBuf),
+    /// `--token-ids 1,2,3`: no tokenizer needed.
+    TokenIds(Vec<u32>),
+}
+
+/// How the chat template renders a prompt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatSettings {
+    /// `--system`.
+    pub system: Option<String>,
+    /// Qwen3's `enable_thinking`: unset (the template's default, thinking on) unless `--no-think`.
+    pub enable_thinking: Option<bool>,
+}
+
+/// How many tokens to generate, how to pick them, and when to stop.
+#[derive(Debug, Clone)]
+pub struct GenerationSettings {
+    pub max_new_tokens: usize,
+    pub sampling: SamplerConfig,
+    /// Keep generating after end-of-sequence tokens.
+    pub ignore_eos: bool,
+    /// Stop when the text contains one of these; the text ends before it.
+    pub stop_strings: Vec<String>,
+}
+
+/// What is printed and written about the run.
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    /// One JSON object on stdout; the streamed text and the summary go to stderr.
+    pub json: bool,
+    /// The detailed timing report, with the engine's per-kernel profile.
+    pub kernel_timing: bool,
+    /// Runs of the same generation, for the run-to-run spread.
+    pub repeat: u32,
+    /// Where to write the per-token decode chart (SVG).
+    pub plot: Option<PathBuf>,
+    /// Leave the model's reasoning out of the printed text.
+    pub hide_think: bool,
+}

@@ -1,0 +1,140 @@
+//! The fusion contract of `--parallel`: after compiling, every layer is the five fused operators
+//! the passes promise (RMSNorm + q/k/v matmuls; attention with q/k norms, RoPE and the KV cache;
+//! output projection + residual; RMSNorm + gate/up matmuls + SwiGLU; down projection +
+//! residual), the head is one fused RMSNorm + matmul, and no unfused weight matmul, norm,
+//! rotation or attention is left.
+//!
+//! The passes (`ops::parallel`) pattern-match the op chain that `model::qwen3` writes. An edit
+//! there that breaks a match would otherwise pass every numerics test and silently run the
+//! slower standard ops; here it fails, naming the layer and the operator that is missing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Once;
+
+use qwen::backend::cpu_engine::Engine;
+use qwen::backend::{EngineOptions, Mode};
+use qwen::gguf::GgufFile;
+use qwen::model::config::Qwen3Config;
+
+/// What each layer must hold after the parallel passes, by operator kind.
+const PER_LAYER: [(&str, usize); 4] = [
+    ("FusedMatMul(RmsNorm+MatMulx3)", 1),
+    ("FusedAttention", 1),
+    ("FusedMatMul(MatMul+Residual)", 2),
+    ("FusedMatMul(RmsNorm+MatMulx2+SwiGlu)", 1),
+];
+
+/// The head: the final norm and the vocabulary matmul in one op.
+const HEAD: &str = "FusedMatMul(RmsNorm+MatMul)";
+
+/// Operator kinds that must not survive the parallel passes: each is a part of the block that
+/// a fused op should have absorbed.
+const UNFUSED: [&str; 6] = [
+    "WeightMatMul",
+    "CachedAttention",
+    "RmsNorm",
+    "Rope",
+    "SwiGlu",
+    "SumReduce",
+];
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
+}
+
+/// Kind and label of every operator of `model` compiled in parallel mode, and its layer count.
+fn compiled_ops(model: &str) -> (Vec<(String, String)>, usize) {
+    // Default plans: the contract is about the graph, not about what a search picked.
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| std::env::set_var("QWEN_PLAN_SEARCH", "off"));
+    let file = GgufFile::open(fixture(model)).unwrap();
+    let config = Qwen3Config::from_gguf(&file).unwrap();
+    let options = EngineOptions {
+        mode: Mode::Parallel { threads: 2 },
+        max_context: 32,
+        profile: false,
+    };
+    let engine = Engine::new(&file, &config, options).unwrap();
+    (engine.graph_ops(), config.layers)
+}
+
+/// The block a label names (`FusedAttention blk.3`, `... blk.3.attn_output`), if any.
+fn layer_of(label: &str) -> Option<usize> {
+    let at = label.find("blk.")?;
+    label[at + 4..].split('.').next()?.parse().ok()
+}
+
+/// Checks the contract for `model`; every breach is listed in the panic message.
+fn check_contract(model: &str) {
+    let (ops, layers) = compiled_ops(model);
+    let mut per_layer: BTreeMap<usize, BTreeMap<&str, usize>> = BTreeMap::new();
+    let mut breaches = vec![];
+    let mut heads = 0;
+    for (kind, label) in &ops {
+        if UNFUSED.contains(&kind.as_str()) {
+            breaches.push(format!("unfused {label}"));
+        }
+        if kind == HEAD && label.contains("output_norm") {
+            heads += 1;
+        }
+        if let Some(layer) = layer_of(label) {
+            *per_layer
+                .entry(layer)
+                .or_default()
+                .entry(kind.as_str())
+                .or_default() += 1;
+        }
+    }
+    for layer in 0..layers {
+        let counts = per_layer.get(&layer);
+        for (kind, want) in PER_LAYER {
+            let got = counts.and_then(|c| c.get(kind)).copied().unwrap_or(0);
+            if got < want {
+                breaches.push(format!("blk.{layer}: {got} {kind}, expected {want}"));
+            }
+        }
+    }
+    if heads != 1 {
+        breaches.push(format!(
+            "{heads} fused heads ({HEAD} on output_norm), expected 1"
+        ));
+    }
+    assert!(
+        breaches.is_empty(),
+        "{model}: the parallel passes no longer fuse the graph as promised:\n  {}\nall ops: {ops:#?}",
+        breaches.join("\n  ")
+    );
+}
+
+#[test]
+fn tied_head_f32_fuses_every_layer() {
+    check_contract("tiny-f32.gguf");
+}
+
+#[test]
+fn tied_head_q8_0_fuses_every_layer() {
+    check_contract("tiny-q8_0.gguf");
+}
+
+#[test]
+fn untied_head_k_quants_fuse_every_layer() {
+    check_contract("small-q4_k_m.gguf");
+}
+
+#[test]
+fn untied_head_f32_fuses_every_layer() {
+    check_contract("small-f32.gguf");
+}
+
+#[test]
+fn labels_name_their_layer() {
+    assert_eq!(layer_of("FusedAttention blk.3"), Some(3));
+    assert_eq!(
+        layer_of("FusedMatMul(MatMul+Residual) blk.12.attn_output"),
+        Some(12)
+    );
+    assert_eq!(layer_of("FusedMatMul(RmsNorm+MatMul) output_norm"), None);
+}
