@@ -602,3 +602,39 @@ fn several_matrices_must_agree_on_input_shape_and_format() {
     let e = matmul_multi(&pool, &nine, &[0.0; 32], 1, &mut [], &plan, &mut s);
     assert!(matches!(e, Err(KernelError::TooManyMatrices(9))), "{e:?}");
 }
+
+#[test]
+fn prefetch_addresses_never_claim_to_stay_inside_their_buffer() {
+    // Prefetches run ahead of the data, past the end of the last rows of a tensor: `add` would
+    // promise the result stays inside the allocation (undefined behaviour otherwise);
+    // `wrapping_add` promises nothing, and a prefetch of any address is harmless.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+    let mut stack = vec![std::path::PathBuf::from(root)];
+    let mut sites = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let prefetch = ["_mm_prefetch", "_prefetch(", "prfm"]
+                    .iter()
+                    .any(|k| line.contains(k));
+                if prefetch && line.contains('(') && !line.trim_start().starts_with("//") {
+                    sites += 1;
+                    assert!(
+                        !line.contains(".add(") && !line.contains(".offset("),
+                        "{}:{}: {}",
+                        p.display(),
+                        n + 1,
+                        line.trim()
+                    );
+                }
+            }
+        }
+    }
+    assert!(sites >= 3, "the prefetch sites were not found ({sites})");
+}

@@ -110,7 +110,9 @@ pub(crate) use tile_table;
 
 /// How far ahead (bytes) decode kernels prefetch in each row stream: with four sequential
 /// streams per thread, a short distance measured best on the 2-core AVX-512 machine
-/// (31.5 -> 35 GB/s for Q8_0 with 2 threads; 1 KiB and more was slower).
+/// (31.5 -> 35 GB/s for Q8_0 with 2 threads; 1 KiB and more was slower). Near the end of a
+/// tensor the address lies past its buffer, so it is computed with `wrapping_add` (`add` would
+/// promise it stays inside the allocation); a prefetch of any address is harmless.
 pub const PREFETCH: usize = 256;
 
 /// The kernels for weight type `ty` on `isa`; `quantized` picks the integer path for the

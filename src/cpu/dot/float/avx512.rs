@@ -56,7 +56,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
             if T == 1 {
                 // Decode reads each weight once: ask for the bytes a little ahead in the stream.
                 let at = c * if TY == F32 { 4 } else { 2 };
-                _mm_prefetch::<_MM_HINT_T0>(p.add(at + PREFETCH) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at + PREFETCH) as *const i8);
             }
             w[r] = weights::<TY>(p, c, k);
         }

@@ -209,7 +209,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
             if T == 1 {
                 // Decode reads each weight once: ask for the bytes a little ahead in the stream.
                 for line in 0..prefetch_lines(TY) {
-                    _mm_prefetch::<_MM_HINT_T0>(p.add(PREFETCH + 64 * line) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH + 64 * line) as *const i8);
                 }
             }
             hdr[r] = header::<TY>(p);

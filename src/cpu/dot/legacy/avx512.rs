@@ -123,7 +123,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
             let p = a.w.add(r * a.w_stride + b * bs);
             if T == 1 {
                 // Decode reads each weight once: ask for the bytes a little ahead in the stream.
-                _mm_prefetch::<_MM_HINT_T0>(p.add(PREFETCH) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8);
             }
             w[r] = unpack::<TY>(p, next);
         }
