@@ -604,6 +604,56 @@ fn several_matrices_must_agree_on_input_shape_and_format() {
 }
 
 #[test]
+fn activations_are_quantized_whatever_thread_count_is_asked_for() {
+    // 64 tokens of 512: enough work to split. A thread count above the pool's size (or 0) once
+    // left the tokens of the missing threads unquantized, or divided by zero.
+    let pool = ThreadPool::new(2).unwrap();
+    let (n, cols) = (64, 512);
+    let x = random_input(&mut Rng::new(17), n * cols);
+    let mut want = QuantActs::default();
+    want.prepare(ActFormat::Q8_0 { offset: 128 }, n, cols);
+    want.quantize(&pool, 1, &x, Isa::Scalar);
+    for threads in [0, 2, 3, 8, 1000] {
+        for isa in cpu_features().available() {
+            let mut acts = QuantActs::default();
+            acts.prepare(ActFormat::Q8_0 { offset: 128 }, n, cols);
+            acts.quantize(&pool, threads, &x, isa);
+            for t in 0..n {
+                assert_eq!(
+                    acts.tok_qs(t),
+                    want.tok_qs(t),
+                    "{isa}, {threads} threads, token {t}"
+                );
+                assert_eq!(
+                    acts.tok_d(t),
+                    want.tok_d(t),
+                    "{isa}, {threads} threads, token {t}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_instruction_set_the_cpu_lacks_falls_back_to_the_portable_quantizer() {
+    // `quantize` is safe: an ISA this CPU does not have must not reach its intrinsics.
+    let pool = ThreadPool::new(1).unwrap();
+    let x = random_input(&mut Rng::new(18), 4 * 256);
+    let mut want = QuantActs::default();
+    want.prepare(ActFormat::Q8K, 4, 256);
+    want.quantize(&pool, 1, &x, Isa::Scalar);
+    let all = [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni, Isa::Neon];
+    for isa in all.into_iter().filter(|i| !cpu_features().supports(*i)) {
+        let mut acts = QuantActs::default();
+        acts.prepare(ActFormat::Q8K, 4, 256);
+        acts.quantize(&pool, 1, &x, isa);
+        for t in 0..4 {
+            assert_eq!(acts.tok_qs(t), want.tok_qs(t), "{isa}");
+        }
+    }
+}
+
+#[test]
 fn prefetch_addresses_never_claim_to_stay_inside_their_buffer() {
     // Prefetches run ahead of the data, past the end of the last rows of a tensor: `add` would
     // promise the result stays inside the allocation (undefined behaviour otherwise);

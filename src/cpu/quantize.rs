@@ -8,6 +8,7 @@
 //! instead of rebuilding per row.
 
 use super::features::Isa;
+use super::features::cpu_features;
 use super::pool::ThreadPool;
 use super::shared::SharedMut;
 use crate::quant::blocks::{round_f16, QK, QK_K};
@@ -285,18 +286,30 @@ impl QuantActs {
     }
 
     /// Quantizes `x` (`[n_tokens, cols]`, as prepared) with `isa`'s quantizer, splitting the
-    /// tokens over `threads` pool threads when there is enough work.
+    /// tokens over up to `threads` pool threads (0: the whole pool) when there is enough work.
+    /// An `isa` this CPU lacks takes the portable quantizer, whose blocks are the same bit for
+    /// bit: the SIMD quantizers must never run on a CPU without their instructions.
     pub fn quantize(&mut self, pool: &ThreadPool, threads: usize, x: &[f32], isa: Isa) {
         let Some(fmt) = self.fmt else { return };
         if fmt == ActFormat::F32 {
             return;
         }
+        let isa = if cpu_features().supports(isa) {
+            isa
+        } else {
+            Isa::Scalar
+        };
         let (n, cols) = (self.n_tokens, self.cols);
         let parts = self.parts();
+        // `pool.run` runs at most the pool's size of indices: tokens must be split over no more.
+        let threads = match threads {
+            0 => pool.n_threads(),
+            t => t.min(pool.n_threads()),
+        };
         let threads = if n * cols < 16 * 1024 {
             1
         } else {
-            threads.min(n)
+            threads.min(n).max(1)
         };
         pool.run(threads, |tid| {
             for t in n * tid / threads..n * (tid + 1) / threads {
@@ -512,7 +525,7 @@ mod simd {
     pub fn q8_row(isa: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         match isa {
-            // SAFETY: the ISA was checked against the CPU when the plan was made.
+            // SAFETY: `QuantActs::quantize`, the only caller, checked the ISA against the CPU.
             Isa::Avx512Vnni => return unsafe { x86::q8_row_avx512(x, qs, d) },
             Isa::Avx2 => return unsafe { x86::q8_row_avx2(x, qs, d) },
             _ => {}
@@ -526,7 +539,7 @@ mod simd {
     pub fn q8k_row(isa: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512Vnni {
-            // SAFETY: the ISA was checked against the CPU when the plan was made.
+            // SAFETY: `QuantActs::quantize`, the only caller, checked the ISA against the CPU.
             return unsafe { x86::q8k_row_avx512(x, qs, d, bsums) };
         }
         let _ = (isa, QK_K);
