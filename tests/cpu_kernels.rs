@@ -654,6 +654,54 @@ fn an_instruction_set_the_cpu_lacks_falls_back_to_the_portable_quantizer() {
 }
 
 #[test]
+fn any_plan_runs_without_overflow_or_division_by_zero() {
+    // A plan read from the cache file may hold anything; the kernels must stay in bounds.
+    let pool = ThreadPool::new(2).unwrap();
+    let data = random_weights(&mut Rng::new(19), GgmlType::Q8_0, 40, 64);
+    let w = WeightMatrix::new(GgmlType::Q8_0, 40, 64, &data).unwrap();
+    let x = random_input(&mut Rng::new(20), 3 * 64);
+    let want = run(&pool, &w, &x, 3, &MatmulPlan::for_isa(Isa::Scalar));
+    let base = MatmulPlan::new();
+    let odd = [
+        MatmulPlan {
+            rows_per_chunk: usize::MAX,
+            ..base
+        },
+        MatmulPlan {
+            rows_per_chunk: usize::MAX - 2,
+            row_tile: 3,
+            ..base
+        },
+        MatmulPlan {
+            row_tile: 0,
+            token_tile: 0,
+            ..base
+        },
+        MatmulPlan {
+            row_tile: usize::MAX,
+            token_tile: usize::MAX,
+            ..base
+        },
+        MatmulPlan {
+            threads: usize::MAX,
+            ..base
+        },
+    ];
+    for plan in odd {
+        for panel in [false, true] {
+            let plan = MatmulPlan { panel, ..plan };
+            let got = run(&pool, &w, &x, 3, &plan);
+            for (i, (g, r)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - r).abs() <= 1e-3 * r.abs().max(1.0),
+                    "{plan:?} [{i}]: {g} vs {r}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn prefetch_addresses_never_claim_to_stay_inside_their_buffer() {
     // Prefetches run ahead of the data, past the end of the last rows of a tensor: `add` would
     // promise the result stays inside the allocation (undefined behaviour otherwise);

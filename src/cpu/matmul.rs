@@ -296,7 +296,8 @@ pub fn matmul_multi(
             0 => (w.rows / (2 * threads)).clamp(64, 256),
             n => n,
         };
-        let chunk = chunk.div_ceil(row_tile) * row_tile;
+        // Never more than the matrix (a plan may come from a cache file): no overflow below.
+        let chunk = chunk.min(w.rows.max(1)).div_ceil(row_tile) * row_tile;
         let dequant = ks.fmt == ActFormat::F32 && !is_float(w.ty);
         any_panel |= use_panel;
         if dequant {

@@ -9,7 +9,9 @@
 //! and shapes, which identify the model's matrices), so a later run of the same model on the same
 //! machine compiles without timing anything. `QWEN_PLAN_CACHE=off` disables the file;
 //! `QWEN_PLAN_SEARCH=off` skips the search and runs every job on its default plan (what the
-//! numerics tests pin, so their results do not depend on timings).
+//! numerics tests pin, so their results do not depend on timings). A cached plan is used only
+//! if the search could have chosen it for the job (anything else, a hand edit or another
+//! version's, is searched again).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -105,7 +107,7 @@ impl PlanBook {
         }
         let choice = match self.cached.get(&key) {
             _ if !self.search => default_choice(base_plan(ws, n_tokens)),
-            Some(c) if cpu_features().supports(c.plan.isa) => Choice {
+            Some(c) if self.could_have_chosen(c, ws, n_tokens) => Choice {
                 from_cache: true,
                 ..c.clone()
             },
@@ -117,19 +119,36 @@ impl PlanBook {
         choice
     }
 
+    /// The plans a search of this job times, the default first.
+    fn candidates(&self, ws: &[WeightMatrix<'_>], n_tokens: usize) -> Vec<MatmulPlan> {
+        let base = base_plan(ws, n_tokens);
+        let mut candidates = vec![base];
+        if let Some(largest) = ws.iter().max_by_key(|w| w.data.len()) {
+            candidates.extend(
+                tune::candidates(&base, largest, n_tokens, self.threads)
+                    .into_iter()
+                    .filter(|p| *p != base),
+            );
+        }
+        candidates
+    }
+
+    /// Whether a cached choice is one this job's search could have made on this CPU: the cache
+    /// file is outside the program (hand edits, other versions, a torn write), and a plan that
+    /// is only plausible can still ask the kernels for sizes they were never tried with.
+    fn could_have_chosen(&self, c: &Choice, ws: &[WeightMatrix<'_>], n_tokens: usize) -> bool {
+        cpu_features().supports(c.plan.isa)
+            && c.micros.is_none_or(|us| us.is_finite() && us >= 0.0)
+            && self.candidates(ws, n_tokens).contains(&c.plan)
+    }
+
     fn search(&self, pool: &ThreadPool, ws: &[WeightMatrix<'_>], n_tokens: usize) -> Choice {
         let base = base_plan(ws, n_tokens);
         let bytes: usize = ws.iter().map(|w| w.data.len()).sum();
-        let largest = ws.iter().max_by_key(|w| w.data.len()).unwrap_or(&ws[0]);
         if n_tokens > 1 && bytes > MAX_SEARCH_BYTES {
             return default_choice(base);
         }
-        let mut candidates = vec![base];
-        candidates.extend(
-            tune::candidates(&base, largest, n_tokens, self.threads)
-                .into_iter()
-                .filter(|p| *p != base),
-        );
+        let candidates = self.candidates(ws, n_tokens);
         let mut best: Option<(f64, MatmulPlan)> = None;
         let start = Instant::now();
         let mut tried = 0;
@@ -404,15 +423,71 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
     }
 
+    fn book(path: Option<PathBuf>, cached: BTreeMap<String, Choice>) -> PlanBook {
+        PlanBook {
+            machine: "test".into(),
+            threads: 2,
+            path,
+            cached,
+            used: Mutex::new(BTreeMap::new()),
+            search: true,
+        }
+    }
+
+    #[test]
+    fn a_cached_plan_the_search_could_not_have_chosen_is_searched_again() {
+        let pool = ThreadPool::new(2).unwrap();
+        let data = random_weights(&mut Rng::new(6), GgmlType::Q8_0, 64, 128);
+        let w = WeightMatrix::new(GgmlType::Q8_0, 64, 128, &data).unwrap();
+        let base = base_plan(&[w], 1);
+        let bad = [
+            MatmulPlan {
+                rows_per_chunk: usize::MAX,
+                ..base
+            },
+            MatmulPlan {
+                row_tile: 0,
+                ..base
+            },
+            MatmulPlan {
+                token_tile: 1 << 20,
+                ..base
+            },
+            MatmulPlan { threads: 3, ..base },
+            MatmulPlan {
+                isa: crate::cpu::Isa::Neon,
+                ..base
+            },
+        ];
+        for plan in bad {
+            let cached = BTreeMap::from([(job_key(&[w], 1), default_choice(plan))]);
+            let c = book(None, cached).choose(&pool, &[w], 1);
+            assert!(!c.from_cache && c.candidates > 0, "{plan:?} was used");
+        }
+        let nan = Choice {
+            micros: Some(f64::NAN),
+            ..default_choice(base)
+        };
+        let c = book(None, BTreeMap::from([(job_key(&[w], 1), nan)])).choose(&pool, &[w], 1);
+        assert!(!c.from_cache);
+        // What the search offers is used as cached.
+        let good = tune::candidates(&base, &w, 1, 2)[3];
+        let cached = BTreeMap::from([(job_key(&[w], 1), default_choice(good))]);
+        let c = book(None, cached).choose(&pool, &[w], 1);
+        assert!(c.from_cache && c.plan == good);
+    }
+
     #[test]
     fn cached_choices_are_used_without_search() {
         let pool = ThreadPool::new(1).unwrap();
         let data = random_weights(&mut Rng::new(4), GgmlType::Q4_K, 8, 256);
         let w = WeightMatrix::new(GgmlType::Q4_K, 8, 256, &data).unwrap();
-        let plan = MatmulPlan {
-            row_tile: 1,
-            ..MatmulPlan::new()
-        };
+        // A plan the search offers, other than the default.
+        let base = base_plan(&[w], 5);
+        let plan = *tune::candidates(&base, &w, 5, 1)
+            .iter()
+            .find(|p| **p != base && p.row_tile == 1)
+            .unwrap();
         let mut cached = BTreeMap::new();
         cached.insert(job_key(&[w], 5), default_choice(plan));
         let book = PlanBook {
