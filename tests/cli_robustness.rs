@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Output, Stdio};
 
 use common::cli::*;
 use serde_json::Value;
@@ -30,6 +30,94 @@ fn plans_file(cache: &Path) -> std::path::PathBuf {
 }
 
 // ---- the plan cache (faults 4, 5, 6) ----
+
+#[test]
+fn a_plan_cache_that_does_not_parse_is_left_alone() {
+    let cache = tempfile::tempdir().unwrap();
+    let file = plans_file(cache.path());
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    // A torn write of another run, or a file edited by hand: other machines' plans are in it.
+    let torn = b"{\"machines\": {\"another machine | avx2 | 8 threads | kernels v3\": {\"Q8_0";
+    std::fs::write(&file, torn).unwrap();
+    let out = run_cached(cache.path(), &["--parallel"]);
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning:") && err.contains("plans.json"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        torn,
+        "the file was rewritten"
+    );
+}
+
+#[test]
+fn concurrent_runs_keep_every_plan_and_leave_no_temporary_files() {
+    let cache = tempfile::tempdir().unwrap();
+    let models = [
+        "models/tiny-q8_0.gguf",
+        "models/tiny-q4_0.gguf",
+        "models/tiny-f16.gguf",
+        "models/tiny-bf16.gguf",
+    ];
+    let children: Vec<_> = models
+        .iter()
+        .map(|m| {
+            qwen()
+                .env("XDG_CACHE_HOME", cache.path())
+                .env_remove("QWEN_PLAN_CACHE")
+                .env_remove("QWEN_PLAN_SEARCH")
+                .args([
+                    "-m",
+                    &path(m),
+                    "--token-ids",
+                    "1,2",
+                    "-t",
+                    "1",
+                    "--parallel",
+                ])
+                .args(["--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut wanted = Vec::new();
+    for child in children {
+        let r = json(&child.wait_with_output().unwrap());
+        for line in r["features"]["kernel_plans"].as_array().unwrap() {
+            // "Q8_0:32x64+Q8_0:32x64 decode: avx512vnni t2 ..."
+            let line = line.as_str().unwrap();
+            let end = [" decode: ", " batch: "]
+                .iter()
+                .find_map(|c| line.find(c).map(|i| i + c.len() - 2))
+                .unwrap_or_else(|| panic!("no job key in {line}"));
+            wanted.push(line[..end].to_string());
+        }
+    }
+    let file = plans_file(cache.path());
+    let saved: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let machines = saved["machines"].as_object().unwrap();
+    assert_eq!(machines.len(), 1, "one machine");
+    let jobs = machines.values().next().unwrap().as_object().unwrap();
+    for key in &wanted {
+        assert!(
+            jobs.contains_key(key),
+            "{key} lost; kept: {:?}",
+            jobs.keys()
+        );
+    }
+    let names: Vec<String> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n != "plans.json" && n != "plans.json.lock")
+        .collect();
+    assert!(names.is_empty(), "left behind: {names:?}");
+}
 
 /// Sets `field` of every cached plan to `value`.
 fn poison_plans(file: &Path, field: &str, value: Value) {

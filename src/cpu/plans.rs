@@ -9,16 +9,22 @@
 //! and shapes, which identify the model's matrices), so a later run of the same model on the same
 //! machine compiles without timing anything. `QWEN_PLAN_CACHE=off` disables the file;
 //! `QWEN_PLAN_SEARCH=off` skips the search and runs every job on its default plan (what the
-//! numerics tests pin, so their results do not depend on timings). A cached plan is used only
+//! numerics tests pin, so their results do not depend on timings).
+//!
+//! The file is shared by every run on the machine, several at once: a save merges under a lock
+//! (`plans.json.lock`) and replaces the file by renaming a temporary file with a name of its
+//! own, so readers see a whole file and no run's entries are lost. A cached plan is used only
 //! if the search could have chosen it for the job (anything else, a hand edit or another
-//! version's, is searched again).
+//! version's, is searched again), and a file that does not parse is never overwritten.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::cpu::dot::panel;
 use crate::cpu::features::cpu_features;
@@ -70,22 +76,25 @@ pub struct PlanBook {
     search: bool,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct CacheFile {
-    /// Machine key -> job key -> choice.
-    machines: BTreeMap<String, BTreeMap<String, Choice>>,
-}
-
 impl PlanBook {
-    /// Loads the cache for this machine and `threads` (missing or unreadable cache: empty).
+    /// Loads the cache for this machine and `threads` (missing or unreadable cache, or an
+    /// entry this build cannot read: nothing cached for it).
     pub fn load(threads: usize) -> Self {
         let machine = machine_key(threads);
         let path = cache_path();
         let cached = path
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|bytes| serde_json::from_slice::<CacheFile>(&bytes).ok())
-            .and_then(|mut f| f.machines.remove(&machine))
+            .as_deref()
+            .and_then(|p| read_cache(p).ok())
+            .and_then(|mut file| machines(&mut file)?.remove(&machine))
+            .and_then(|jobs| match jobs {
+                Value::Object(jobs) => Some(jobs),
+                _ => None,
+            })
+            .map(|jobs| {
+                jobs.into_iter()
+                    .filter_map(|(k, v)| Some((k, serde_json::from_value::<Choice>(v).ok()?)))
+                    .collect()
+            })
             .unwrap_or_default();
         PlanBook {
             machine,
@@ -186,28 +195,50 @@ impl PlanBook {
         }
     }
 
-    /// Writes the searched choices to the cache file (best effort: a read-only home only costs
-    /// the next run a search).
+    /// Merges the searched choices into the cache file (best effort: a read-only home only
+    /// costs the next run a search). Other runs may be saving at the same moment: the merge
+    /// holds the lock, and the file is replaced whole.
     pub fn save(&self) {
         let Some(path) = &self.path else { return };
         let Ok(used) = self.used.lock() else { return };
         if used.values().all(|c| c.from_cache || c.candidates == 0) {
             return;
         }
-        let mut file: CacheFile = std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let entry = file.machines.entry(self.machine.clone()).or_default();
-        entry.extend(used.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if let (Some(dir), Ok(json)) = (path.parent(), serde_json::to_vec_pretty(&file)) {
-            let tmp = path.with_extension("json.tmp");
-            let written = std::fs::create_dir_all(dir)
-                .and_then(|_| std::fs::write(&tmp, json))
-                .and_then(|_| std::fs::rename(&tmp, path));
-            if written.is_err() {
-                let _ = std::fs::remove_file(&tmp);
+        let Some(dir) = path.parent() else { return };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        let _lock = lock(path);
+        let mut file = match read_cache(path) {
+            Ok(file) => file,
+            Err(e) => {
+                // Overwriting it would drop every other machine's plans.
+                eprintln!(
+                    "warning: the kernel-plan cache {} cannot be read ({e}); it was left as it \
+                     is and this run's plans were not saved (delete it to start a new one)",
+                    path.display()
+                );
+                return;
             }
+        };
+        let Some(machines) = machines(&mut file) else {
+            return;
+        };
+        let jobs = machines
+            .entry(self.machine.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !jobs.is_object() {
+            *jobs = Value::Object(Map::new());
+        }
+        if let Some(jobs) = jobs.as_object_mut() {
+            for (key, choice) in used.iter() {
+                if let Ok(v) = serde_json::to_value(choice) {
+                    jobs.insert(key.clone(), v);
+                }
+            }
+        }
+        if let Ok(json) = serde_json::to_vec_pretty(&file) {
+            let _ = replace_file(path, &json);
         }
     }
 
@@ -363,6 +394,54 @@ fn cache_path() -> Option<PathBuf> {
     Some(base.join("qwen-luminal").join("plans.json"))
 }
 
+/// The cache file as JSON (a missing file: an empty cache). Entries stay JSON values, so that
+/// writing the file back keeps what this build cannot read (another version's plans) as it was.
+fn read_cache(path: &Path) -> Result<Value, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => b"{}".to_vec(),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut file: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    if machines(&mut file).is_none() {
+        return Err("not a plan cache: no \"machines\" object".to_string());
+    }
+    Ok(file)
+}
+
+/// The file's `machines` object, created in an empty object.
+fn machines(file: &mut Value) -> Option<&mut Map<String, Value>> {
+    let top = file.as_object_mut()?;
+    top.entry("machines")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+}
+
+/// Holds an exclusive lock on `<path>.lock` until dropped (`None` where the file system cannot
+/// lock: the save goes ahead, and a concurrent save may then cost an entry a new search).
+fn lock(path: &Path) -> Option<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("json.lock"))
+        .ok()?;
+    file.lock().ok()?;
+    Some(file)
+}
+
+/// Writes `bytes` to a temporary file of this process and call, then renames it over `path`.
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
+    let written = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +502,12 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
     }
 
+    /// The cache file's layout: `{"machines": {machine key: {job key: choice}}}`.
+    #[derive(Deserialize)]
+    struct CacheFile {
+        machines: BTreeMap<String, BTreeMap<String, Choice>>,
+    }
+
     fn book(path: Option<PathBuf>, cached: BTreeMap<String, Choice>) -> PlanBook {
         PlanBook {
             machine: "test".into(),
@@ -475,6 +560,106 @@ mod tests {
         let cached = BTreeMap::from([(job_key(&[w], 1), default_choice(good))]);
         let c = book(None, cached).choose(&pool, &[w], 1);
         assert!(c.from_cache && c.plan == good);
+    }
+
+    #[test]
+    fn saving_keeps_entries_this_build_cannot_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plans.json");
+        let theirs = serde_json::json!({
+            "machines": {
+                "other": {"job": {"plan": {"isa": "amx", "tiles": 9}}},
+                "test": {"old job": {"plan": "from a future version"}}
+            }
+        });
+        std::fs::write(&path, serde_json::to_vec(&theirs).unwrap()).unwrap();
+        let b = book(Some(path.clone()), BTreeMap::new());
+        assert!(b.cached.is_empty(), "an unreadable entry is not a plan");
+        b.used
+            .lock()
+            .unwrap()
+            .insert("new job".into(), searched(MatmulPlan::new()));
+        b.save();
+        let saved: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(saved["machines"]["other"], theirs["machines"]["other"]);
+        assert_eq!(
+            saved["machines"]["test"]["old job"],
+            theirs["machines"]["test"]["old job"]
+        );
+        assert_eq!(saved["machines"]["test"]["new job"]["candidates"], 2);
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plans.json");
+        for bytes in [
+            &b"{\"machines\": {\"torn"[..],
+            b"[1, 2]",
+            b"{\"machines\": 3}",
+        ] {
+            std::fs::write(&path, bytes).unwrap();
+            let b = book(Some(path.clone()), BTreeMap::new());
+            b.used
+                .lock()
+                .unwrap()
+                .insert("job".into(), searched(MatmulPlan::new()));
+            b.save();
+            assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        }
+    }
+
+    fn searched(plan: MatmulPlan) -> Choice {
+        Choice {
+            plan,
+            micros: Some(1.0),
+            candidates: 2,
+            from_cache: false,
+        }
+    }
+
+    #[test]
+    fn concurrent_saves_lose_no_entry() {
+        // Eight engines (four machines, two jobs each) saving into one file at the same moment,
+        // in many trials: every entry must survive every merge.
+        let dir = tempfile::tempdir().unwrap();
+        for trial in 0..30 {
+            let path = dir.path().join(format!("plans-{trial}.json"));
+            let books: Vec<PlanBook> = (0..8)
+                .map(|i| {
+                    let used = BTreeMap::from([(format!("job {i}"), searched(MatmulPlan::new()))]);
+                    PlanBook {
+                        machine: format!("machine {}", i % 4),
+                        threads: 2,
+                        path: Some(path.clone()),
+                        cached: BTreeMap::new(),
+                        used: Mutex::new(used),
+                        search: true,
+                    }
+                })
+                .collect();
+            let start = std::sync::Barrier::new(books.len());
+            std::thread::scope(|s| {
+                for book in &books {
+                    s.spawn(|| {
+                        start.wait();
+                        book.save();
+                    });
+                }
+            });
+            let file: CacheFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            for i in 0..8 {
+                let machine = file.machines.get(&format!("machine {}", i % 4));
+                let kept = machine.is_some_and(|m| m.contains_key(&format!("job {i}")));
+                assert!(kept, "trial {trial}: job {i} lost");
+            }
+        }
+        let others: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| !n.ends_with(".json") && !n.ends_with(".json.lock"))
+            .collect();
+        assert!(others.is_empty(), "left behind: {others:?}");
     }
 
     #[test]
