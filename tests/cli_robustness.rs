@@ -166,3 +166,28 @@ fn an_invalid_cached_plan_is_ignored_and_searched_again() {
         }
     }
 }
+
+#[test]
+fn an_empty_or_relative_home_keeps_the_plan_cache_out_of_the_current_folder() {
+    let model = path(TINY_MODEL);
+    for home in ["", "relative/home"] {
+        let cwd = tempfile::tempdir().unwrap();
+        let out = qwen()
+            .current_dir(cwd.path())
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("QWEN_PLAN_CACHE")
+            .env("HOME", home)
+            .args(["-m", &model, "--token-ids", "1,2", "-t", "1", "--parallel"])
+            .args(["--json"])
+            .output()
+            .unwrap();
+        let r = json(&out);
+        assert!(
+            r["features"]["plan_cache"].is_null(),
+            "HOME={home:?}: {}",
+            r["features"]["plan_cache"]
+        );
+        let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+        assert!(left.is_empty(), "HOME={home:?} wrote {left:?}");
+    }
+}

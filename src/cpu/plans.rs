@@ -383,14 +383,19 @@ fn machine_key(threads: usize) -> String {
     )
 }
 
+/// `$XDG_CACHE_HOME/qwen-luminal/plans.json`, else `$HOME/.cache/...`; a relative or empty
+/// variable counts as unset (both must be absolute paths), so the cache never lands in
+/// whatever folder the program was started from.
 fn cache_path() -> Option<PathBuf> {
     if std::env::var("QWEN_PLAN_CACHE").is_ok_and(|v| v == "off") {
         return None;
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let base = absolute("XDG_CACHE_HOME").or_else(|| Some(absolute("HOME")?.join(".cache")))?;
     Some(base.join("qwen-luminal").join("plans.json"))
 }
 
