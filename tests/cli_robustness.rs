@@ -29,6 +29,69 @@ fn plans_file(cache: &Path) -> std::path::PathBuf {
     cache.join("qwen-luminal").join("plans.json")
 }
 
+// ---- memory (fault 2) ----
+
+#[test]
+fn an_unparsable_memory_figure_is_an_error_that_names_it() {
+    let model = path(TINY_MODEL);
+    for bad in ["eight", "8X", "-1", "1.5G", "99999999999999999999999"] {
+        let out = qwen()
+            .env("QWEN_MEM_AVAILABLE", bad)
+            .args(["-m", &model, "--token-ids", "1,2", "-t", "1"])
+            .output()
+            .unwrap();
+        assert_one_line_error(&out, &["QWEN_MEM_AVAILABLE", bad]);
+    }
+    // Bytes, or a binary suffix.
+    for good in ["300000000", "8G", "8 GiB", "512m"] {
+        let out = qwen()
+            .env("QWEN_MEM_AVAILABLE", good)
+            .args(["-m", &model, "--token-ids", "1,2", "-t", "1"])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+    }
+}
+
+#[test]
+fn a_kv_cache_larger_than_memory_is_refused_not_aborted() {
+    let model = path(TINY_MODEL);
+    // 4e9 positions of 256 bytes: about 1 TB, far more than 8 GiB.
+    let args = ["-m", &model, "--token-ids", "1,2", "-t", "1"];
+    let huge = ["--ctx-size", "4000000000"];
+    let out = qwen()
+        .env("QWEN_MEM_AVAILABLE", "8G")
+        .args(args)
+        .args(huge)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, &["--ctx-size 4000000000", "at most"]);
+
+    // A figure that claims more than the machine has: the cache's allocation itself fails
+    // (unless the system overcommits memory, and then the run works).
+    let out = qwen()
+        .env("QWEN_MEM_AVAILABLE", "1E")
+        .args(args)
+        .args(huge)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        assert_one_line_error(&out, &["KV cache", "--ctx-size"]);
+    }
+
+    // Under an address-space limit (ulimit -v) the limit is the memory there is.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "ulimit -v 4194304 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_qwen"))
+        .args(args)
+        .args(huge)
+        .env("QWEN_MEM_AVAILABLE", "1T")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, &["--ctx-size 4000000000", "address-space limit"]);
+}
+
 // ---- the plan cache (faults 4, 5, 6) ----
 
 #[test]

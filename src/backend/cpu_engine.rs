@@ -49,7 +49,7 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Self, EngineError> {
         let mut cx = Box::new(Graph::new());
-        let graph = cpu_graph::build(&mut cx, config, options.max_context);
+        let graph = cpu_graph::build(&mut cx, config, options.max_context)?;
         loader::bind(&mut cx, &graph.model, file)?;
         let (mut inputs, mut rotary, mut logits) =
             (graph.inputs, graph.model.rotary, graph.model.logits);

@@ -8,7 +8,7 @@ use crate::model::dims::{HeadDim, Heads, KvDim, KvHeads, QDim, Seq};
 use crate::model::norm::NormKind;
 use crate::model::qwen3::{self, Attention, Embedded, Embedding, Parts, Qwen3Graph};
 use crate::model::tensors::{stem, TOKEN_EMBD};
-use crate::ops::cached_attention::{cached_attention, AttentionShape};
+use crate::ops::cached_attention::{cached_attention, AttentionShape, KvCache, KvCacheError};
 use crate::ops::embedding::embed;
 
 /// Inputs the host sets before each step.
@@ -26,19 +26,28 @@ pub struct CpuGraph {
     pub inputs: StepInputs,
 }
 
-/// Builds the Qwen3 graph for `config` with a KV cache of `max_context` positions per layer.
-pub fn build(cx: &mut Graph, config: &Qwen3Config, max_context: usize) -> CpuGraph {
+/// Builds the Qwen3 graph for `config` with a KV cache of `max_context` positions per layer
+/// (an error when memory refuses the caches, which are allocated before the graph is built).
+pub fn build(
+    cx: &mut Graph,
+    config: &Qwen3Config,
+    max_context: usize,
+) -> Result<CpuGraph, KvCacheError> {
     let mut embedding = TableLookup {
         token_ids: cx.named_tensor("token_ids"),
     };
+    let shape = AttentionShape {
+        heads: config.heads,
+        kv_heads: config.kv_heads,
+        head_dim: config.head_dim,
+        max_context,
+    };
+    let caches = (0..config.layers)
+        .map(|_| KvCache::new(shape, config.layers))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut attention = OwnedCache {
         positions: cx.named_tensor("positions"),
-        shape: AttentionShape {
-            heads: config.heads,
-            kv_heads: config.kv_heads,
-            head_dim: config.head_dim,
-            max_context,
-        },
+        caches: caches.into_iter(),
     };
     let parts = Parts {
         embedding: &mut embedding,
@@ -46,13 +55,13 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, max_context: usize) -> CpuGra
         norm: NormKind::Plain,
     };
     let model = qwen3::build(cx, config, parts);
-    CpuGraph {
+    Ok(CpuGraph {
         model,
         inputs: StepInputs {
             token_ids: embedding.token_ids,
             positions: attention.positions,
         },
-    }
+    })
 }
 
 /// Embedding: the table stays a weight of the graph (in its GGUF encoding, in the memory map)
@@ -75,7 +84,8 @@ impl Embedding for TableLookup {
 /// the layer's keys and values and writes them at the step's absolute positions.
 struct OwnedCache {
     positions: GraphTensor<(Seq,)>,
-    shape: AttentionShape,
+    /// One per layer, made before the graph (their allocation can fail; the graph's cannot).
+    caches: std::vec::IntoIter<KvCache>,
 }
 
 impl Attention for OwnedCache {
@@ -85,6 +95,8 @@ impl Attention for OwnedCache {
         k: GraphTensor<(Seq, KvHeads, HeadDim)>,
         v: GraphTensor<(Seq, KvDim)>,
     ) -> GraphTensor<(Seq, QDim)> {
-        cached_attention(q, k, v, self.positions, self.shape)
+        // Layers call in order, one each: the config's layer count made exactly that many.
+        let cache = self.caches.next().expect("one KV cache per layer");
+        cached_attention(q, k, v, self.positions, cache)
     }
 }

@@ -59,6 +59,8 @@ pub enum EngineError {
     ContextFull { needed: usize, max_context: usize },
     #[error("cannot start the kernel threads: {0}")]
     Threads(#[from] crate::cpu::KernelError),
+    #[error(transparent)]
+    KvCache(#[from] crate::ops::cached_attention::KvCacheError),
 }
 
 /// What every engine checks before a forward pass: tokens given, inside the vocabulary, and

@@ -63,7 +63,7 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
         model.ctx_size,
         &config,
         file.file_size(),
-        context::available_memory(),
+        context::memory()?,
     )?;
     if let Some(notice) = &choice.notice {
         eprintln!("{notice}");

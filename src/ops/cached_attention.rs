@@ -17,6 +17,7 @@ use half::f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
+use thiserror::Error;
 
 use super::input::{contiguous, f32_data};
 use crate::cpu::ggml_math::{self, LANES};
@@ -64,14 +65,62 @@ pub struct KvCache {
     values: Vec<u16>,
 }
 
-impl KvCache {
-    pub fn new(shape: AttentionShape) -> Self {
-        let n = shape.max_context * shape.kv_dim();
-        Self {
-            shape,
-            keys: vec![0; n],
-            values: vec![0; n],
+/// A KV cache that cannot be allocated (the context is larger than the memory there is).
+#[derive(Debug, Error, PartialEq)]
+#[error(
+    "cannot allocate the KV cache: {positions} positions need {gib:.1} GiB ({bytes} bytes for \
+     each of {buffers} buffers) and the system refused; lower --ctx-size"
+)]
+pub struct KvCacheError {
+    pub positions: usize,
+    pub bytes: u128,
+    pub buffers: usize,
+    gib: f64,
+}
+
+impl KvCacheError {
+    /// Keys and values of `layers` layers of `shape`.
+    pub fn new(shape: &AttentionShape, layers: usize) -> Self {
+        let bytes = shape.max_context as u128 * shape.kv_dim() as u128 * 2;
+        let buffers = 2 * layers;
+        KvCacheError {
+            positions: shape.max_context,
+            bytes,
+            buffers,
+            gib: (bytes * buffers as u128) as f64 / (1u64 << 30) as f64,
         }
+    }
+}
+
+/// `n` zeroed f16 bit patterns, or `None` when the allocator refuses (or `n` overflows).
+/// `alloc_zeroed` is the fallible form of `vec![0; n]`: like it, it takes fresh pages that the
+/// OS commits only when written (`Vec::try_reserve` plus a fill would touch every page).
+fn zeroed_bits(n: usize) -> Option<Vec<u16>> {
+    if n == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u16>(n).ok()?;
+    // SAFETY: the layout has a non-zero size; a non-null result is an allocation of the global
+    // allocator with the layout of `n` u16s, which a Vec of capacity `n` owns and frees the
+    // same way; zero bytes are valid u16s.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout) as *mut u16;
+        (!p.is_null()).then(|| Vec::from_raw_parts(p, n, n))
+    }
+}
+
+impl KvCache {
+    /// A cache for `shape`, zeroed; an error (for `layers` layers, the message's total) when
+    /// memory refuses it: a context far beyond memory must end with a message, not an abort.
+    pub fn new(shape: AttentionShape, layers: usize) -> Result<Self, KvCacheError> {
+        let n = shape.max_context.checked_mul(shape.kv_dim());
+        let buffer = || n.and_then(zeroed_bits);
+        let fail = || KvCacheError::new(&shape, layers);
+        Ok(Self {
+            shape,
+            keys: buffer().ok_or_else(fail)?,
+            values: buffer().ok_or_else(fail)?,
+        })
     }
 
     pub fn shape(&self) -> &AttentionShape {
@@ -416,13 +465,13 @@ fn attend_all_body(
     }
 }
 
-/// Adds attention with a KV cache for one layer to the graph.
+/// Adds attention with a KV cache (of one layer, made by the caller) to the graph.
 pub fn cached_attention<S, H, G, D, C, Q>(
     q: GraphTensor<(S, H, D)>,
     k: GraphTensor<(S, G, D)>,
     v: GraphTensor<(S, C)>,
     positions: GraphTensor<(S,)>,
-    shape: AttentionShape,
+    cache: KvCache,
 ) -> GraphTensor<(S, Q)>
 where
     S: Dimension,
@@ -434,9 +483,7 @@ where
 {
     let id = q
         .graph()
-        .add_op(CachedAttention {
-            cache: KvCache::new(shape),
-        })
+        .add_op(CachedAttention { cache })
         .input(q.id, 0, q.shape)
         .input(k.id, 0, k.shape)
         .input(v.id, 0, v.shape)
