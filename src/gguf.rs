@@ -5,6 +5,7 @@
 //! validated before it is used; see [`GgufError`] for what can be wrong with a file.
 
 mod error;
+mod map_guard;
 mod parse;
 mod value;
 
@@ -25,14 +26,28 @@ use crate::quant::GgmlType;
 /// Shared as `Arc<Storage>` so weights can point into it after the [`GgufFile`] is gone.
 #[derive(Debug)]
 pub enum Storage {
-    Mapped(Mmap),
+    Mapped(MappedFile),
     Owned(Vec<u8>),
+}
+
+/// A file's read-only map, guarded against the file being truncated under it
+/// ([`map_guard`]: one error line instead of a crash).
+pub struct MappedFile {
+    // Declared first: unregistered before the map goes.
+    _guard: Option<map_guard::MapGuard>,
+    map: Mmap,
+}
+
+impl std::fmt::Debug for MappedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MappedFile({} bytes)", self.map.len())
+    }
 }
 
 impl Storage {
     pub fn bytes(&self) -> &[u8] {
         match self {
-            Storage::Mapped(map) => map,
+            Storage::Mapped(file) => &file.map,
             Storage::Owned(vec) => vec,
         }
     }
@@ -124,9 +139,12 @@ impl GgufFile {
         }
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; like every mmap-based model loader we assume the file is
-        // not truncated or rewritten by another process while the program runs.
+        // not rewritten by another process while the program runs (the README says so). A
+        // truncation, which would crash a read past the new end, is caught by the guard.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-        Self::from_storage(Arc::new(Storage::Mapped(map)), shown)
+        let guard = map_guard::register(&map, &shown);
+        let mapped = MappedFile { _guard: guard, map };
+        Self::from_storage(Arc::new(Storage::Mapped(mapped)), shown)
     }
 
     /// Reads a GGUF file held in memory (synthetic files in tests).

@@ -5,8 +5,11 @@
 
 mod common;
 
+use std::io::Read;
 use std::path::Path;
 use std::process::{Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use common::cli::*;
 use serde_json::Value;
@@ -252,5 +255,88 @@ fn an_empty_or_relative_home_keeps_the_plan_cache_out_of_the_current_folder() {
         );
         let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
         assert!(left.is_empty(), "HOME={home:?} wrote {left:?}");
+    }
+}
+
+// ---- the model file (faults 8, 12) ----
+
+/// Starts a long generation on a copy of the tiny model, truncates the copy once text has
+/// streamed, and returns the output.
+fn truncated_during_the_run(extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.gguf");
+    std::fs::copy(path(TINY_MODEL), &model).unwrap();
+    let mut child = qwen()
+        .env("XDG_CACHE_HOME", dir.path())
+        .arg("-m")
+        .arg(&model)
+        .args(["--token-ids", "1,2", "-t", "1000000", "--ignore-eos"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<()>();
+    let reader = |mut pipe: Box<dyn Read + Send>, tx: mpsc::Sender<()>| {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+                let _ = tx.send(());
+            }
+            all
+        })
+    };
+    let out_thread = reader(Box::new(child.stdout.take().unwrap()), tx);
+    let err_thread = reader(Box::new(child.stderr.take().unwrap()), mpsc::channel().0);
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("text within 2 minutes");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&model)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("still running 60 s after the model file was truncated");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_thread.join().unwrap(),
+        stderr: err_thread.join().unwrap(),
+    }
+}
+
+#[test]
+fn a_model_file_truncated_during_the_run_ends_with_one_line() {
+    for extra in [&[][..], &["--parallel"][..]] {
+        let out = truncated_during_the_run(extra);
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{extra:?}: {:?} {err}",
+            out.status
+        );
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ") && last.contains("model.gguf"),
+            "{extra:?}: {err}"
+        );
+        assert!(last.contains("changed while in use"), "{extra:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!stdout(&out).trim().is_empty(), "the text so far stays");
     }
 }
