@@ -32,7 +32,7 @@ pub struct Args {
         short,
         long,
         value_name = "FILE",
-        default_value = "setup/qwen3-4b.gguf",
+        default_value = crate::load::resolve::DEFAULT_MODEL,
         hide_default_value = true
     )]
     pub model: PathBuf,

@@ -21,7 +21,8 @@ use crate::text::tokenizer::text_decoder;
 pub fn run(settings: &Settings) -> Result<Outcome> {
     if settings.inspect {
         let json = settings.report.json;
-        inspect::run(&settings.model.path, json, &mut std::io::stdout().lock())?;
+        let model = load::resolve::model(&settings.model.path)?;
+        inspect::run(model, json, &mut std::io::stdout().lock())?;
         return Ok(Outcome::Done);
     }
     settings.generation.sampling.validate()?;

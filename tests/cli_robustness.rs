@@ -340,3 +340,28 @@ fn a_model_file_truncated_during_the_run_ends_with_one_line() {
         assert!(!stdout(&out).trim().is_empty(), "the text so far stays");
     }
 }
+
+#[test]
+fn a_missing_default_model_says_what_it_is_and_how_to_get_it() {
+    let cwd = tempfile::tempdir().unwrap();
+    for args in [&["-p", "Hello"][..], &["--inspect"][..]] {
+        let out = qwen().current_dir(cwd.path()).args(args).output().unwrap();
+        assert_one_line_error(
+            &out,
+            &[
+                "setup/qwen3-4b.gguf",
+                "setup/setup.sh",
+                "Qwen3-4B Q8_0",
+                "-m FILE",
+            ],
+        );
+    }
+    // A path the user gave keeps the plain message.
+    let out = qwen()
+        .current_dir(cwd.path())
+        .args(["-m", "mine.gguf", "-p", "Hello"])
+        .output()
+        .unwrap();
+    let err = assert_one_line_error(&out, &["mine.gguf"]);
+    assert!(!err.contains("setup.sh"), "{err}");
+}

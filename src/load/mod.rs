@@ -44,7 +44,7 @@ impl Loaded {
 pub fn load(settings: &Settings) -> Result<Loaded> {
     let started = Instant::now();
     let model = &settings.model;
-    let file = GgufFile::open(&model.path)?;
+    let file = GgufFile::open(resolve::model(&model.path)?)?;
     let config = Qwen3Config::from_gguf(&file)?;
     let need = match settings.prompt {
         PromptSource::TokenIds(_) => Need::Optional,

@@ -1,6 +1,6 @@
-//! Which tokenizer and chat template a run uses: the `--tokenizer` given, else
-//! `setup/tokenizer.json` when it exists, else what the GGUF file embeds; each checked against the
-//! model before any work is done.
+//! Which model file, tokenizer and chat template a run uses: `-m FILE`, else the model
+//! `setup/setup.sh` downloads; the `--tokenizer` given, else `setup/tokenizer.json` when it
+//! exists, else what the GGUF file embeds; each checked against the model before any work is done.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,9 @@ use crate::gguf::GgufFile;
 use crate::model::config::Qwen3Config;
 use crate::text::chat::{ChatError, ChatTemplate};
 use crate::text::tokenizer::{Source, Tokenizer, TokenizerError};
+
+/// The model `-m` defaults to: what `setup/setup.sh` downloads.
+pub const DEFAULT_MODEL: &str = "setup/qwen3-4b.gguf";
 
 /// Where `--tokenizer` looks when it is not given.
 pub const DEFAULT_TOKENIZER: &str = "setup/tokenizer.json";
@@ -39,6 +42,23 @@ pub enum ResolveError {
 
     #[error(transparent)]
     Chat(#[from] ChatError),
+
+    #[error(
+        "no model: the default model {DEFAULT_MODEL} (Qwen3-4B Q8_0, about 4.3 GB) is not \
+         there; download it with setup/setup.sh, or pass -m FILE with any Qwen3 GGUF file"
+    )]
+    NoDefaultModel,
+}
+
+/// A missing default model is the first thing a fresh clone meets: say what it is and how to
+/// get it. Any other path is left to the GGUF reader's own messages.
+pub fn model(path: &Path) -> Result<&Path, ResolveError> {
+    let missing =
+        matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    if missing && path == Path::new(DEFAULT_MODEL) {
+        return Err(ResolveError::NoDefaultModel);
+    }
+    Ok(path)
 }
 
 /// How the prompt is given, which decides whether a tokenizer is required.
