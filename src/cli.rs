@@ -286,7 +286,7 @@ pub fn report_parse_error(err: clap::Error) -> ExitCode {
         let _ = err.print();
         return ExitCode::SUCCESS;
     }
-    eprintln!("error: {} (see qwen --help)", one_line(&err.to_string()));
+    crate::errln!("error: {} (see qwen --help)", one_line(&err.to_string()));
     ExitCode::from(2)
 }
 

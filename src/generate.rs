@@ -51,6 +51,8 @@ pub enum StopReason {
     ContextFull,
     /// The user interrupted (Ctrl-C).
     Interrupted,
+    /// Nobody reads the text anymore: its stream is a closed pipe (`qwen ... | head`).
+    OutputClosed,
 }
 
 impl StopReason {
@@ -62,6 +64,7 @@ impl StopReason {
             StopReason::StopString(_) => "stop_string",
             StopReason::ContextFull => "context_full",
             StopReason::Interrupted => "interrupted",
+            StopReason::OutputClosed => "output_closed",
         }
     }
 }
@@ -104,6 +107,8 @@ pub struct GenerateOptions<'a> {
     pub stop: &'a StopConditions,
     /// Set from a Ctrl-C handler; checked before every step.
     pub interrupt: Option<&'a AtomicBool>,
+    /// Set when the stream the text goes to was found closed; checked before every step.
+    pub output_closed: Option<&'a AtomicBool>,
 }
 
 /// Runs the prompt through `engine` (continuing after what its cache holds), then samples up to
@@ -138,6 +143,12 @@ where
         }
         if options.interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
             break StopReason::Interrupted;
+        }
+        if options
+            .output_closed
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
+            break StopReason::OutputClosed;
         }
         let token = sampler.sample(&logits, &history);
         if options.stop.eos_ids.contains(&token) && !options.stop.ignore_eos {

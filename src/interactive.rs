@@ -6,7 +6,7 @@
 //! turn alone; Qwen3's template drops the reasoning of earlier answers, so after a thinking
 //! answer the cache is kept up to where that answer began and rewritten from there.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -23,6 +23,7 @@ use crate::prompt;
 use crate::sampler::Sampler;
 use crate::settings::Settings;
 use crate::text::chat::{Chat, Message};
+use crate::text::console;
 use crate::text::display::TextOut;
 use crate::text::tokenizer::{text_decoder, Tokenizer};
 
@@ -75,7 +76,7 @@ pub fn run(
     };
     let terminal = std::io::stdin().is_terminal();
     if terminal {
-        eprintln!(
+        crate::errln!(
             "chat with the model: one line per turn; /exit or Ctrl-D ends, Ctrl-C stops an answer"
         );
     }
@@ -100,9 +101,14 @@ pub fn run(
         }
         n_turn += 1;
         let stats = session.turn(text, interrupt)?;
-        eprintln!("{}", turn_summary(n_turn, &stats));
-        if stats.generation.stop == StopReason::ContextFull {
-            eprintln!("{}", context_full_notice(session.max_context));
+        crate::errln!("{}", turn_summary(n_turn, &stats));
+        match stats.generation.stop {
+            StopReason::ContextFull => {
+                crate::errln!("{}", context_full_notice(session.max_context))
+            }
+            // Nobody reads the answers anymore (`qwen -i ... | head`): end quietly.
+            StopReason::OutputClosed => return Ok(Outcome::Done),
+            _ => {}
         }
         // A Ctrl-C that stopped this answer does not end the session.
         interrupt.store(false, Ordering::SeqCst);
@@ -133,6 +139,7 @@ impl Session<'_> {
             max_new_tokens: self.settings.generation.max_new_tokens,
             stop: &self.stop,
             interrupt: Some(interrupt),
+            output_closed: Some(console::stdout_closed()),
         };
         let mut out = TextOut::new(false, self.settings.report.hide_think, &text);
         let generation = generate(
@@ -206,8 +213,7 @@ fn read_lines() -> Receiver<String> {
 
 fn wait_for_line(lines: &Receiver<String>, interrupt: &AtomicBool, terminal: bool) -> Input {
     if terminal {
-        eprint!("> ");
-        let _ = std::io::stderr().flush();
+        crate::err!("> ");
     }
     loop {
         if interrupt.load(Ordering::SeqCst) {

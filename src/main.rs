@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             // One line, even when a library's message spans several.
             let message = format!("{e:#}");
             let parts: Vec<&str> = message.lines().map(str::trim).collect();
-            eprintln!("error: {}", parts.join(" "));
+            qwen::errln!("error: {}", parts.join(" "));
             ExitCode::FAILURE
         }
     }

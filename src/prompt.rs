@@ -80,7 +80,7 @@ pub fn read_text(source: &PromptSource, interactive: bool) -> Result<Option<Stri
 fn read_stdin() -> Result<String, PromptError> {
     let mut stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprintln!("reading the prompt from standard input (end it with Ctrl-D)");
+        crate::errln!("reading the prompt from standard input (end it with Ctrl-D)");
     }
     let mut text = String::new();
     stdin

@@ -15,6 +15,7 @@ use crate::prompt::{self, Prompt};
 use crate::report::{output, RunInfo, RunReport};
 use crate::sampler::Sampler;
 use crate::settings::Settings;
+use crate::text::console;
 use crate::text::display::TextOut;
 use crate::text::tokenizer::text_decoder;
 
@@ -124,6 +125,8 @@ impl Job<'_> {
             max_new_tokens: self.settings.generation.max_new_tokens,
             stop: &self.stop,
             interrupt: Some(self.interrupt),
+            // The text goes to stderr with --json; the report must still reach stdout then.
+            output_closed: (!self.settings.report.json).then(console::stdout_closed),
         };
         let report = &self.settings.report;
         let prompt = self.prompt;

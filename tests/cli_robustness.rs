@@ -1,7 +1,8 @@
 //! Through the binary: what goes wrong around a run rather than in its flags (issue 17): memory
 //! figures and KV caches larger than memory, the kernel-plan cache (shared, corrupt, a bad HOME),
-//! the model file changing under its memory map, the missing default model. Each ends with one
-//! `error: ...` line or a warning, never a panic, an abort or a crash.
+//! the model file changing under its memory map, the missing default model, closed pipes, a
+//! plot that cannot be drawn, input that is not text, Ctrl-C in every phase. Each ends with one
+//! `error: ...` line, a warning or a quiet stop, never a panic, an abort or a crash.
 
 mod common;
 
@@ -364,4 +365,104 @@ fn a_missing_default_model_says_what_it_is_and_how_to_get_it() {
         .unwrap();
     let err = assert_one_line_error(&out, &["mine.gguf"]);
     assert!(!err.contains("setup.sh"), "{err}");
+}
+
+// ---- closed pipes (fault 1) ----
+
+/// Spawns `args` with stdout and stderr piped, closes the ones named, and waits.
+fn with_closed(args: &[&str], close_stdout: bool, close_stderr: bool, input: &[u8]) -> Output {
+    let mut child = qwen()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if close_stdout {
+        drop(child.stdout.take());
+    }
+    if close_stderr {
+        drop(child.stderr.take());
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = std::io::Write::write_all(&mut stdin, input);
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// Tokens in the summary's `generate   N tokens` line.
+fn generated_in_summary(err: &str) -> usize {
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("generate "))
+        .unwrap_or_else(|| panic!("no summary in {err}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly_with_the_report_on_stderr() {
+    let model = path(TINY_MODEL);
+    // qwen ... --json | head -c0
+    let args = ["-m", &model, "--token-ids", "1,2", "-t", "64", "--json"];
+    let out = with_closed(&args, true, false, b"");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("error"), "{err}");
+    assert!(err.contains("generate "), "the summary still comes: {err}");
+
+    // Text to a reader that went away: the run stops at its next step, not 40000 tokens later.
+    let args = [
+        "-m",
+        &model,
+        "--token-ids",
+        "1,2",
+        "-t",
+        "1000000",
+        "--ignore-eos",
+    ];
+    let out = with_closed(&args, true, false, b"");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(generated_in_summary(&err) < 1000, "{err}");
+}
+
+#[test]
+fn a_closed_stderr_is_no_panic() {
+    let (model, vocab, tok) = (path(TINY_MODEL), path(VOCAB_MODEL), path(TOKENIZER));
+    for args in [
+        &["-m", &model, "--token-ids", "1,2", "-t", "8"][..],
+        &["-m", &model, "--token-ids", "1,2", "-t", "8", "--json"][..],
+        &[
+            "-m",
+            &model,
+            "--token-ids",
+            "1,2",
+            "-t",
+            "8",
+            "--kernel-timing",
+        ][..],
+        &["-m", &vocab, "--tokenizer", &tok, "-i", "-t", "3"][..],
+        &["-m", "/nonexistent/model.gguf", "--token-ids", "1"][..],
+        &["--no-such-flag"][..],
+    ] {
+        let out = with_closed(args, false, true, b"Hello\nWhat next?\n");
+        let code = out.status.code();
+        assert!(
+            code == Some(0) || code == Some(1) || code == Some(2),
+            "{args:?}: {code:?}"
+        );
+        assert!(!stdout(&out).contains("panicked"), "{args:?}");
+    }
+    // qwen ... 2>&1 | head -1: both streams closed after the first line.
+    let script = "set -o pipefail; \"$0\" \"$@\" 2>&1 | head -1 >/dev/null; echo \"status ${PIPESTATUS[0]}\"";
+    let out = std::process::Command::new("bash")
+        .args(["-c", script])
+        .arg(env!("CARGO_BIN_EXE_qwen"))
+        .args(["-m", &model, "--token-ids", "1,2", "-t", "64", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(said.trim(), "status 0", "{said} {}", stderr(&out));
 }

@@ -213,7 +213,7 @@ impl PlanBook {
             Ok(file) => file,
             Err(e) => {
                 // Overwriting it would drop every other machine's plans.
-                eprintln!(
+                crate::errln!(
                     "warning: the kernel-plan cache {} cannot be read ({e}); it was left as it \
                      is and this run's plans were not saved (delete it to start a new one)",
                     path.display()

@@ -66,7 +66,7 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
         context::memory()?,
     )?;
     if let Some(notice) = &choice.notice {
-        eprintln!("{notice}");
+        crate::errln!("{notice}");
     }
     Ok(Loaded {
         file,

@@ -37,20 +37,20 @@ pub fn print(runs: Vec<RunReport>, settings: &ReportSettings, max_context: usize
     };
     report.repeat = repeat;
     if interrupted {
-        eprintln!("\ninterrupted: the text and timings above cover the completed steps");
+        crate::errln!("\ninterrupted: the text and timings above cover the completed steps");
     }
     if context_full {
-        eprintln!("{}", context_full_notice(max_context));
+        crate::errln!("{}", context_full_notice(max_context));
     }
-    eprintln!("{}", report.summary());
+    crate::errln!("{}", report.summary());
     if settings.kernel_timing {
-        eprintln!("\n{}", report.detailed());
+        crate::errln!("\n{}", report.detailed());
     }
     if let Some(path) = &settings.plot {
         write_plot(path, &report)?;
     }
     if settings.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(interrupted)
 }
@@ -88,6 +88,6 @@ fn write_plot(path: &Path, report: &RunReport) -> Result<()> {
     )
     // The error names the file and the cause in its own message; its source would repeat it.
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    eprintln!("wrote {}", path.display());
+    crate::errln!("wrote {}", path.display());
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! model's thinking is shown there: dimmed on a terminal, plain when the stream is not a terminal
 //! or `NO_COLOR` is set (`CLICOLOR_FORCE` forces colour), left out with `--hide-think`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
+use crate::text::console;
 use crate::text::think::{ends_inside_think, ThinkDisplay, ThinkStyle};
 
 /// One response being printed.
@@ -41,13 +42,12 @@ impl TextOut {
         if text.is_empty() {
             return;
         }
-        // A closed pipe (`qwen ... | head`) must not abort generation or the report.
+        // A closed pipe (`qwen ... | head`) must not panic or lose the report; a closed stdout
+        // is remembered by `console`, and generation stops at its next step.
         if self.to_stderr {
-            let _ = std::io::stderr().write_all(text.as_bytes());
+            console::err_str(text);
         } else {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
+            console::out_str(text);
         }
     }
 }
