@@ -466,3 +466,88 @@ fn a_closed_stderr_is_no_panic() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(said.trim(), "status 0", "{said} {}", stderr(&out));
 }
+
+// ---- the plot (fault 3) ----
+
+#[test]
+fn the_report_comes_before_a_plot_that_cannot_be_drawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("p.svg");
+    let plot = plot.to_str().unwrap();
+    // Two positions, both taken by the prompt: no decode step to plot.
+    let args = [
+        "-m",
+        &path(TINY_MODEL),
+        "--token-ids",
+        "1,2",
+        "--ctx-size",
+        "2",
+    ];
+    let out = qwen()
+        .args(args)
+        .args(["--json", "--plot", plot])
+        .output()
+        .unwrap();
+    let r = json(&out);
+    assert_eq!(r["stop_reason"], "context_full");
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: no plot") && err.contains("decode"),
+        "{err}"
+    );
+    assert!(!Path::new(plot).exists());
+}
+
+#[test]
+fn a_plot_folder_that_cannot_be_written_is_refused_before_the_run() {
+    let model = path(TINY_MODEL);
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().to_str().unwrap();
+    // /proc exists and is a folder, but no file can be made there (not even by root).
+    let mut refused = vec![(folder.to_string(), "is a folder")];
+    if Path::new("/proc/self").exists() {
+        refused.push((
+            "/proc/qwen-plot.svg".to_string(),
+            "cannot create a file in /proc",
+        ));
+    }
+    for (plot, why) in refused {
+        let out = run(&[
+            "-m",
+            &model,
+            "--token-ids",
+            "1,2",
+            "-t",
+            "2",
+            "--plot",
+            &plot,
+        ]);
+        assert_one_line_error(&out, &[&plot, why]);
+        assert!(out.stdout.is_empty(), "nothing generated: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn the_plot_replaces_the_file_whole_and_leaves_nothing_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("p.svg");
+    std::fs::write(&plot, "an older chart").unwrap();
+    let plot_arg = plot.to_str().unwrap();
+    let args = ["-m", &path(TINY_MODEL), "--token-ids", "1,2", "-t", "4"];
+    let out = qwen()
+        .args(args)
+        .args(["--plot", plot_arg])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["p.svg"]);
+}

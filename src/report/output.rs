@@ -10,20 +10,10 @@ use crate::settings::ReportSettings;
 
 use super::{plot, RepeatReport, RunReport};
 
-/// The chart is written after the run: a folder that does not exist must fail before it.
+/// The chart is written after the run: a folder that does not exist or cannot be written to
+/// must fail before it.
 pub fn check_plot_path(file: &Path) -> Result<()> {
-    let folder = match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !folder.is_dir() {
-        bail!(
-            "cannot write the plot {}: the folder {} does not exist; create it or choose another --plot path",
-            file.display(),
-            folder.display()
-        );
-    }
-    Ok(())
+    plot::check_writable(file).map_err(|e| anyhow::anyhow!("{e}; choose another --plot path"))
 }
 
 /// Prints the first run's report, with the spread over all `runs`; returns whether a Ctrl-C
@@ -46,11 +36,14 @@ pub fn print(runs: Vec<RunReport>, settings: &ReportSettings, max_context: usize
     if settings.kernel_timing {
         crate::errln!("\n{}", report.detailed());
     }
-    if let Some(path) = &settings.plot {
-        write_plot(path, &report)?;
-    }
     if settings.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    // Best effort, after the report: a chart that cannot be drawn must not cost the figures.
+    if let Some(path) = &settings.plot {
+        if let Err(e) = write_plot(path, &report) {
+            crate::errln!("warning: no plot: {e:#}");
+        }
     }
     Ok(interrupted)
 }

@@ -23,6 +23,67 @@ pub enum PlotError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write the plot {}: the folder {} does not exist", file.display(), folder.display())]
+    NoFolder { file: PathBuf, folder: PathBuf },
+    #[error("cannot write the plot {}: {} is a folder", path.display(), path.display())]
+    IsFolder { path: PathBuf },
+    #[error("cannot write the plot {}: cannot create a file in {} ({source})", file.display(), folder.display())]
+    NotWritable {
+        file: PathBuf,
+        folder: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The folder `path` goes in (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A temporary file next to `path`, named for this process and call.
+fn temporary_beside(path: &Path) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map_or_else(|| "plot".into(), |n| n.to_string_lossy().to_string());
+    folder_of(path).join(format!(".{name}.{}-{n}.tmp", std::process::id()))
+}
+
+/// Checks that the plot can be written to `path`, by creating (and removing) a file in its
+/// folder: existence alone says nothing of permissions or a read-only file system.
+pub fn check_writable(path: &Path) -> Result<(), PlotError> {
+    let folder = folder_of(path);
+    if !folder.is_dir() {
+        return Err(PlotError::NoFolder {
+            file: path.to_path_buf(),
+            folder: folder.to_path_buf(),
+        });
+    }
+    if path.is_dir() {
+        return Err(PlotError::IsFolder {
+            path: path.to_path_buf(),
+        });
+    }
+    let probe = temporary_beside(path);
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match created {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(source) => Err(PlotError::NotWritable {
+            file: path.to_path_buf(),
+            folder: folder.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Writes the latency chart of `samples_ns` (one per decode step) to `path`, with the mean and sd of
@@ -45,7 +106,14 @@ pub fn write_latency_svg_with_note(
     note: Option<&str>,
 ) -> Result<(), PlotError> {
     let svg = render_latency_svg(samples_ns, stats, title, note)?;
-    std::fs::write(path, svg).map_err(|source| PlotError::Write {
+    // Through a temporary file and a rename: a reader never sees half a chart, and a failed
+    // write leaves the previous one in place.
+    let tmp = temporary_beside(path);
+    let written = std::fs::write(&tmp, svg).and_then(|_| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(|source| PlotError::Write {
         path: path.to_path_buf(),
         source,
     })
