@@ -88,7 +88,18 @@ pub fn run(
             Some(text) => text,
             None => match wait_for_line(&lines, interrupt, terminal) {
                 Input::Line(line) => line,
+                Input::NotText(n) => {
+                    crate::errln!(
+                        "warning: line {n} of standard input is not UTF-8 text: skipped (the \
+                         session goes on with the next line)"
+                    );
+                    continue;
+                }
                 Input::End => return Ok(Outcome::Done),
+                Input::Failed(e) => {
+                    crate::errln!("warning: cannot read standard input ({e}): the session ends");
+                    return Ok(Outcome::Done);
+                }
                 Input::Interrupted => return Ok(Outcome::Interrupted),
             },
         };
@@ -193,17 +204,32 @@ fn turn_summary(n: usize, stats: &TurnStats) -> String {
 /// What waiting for the next turn gave.
 enum Input {
     Line(String),
+    /// Line `n` (from 1) was not UTF-8.
+    NotText(usize),
     End,
+    /// Reading failed (the input is gone); what it said.
+    Failed(String),
     Interrupted,
 }
 
 /// Lines of standard input, read on their own thread so that a Ctrl-C at the prompt is seen.
-fn read_lines() -> Receiver<String> {
+/// Each is read as bytes: a line that is not UTF-8 is reported as such, and reading goes on.
+fn read_lines() -> Receiver<Input> {
     let (send, receive) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if send.send(line).is_err() {
+        let mut stdin = std::io::stdin().lock();
+        for n in 1.. {
+            let mut bytes = Vec::new();
+            let input = match stdin.read_until(b'\n', &mut bytes) {
+                Ok(0) => break,
+                Ok(_) => match String::from_utf8(bytes) {
+                    Ok(line) => Input::Line(line),
+                    Err(_) => Input::NotText(n),
+                },
+                Err(e) => Input::Failed(e.to_string()),
+            };
+            let failed = matches!(input, Input::Failed(_));
+            if send.send(input).is_err() || failed {
                 break;
             }
         }
@@ -211,7 +237,7 @@ fn read_lines() -> Receiver<String> {
     receive
 }
 
-fn wait_for_line(lines: &Receiver<String>, interrupt: &AtomicBool, terminal: bool) -> Input {
+fn wait_for_line(lines: &Receiver<Input>, interrupt: &AtomicBool, terminal: bool) -> Input {
     if terminal {
         crate::err!("> ");
     }
@@ -220,7 +246,7 @@ fn wait_for_line(lines: &Receiver<String>, interrupt: &AtomicBool, terminal: boo
             return Input::Interrupted;
         }
         match lines.recv_timeout(POLL) {
-            Ok(line) => return Input::Line(line),
+            Ok(input) => return input,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Input::End,
         }

@@ -551,3 +551,25 @@ fn the_plot_replaces_the_file_whole_and_leaves_nothing_beside_it() {
         .collect();
     assert_eq!(names, ["p.svg"]);
 }
+
+// ---- interactive input (fault 7) ----
+
+#[test]
+fn a_line_that_is_not_utf8_is_reported_and_the_session_goes_on() {
+    let (model, tok) = (path(VOCAB_MODEL), path(TOKENIZER));
+    let args = ["-m", &model, "--tokenizer", &tok, "-i", "-t", "3"];
+    let out = with_closed(
+        &args,
+        false,
+        false,
+        b"Hello\n\xff\xfe latin-1 \xe9\nWhat next?\n",
+    );
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 2 of standard input is not UTF-8"),
+        "{err}"
+    );
+    let turns = err.lines().filter(|l| l.starts_with("turn ")).count();
+    assert_eq!(turns, 2, "both text lines answered: {err}");
+}
