@@ -126,8 +126,21 @@ where
     D::Error: std::fmt::Display,
 {
     let mut prefill = Samples::new();
+    let interrupted = || options.interrupt.is_some_and(|f| f.load(Ordering::Relaxed));
     let start = Instant::now();
-    let mut logits = engine.forward(prompt, Logits::Last)?;
+    // A Ctrl-C before or during the prompt pass (between two of its ops): nothing generated.
+    let first = match interrupted() {
+        true => Err(EngineError::Interrupted),
+        false => engine.forward(prompt, Logits::Last),
+    };
+    let mut logits = match first {
+        Ok(logits) => logits,
+        Err(EngineError::Interrupted) => {
+            let _ = engine.take_profile();
+            return Ok(Generation::interrupted_before_any_token(prompt));
+        }
+        Err(e) => return Err(e.into()),
+    };
     prefill.record(start.elapsed());
     let prefill_profile = engine.take_profile();
 
@@ -141,7 +154,7 @@ where
         if generated.len() >= options.max_new_tokens {
             break StopReason::MaxTokens;
         }
-        if options.interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+        if interrupted() {
             break StopReason::Interrupted;
         }
         if options
@@ -163,7 +176,12 @@ where
             break StopReason::ContextFull;
         }
         let start = Instant::now();
-        logits = engine.forward(&[token], Logits::Last)?;
+        logits = match engine.forward(&[token], Logits::Last) {
+            Ok(logits) => logits,
+            // Stopped between two ops: the token is shown but was not run, as at a stop string.
+            Err(EngineError::Interrupted) => break StopReason::Interrupted,
+            Err(e) => return Err(e.into()),
+        };
         decode.record(start.elapsed());
     };
     out.finish(sink)?;
@@ -178,6 +196,22 @@ where
         prefill_profile,
         decode_profile,
     })
+}
+
+impl Generation {
+    /// A generation that a Ctrl-C stopped before its first token.
+    pub fn interrupted_before_any_token(prompt: &[u32]) -> Generation {
+        Generation {
+            prompt_ids: prompt.to_vec(),
+            generated_ids: vec![],
+            text: String::new(),
+            prefill: Samples::new(),
+            decode: Samples::new(),
+            stop: StopReason::Interrupted,
+            prefill_profile: None,
+            decode_profile: None,
+        }
+    }
 }
 
 /// Streamed text with `--stop` strings: text that might begin a stop string is held back until it

@@ -1,11 +1,14 @@
-//! Ctrl-C: a handler that turns the first press into a flag (generation stops at its next step,
-//! the output and report kept) and a second into an immediate exit, and how a run ends.
+//! Ctrl-C: the first press sets a process-wide flag that every long phase looks at (loading,
+//! the kernel search, each op of a forward pass, each generation step, reading standard input),
+//! so the run stops at the next such point with the output and report kept; a second exits at
+//! once. And how a run ends.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
+
+static REQUESTED: AtomicBool = AtomicBool::new(false);
 
 /// How a run ended, for the exit code.
 pub enum Outcome {
@@ -24,12 +27,20 @@ impl Outcome {
     }
 }
 
+/// The flag a Ctrl-C sets.
+pub fn flag() -> &'static AtomicBool {
+    &REQUESTED
+}
+
+/// Whether a Ctrl-C came (and was not cleared since).
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::Relaxed)
+}
+
 /// Installs the handler; the flag it sets on Ctrl-C.
-pub fn install() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let handler_flag = flag.clone();
-    let installed = ctrlc::set_handler(move || {
-        if handler_flag.swap(true, Ordering::SeqCst) {
+pub fn install() -> Result<&'static AtomicBool> {
+    let installed = ctrlc::set_handler(|| {
+        if REQUESTED.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
     });
@@ -39,5 +50,5 @@ pub fn install() -> Result<Arc<AtomicBool>> {
             return Err(e).context("cannot install the Ctrl-C handler");
         }
     }
-    Ok(flag)
+    Ok(&REQUESTED)
 }

@@ -24,6 +24,10 @@ pub enum PromptError {
     #[error("cannot read the prompt from standard input: {0}")]
     Stdin(std::io::Error),
 
+    /// A Ctrl-C came while standard input was being read.
+    #[error("interrupted while reading the prompt")]
+    Interrupted,
+
     #[error("the prompt ({from}) is empty: give some text")]
     Empty { from: String },
 
@@ -77,16 +81,30 @@ pub fn read_text(source: &PromptSource, interactive: bool) -> Result<Option<Stri
     Ok(Some(text))
 }
 
+/// Standard input to its end, read on a thread of its own so that a Ctrl-C is seen while it
+/// waits (the thread is left blocked; the program ends soon after).
 fn read_stdin() -> Result<String, PromptError> {
-    let mut stdin = std::io::stdin();
-    if stdin.is_terminal() {
+    if std::io::stdin().is_terminal() {
         crate::errln!("reading the prompt from standard input (end it with Ctrl-D)");
     }
-    let mut text = String::new();
-    stdin
-        .read_to_string(&mut text)
-        .map_err(PromptError::Stdin)?;
-    Ok(text)
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let read = std::io::stdin().read_to_string(&mut text).map(|_| text);
+        let _ = send.send(read);
+    });
+    loop {
+        if crate::interrupt::requested() {
+            return Err(PromptError::Interrupted);
+        }
+        match receive.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(read) => return read.map_err(PromptError::Stdin),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(PromptError::Stdin(std::io::ErrorKind::BrokenPipe.into()))
+            }
+        }
+    }
 }
 
 /// The prompt of a non-interactive run: the ids given, checked against the model's `vocab`, or

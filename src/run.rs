@@ -31,20 +31,29 @@ pub fn run(settings: &Settings) -> Result<Outcome> {
         output::check_plot_path(path)?;
     }
     let test_time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    // From here on a Ctrl-C stops the run at its next generation step, output and report kept.
+    // From here on a Ctrl-C stops the run at its next op or step, output and report kept.
     let interrupt = interrupt::install()?;
     let loaded = load::load(settings)?;
+    if interrupt::requested() {
+        return Ok(stopped_before_generation("loading the model"));
+    }
     if settings.interactive {
         let first = prompt::read_text(&settings.prompt, true)?;
         let mut engine = compile(settings, &loaded)?;
-        return interactive::run(settings, &loaded, engine.as_mut(), first, &interrupt);
+        return interactive::run(settings, &loaded, engine.as_mut(), first, interrupt);
     }
-    let prompt = prompt::build(
+    let built = prompt::build(
         &settings.prompt,
         loaded.tokenizer.as_ref(),
         loaded.chat.as_ref(),
         loaded.config.vocab,
-    )?;
+    );
+    let prompt = match built {
+        Err(prompt::PromptError::Interrupted) => {
+            return Ok(stopped_before_generation("reading the prompt"));
+        }
+        prompt => prompt?,
+    };
     check_fits(prompt.ids.len(), loaded.max_context)?;
     let mut engine = compile(settings, &loaded)?;
     let job = Job {
@@ -52,7 +61,7 @@ pub fn run(settings: &Settings) -> Result<Outcome> {
         loaded: &loaded,
         prompt: &prompt,
         stop: StopConditions::new(loaded.eos_ids(), &settings.generation),
-        interrupt: &interrupt,
+        interrupt,
     };
     let mut reports = Vec::new();
     for run in 0..settings.report.repeat {
@@ -88,6 +97,12 @@ fn check_fits(n_prompt: usize, max_context: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The line for a Ctrl-C that came before the model ran (there is nothing to report).
+fn stopped_before_generation(phase: &str) -> Outcome {
+    crate::errln!("interrupted while {phase}: nothing was run");
+    Outcome::Interrupted
 }
 
 /// Builds and compiles the engine the settings choose.

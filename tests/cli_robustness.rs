@@ -573,3 +573,147 @@ fn a_line_that_is_not_utf8_is_reported_and_the_session_goes_on() {
     let turns = err.lines().filter(|l| l.starts_with("turn ")).count();
     assert_eq!(turns, 2, "both text lines answered: {err}");
 }
+
+// ---- Ctrl-C (fault 11) ----
+
+/// Spawns `cmd`, sends SIGINT after `delay`, and waits (at most a minute) for the exit.
+fn sigint_after(cmd: &mut std::process::Command, delay: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kept open (and empty) so that a run reading standard input waits.
+    let stdin = child.stdin.take();
+    let collect = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = pipe.read_to_end(&mut all);
+            all
+        })
+    };
+    let out_thread = collect(Box::new(child.stdout.take().unwrap()));
+    let err_thread = collect(Box::new(child.stderr.take().unwrap()));
+    std::thread::sleep(delay);
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("no exit within 60 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    Output {
+        status,
+        stdout: out_thread.join().unwrap(),
+        stderr: err_thread.join().unwrap(),
+    }
+}
+
+#[test]
+fn ctrl_c_during_a_long_prompt_stops_inside_the_prompt_pass() {
+    // 16000 positions of the tiny model in standard mode: tens of seconds of prompt pass, whose
+    // attention grows with the square of the length; the Ctrl-C comes 2 s in.
+    let ids = vec!["1"; 16000].join(",");
+    let model = path(TINY_MODEL);
+    let mut cmd = qwen();
+    cmd.args(["-m", &model, "--token-ids", &ids, "-t", "4", "--json"]);
+    let out = sigint_after(&mut cmd, Duration::from_secs(2));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("the JSON report");
+    assert_eq!(r["interrupted"], true);
+    assert!(
+        r["prefill"].is_null(),
+        "the prompt pass ran to its end: {}",
+        r["prefill"]
+    );
+    assert_eq!(ids_of(&r["generated_token_ids"]).len(), 0);
+    assert!(err.contains("interrupted"), "{err}");
+}
+
+fn ids_of(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn ctrl_c_during_the_kernel_search_stops_it_and_caches_no_cut_search() {
+    // The search of the small K-quant model takes seconds; the Ctrl-C comes 1 s in.
+    let cache = tempfile::tempdir().unwrap();
+    let model = path("models/small-q4_k_m.gguf");
+    let mut cmd = qwen();
+    cmd.env("XDG_CACHE_HOME", cache.path())
+        .env_remove("QWEN_PLAN_SEARCH")
+        .env_remove("QWEN_PLAN_CACHE")
+        .args([
+            "-m",
+            &model,
+            "--token-ids",
+            "1,2",
+            "-t",
+            "4",
+            "--parallel",
+            "--json",
+        ]);
+    let out = sigint_after(&mut cmd, Duration::from_secs(1));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("the JSON report");
+    assert!(
+        r["prefill"].is_null(),
+        "the model ran after the search: {err}"
+    );
+    let plans: Vec<&str> = r["features"]["kernel_plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        plans.iter().any(|p| p.contains("default (not searched)")),
+        "{plans:?}"
+    );
+    // What was not searched is not in the cache.
+    let file = plans_file(cache.path());
+    let saved: Value = std::fs::read(&file)
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or(Value::Null);
+    let cached = saved["machines"].as_object().map_or(0, |m| {
+        m.values().map(|j| j.as_object().unwrap().len()).sum()
+    });
+    let searched = plans
+        .iter()
+        .filter(|p| p.contains("searched") && !p.contains("not"))
+        .count();
+    assert_eq!(cached, searched, "{plans:?}");
+}
+
+#[test]
+fn ctrl_c_while_reading_the_prompt_from_stdin_ends_the_wait() {
+    let (model, tok) = (path(VOCAB_MODEL), path(TOKENIZER));
+    let mut cmd = qwen();
+    cmd.args(["-m", &model, "--tokenizer", &tok, "-p", "-", "-t", "2"]);
+    // Time to load the tokenizer first, even on a busy machine; standard input stays open.
+    let out = sigint_after(&mut cmd, Duration::from_secs(5));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted while reading the prompt"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

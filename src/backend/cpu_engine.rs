@@ -80,6 +80,8 @@ impl Engine {
             .into_iter()
             .map(|(name, node)| (node, stem(&name).to_string()))
             .collect();
+        // Before the profiler: its timings then include the (one load) check.
+        ops::interruptible::install(&mut cx);
         let profile = options.profile.then(|| {
             ops::profile::install(&mut cx, |g, node, kind| {
                 node_label(g, node, kind, &weight_names)
@@ -207,7 +209,7 @@ impl Runner for Engine {
         cx.set_tensor(self.inputs.positions.id, 0, Tensor::new(as_f32(&positions)));
         cx.set_tensor(self.rotary.cos.id, 0, Tensor::new(cos));
         cx.set_tensor(self.rotary.sin.id, 0, Tensor::new(sin));
-        cx.execute();
+        ops::interruptible::execute(cx).map_err(|_| EngineError::Interrupted)?;
         self.position += n;
         let out = cx
             .get_tensor(self.logits.id, 0)

@@ -61,6 +61,9 @@ pub enum EngineError {
     Threads(#[from] crate::cpu::KernelError),
     #[error(transparent)]
     KvCache(#[from] crate::ops::cached_attention::KvCacheError),
+    /// A Ctrl-C stopped the pass between two ops; the position did not advance.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// What every engine checks before a forward pass: tokens given, inside the vocabulary, and

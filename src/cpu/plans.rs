@@ -165,6 +165,10 @@ impl PlanBook {
             if start.elapsed() > PER_JOB {
                 break;
             }
+            // Ctrl-C: the default plan, not cached (a search cut short proves nothing).
+            if crate::interrupt::requested() {
+                return default_choice(base);
+            }
             tried += 1;
             if let Some(t) = time_plan(pool, ws, n_tokens, plan) {
                 // The default plan (all threads) must be beaten clearly: on a busy machine a
@@ -231,7 +235,12 @@ impl PlanBook {
             *jobs = Value::Object(Map::new());
         }
         if let Some(jobs) = jobs.as_object_mut() {
-            for (key, choice) in used.iter() {
+            // Only what this run searched: a default plan (a search cut short by Ctrl-C, or a
+            // job too large to search) proves nothing, and cached entries are there already.
+            let searched = used
+                .iter()
+                .filter(|(_, c)| !c.from_cache && c.candidates > 0);
+            for (key, choice) in searched {
                 if let Ok(v) = serde_json::to_value(choice) {
                     jobs.insert(key.clone(), v);
                 }
