@@ -99,12 +99,19 @@ fn models_that_are_not_usable_qwen3_say_why() {
         &["tensor 'blk.1.attn_v.weight' not found", "missing.gguf"],
     );
 
-    let iq4 = T::new("blk.0.ffn_up.weight", GgmlType::IQ4_NL, &[96, 32]);
-    let odd_type = qwen3(TINY).replace("blk.0.ffn_up.weight", Some(iq4));
-    let model = synthetic(dir.path(), "iq4.gguf", &odd_type.build());
+    // MXFP4: a 32-block type no Qwen3 file uses (gpt-oss's).
+    let mxfp4 = T::new("blk.0.ffn_up.weight", GgmlType::MXFP4, &[96, 32]);
+    let odd_type = qwen3(TINY).replace("blk.0.ffn_up.weight", Some(mxfp4));
+    let model = synthetic(dir.path(), "mxfp4.gguf", &odd_type.build());
     assert_one_line_error(
         &run_ids(&model, &[]),
-        &["IQ4_NL", "blk.0.ffn_up.weight", "supported: ", "Q8_0"],
+        &[
+            "MXFP4",
+            "blk.0.ffn_up.weight",
+            "supported: ",
+            "Q8_0",
+            "IQ4_XS",
+        ],
     );
 
     let wide = qwen3(TINY).set("qwen3.embedding_length", Some(V::U32(64)));

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use qwen::gguf::{GgufFile, TensorInfo};
 use qwen::quant::{
-    dequantize_q4_k, dequantize_q6_k, dequantize_q8_0, dequantize_row, dequantize_rows, GgmlType,
-    QuantError, SUPPORTED_TYPES,
+    dequantize_iq4_nl, dequantize_iq4_xs, dequantize_q2_k, dequantize_q3_k, dequantize_q4_k,
+    dequantize_q6_k, dequantize_q8_0, dequantize_row, dequantize_rows, GgmlType, QuantError,
+    SUPPORTED_TYPES,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -176,13 +177,18 @@ fn larger_models_match_their_twins_digests() {
     let dir = fixtures().join("models");
     let mut failures = Vec::new();
     let digests = digests();
-    assert_eq!(digests.len(), 4, "K-quant models and the Qwen3-vocab model");
+    assert_eq!(
+        digests.len(),
+        11,
+        "the small quantized models and the Qwen3-vocab model"
+    );
     for (model, want) in &digests {
         let file = open(&dir.join(model));
-        // With the reference kit beside us, say exactly which values differ, not just "a hash".
-        if let Some(kit) = kit_models() {
-            let twin = open(&kit.join(twin_name(model)));
-            failures.extend(compare_with_twin(&file, &twin, model));
+        // With the reference kit's twin beside us (it ships some), say exactly which values
+        // differ, not just "a hash".
+        let twin = kit_models().map(|kit| kit.join(twin_name(model)));
+        if let Some(twin) = twin.filter(|t| t.is_file()) {
+            failures.extend(compare_with_twin(&file, &open(&twin), model));
         }
         failures.extend(compare_with_digests(&file, model, want));
     }
@@ -336,4 +342,69 @@ fn non_finite_scales_pass_through() {
     assert!(y[0] == f32::INFINITY && y[1].is_nan());
     dequantize_row(GgmlType::BF16, &[0x80, 0xFF, 0xC0, 0x7F], &mut y).expect("two values");
     assert!(y[0] == f32::NEG_INFINITY && y[1].is_nan());
+}
+
+fn put_f16(b: &mut [u8], at: usize, v: f32) {
+    b[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes());
+}
+
+/// The block layouts of the types added for Qwen3's other published files, built by hand from
+/// ggml-common.h, so a misplaced field shows which one (the digests only say "differs").
+#[test]
+fn hand_built_blocks_of_the_other_published_types() {
+    // Q2_K: scales[16], qs[64], d, dmin. Sub-block 0 has scale 3, min 2; sub-block 5
+    // (weights 80..96: the third 2-bit plane of qs[16..32]) scale 1, min 0.
+    let mut b = [0u8; 84];
+    b[0] = 0x23;
+    b[5] = 0x01;
+    b[16] = 0b10_00_00_11; // weight 0 = 3, weight 96 = 2
+    b[16 + 16] = 0b00_01_00_00; // weight 16 + 64 = 80 -> plane 2 of byte 16
+    put_f16(&mut b, 80, 0.5);
+    put_f16(&mut b, 82, 0.25);
+    let mut y = [0.0f32; 256];
+    dequantize_q2_k(&b, &mut y).expect("one block");
+    assert_eq!(y[0], 0.5 * 3.0 * 3.0 - 0.25 * 2.0);
+    assert_eq!(y[1], -0.5, "quant 0 of sub-block 0 is minus the min");
+    assert_eq!(y[80], 0.5 * 1.0 * 1.0);
+    assert_eq!(y[96], 0.0, "sub-block 6 has scale and min 0");
+
+    // Q3_K: hmask[32], qs[64], scales[12], d. Sub-block 0's scale: low 4 bits 1 (scales[0]),
+    // high 2 bits 2 (scales[8] bits 0-1) -> 33 - 32 = 1. A clear hmask bit subtracts 4.
+    let mut b = [0u8; 110];
+    b[96] = 0x01;
+    b[96 + 8] = 0x02;
+    b[32] = 0b11; // weight 0: low bits 3
+    b[0] = 0x01; // weight 0's high bit set: 3; weight 1's clear: 0 - 4
+    put_f16(&mut b, 108, 2.0);
+    dequantize_q3_k(&b, &mut y).expect("one block");
+    assert_eq!((y[0], y[1]), (2.0 * 1.0 * 3.0, 2.0 * 1.0 * -4.0));
+    assert_eq!(
+        y[16],
+        2.0 * -32.0 * -4.0,
+        "sub-block 1's scale bits are 0: -32"
+    );
+
+    // IQ4_NL: d, then nibbles indexing the non-linear levels.
+    let mut b = [0u8; 18];
+    put_f16(&mut b, 0, 0.5);
+    b[2] = 0xF0; // weight 0 -> level 0 (-127), weight 16 -> level 15 (113)
+    let mut y = [0.0f32; 32];
+    dequantize_iq4_nl(&b, &mut y).expect("one block");
+    assert_eq!((y[0], y[16], y[1]), (-63.5, 56.5, -63.5));
+
+    // IQ4_XS: d, scales_h, scales_l[4], qs[128]. Sub-block 1 (weights 32..64): ls = 0x3 | 2<<4.
+    let mut b = [0u8; 136];
+    put_f16(&mut b, 0, 0.25);
+    b[2] = 0b10_00; // scales_h bits 2-3: sub-block 1's high bits
+    b[4] = 0x30; // scales_l[0] high nibble: sub-block 1's low bits
+    b[8 + 16] = 0x08; // sub-block 1, weight 0 -> level 8 (1); weight 16 -> level 0
+    let mut y = [0.0f32; 256];
+    dequantize_iq4_xs(&b, &mut y).expect("one block");
+    let dl = 0.25 * (35.0 - 32.0);
+    assert_eq!((y[32], y[48]), (dl * 1.0, dl * -127.0));
+    assert_eq!(
+        y[0],
+        0.25 * -32.0 * -127.0,
+        "sub-block 0: ls 0 -> scale -32"
+    );
 }

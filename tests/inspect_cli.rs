@@ -122,7 +122,7 @@ fn json_of_every_fixture_matches_the_file() {
         assert_eq!(json["chat_template_embedded"], full_vocab, "{name}");
         checked += 1;
     }
-    assert_eq!(checked, 14);
+    assert_eq!(checked, 21);
 }
 
 #[test]

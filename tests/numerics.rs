@@ -137,6 +137,13 @@ standard_cases! {
     standard_small_q4_k_m: "small-q4_k_m.gguf", "small-q4_k_m.deq.json";
     standard_small_q5_k_m: "small-q5_k_m.gguf", "small-q5_k_m.deq.json";
     standard_small_q6_k: "small-q6_k.gguf", "small-q6_k.deq.json";
+    standard_small_q4_1: "small-q4_1.gguf", "small-q4_1.deq.json";
+    standard_small_q5_0: "small-q5_0.gguf", "small-q5_0.deq.json";
+    standard_small_q5_1: "small-q5_1.gguf", "small-q5_1.deq.json";
+    standard_small_q2_k: "small-q2_k.gguf", "small-q2_k.deq.json";
+    standard_small_q3_k_m: "small-q3_k_m.gguf", "small-q3_k_m.deq.json";
+    standard_small_iq4_nl: "small-iq4_nl.gguf", "small-iq4_nl.deq.json";
+    standard_small_iq4_xs: "small-iq4_xs.gguf", "small-iq4_xs.deq.json";
     standard_qwen3vocab_q8_0: "tiny-qwen3vocab-q8_0.gguf", "tiny-qwen3vocab-q8_0.deq.json";
 }
 

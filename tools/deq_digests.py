@@ -3,6 +3,9 @@
 
 The large F32 twins (*.deq.gguf, every tensor dequantized by llama.cpp's reference code) stay in
 the reference kit; the dequantization test hashes its own output and compares with these digests.
+Twins the kit does not ship are made with the kit's ../tools/dequantize_gguf.py (gguf-py's
+dequantization, bit-identical to llama.cpp's: checked with `llama-quantize --allow-requantize
+FILE OUT F32` for every model below) in a temporary directory.
 
   tools/deq_digests.py [KIT_MODELS_DIR] [OUT_JSON]
 
@@ -11,7 +14,9 @@ root). Needs the Python packages gguf and numpy.
 """
 import hashlib
 import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +28,13 @@ MODELS = [
     "small-q5_k_m.gguf",
     "small-q6_k.gguf",
     "tiny-qwen3vocab-q8_0.gguf",
+    "small-q4_1.gguf",
+    "small-q5_0.gguf",
+    "small-q5_1.gguf",
+    "small-q2_k.gguf",
+    "small-q3_k_m.gguf",
+    "small-iq4_nl.gguf",
+    "small-iq4_xs.gguf",
 ]
 
 
@@ -41,11 +53,22 @@ def digests(model: Path, twin: Path) -> dict:
     return out
 
 
+def twin_of(kit: Path, name: str, scratch: Path) -> Path:
+    """The kit's F32 twin of `name`, or one made now with the kit's dequantize_gguf.py."""
+    twin = kit / name.replace(".gguf", ".deq.gguf")
+    if twin.exists():
+        return twin
+    made = scratch / twin.name
+    tool = kit.parent.parent / "tools" / "dequantize_gguf.py"
+    subprocess.run([sys.executable, str(tool), str(kit / name), str(made)], check=True)
+    return made
+
+
 def main(kit: Path, out_path: Path):
     result = {}
-    for name in MODELS:
-        twin = kit / name.replace(".gguf", ".deq.gguf")
-        result[name] = digests(kit / name, twin)
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in MODELS:
+            result[name] = digests(kit / name, twin_of(kit, name, Path(scratch)))
     out_path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
 
 

@@ -7,7 +7,8 @@ operation order):
 - "quantize": seeded random rows quantized with ggml's reference quantizer, for the types the
   fixture models lack (Q4_1, Q5_0, Q5_1) and Q8_0, Q4_0.
 - "random_bytes": seeded random block bytes (every bit pattern a quantizer could write, and
-  more), for every supported type, with the f16 scales kept finite.
+  more), for every supported type, with the f16 scales kept finite. (gguf-py has no quantizer
+  for Q2_K, Q3_K, IQ4_NL and IQ4_XS; the fixture models made by llama-quantize hold real ones.)
 
   tools/quant_vectors.py [OUT_JSON]     (default tests/fixtures/quant_vectors.json)
 
@@ -24,6 +25,8 @@ from gguf.quants import dequantize, quantize
 
 QUANTIZE_TYPES = [T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q4_0]
 BLOCK_TYPES = [T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q4_K, T.Q5_K, T.Q6_K]
+# Appended so the cases above keep their bytes (one seeded stream feeds them all).
+BLOCK_TYPES += [T.Q2_K, T.Q3_K, T.IQ4_NL, T.IQ4_XS]
 # Byte offsets of the f16 scales in each block (ggml-common.h).
 F16_FIELDS = {
     T.F16: [0],
@@ -35,6 +38,10 @@ F16_FIELDS = {
     T.Q4_K: [0, 2],
     T.Q5_K: [0, 2],
     T.Q6_K: [208],
+    T.Q2_K: [80, 82],
+    T.Q3_K: [108],
+    T.IQ4_NL: [0],
+    T.IQ4_XS: [0],
 }
 
 

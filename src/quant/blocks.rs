@@ -17,11 +17,12 @@
 //! `dequantize_row_*` (ggml-quants.c) so its output is bit-identical to llama.cpp's.
 //!
 //! Why the bits cannot drift: an f16 scale has 11 significant bits, a sub-block scale at most 8
-//! and a quant at most 6, so every product below fits f32's 24-bit significand exactly except
-//! Q6_K's `d * sc * q` (up to 25 bits, rounded once whichever way it is grouped). Each output
-//! therefore takes at most one rounding (that product, or the final `+ m` / `- m1`), and a fused
-//! multiply-add, which a C compiler may emit for ggml on FMA hardware, gives the same result.
-//! Q8_0, Q4_0 and Q5_0 outputs are exact.
+//! and a quant at most 6 (the IQ4 levels 8), so every product below fits f32's 24-bit
+//! significand exactly except Q6_K's `d * sc * q` and IQ4_XS's `d * (ls - 32) * level` (up to
+//! 25 bits, rounded once whichever way they are grouped). Each output therefore takes at most
+//! one rounding (that product, or the final `+ m` / `- m1`), and a fused multiply-add, which a
+//! C compiler may emit for ggml on FMA hardware, gives the same result. Q8_0, Q4_0, Q5_0,
+//! Q3_K and IQ4_NL outputs are exact.
 
 /// Weights per block of the legacy formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): ggml's `QK4_0` etc.
 pub const QK: usize = 32;
@@ -46,6 +47,21 @@ pub const Q4_K_BYTES: usize = 4 + K_SCALE_SIZE + QK_K / 2;
 pub const Q5_K_BYTES: usize = 4 + K_SCALE_SIZE + QK_K / 8 + QK_K / 2;
 /// Bytes per Q6_K block.
 pub const Q6_K_BYTES: usize = QK_K / 2 + QK_K / 4 + QK_K / 16 + 2;
+/// Bytes per Q2_K block.
+pub const Q2_K_BYTES: usize = QK_K / 16 + QK_K / 4 + 4;
+/// Bytes per Q3_K block.
+pub const Q3_K_BYTES: usize = QK_K / 8 + QK_K / 4 + K_SCALE_SIZE + 2;
+/// Bytes per IQ4_NL block.
+pub const IQ4_NL_BYTES: usize = 2 + QK / 2;
+/// Bytes per IQ4_XS block.
+pub const IQ4_XS_BYTES: usize = 2 + 2 + QK_K / 64 + QK_K / 2;
+
+/// The 16 levels of the non-linear 4-bit types IQ4_NL and IQ4_XS (ggml's `kvalues_iq4nl`): a
+/// 4-bit index selects one, which the block scale multiplies. Denser near zero, where most
+/// weights lie, than the evenly spaced levels of Q4_0.
+pub const KVALUES_IQ4NL: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
 
 /// The `N` bytes of `bytes` that start at `at`. Callers pass constant ranges inside their block,
 /// so the conversion cannot fail; the `expect` guards against a typo in this file, not bad input.
@@ -556,6 +572,237 @@ impl<'a> BlockQ6K<'a> {
     }
 }
 
+/// `block_q2_K { u8 scales[16]; u8 qs[64]; f16 d; f16 dmin; }`: 16 sub-blocks of 16 weights,
+/// each with a 4-bit scale (low nibble of `scales[s]`) and a 4-bit min (high nibble). Each
+/// 128 weights share 32 bytes of `qs`: weight `l + 32k` (l < 32, k = 0..4) is bits `2k..2k+2`
+/// of `qs[l]`. `y = (d * sc) * q - (dmin * m)`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ2K<'a>(&'a [u8; Q2_K_BYTES]);
+
+impl<'a> BlockQ2K<'a> {
+    pub const BYTES: usize = Q2_K_BYTES;
+    pub const WEIGHTS: usize = QK_K;
+
+    #[inline]
+    pub fn new(bytes: &'a [u8; Q2_K_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// Sub-block `s`'s scale (low nibble) and min (high nibble).
+    #[inline]
+    pub fn scales(self) -> &'a [u8; QK_K / 16] {
+        field(self.0, 0)
+    }
+
+    /// 2-bit quants, four per byte.
+    #[inline]
+    pub fn qs(self) -> &'a [u8; QK_K / 4] {
+        field(self.0, QK_K / 16)
+    }
+
+    /// The super-block scale of the sub-block scales.
+    #[inline]
+    pub fn d(self) -> f32 {
+        f16_at(self.0, QK_K / 16 + QK_K / 4)
+    }
+
+    /// The super-block scale of the sub-block mins.
+    #[inline]
+    pub fn dmin(self) -> f32 {
+        f16_at(self.0, QK_K / 16 + QK_K / 4 + 2)
+    }
+
+    #[inline]
+    pub fn dequantize(self, y: &mut [f32; QK_K]) {
+        let (d, dmin, scales) = (self.d(), self.dmin(), self.scales());
+        let (qs, _) = self.qs().as_chunks::<32>();
+        let (ys, _) = y.as_chunks_mut::<16>();
+        // Sub-block s = 8n + 2k + h: bits 2k of qs[32n + 16h..][..16].
+        for (s, y) in ys.iter_mut().enumerate() {
+            let (n, k, h) = (s / 8, (s / 2) % 4, s % 2);
+            let sc = scales[s];
+            let (dl, ml) = (d * f32::from(sc & 0xF), dmin * f32::from(sc >> 4));
+            for (y, &q) in y.iter_mut().zip(&qs[n][16 * h..16 * h + 16]) {
+                *y = dl * f32::from((q >> (2 * k)) & 3) - ml;
+            }
+        }
+    }
+}
+
+/// Sub-block `j` (0..16)'s 6-bit scale of a Q3_K super-block, minus 32. The low 4 bits are a
+/// nibble of `scales[j % 8]` (low for j < 8), the top 2 bits come from `scales[8 + j % 4]`,
+/// bits `2 (j / 4)..`: ggml's `kmask` unpacking, one scale at a time.
+#[inline(always)]
+pub fn scale_q3_k(j: usize, scales: &[u8; K_SCALE_SIZE]) -> i8 {
+    let low = if j < 8 {
+        scales[j] & 0xF
+    } else {
+        scales[j - 8] >> 4
+    };
+    let high = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+    (low | (high << 4)) as i8 - 32
+}
+
+/// `block_q3_K { u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d; }`: 16 sub-blocks of 16
+/// weights with signed 6-bit scales ([`scale_q3_k`]). The low 2 bits of each quant are laid
+/// out as Q2_K's; weight `l + 32k` of the `n`-th 128 (l < 32) takes its third bit from bit
+/// `4n + k` of `hmask[l]`, and a clear bit subtracts 4: `y = (d * sc) * (q - 4 * !h)`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockQ3K<'a>(&'a [u8; Q3_K_BYTES]);
+
+impl<'a> BlockQ3K<'a> {
+    pub const BYTES: usize = Q3_K_BYTES;
+    pub const WEIGHTS: usize = QK_K;
+
+    #[inline]
+    pub fn new(bytes: &'a [u8; Q3_K_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The third bits of the quants, one bit plane per 32 weights.
+    #[inline]
+    pub fn hmask(self) -> &'a [u8; QK_K / 8] {
+        field(self.0, 0)
+    }
+
+    /// The low 2 bits of the quants, four per byte.
+    #[inline]
+    pub fn qs(self) -> &'a [u8; QK_K / 4] {
+        field(self.0, QK_K / 8)
+    }
+
+    /// Packed 6-bit scales; decode with [`scale_q3_k`].
+    #[inline]
+    pub fn scales(self) -> &'a [u8; K_SCALE_SIZE] {
+        field(self.0, QK_K / 8 + QK_K / 4)
+    }
+
+    /// The super-block scale.
+    #[inline]
+    pub fn d(self) -> f32 {
+        f16_at(self.0, QK_K / 8 + QK_K / 4 + K_SCALE_SIZE)
+    }
+
+    #[inline]
+    pub fn dequantize(self, y: &mut [f32; QK_K]) {
+        let (d, scales, hmask) = (self.d(), self.scales(), self.hmask());
+        let (qs, _) = self.qs().as_chunks::<32>();
+        let (ys, _) = y.as_chunks_mut::<16>();
+        for (s, y) in ys.iter_mut().enumerate() {
+            let (n, k, h) = (s / 8, (s / 2) % 4, s % 2);
+            let dl = d * f32::from(scale_q3_k(s, scales));
+            let bit = 1u8 << (4 * n + k);
+            let lows = &qs[n][16 * h..16 * h + 16];
+            let highs = &hmask[16 * h..16 * h + 16];
+            for ((y, &q), &hm) in y.iter_mut().zip(lows).zip(highs) {
+                let sub = if hm & bit != 0 { 0 } else { 4 };
+                *y = dl * f32::from(((q >> (2 * k)) & 3) as i8 - sub);
+            }
+        }
+    }
+}
+
+/// `block_iq4_nl { f16 d; u8 qs[16]; }`: nibbles as Q4_0 (weight `j` low, `j + 16` high), each
+/// an index into [`KVALUES_IQ4NL`]: `y = d * level[q]`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockIq4Nl<'a>(&'a [u8; IQ4_NL_BYTES]);
+
+impl<'a> BlockIq4Nl<'a> {
+    pub const BYTES: usize = IQ4_NL_BYTES;
+    pub const WEIGHTS: usize = QK;
+
+    #[inline]
+    pub fn new(bytes: &'a [u8; IQ4_NL_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The block scale.
+    #[inline]
+    pub fn d(self) -> f32 {
+        f16_at(self.0, 0)
+    }
+
+    /// Packed level indices: weights `j` (low) and `j + 16` (high).
+    #[inline]
+    pub fn qs(self) -> &'a [u8; QK / 2] {
+        field(self.0, 2)
+    }
+
+    #[inline]
+    pub fn dequantize(self, y: &mut [f32; QK]) {
+        nl_levels(self.d(), self.qs(), y);
+    }
+}
+
+/// `y = d * level[q]` for one block of 32 packed level indices (IQ4_NL, IQ4_XS sub-blocks).
+#[inline(always)]
+fn nl_levels(d: f32, qs: &[u8; QK / 2], y: &mut [f32; QK]) {
+    let (lo, hi) = y.split_at_mut(QK / 2);
+    for ((lo, hi), &q) in lo.iter_mut().zip(hi).zip(qs) {
+        *lo = d * f32::from(KVALUES_IQ4NL[usize::from(q & 0xF)]);
+        *hi = d * f32::from(KVALUES_IQ4NL[usize::from(q >> 4)]);
+    }
+}
+
+/// `block_iq4_xs { f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]; }`: 8 sub-blocks of 32,
+/// each an IQ4_NL block without its own f16: a 6-bit scale `ls` (low 4 bits a nibble of
+/// `scales_l[j / 2]`, top 2 bits bits `2j..2j+2` of `scales_h`) times the super-block's `d`:
+/// `y = (d * (ls - 32)) * level[q]`.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockIq4Xs<'a>(&'a [u8; IQ4_XS_BYTES]);
+
+impl<'a> BlockIq4Xs<'a> {
+    pub const BYTES: usize = IQ4_XS_BYTES;
+    pub const WEIGHTS: usize = QK_K;
+
+    #[inline]
+    pub fn new(bytes: &'a [u8; IQ4_XS_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// The super-block scale.
+    #[inline]
+    pub fn d(self) -> f32 {
+        f16_at(self.0, 0)
+    }
+
+    /// The top 2 bits of the 8 sub-block scales.
+    #[inline]
+    pub fn scales_h(self) -> u16 {
+        u16::from_le_bytes(*field(self.0, 2))
+    }
+
+    /// The low 4 bits of the 8 sub-block scales, two per byte.
+    #[inline]
+    pub fn scales_l(self) -> &'a [u8; QK_K / 64] {
+        field(self.0, 4)
+    }
+
+    /// Sub-block `j`'s scale, `ls - 32` (-32..32).
+    #[inline]
+    pub fn scale(self, j: usize) -> i8 {
+        let low = (self.scales_l()[j / 2] >> (4 * (j % 2))) & 0xF;
+        let high = ((self.scales_h() >> (2 * j)) & 3) as u8;
+        (low | (high << 4)) as i8 - 32
+    }
+
+    /// Packed level indices, 16 bytes per sub-block (as an IQ4_NL block's).
+    #[inline]
+    pub fn qs(self) -> &'a [u8; QK_K / 2] {
+        field(self.0, 8)
+    }
+
+    #[inline]
+    pub fn dequantize(self, y: &mut [f32; QK_K]) {
+        let d = self.d();
+        let (qs, _) = self.qs().as_chunks::<{ QK / 2 }>();
+        let (ys, _) = y.as_chunks_mut::<QK>();
+        for (j, (q, y)) in qs.iter().zip(ys).enumerate() {
+            nl_levels(d * f32::from(self.scale(j)), q, y);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,6 +831,10 @@ mod tests {
             (GgmlType::Q4_K, BlockQ4K::BYTES, BlockQ4K::WEIGHTS),
             (GgmlType::Q5_K, BlockQ5K::BYTES, BlockQ5K::WEIGHTS),
             (GgmlType::Q6_K, BlockQ6K::BYTES, BlockQ6K::WEIGHTS),
+            (GgmlType::Q2_K, BlockQ2K::BYTES, BlockQ2K::WEIGHTS),
+            (GgmlType::Q3_K, BlockQ3K::BYTES, BlockQ3K::WEIGHTS),
+            (GgmlType::IQ4_NL, BlockIq4Nl::BYTES, BlockIq4Nl::WEIGHTS),
+            (GgmlType::IQ4_XS, BlockIq4Xs::BYTES, BlockIq4Xs::WEIGHTS),
         ];
         for (ty, bytes, weights) in views {
             assert_eq!((bytes, weights), (ty.type_size(), ty.block_size()), "{ty}");
@@ -600,5 +851,48 @@ mod tests {
         assert_eq!(scale_min_k4(1, &scales), (5, 33));
         assert_eq!(scale_min_k4(5, &scales), (9 | (3 << 4), 7 | (2 << 4)));
         assert_eq!(scale_min_k4(0, &scales), (0, 0));
+    }
+
+    /// ggml's `dequantize_row_q3_K` unpacks all 16 scales at once with 32-bit masks.
+    fn ggml_q3_k_scales(scales: &[u8; K_SCALE_SIZE]) -> [i8; 16] {
+        let word = |i: usize| u32::from_le_bytes(scales[4 * i..4 * i + 4].try_into().unwrap());
+        let (kmask1, kmask2) = (0x0303_0303u32, 0x0f0f_0f0fu32);
+        let (a0, a1, tmp) = (word(0), word(1), word(2));
+        let aux = [
+            (a0 & kmask2) | ((tmp & kmask1) << 4),
+            (a1 & kmask2) | (((tmp >> 2) & kmask1) << 4),
+            ((a0 >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4),
+            ((a1 >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4),
+        ];
+        let bytes: Vec<u8> = aux.iter().flat_map(|w| w.to_le_bytes()).collect();
+        std::array::from_fn(|j| bytes[j] as i8 - 32)
+    }
+
+    #[test]
+    fn q3_k_scales_unpack_as_ggml_does() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200 {
+            let scales: [u8; K_SCALE_SIZE] = std::array::from_fn(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 56) as u8
+            });
+            let want = ggml_q3_k_scales(&scales);
+            let got: [i8; 16] = std::array::from_fn(|j| scale_q3_k(j, &scales));
+            assert_eq!(got, want, "{scales:?}");
+        }
+    }
+
+    #[test]
+    fn iq4_xs_scales_combine_low_and_high_bits() {
+        let mut bytes = [0u8; IQ4_XS_BYTES];
+        bytes[2..4].copy_from_slice(&0b11_00_00_00_00_00_10_01u16.to_le_bytes());
+        bytes[4] = 0x7F; // sub-block 0 low 15, sub-block 1 low 7
+        let b = BlockIq4Xs::new(&bytes);
+        assert_eq!(b.scale(0), (15 | (1 << 4)) - 32);
+        assert_eq!(b.scale(1), (7 | (2 << 4)) - 32);
+        assert_eq!(b.scale(2), -32);
+        assert_eq!(b.scale(7), (3 << 4) - 32);
     }
 }

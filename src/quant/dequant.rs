@@ -5,8 +5,8 @@
 //! is a [`QuantError`], never a panic or a partial write.
 
 use super::blocks::{
-    bf16_at, f16_to_f32, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
-    BlockQ8_0,
+    bf16_at, f16_to_f32, BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1,
+    BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
 };
 use super::{supported_type_names, GgmlType};
 
@@ -49,6 +49,10 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
         GgmlType::Q4_K => dequantize_q4_k(src, dst),
         GgmlType::Q5_K => dequantize_q5_k(src, dst),
         GgmlType::Q6_K => dequantize_q6_k(src, dst),
+        GgmlType::Q2_K => dequantize_q2_k(src, dst),
+        GgmlType::Q3_K => dequantize_q3_k(src, dst),
+        GgmlType::IQ4_NL => dequantize_iq4_nl(src, dst),
+        GgmlType::IQ4_XS => dequantize_iq4_xs(src, dst),
         other => Err(QuantError::Unsupported(other)),
     }
 }
@@ -200,6 +204,22 @@ block_row_fn!(
 block_row_fn!(
     /// Q6_K: see [`BlockQ6K`].
     dequantize_q6_k, BlockQ6K, GgmlType::Q6_K
+);
+block_row_fn!(
+    /// Q2_K: see [`BlockQ2K`].
+    dequantize_q2_k, BlockQ2K, GgmlType::Q2_K
+);
+block_row_fn!(
+    /// Q3_K: see [`BlockQ3K`].
+    dequantize_q3_k, BlockQ3K, GgmlType::Q3_K
+);
+block_row_fn!(
+    /// IQ4_NL: see [`BlockIq4Nl`].
+    dequantize_iq4_nl, BlockIq4Nl, GgmlType::IQ4_NL
+);
+block_row_fn!(
+    /// IQ4_XS: see [`BlockIq4Xs`].
+    dequantize_iq4_xs, BlockIq4Xs, GgmlType::IQ4_XS
 );
 
 #[cfg(test)]

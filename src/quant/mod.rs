@@ -11,9 +11,10 @@ pub mod blocks;
 mod dequant;
 
 pub use dequant::{
-    dequantize_bf16, dequantize_f16, dequantize_f32, dequantize_q4_0, dequantize_q4_1,
-    dequantize_q4_k, dequantize_q5_0, dequantize_q5_1, dequantize_q5_k, dequantize_q6_k,
-    dequantize_q8_0, dequantize_row, dequantize_rows, QuantError,
+    dequantize_bf16, dequantize_f16, dequantize_f32, dequantize_iq4_nl, dequantize_iq4_xs,
+    dequantize_q2_k, dequantize_q3_k, dequantize_q4_0, dequantize_q4_1, dequantize_q4_k,
+    dequantize_q5_0, dequantize_q5_1, dequantize_q5_k, dequantize_q6_k, dequantize_q8_0,
+    dequantize_row, dequantize_rows, QuantError,
 };
 
 /// A GGML tensor type as numbered in `ggml.h`.
@@ -54,10 +55,11 @@ pub enum GgmlType {
     MXFP4,
 }
 
-/// The types this program computes on: all that F32/F16/BF16, Q8_0, Q4_0 and the
-/// Q4_K_M / Q5_K_M / Q6_K mixes contain, plus the other legacy formats (Q4_1, Q5_0, Q5_1) that
-/// some official Qwen3 releases use.
-pub const SUPPORTED_TYPES: [GgmlType; 11] = [
+/// The types this program computes on: every type that the Qwen3 GGUF files people download
+/// (the Qwen team's, bartowski's, unsloth's) hold: F32/F16/BF16, Q8_0, the legacy 4- and 5-bit
+/// formats, the K-quants (Q2_K ... Q6_K: what Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M and Q6_K
+/// files mix) and the non-linear IQ4_NL and IQ4_XS.
+pub const SUPPORTED_TYPES: [GgmlType; 15] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -66,9 +68,13 @@ pub const SUPPORTED_TYPES: [GgmlType; 11] = [
     GgmlType::Q4_1,
     GgmlType::Q5_0,
     GgmlType::Q5_1,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
 ];
 
 impl GgmlType {
