@@ -40,7 +40,12 @@ fn is_float(ty: GgmlType) -> bool {
 /// Activation block length of the integer path for `ty` (32 or 256), 1 for float weights.
 fn act_block(ty: GgmlType) -> usize {
     match ty {
-        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => 256,
+        GgmlType::Q2_K
+        | GgmlType::Q3_K
+        | GgmlType::Q4_K
+        | GgmlType::Q5_K
+        | GgmlType::Q6_K
+        | GgmlType::IQ4_XS => 256,
         t if is_float(t) => 1,
         _ => 32,
     }

@@ -327,5 +327,12 @@ parallel_quantized_cases! {
     parallel_small_q4_k_m: "small-q4_k_m.gguf";
     parallel_small_q5_k_m: "small-q5_k_m.gguf";
     parallel_small_q6_k: "small-q6_k.gguf";
+    parallel_small_q4_1: "small-q4_1.gguf";
+    parallel_small_q5_0: "small-q5_0.gguf";
+    parallel_small_q5_1: "small-q5_1.gguf";
+    parallel_small_q2_k: "small-q2_k.gguf";
+    parallel_small_q3_k_m: "small-q3_k_m.gguf";
+    parallel_small_iq4_nl: "small-iq4_nl.gguf";
+    parallel_small_iq4_xs: "small-iq4_xs.gguf";
     parallel_qwen3vocab_q8_0: "tiny-qwen3vocab-q8_0.gguf";
 }

@@ -141,6 +141,9 @@ pub struct QuantActs {
     pub s32: Vec<f32>,
     /// Q8_K, per group of 16, for the Q6_K panel kernel: `-32 * (sum of the group's quants)`.
     pub c16: Vec<i32>,
+    /// Q8_K, per group of 16, for the Q2_K/Q3_K panel kernels: `-scale * (sum of the group's
+    /// quants)` (the factor of their mins and of Q3_K's `-4`).
+    pub s16: Vec<f32>,
     /// Q8_K: sums of 16 quants, as ggml's `bsums` (16 per super-block).
     pub bsums16: Vec<i16>,
     /// Q8_K: sums of 32 quants (8 per super-block), for the K-quant mins.
@@ -225,6 +228,12 @@ impl QuantActs {
         &self.c16[t * n..(t + 1) * n]
     }
 
+    /// Token `t`'s Q8_K `-d * sum` per group of 16.
+    pub fn tok_s16(&self, t: usize) -> &[f32] {
+        let n = self.stride / 16;
+        &self.s16[t * n..(t + 1) * n]
+    }
+
     /// Token `t`'s per-lane Q8_1 `s / 8`.
     pub fn tok_s4(&self, t: usize) -> &[f32] {
         let n = self.stride / 4;
@@ -271,6 +280,7 @@ impl QuantActs {
                 grow(&mut self.d32, blocks);
                 grow(&mut self.s32, blocks);
                 grow(&mut self.c16, n_tokens * self.stride / 16);
+                grow(&mut self.s16, n_tokens * self.stride / 16);
             }
             ActFormat::Q8_0 { .. } | ActFormat::Q8_1 => {
                 grow(&mut self.d4, lanes);
@@ -337,6 +347,7 @@ impl QuantActs {
             d32: SharedMut::new(&mut self.d32),
             s32: SharedMut::new(&mut self.s32),
             c16: SharedMut::new(&mut self.c16),
+            s16: SharedMut::new(&mut self.s16),
             s4: SharedMut::new(&mut self.s4),
             bsums16: SharedMut::new(&mut self.bsums16),
             bsums32: SharedMut::new(&mut self.bsums32),
@@ -368,6 +379,7 @@ struct Parts<'a> {
     d32: SharedMut<'a, f32>,
     s32: SharedMut<'a, f32>,
     c16: SharedMut<'a, i32>,
+    s16: SharedMut<'a, f32>,
     s4: SharedMut<'a, f32>,
     bsums16: SharedMut<'a, i16>,
     bsums32: SharedMut<'a, i16>,
@@ -399,6 +411,7 @@ impl<'a> Parts<'a> {
             d32: part(&self.d32, t, self.stride / QK),
             s32: part(&self.s32, t, self.stride / QK),
             c16: part(&self.c16, t, self.stride / 16),
+            s16: part(&self.s16, t, self.stride / 16),
             s4: part(&self.s4, t, lanes),
             bsums16: part(&self.bsums16, t, self.stride / 16),
             bsums32: part(&self.bsums32, t, self.stride / QK),
@@ -419,6 +432,7 @@ struct TokenBufs<'a> {
     d32: &'a mut [f32],
     s32: &'a mut [f32],
     c16: &'a mut [i32],
+    s16: &'a mut [f32],
     s4: &'a mut [f32],
     bsums16: &'a mut [i16],
     bsums32: &'a mut [i16],
@@ -483,6 +497,7 @@ impl TokenBufs<'_> {
         self.d32.fill(0.0);
         self.s32.fill(0.0);
         self.c16.fill(0);
+        self.s16.fill(0.0);
         for b in 0..blocks {
             let d = self.d[b / (QK_K / QK)];
             self.d32[b] = d;
@@ -490,6 +505,14 @@ impl TokenBufs<'_> {
         }
         for (c, &s) in self.c16.iter_mut().zip(&self.bsums16[..2 * blocks]) {
             *c = -32 * s as i32;
+        }
+        for (g, (m, &s)) in self
+            .s16
+            .iter_mut()
+            .zip(&self.bsums16[..2 * blocks])
+            .enumerate()
+        {
+            *m = -self.d[g / (QK_K / 16)] * s as f32;
         }
     }
 

@@ -54,6 +54,13 @@ pub fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> 
                 put_f16(b, 2, rng.uniform(0.0, 0.01));
             }
             GgmlType::Q6_K => put_f16(b, 208, rng.uniform(-0.01, 0.01)),
+            GgmlType::Q2_K => {
+                put_f16(b, 80, rng.uniform(0.0, 0.02));
+                put_f16(b, 82, rng.uniform(0.0, 0.01));
+            }
+            GgmlType::Q3_K => put_f16(b, 108, rng.uniform(-0.01, 0.01)),
+            // Levels up to 127 times sub-block scales up to 32.
+            GgmlType::IQ4_XS => put_f16(b, 0, rng.uniform(-0.0005, 0.0005)),
             // Q8_0, Q4_0, Q5_0 and anything else with a leading f16 scale.
             _ => put_f16(b, 0, rng.uniform(-0.05, 0.05)),
         }

@@ -121,10 +121,18 @@ pub fn kernel_set(ty: GgmlType, isa: Isa, quantized: bool) -> Result<KernelSet, 
     let set = match ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => float::kernels(ty, isa),
         _ if !quantized => float::kernels(GgmlType::F32, isa),
-        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 => {
-            legacy::kernels(ty, isa)
-        }
-        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => kquant::kernels(ty, isa),
+        GgmlType::Q8_0
+        | GgmlType::Q4_0
+        | GgmlType::Q4_1
+        | GgmlType::Q5_0
+        | GgmlType::Q5_1
+        | GgmlType::IQ4_NL => legacy::kernels(ty, isa),
+        GgmlType::Q2_K
+        | GgmlType::Q3_K
+        | GgmlType::Q4_K
+        | GgmlType::Q5_K
+        | GgmlType::Q6_K
+        | GgmlType::IQ4_XS => kquant::kernels(ty, isa),
         _ => None,
     };
     set.ok_or(KernelError::UnsupportedType(ty))

@@ -15,7 +15,9 @@
 //! for the types with a min): ggml's scalar `vec_dot` order, the same for every token tile.
 //! K-quants enter as blocks of 32 with their effective scales (`d * sc_j`, `dmin * m_j`) and
 //! the Q8_K activations' per-block tables; Q6_K, whose scales change every 16 weights, as
-//! two half-blocks with the `-32` offset folded into each half's starting sum.
+//! two half-blocks with the `-32` offset folded into each half's starting sum. IQ4_NL's levels
+//! (+ 128, as Q8_0's sign flip) come from the non-linear table; Q2_K, Q3_K and IQ4_XS have
+//! their own packing in `panel/x86/low_bit.rs`.
 
 use crate::quant::GgmlType;
 
@@ -39,12 +41,12 @@ pub fn supports(ty: GgmlType, isa: Isa) -> bool {
 /// Scratch bytes one panel of `cols` columns needs (alignment slack included).
 pub fn scratch_bytes(cols: usize) -> usize {
     let nb = cols / 32;
-    nb * (8 * 64 + 3 * 64) + 64
+    nb * (8 * 64 + 4 * 64) + 64
 }
 
 /// One panel in a thread's scratch: quants `[block][4-quant group][row][4]` (unsigned),
-/// then the row scales `[block][row]` (Q6_K: `[half-block][row]`), then the row mins
-/// `[block][row]`, all 64-byte aligned.
+/// then the row scales `[block][row]` (Q6_K, Q2_K, Q3_K: `[half-block][row]`), then the row
+/// mins likewise, all 64-byte aligned.
 pub struct Panel {
     q: *mut u8,
     d: *mut f32,
@@ -80,15 +82,19 @@ impl Panel {
 pub unsafe fn pack(ty: GgmlType, rows: &[*const u8; ROWS], panel: &Panel) {
     #[cfg(target_arch = "x86_64")]
     {
-        use legacy::{Q4_0, Q4_1, Q5_0, Q8_0};
+        use legacy::{IQ4_NL, Q4_0, Q4_1, Q5_0, Q8_0};
         match (legacy::code(ty), kquant::code(ty)) {
             (Some(Q8_0), _) => x86::pack::<Q8_0>(rows, panel),
+            (Some(IQ4_NL), _) => x86::pack::<IQ4_NL>(rows, panel),
             (Some(Q4_0), _) => x86::pack::<Q4_0>(rows, panel),
             (Some(Q5_0), _) => x86::pack::<Q5_0>(rows, panel),
             (Some(Q4_1), _) => x86::pack::<Q4_1>(rows, panel),
             (Some(_), _) => x86::pack::<{ legacy::Q5_1 }>(rows, panel),
             (_, Some(kquant::Q4_K)) => x86::pack_k::<{ kquant::Q4_K }>(rows, panel),
             (_, Some(kquant::Q5_K)) => x86::pack_k::<{ kquant::Q5_K }>(rows, panel),
+            (_, Some(kquant::Q2_K)) => x86::pack_low_bit::<{ kquant::Q2_K }>(rows, panel),
+            (_, Some(kquant::Q3_K)) => x86::pack_low_bit::<{ kquant::Q3_K }>(rows, panel),
+            (_, Some(kquant::IQ4_XS)) => x86::pack_low_bit::<{ kquant::IQ4_XS }>(rows, panel),
             (_, Some(_)) => x86::pack_k::<{ kquant::Q6_K }>(rows, panel),
             (None, None) => {}
         }
@@ -118,6 +124,9 @@ pub unsafe fn gemm(ty: GgmlType, panel: &Panel, acts: &QuantActs, t0: usize, n: 
         let (min, k) = match (legacy::code(ty), kquant::code(ty)) {
             (Some(c), _) => (legacy::has_min(c), false),
             (_, Some(kquant::Q6_K)) => return x86::for_tokens!(n, gemm16[](panel, acts, t0, out)),
+            (_, Some(kquant::Q2_K | kquant::Q3_K)) => {
+                return x86::for_tokens!(n, gemm16_min[](panel, acts, t0, out))
+            }
             _ => (true, true),
         };
         match (min, k) {
@@ -153,13 +162,16 @@ mod x86 {
     }
     pub(super) use for_tokens;
 
+    mod low_bit;
+    pub use low_bit::{gemm16_min, pack_low_bit};
+
     use super::super::kquant::{self, Q4_K, Q5_K, Q6_K};
-    use super::super::legacy::{block_bytes, has_min, Q4_0, Q4_1, Q5_0, Q8_0};
+    use super::super::legacy::{block_bytes, has_min, IQ4_NL, Q4_0, Q4_1, Q5_0, Q8_0};
     use super::{Out, Panel, QuantActs, ROWS};
     use crate::quant::blocks::{f16_at, scales_mins_k4};
 
     /// The 32 quants of the block at `p`, unsigned (Q8_0 with its sign bit flipped, the
-    /// nibble types with their fifth bit added), in weight order.
+    /// nibble types with their fifth bit added, IQ4_NL's levels + 128), in weight order.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn quants<const TY: u8>(p: *const u8) -> __m256i {
@@ -168,7 +180,7 @@ mod x86 {
             return _mm256_xor_si256(v, _mm256_set1_epi8(-128));
         }
         let qs = match TY {
-            Q4_0 => 2,
+            Q4_0 | IQ4_NL => 2,
             Q4_1 => 4,
             Q5_0 => 6,
             _ => 8,
@@ -178,6 +190,10 @@ mod x86 {
         let lo = _mm_and_si128(v, nib);
         let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
         let q = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+        if TY == IQ4_NL {
+            let levels = _mm512_castsi512_si256(crate::cpu::dot::legacy::iq4nl_offset_levels());
+            return _mm256_shuffle_epi8(levels, q);
+        }
         if TY == Q4_0 || TY == Q4_1 {
             return q;
         }

@@ -1,18 +1,19 @@
-//! AVX2 kernels for Q4_K, Q5_K, Q6_K: 32 weights per 256-bit vector.
+//! AVX2 kernels for the Q8_K family: 32 weights per 256-bit vector.
 //!
 //! Unsigned quants (`vpmaddubsw` against signed activations), `vpmaddwd` with the 16-bit
-//! sub-block scales, 32-bit sums per super-block; Q6_K's `-32` comes from the activation
-//! sums, Q4_K/Q5_K's mins likewise (ggml's AVX2 scheme).
+//! sub-block scales, 32-bit sums per super-block; Q6_K's `-32` and Q3_K's `-4` come from the
+//! activation sums, the mins of Q4_K/Q5_K/Q2_K likewise (ggml's AVX2 scheme). IQ4_XS's signed
+//! levels take the sign trick (`|w|` times `a` with `w`'s sign) instead.
 
 #![allow(clippy::needless_range_loop)]
 
 use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
-use super::{block_bytes, Q4_K, Q5_K, Q6_K};
+use super::{block_bytes, groups_of_16, iq4xs_scale, IQ4_XS, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K};
 use crate::cpu::dot::float::hsum_avx2 as hsum;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
-use crate::quant::blocks::scales_mins_k4;
+use crate::quant::blocks::{scale_q3_k, scales_mins_k4, KVALUES_IQ4NL};
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
@@ -23,6 +24,9 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
     match c {
         Q4_K => shapes!(Q4_K),
         Q5_K => shapes!(Q5_K),
+        Q2_K => shapes!(Q2_K),
+        Q3_K => shapes!(Q3_K),
+        IQ4_XS => shapes!(IQ4_XS),
         _ => shapes!(Q6_K),
     }
 }
@@ -31,9 +35,10 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
 struct Header {
     d: f32,
     dmin: f32,
-    /// Q4_K/Q5_K: 8 scales then 8 mins; Q6_K: 16 signed scales.
+    /// Q4_K/Q5_K: 8 scales then 8 mins; Q6_K, Q2_K, Q3_K: 16 scales; IQ4_XS: 8 scales.
     sc: [i16; 16],
-    /// Q4_K/Q5_K: the mins; Q6_K: `-32 * scale`.
+    /// Multipliers of the activation sums: Q4_K/Q5_K/Q2_K the mins, Q6_K `-32 * scale`,
+    /// Q3_K `-4 * scale`.
     corr: __m256i,
 }
 
@@ -48,6 +53,46 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn header<const TY: u8>(p: *const u8) -> Header {
     let mut sc = [0i16; 16];
+    let blk = std::slice::from_raw_parts(p, block_bytes(TY));
+    match TY {
+        Q2_K => {
+            let mut mins = [0i16; 16];
+            for g in 0..16 {
+                (sc[g], mins[g]) = ((blk[g] & 0xF) as i16, (blk[g] >> 4) as i16);
+            }
+            return Header {
+                d: f16_at(p.add(80)),
+                dmin: f16_at(p.add(82)),
+                sc,
+                corr: _mm256_loadu_si256(mins.as_ptr() as *const __m256i),
+            };
+        }
+        Q3_K => {
+            let scales: &[u8; 12] = blk[96..108].try_into().expect("12 scale bytes");
+            for (g, s) in sc.iter_mut().enumerate() {
+                *s = scale_q3_k(g, scales) as i16;
+            }
+            let v = _mm256_loadu_si256(sc.as_ptr() as *const __m256i);
+            return Header {
+                d: f16_at(p.add(108)),
+                dmin: 0.0,
+                sc,
+                corr: _mm256_mullo_epi16(v, _mm256_set1_epi16(-4)),
+            };
+        }
+        IQ4_XS => {
+            for (j, s) in sc.iter_mut().take(8).enumerate() {
+                *s = iq4xs_scale(blk, j) as i16;
+            }
+            return Header {
+                d: f16_at(p),
+                dmin: 0.0,
+                sc,
+                corr: _mm256_setzero_si256(),
+            };
+        }
+        _ => {}
+    }
     if TY == Q6_K {
         for (g, s) in sc.iter_mut().enumerate() {
             *s = *(p.add(192 + g) as *const i8) as i16;
@@ -81,6 +126,33 @@ unsafe fn header<const TY: u8>(p: *const u8) -> Header {
 #[target_feature(enable = "avx2")]
 unsafe fn sub<const TY: u8>(p: *const u8, j: usize, h: &Header) -> (__m256i, __m256i) {
     let nib = _mm256_set1_epi8(0x0F);
+    if TY == IQ4_XS {
+        // Signed levels: the caller applies the sign trick.
+        let x = _mm_loadu_si128(p.add(8 + 16 * j) as *const __m128i);
+        let lo = _mm_and_si128(x, _mm_set1_epi8(0x0F));
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(x), _mm_set1_epi8(0x0F));
+        let levels = _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i);
+        let q = _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), _mm256_set_m128i(hi, lo));
+        return (q, _mm256_set1_epi16(h.sc[j]));
+    }
+    if TY == Q2_K || TY == Q3_K {
+        // Weights 128n + 32k + l are bits 2k of qs[32n + l] (Q3_K: plus bit 4n + k of
+        // hmask[l], which when set cancels the -4 the activation sums subtract).
+        let (n, k) = (j / 4, j % 4);
+        let qs = if TY == Q2_K { 16 } else { 32 };
+        let raw = _mm256_loadu_si256(p.add(qs + 32 * n) as *const __m256i);
+        let shift = _mm_cvtsi32_si128(2 * k as i32);
+        let mut q = _mm256_and_si256(_mm256_srl_epi16(raw, shift), _mm256_set1_epi8(3));
+        if TY == Q3_K {
+            let hm = _mm256_loadu_si256(p as *const __m256i);
+            let bit = _mm256_srl_epi16(hm, _mm_cvtsi32_si128((4 * n + k) as i32));
+            let bit = _mm256_and_si256(bit, _mm256_set1_epi8(1));
+            q = _mm256_or_si256(q, _mm256_slli_epi16::<2>(bit));
+        }
+        let g = 2 * j;
+        let sc = _mm256_set_m128i(_mm_set1_epi16(h.sc[g + 1]), _mm_set1_epi16(h.sc[g]));
+        return (q, sc);
+    }
     let shift = _mm_cvtsi32_si128(if j.is_multiple_of(2) { 0 } else { 4 });
     if TY == Q6_K {
         let (n, quarter) = (j / 4, j % 4);
@@ -125,7 +197,7 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
         let tok = a.t0 + t;
         qs[t] = acts.tok_qs(tok).as_ptr();
         ds[t] = acts.tok_d(tok).as_ptr();
-        sums[t] = if TY == Q6_K {
+        sums[t] = if groups_of_16(TY) {
             acts.tok_bsums16(tok).as_ptr()
         } else {
             acts.tok_bsums32(tok).as_ptr()
@@ -152,7 +224,12 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
             for t in 0..T {
                 let av = _mm256_loadu_si256(qs[t].add(256 * sb + 32 * j) as *const __m256i);
                 for r in 0..R {
-                    let pairs = _mm256_maddubs_epi16(w[r].0, av);
+                    let pairs = if TY == IQ4_XS {
+                        let u = _mm256_sign_epi8(w[r].0, w[r].0);
+                        _mm256_maddubs_epi16(u, _mm256_sign_epi8(av, w[r].0))
+                    } else {
+                        _mm256_maddubs_epi16(w[r].0, av)
+                    };
                     isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(pairs, w[r].1));
                 }
             }
@@ -162,7 +239,15 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
             for r in 0..R {
                 let h = &hdr[r];
                 let dd = _mm256_set1_ps(h.d * da);
-                if TY == Q6_K {
+                if TY == Q2_K {
+                    let bs16 = _mm256_loadu_si256(sums[t].add(16 * sb) as *const __m256i);
+                    let m = _mm256_madd_epi16(h.corr, bs16);
+                    let v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), dd, acc[r][t]);
+                    let dm = _mm256_set1_ps(-(h.dmin * da));
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), dm, v);
+                } else if TY == IQ4_XS {
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), dd, acc[r][t]);
+                } else if groups_of_16(TY) {
                     let bs16 = _mm256_loadu_si256(sums[t].add(16 * sb) as *const __m256i);
                     let i = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(h.corr, bs16));
                     acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), dd, acc[r][t]);

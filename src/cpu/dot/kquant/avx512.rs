@@ -1,18 +1,22 @@
-//! AVX-512 VNNI kernels for Q4_K, Q5_K, Q6_K: 64 weights per 512-bit vector.
+//! AVX-512 VNNI kernels for the Q8_K family: 64 weights per 512-bit vector.
 //!
-//! Quants are unpacked to unsigned bytes (Q6_K: `q` in 0..64, its `-32` folded into the
-//! activation sums). Q4_K/Q5_K read their activations in nibble order (sub-blocks 0, 2, 1,
-//! 3, ...), so 64 bytes of quants give two vectors with one AND or a shift and an AND.
-//! `vpmaddubsw` forms pair sums against the signed activations and
+//! Quants are unpacked to unsigned bytes (Q6_K: `q` in 0..64, Q3_K: `q + 4` in 0..8, their
+//! offsets folded into the activation sums). Q4_K/Q5_K read their activations in nibble order
+//! (sub-blocks 0, 2, 1, 3, ...), so 64 bytes of quants give two vectors with one AND or a
+//! shift and an AND. `vpmaddubsw` forms pair sums against the signed activations and
 //! `vpdpwssd` multiplies them by the sub-block scales into 32-bit sums, two instructions per
-//! 64 multiply-adds. Per super-block and (row, token): convert, scale, FMA, plus the mins.
+//! 64 multiply-adds. IQ4_XS's levels + 128 (up to 241) would saturate `vpmaddubsw`'s pair sums,
+//! so `vpdpbusd` sums them four at a time and `vpmulld` applies the sub-block scales; the
+//! `+ 128` comes back out through the activation sums. Per super-block and (row, token):
+//! convert, scale, FMA, plus the mins.
 
 #![allow(clippy::needless_range_loop)]
 
 use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
-use super::{block_bytes, Q4_K, Q5_K, Q6_K};
+use super::{block_bytes, groups_of_16, IQ4_XS, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K};
+use crate::cpu::dot::legacy::iq4nl_offset_levels;
 use crate::cpu::dot::{tile_table, Tile, TileEntry, PREFETCH};
 
 /// No 2x4 or 4x4 tiles: their accumulators spill (measured slower than 1x4 and 1x8).
@@ -25,6 +29,9 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
     match c {
         Q4_K => shapes!(Q4_K),
         Q5_K => shapes!(Q5_K),
+        Q2_K => shapes!(Q2_K),
+        Q3_K => shapes!(Q3_K),
+        IQ4_XS => shapes!(IQ4_XS),
         _ => shapes!(Q6_K),
     }
 }
@@ -40,17 +47,92 @@ const fn prefetch_lines(ty: u8) -> usize {
 struct Header {
     d: f32,
     dmin: f32,
-    /// Q4_K/Q5_K: the 8 mins as i16 (low 128 bits). Q6_K: 16 scales as i16.
+    /// Q4_K/Q5_K: the 8 mins as i16 (low 128 bits). Q6_K, Q2_K, Q3_K: 16 scales as i16.
+    /// IQ4_XS: 8 scales as i32.
     sc: __m256i,
     /// Q4_K/Q5_K: the 8 scale bytes in every 64-bit lane, for `vpshufb`.
     sc_bytes: __m512i,
-    /// Q6_K: `-32 * scale`, for the offset correction.
+    /// Multipliers of the activation sums: Q6_K `-32 * scale`, Q3_K `-4 * scale` (the offset
+    /// corrections, per 16), IQ4_XS `-128 * scale` (per 32, low 128 bits), Q2_K the 16 mins.
     corr: __m256i,
+}
+
+/// The f16 at `p`, widened.
+#[inline]
+#[target_feature(enable = "avx512f,f16c")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    let h = read_unaligned(p as *const u16) as i32;
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)))
+}
+
+/// The headers of the types added for the other published files (Q2_K, Q3_K, IQ4_XS).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+unsafe fn header_low_bit<const TY: u8>(p: *const u8) -> Header {
+    let none = _mm512_setzero_si512();
+    match TY {
+        Q2_K => {
+            let b = _mm_loadu_si128(p as *const __m128i);
+            let nib = _mm_set1_epi8(0x0F);
+            let sc = _mm256_cvtepu8_epi16(_mm_and_si128(b, nib));
+            let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(b), nib));
+            Header {
+                d: f16_at(p.add(80)),
+                dmin: f16_at(p.add(82)),
+                sc,
+                sc_bytes: none,
+                corr: mins,
+            }
+        }
+        Q3_K => {
+            // ggml's kmask unpacking: low nibbles from bytes 0..8, top 2 bits from 8..12.
+            let a0 = read_unaligned(p.add(96) as *const u32);
+            let a1 = read_unaligned(p.add(100) as *const u32);
+            let tmp = read_unaligned(p.add(104) as *const u32);
+            let (m1, m2) = (0x0303_0303_u32, 0x0f0f_0f0f_u32);
+            let w = [
+                (a0 & m2) | ((tmp & m1) << 4),
+                (a1 & m2) | (((tmp >> 2) & m1) << 4),
+                ((a0 >> 4) & m2) | (((tmp >> 4) & m1) << 4),
+                ((a1 >> 4) & m2) | (((tmp >> 6) & m1) << 4),
+            ];
+            let bytes = _mm_setr_epi32(w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32);
+            let sc = _mm256_sub_epi16(_mm256_cvtepu8_epi16(bytes), _mm256_set1_epi16(32));
+            Header {
+                d: f16_at(p.add(108)),
+                dmin: 0.0,
+                sc,
+                sc_bytes: none,
+                corr: _mm256_mullo_epi16(sc, _mm256_set1_epi16(-4)),
+            }
+        }
+        _ => {
+            // ls_j: nibble j of the u32 scales_l, and bits 2j..2j+2 of the u16 scales_h.
+            let low = _mm256_set1_epi32(read_unaligned(p.add(4) as *const i32));
+            let high = _mm256_set1_epi32(read_unaligned(p.add(2) as *const u16) as i32);
+            let low = _mm256_srlv_epi32(low, _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+            let high = _mm256_srlv_epi32(high, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
+            let low = _mm256_and_si256(low, _mm256_set1_epi32(0xF));
+            let high = _mm256_slli_epi32::<4>(_mm256_and_si256(high, _mm256_set1_epi32(3)));
+            let sc = _mm256_sub_epi32(_mm256_or_si256(low, high), _mm256_set1_epi32(32));
+            let corr = _mm256_castsi128_si256(_mm256_cvtepi32_epi16(_mm256_slli_epi32::<7>(sc)));
+            Header {
+                d: f16_at(p),
+                dmin: 0.0,
+                sc,
+                sc_bytes: none,
+                corr: _mm256_sub_epi16(_mm256_setzero_si256(), corr),
+            }
+        }
+    }
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
 unsafe fn header<const TY: u8>(p: *const u8) -> Header {
+    if matches!(TY, Q2_K | Q3_K | IQ4_XS) {
+        return header_low_bit::<TY>(p);
+    }
     if TY == Q6_K {
         let h = read_unaligned(p.add(208) as *const u16) as i32;
         let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
@@ -115,10 +197,76 @@ const fn scale_index(q6: bool) -> [[i16; 32]; 4] {
 static INDEX_K4: [[i16; 32]; 4] = scale_index(false);
 static INDEX_Q6: [[i16; 32]; 4] = scale_index(true);
 
+/// IQ4_XS: 32-bit lanes for `vpermd` spreading sub-block scales `2j` (lanes 0-7) and `2j + 1`
+/// (lanes 8-15) over chunk `j`'s lane sums.
+static INDEX_XS: [[i32; 16]; 4] = {
+    let mut out = [[0i32; 16]; 4];
+    let mut j = 0;
+    while j < 4 {
+        let mut l = 0;
+        while l < 16 {
+            out[j][l] = (2 * j + l / 8) as i32;
+            l += 1;
+        }
+        j += 1;
+    }
+    out
+};
+
+/// Chunk `j` of a Q2_K, Q3_K or IQ4_XS super-block: unsigned quants and lane scales (16-bit
+/// for Q2_K/Q3_K, 32-bit for IQ4_XS).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn chunk_low_bit<const TY: u8>(p: *const u8, j: usize, h: &Header) -> (__m512i, __m512i) {
+    if TY == IQ4_XS {
+        // Sub-blocks 2j (bytes 0..16) and 2j + 1 (16..32): 128-bit lanes [lo, hi, lo, hi].
+        let raw = _mm256_loadu_si256(p.add(8 + 32 * j) as *const __m256i);
+        let v = _mm512_permutexvar_epi64(
+            _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
+            _mm512_castsi256_si512(raw),
+        );
+        let hi4 = 0x0004_0004_0004_0004;
+        let v = _mm512_srlv_epi16(v, _mm512_setr_epi64(0, 0, hi4, hi4, 0, 0, hi4, hi4));
+        let q = _mm512_shuffle_epi8(
+            iq4nl_offset_levels(),
+            _mm512_and_si512(v, _mm512_set1_epi8(0x0F)),
+        );
+        let idx = _mm512_loadu_si512(INDEX_XS[j].as_ptr() as *const _);
+        return (
+            q,
+            _mm512_permutexvar_epi32(idx, _mm512_castsi256_si512(h.sc)),
+        );
+    }
+    // Weights 128n + 32k + l (l < 32) are bits 2k of qs[32n + l]: chunk j is planes
+    // k = 2 (j % 2) and k + 1 of the n = j / 2 -th 32 bytes.
+    let (n, k) = (j / 2, 2 * (j % 2));
+    let qs = if TY == Q2_K { 16 } else { 32 };
+    let raw = _mm512_broadcast_i64x4(_mm256_loadu_si256(p.add(qs + 32 * n) as *const __m256i));
+    let (s0, s1) = (2 * k as i64, 2 * k as i64 + 2);
+    let shifted = _mm512_srlv_epi64(raw, _mm512_setr_epi64(s0, s0, s0, s0, s1, s1, s1, s1));
+    let mut q = _mm512_and_si512(shifted, _mm512_set1_epi8(3));
+    if TY == Q3_K {
+        // The third bit of weight 32k + l is bit 4n + k of hmask[l]; set means no -4.
+        let hm = _mm512_broadcast_i64x4(_mm256_loadu_si256(p as *const __m256i));
+        let (b0, b1) = (1u8 << (4 * n + k), 1u8 << (4 * n + k + 1));
+        let sel = _mm512_inserti64x4::<1>(_mm512_set1_epi8(b0 as i8), _mm256_set1_epi8(b1 as i8));
+        let hit = _mm512_test_epi8_mask(hm, sel);
+        q = _mm512_mask_add_epi8(q, hit, q, _mm512_set1_epi8(4));
+    }
+    let idx = _mm512_loadu_si512(INDEX_Q6[j].as_ptr() as *const _);
+    (
+        q,
+        _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(h.sc)),
+    )
+}
+
 /// Chunk `j` (weights 64j..64j+64) of the super-block at `p`: unsigned quants, lane scales.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn chunk<const TY: u8>(p: *const u8, j: usize, h: &Header) -> (__m512i, __m512i) {
+    if matches!(TY, Q2_K | Q3_K | IQ4_XS) {
+        return chunk_low_bit::<TY>(p, j, h);
+    }
     let table = if TY == Q6_K { &INDEX_Q6 } else { &INDEX_K4 };
     let idx = _mm512_loadu_si512(table[j].as_ptr() as *const _);
     let sc = if TY == Q6_K {
@@ -181,13 +329,13 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     let mut sums = [std::ptr::null::<i16>(); T];
     for t in 0..T {
         let tok = a.t0 + t;
-        qs[t] = if TY == Q6_K {
-            acts.tok_qs(tok).as_ptr()
-        } else {
+        qs[t] = if matches!(TY, Q4_K | Q5_K) {
             acts.tok_qs_k4(tok).as_ptr()
+        } else {
+            acts.tok_qs(tok).as_ptr()
         };
         ds[t] = acts.tok_d(tok).as_ptr();
-        sums[t] = if TY == Q6_K {
+        sums[t] = if groups_of_16(TY) {
             acts.tok_bsums16(tok).as_ptr()
         } else {
             acts.tok_bsums32(tok).as_ptr()
@@ -223,8 +371,13 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
             for t in 0..T {
                 let av = _mm512_loadu_si512(qs[t].add(256 * sb + 64 * j) as *const _);
                 for r in 0..R {
-                    let pairs = _mm512_maddubs_epi16(ch[r].0, av);
-                    isum[r][t] = _mm512_dpwssd_epi32(isum[r][t], pairs, ch[r].1);
+                    isum[r][t] = if TY == IQ4_XS {
+                        let quads = _mm512_dpbusd_epi32(zi, ch[r].0, av);
+                        _mm512_add_epi32(isum[r][t], _mm512_mullo_epi32(quads, ch[r].1))
+                    } else {
+                        let pairs = _mm512_maddubs_epi16(ch[r].0, av);
+                        _mm512_dpwssd_epi32(isum[r][t], pairs, ch[r].1)
+                    };
                 }
             }
         }
@@ -233,10 +386,21 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
             for r in 0..R {
                 let h = &hdr[r];
                 let dd = _mm512_set1_ps(h.d * da);
-                if TY == Q6_K {
+                if TY == Q2_K {
+                    let bs16 = _mm256_loadu_si256(sums[t].add(16 * sb) as *const __m256i);
+                    let m = _mm512_zextsi256_si512(_mm256_madd_epi16(h.corr, bs16));
+                    let v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), dd, acc[r][t]);
+                    let dm = _mm512_set1_ps(-(h.dmin * da));
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(m), dm, v);
+                } else if groups_of_16(TY) {
                     let bs16 = _mm256_loadu_si256(sums[t].add(16 * sb) as *const __m256i);
                     let c = _mm256_madd_epi16(h.corr, bs16);
                     let i = _mm512_add_epi32(isum[r][t], _mm512_zextsi256_si512(c));
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), dd, acc[r][t]);
+                } else if TY == IQ4_XS {
+                    let bs32 = _mm_loadu_si128(sums[t].add(8 * sb) as *const __m128i);
+                    let c = _mm_madd_epi16(_mm256_castsi256_si128(h.corr), bs32);
+                    let i = _mm512_add_epi32(isum[r][t], _mm512_zextsi128_si512(c));
                     acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), dd, acc[r][t]);
                 } else {
                     let bs32 = _mm_loadu_si128(sums[t].add(8 * sb) as *const __m128i);

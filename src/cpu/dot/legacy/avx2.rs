@@ -9,9 +9,10 @@
 use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
-use super::{block_bytes, has_min, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+use super::{block_bytes, has_min, IQ4_NL, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
 use crate::cpu::dot::float::hsum_avx2 as hsum;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
+use crate::quant::blocks::KVALUES_IQ4NL;
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
@@ -24,6 +25,7 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
         Q4_0 => shapes!(Q4_0),
         Q5_0 => shapes!(Q5_0),
         Q4_1 => shapes!(Q4_1),
+        IQ4_NL => shapes!(IQ4_NL),
         _ => shapes!(Q5_1),
     }
 }
@@ -60,7 +62,7 @@ unsafe fn unpack<const TY: u8>(p: *const u8) -> (__m256i, f32, f32) {
         return (_mm256_loadu_si256(p.add(2) as *const __m256i), d, m);
     }
     let qs = match TY {
-        Q4_0 => 2,
+        Q4_0 | IQ4_NL => 2,
         Q4_1 => 4,
         Q5_0 => 6,
         _ => 8,
@@ -70,6 +72,15 @@ unsafe fn unpack<const TY: u8>(p: *const u8) -> (__m256i, f32, f32) {
     let lo = _mm_and_si128(x, nib);
     let hi = _mm_and_si128(_mm_srli_epi16::<4>(x), nib);
     let mut q = _mm256_set_m128i(hi, lo);
+    if TY == IQ4_NL {
+        // The signed levels, looked up by nibble.
+        let levels = _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i);
+        return (
+            _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), q),
+            d,
+            m,
+        );
+    }
     if TY == Q5_0 || TY == Q5_1 {
         let qh = read_unaligned(p.add(if TY == Q5_0 { 2 } else { 4 }) as *const u32);
         q = _mm256_or_si256(q, _mm256_and_si256(bit_bytes(qh), _mm256_set1_epi8(16)));

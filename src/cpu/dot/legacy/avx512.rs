@@ -1,7 +1,7 @@
 //! AVX-512 VNNI kernels for the 32-blocks: two blocks per 512-bit vector.
 //!
 //! Weights become unsigned (`q + offset`: Q8_0 by flipping the sign bit, Q4/Q5 nibbles as they
-//! are) so one `vpdpbusd` does 64 multiply-adds against the signed activations; each lane
+//! are, IQ4_NL's levels + 128 looked up by nibble with `vpshufb`) so one `vpdpbusd` does 64 multiply-adds against the signed activations; each lane
 //! starts from the activations' precomputed `-offset * sum`, which makes the lane sums exact
 //! signed dots. Per pair of blocks and (row, token): dpbusd, convert, scale, FMA.
 
@@ -10,8 +10,9 @@
 use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
-use super::{block_bytes, has_min, offset, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+use super::{block_bytes, has_min, offset, IQ4_NL, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
 use crate::cpu::dot::{tile_table, Tile, TileEntry, PREFETCH};
+use crate::quant::blocks::KVALUES_IQ4NL;
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
@@ -24,6 +25,7 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
         Q4_0 => shapes!(Q4_0),
         Q5_0 => shapes!(Q5_0),
         Q4_1 => shapes!(Q4_1),
+        IQ4_NL => shapes!(IQ4_NL),
         _ => shapes!(Q5_1),
     }
 }
@@ -63,7 +65,7 @@ unsafe fn unpack<const TY: u8>(p: *const u8, next: usize) -> Pair {
         _mm512_xor_si512(v, _mm512_set1_epi8(-128))
     } else {
         let qs = match TY {
-            Q4_0 => 2,
+            Q4_0 | IQ4_NL => 2,
             Q4_1 => 4,
             Q5_0 => 6,
             _ => 8,
@@ -79,6 +81,9 @@ unsafe fn unpack<const TY: u8>(p: *const u8, next: usize) -> Pair {
         let hi4 = 0x0004_0004_0004_0004;
         let v = _mm512_srlv_epi16(v, _mm512_setr_epi64(0, 0, hi4, hi4, 0, 0, hi4, hi4));
         let mut q = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+        if TY == IQ4_NL {
+            q = _mm512_shuffle_epi8(iq4nl_offset_levels(), q);
+        }
         if TY == Q5_0 || TY == Q5_1 {
             // Bit i of qh is the fifth bit of weight i: byte i of this vector.
             let qh = if TY == Q5_0 { 2 } else { 4 };
@@ -89,6 +94,16 @@ unsafe fn unpack<const TY: u8>(p: *const u8, next: usize) -> Pair {
         q
     };
     Pair { q, d, m }
+}
+
+/// IQ4_NL's levels + 128 (unsigned bytes) in every 128-bit lane, for `vpshufb` by nibble.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) fn iq4nl_offset_levels() -> __m512i {
+    let bytes: [u8; 16] = std::array::from_fn(|i| (KVALUES_IQ4NL[i] as u8) ^ 0x80);
+    // SAFETY: 16 bytes read from a 16-byte array.
+    let lane = unsafe { _mm_loadu_si128(bytes.as_ptr() as *const __m128i) };
+    _mm512_broadcast_i32x4(lane)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]

@@ -1,7 +1,9 @@
-//! Q8_0, Q4_0, Q5_0 (Q8_0 activations) and Q4_1, Q5_1 (Q8_1 activations): blocks of 32.
+//! Q8_0, Q4_0, Q5_0, IQ4_NL (Q8_0 activations) and Q4_1, Q5_1 (Q8_1 activations): blocks of 32.
 //!
 //! Per block: an exact integer dot of the quants, times `d_w * d_a` (ggml's
-//! `ggml_vec_dot_q*_q8_*`), plus `m_w * s_a` for the types with a min.
+//! `ggml_vec_dot_q*_q8_*`), plus `m_w * s_a` for the types with a min. IQ4_NL's quants are the
+//! non-linear levels its nibbles index (`KVALUES_IQ4NL`), which the SIMD kernels look up
+//! sixteen or more at a time with a byte shuffle.
 
 use crate::quant::GgmlType;
 
@@ -9,13 +11,16 @@ use super::{tile_table, KernelSet, Tile, TileEntry};
 use crate::cpu::features::Isa;
 use crate::cpu::quantize::{ActFormat, QuantActs};
 use crate::quant::blocks::{
-    f16_at, Q4_0_BYTES, Q4_1_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q8_0_BYTES, QK,
+    f16_at, IQ4_NL_BYTES, KVALUES_IQ4NL, Q4_0_BYTES, Q4_1_BYTES, Q5_0_BYTES, Q5_1_BYTES,
+    Q8_0_BYTES, QK,
 };
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx512::iq4nl_offset_levels;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -24,6 +29,7 @@ pub const Q4_0: u8 = 1;
 pub const Q5_0: u8 = 2;
 pub const Q4_1: u8 = 3;
 pub const Q5_1: u8 = 4;
+pub const IQ4_NL: u8 = 5;
 
 /// Bytes per block.
 pub const fn block_bytes(ty: u8) -> usize {
@@ -32,6 +38,7 @@ pub const fn block_bytes(ty: u8) -> usize {
         Q4_0 => Q4_0_BYTES,
         Q5_0 => Q5_0_BYTES,
         Q4_1 => Q4_1_BYTES,
+        IQ4_NL => IQ4_NL_BYTES,
         _ => Q5_1_BYTES,
     }
 }
@@ -47,6 +54,8 @@ pub const fn offset(ty: u8) -> i32 {
         Q8_0 => 128,
         Q4_0 => 8,
         Q5_0 => 16,
+        // The levels span -127..=113: +128 makes every one a byte, as for Q8_0.
+        IQ4_NL => 128,
         _ => 0,
     }
 }
@@ -58,6 +67,7 @@ pub(crate) fn code(ty: GgmlType) -> Option<u8> {
         GgmlType::Q5_0 => Some(Q5_0),
         GgmlType::Q4_1 => Some(Q4_1),
         GgmlType::Q5_1 => Some(Q5_1),
+        GgmlType::IQ4_NL => Some(IQ4_NL),
         _ => None,
     }
 }
@@ -89,12 +99,13 @@ fn scalar_tiles(c: u8) -> &'static [TileEntry] {
         Q4_0 => tile_table!(tile, Q4_0; (1, 1)),
         Q5_0 => tile_table!(tile, Q5_0; (1, 1)),
         Q4_1 => tile_table!(tile, Q4_1; (1, 1)),
+        IQ4_NL => tile_table!(tile, IQ4_NL; (1, 1)),
         _ => tile_table!(tile, Q5_1; (1, 1)),
     }
 }
 
-/// The 32 quants of a block as signed values (`q - 8`, `q - 16` applied; unsigned for the
-/// types with a min), with the block's `d` and `m`.
+/// The 32 quants of a block as signed values (`q - 8`, `q - 16` applied, IQ4_NL's levels;
+/// unsigned for the types with a min), with the block's `d` and `m`.
 #[inline(always)]
 pub fn block_values<const TY: u8>(b: &[u8]) -> ([i32; QK], f32, f32) {
     let mut v = [0i32; QK];
@@ -106,6 +117,11 @@ pub fn block_values<const TY: u8>(b: &[u8]) -> ([i32; QK], f32, f32) {
             .iter_mut()
             .zip(&b[2..34])
             .for_each(|(v, &q)| *v = q as i8 as i32),
+        IQ4_NL => {
+            for (j, v) in v.iter_mut().enumerate() {
+                *v = KVALUES_IQ4NL[usize::from(nib(&b[2..18], j))] as i32;
+            }
+        }
         Q4_0 | Q4_1 => {
             let (qs, sub) = if TY == Q4_0 {
                 (&b[2..18], 8)

@@ -6,11 +6,11 @@
 use std::arch::aarch64::*;
 use std::ptr::read_unaligned;
 
-use super::{block_bytes, has_min, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+use super::{block_bytes, has_min, IQ4_NL, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
 use crate::cpu::dot::neon::dot;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
 use crate::cpu::features::cpu_features;
-use crate::quant::blocks::f16_at;
+use crate::quant::blocks::{f16_at, KVALUES_IQ4NL};
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
@@ -32,6 +32,7 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
         Q4_0 => pick!(Q4_0),
         Q5_0 => pick!(Q5_0),
         Q4_1 => pick!(Q4_1),
+        IQ4_NL => pick!(IQ4_NL),
         _ => pick!(Q5_1),
     }
 }
@@ -58,7 +59,7 @@ unsafe fn unpack<const TY: u8>(p: *const u8) -> (int8x16_t, int8x16_t, f32, f32)
         );
     }
     let qs = match TY {
-        Q4_0 => 2,
+        Q4_0 | IQ4_NL => 2,
         Q4_1 => 4,
         Q5_0 => 6,
         _ => 8,
@@ -66,6 +67,11 @@ unsafe fn unpack<const TY: u8>(p: *const u8) -> (int8x16_t, int8x16_t, f32, f32)
     let x = vld1q_u8(p.add(qs));
     let mut lo = vandq_u8(x, vdupq_n_u8(0x0F));
     let mut hi = vshrq_n_u8::<4>(x);
+    if TY == IQ4_NL {
+        // The signed levels, looked up by nibble.
+        let levels = vld1q_s8(KVALUES_IQ4NL.as_ptr());
+        return (vqtbl1q_s8(levels, lo), vqtbl1q_s8(levels, hi), d, m);
+    }
     if TY == Q5_0 || TY == Q5_1 {
         let qh = read_unaligned(p.add(if TY == Q5_0 { 2 } else { 4 }) as *const u32);
         let sixteen = vdupq_n_u8(16);

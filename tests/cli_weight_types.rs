@@ -1,0 +1,129 @@
+//! Through the binary, both modes, on the fixtures of the weight types published Qwen3 files use
+//! besides Q8_0/Q4_0/Q4_K_M/Q5_K_M/Q6_K: Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_M, IQ4_NL, IQ4_XS.
+//!
+//! Standard mode is llama.cpp's F32-twin run bit for bit, so its 32 greedy tokens must be that
+//! run's. `--parallel` quantizes activations as llama.cpp's own quantized run does, and greedy
+//! paths part at near-ties; it must agree with the F32-twin tokens at least as long as
+//! llama.cpp's quantized run does (up to two tokens), and its kernel plans must show that the
+//! SIMD kernels, not a fallback, ran on the file's own type.
+
+mod common;
+
+use common::cli::*;
+use serde_json::Value;
+
+/// (fixture stem, the type it is about)
+const MODELS: [(&str, &str); 7] = [
+    ("small-q4_1", "Q4_1"),
+    ("small-q5_0", "Q5_0"),
+    ("small-q5_1", "Q5_1"),
+    ("small-q2_k", "Q2_K"),
+    ("small-q3_k_m", "Q3_K"),
+    ("small-iq4_nl", "IQ4_NL"),
+    ("small-iq4_xs", "IQ4_XS"),
+];
+
+fn reference(name: &str) -> Value {
+    let text = std::fs::read_to_string(path(&format!("refs/{name}"))).expect("reference");
+    serde_json::from_str(&text).expect("reference is JSON")
+}
+
+/// How many leading tokens two greedy runs share.
+fn agreement(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Runs `stem`'s fixture on its reference prompt for `tokens` tokens with `extra` flags and
+/// returns the JSON report; default plans and a private plan cache, so nothing depends on the
+/// machine's timings or on another run's cache.
+fn generate(stem: &str, prompt: &[u32], tokens: usize, extra: &[&str]) -> Value {
+    let model = path(&format!("models/{stem}.gguf"));
+    let ids = prompt
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let cache = tempfile::tempdir().unwrap();
+    let n = tokens.to_string();
+    let mut args = vec![
+        "-m",
+        &model,
+        "--token-ids",
+        &ids,
+        "-t",
+        &n,
+        "--ignore-eos",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = qwen()
+        .env("QWEN_PLAN_SEARCH", "off")
+        .env("XDG_CACHE_HOME", cache.path())
+        .args(&args)
+        .output()
+        .expect("the binary runs");
+    assert_ok(&out);
+    json(&out)
+}
+
+#[test]
+fn standard_mode_gives_the_f32_twins_greedy_tokens() {
+    for (stem, _) in MODELS {
+        let deq = reference(&format!("{stem}.deq.json"));
+        let (prompt, want) = (ids(&deq["prompt_ids"]), ids(&deq["greedy_ids"]));
+        let r = generate(stem, &prompt, want.len(), &[]);
+        assert_eq!(ids(&r["generated_token_ids"]), want, "{stem}");
+        assert_eq!(r["parallel"].as_bool(), Some(false), "{stem}");
+    }
+}
+
+#[test]
+fn parallel_mode_runs_the_simd_kernels_on_every_type() {
+    for (stem, ty) in MODELS {
+        let (deq, quant) = (
+            reference(&format!("{stem}.deq.json")),
+            reference(&format!("{stem}.json")),
+        );
+        let prompt = ids(&deq["prompt_ids"]);
+        let (twin, llama) = (ids(&deq["greedy_ids"]), ids(&quant["greedy_ids"]));
+        let r = generate(
+            stem,
+            &prompt,
+            twin.len(),
+            &["--parallel", "--kernel-timing"],
+        );
+        let ours = ids(&r["generated_token_ids"]);
+        assert_eq!(ours.len(), twin.len(), "{stem}");
+        let needed = agreement(&llama, &twin).min(2);
+        assert!(
+            agreement(&ours, &twin) >= needed,
+            "{stem}: parallel tokens {ours:?} part from the F32 twin's {twin:?} before llama.cpp's quantized run does"
+        );
+        let plans: Vec<&str> = r["features"]["kernel_plans"]
+            .as_array()
+            .expect("kernel plans listed")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let prefix = format!("{ty}:");
+        assert!(
+            plans
+                .iter()
+                .any(|p| p.starts_with(&prefix) && p.contains(" decode:")),
+            "{stem}: no decode plan on {ty} weights in {plans:?}"
+        );
+        assert!(
+            plans
+                .iter()
+                .any(|p| p.starts_with(&prefix) && p.contains(" batch:")),
+            "{stem}: no batch plan on {ty} weights in {plans:?}"
+        );
+        let kernels = r["kernels"].as_array().expect("kernel profile");
+        assert!(
+            kernels
+                .iter()
+                .all(|k| !k["name"].as_str().unwrap_or("").starts_with("WeightMatMul")),
+            "{stem}: a matmul fell back to the standard op: {kernels:?}"
+        );
+    }
+}
