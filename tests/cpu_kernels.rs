@@ -133,50 +133,53 @@ fn every_path_matches_scalar_and_exact_math() {
     let pool = ThreadPool::new(2).unwrap();
     let isas = cpu_features().available();
     let mut rng = Rng::new(0x1234_5678_9abc_def1);
-    for ty in SUPPORTED_TYPES {
-        for cols in cols_for(ty) {
-            let rows = 7;
-            let data = random_weights(&mut rng, ty, rows, cols);
-            let w = WeightMatrix::new(ty, rows, cols, &data).unwrap();
-            for n in [1, 2, 3, 5, 64] {
-                let x = random_input(&mut rng, n * cols);
-                let ex = exact(ty, rows, cols, &data, &x, n);
-                let scalar = run(&pool, &w, &x, n, &MatmulPlan::for_isa(Isa::Scalar));
+    // Rows: fewer than a tile or panel, and two panels and a part; tokens: every count up to
+    // one past the panels' largest call, and a prompt's worth.
+    let shapes = SUPPORTED_TYPES
+        .into_iter()
+        .flat_map(|ty| cols_for(ty).map(|cols| (ty, cols)))
+        .flat_map(|(ty, cols)| [(ty, cols, 7), (ty, cols, 37)]);
+    for (ty, cols, rows) in shapes {
+        let data = random_weights(&mut rng, ty, rows, cols);
+        let w = WeightMatrix::new(ty, rows, cols, &data).unwrap();
+        for n in (1..=panel::MAX_TOKENS + 1).chain([64]) {
+            let x = random_input(&mut rng, n * cols);
+            let ex = exact(ty, rows, cols, &data, &x, n);
+            let scalar = run(&pool, &w, &x, n, &MatmulPlan::for_isa(Isa::Scalar));
+            for i in 0..n * rows {
+                let err = (scalar[i] as f64 - ex.value[i]).abs();
+                let bound = ex.quant_bound[i] * 1.01 + ORDER_TOL * ex.norm[i] + 1e-30;
+                assert!(
+                    err <= bound,
+                    "{ty} {rows}x{cols} n={n} out {i}: scalar {} exact {} err {err:e} > {bound:e}",
+                    scalar[i],
+                    ex.value[i]
+                );
+            }
+            // Each ISA's tile kernels, and its panel kernels where it has them.
+            let plans = isas.iter().flat_map(|&isa| {
+                let tiles = MatmulPlan {
+                    panel: false,
+                    ..MatmulPlan::for_isa(isa)
+                };
+                let panels = MatmulPlan {
+                    panel: true,
+                    ..tiles
+                };
+                std::iter::once(tiles).chain(panel::supports(ty, isa).then_some(panels))
+            });
+            for plan in plans {
+                let got = run(&pool, &w, &x, n, &plan);
                 for i in 0..n * rows {
-                    let err = (scalar[i] as f64 - ex.value[i]).abs();
-                    let bound = ex.quant_bound[i] * 1.01 + ORDER_TOL * ex.norm[i] + 1e-30;
+                    let err = (got[i] as f64 - scalar[i] as f64).abs();
+                    let tol = ORDER_TOL * ex.norm[i] + 1e-30;
                     assert!(
-                        err <= bound,
-                        "{ty} {rows}x{cols} n={n} out {i}: scalar {} exact {} err {err:e} > {bound:e}",
-                        scalar[i],
-                        ex.value[i]
+                        err <= tol,
+                        "{ty} {} {rows}x{cols} n={n} out {i}: {} vs scalar {} (err {err:e} > {tol:e})",
+                        plan.describe(),
+                        got[i],
+                        scalar[i]
                     );
-                }
-                // Each ISA's tile kernels, and its panel kernels where it has them.
-                let plans = isas.iter().flat_map(|&isa| {
-                    let tiles = MatmulPlan {
-                        panel: false,
-                        ..MatmulPlan::for_isa(isa)
-                    };
-                    let panels = MatmulPlan {
-                        panel: true,
-                        ..tiles
-                    };
-                    std::iter::once(tiles).chain(panel::supports(ty, isa).then_some(panels))
-                });
-                for plan in plans {
-                    let got = run(&pool, &w, &x, n, &plan);
-                    for i in 0..n * rows {
-                        let err = (got[i] as f64 - scalar[i] as f64).abs();
-                        let tol = ORDER_TOL * ex.norm[i] + 1e-30;
-                        assert!(
-                            err <= tol,
-                            "{ty} {} {rows}x{cols} n={n} out {i}: {} vs scalar {} (err {err:e} > {tol:e})",
-                            plan.describe(),
-                            got[i],
-                            scalar[i]
-                        );
-                    }
                 }
             }
         }
