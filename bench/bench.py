@@ -2,13 +2,14 @@
 """CPU benchmark: qwen standard and --parallel against llama.cpp's llama-bench, same files, same run.
 
 Makes Qwen3-0.6B- and Qwen3-4B-shaped GGUF files with random weights (Q8_0 with
-../shared/tools/make_qwen3_gguf.py; Q4_K_M with llama.cpp's llama-quantize when it is found),
-measures the machine's read bandwidth, then for each file prints decode (32 tokens after a
-64-token prompt) and prefill (64 tokens) tok/s of
+../shared/tools/make_qwen3_gguf.py; Q4_K_M from the F32 file and the other --types from the
+Q8_0 file with llama.cpp's llama-quantize, when it is found), measures the machine's read
+bandwidth, then for each file prints decode (32 tokens after a 64-token prompt) and prefill
+(--prompt-tokens, default 64; the issue targets use 512) tok/s of
 
   - qwen standard mode (single thread; skipped for the 4B file unless --standard-4b),
   - qwen --parallel with --threads N,
-  - llama-bench -t N -p 64 -n 32 (when found), flash attention as llama-bench defaults,
+  - llama-bench -t N -p P -n 32 (when found), flash attention as llama-bench defaults,
 
 the ratios parallel / llama.cpp, decode as a fraction of the bandwidth bound (read bandwidth /
 bytes of weights read per token) and, for --parallel, peak resident memory against
@@ -35,6 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMPT_TOKENS = 64
 GEN_TOKENS = 32
 PRESETS = {"0.6b": "qwen3-0.6b", "4b": "qwen3-4b"}
+# Weight types of the 0.6B files (llama-quantize's names, lower case): what published Qwen3 files
+# use. Q8_0 comes from make_qwen3_gguf.py, Q4_K_M from its F32 file, the rest requantized from
+# the Q8_0 file (--allow-requantize; random weights, so the source's rounding is immaterial).
+TYPES = ["q8_0", "q4_k_m", "q4_1", "q5_0", "q3_k_m", "iq4_xs"]
+ALL_TYPES = TYPES + ["q5_1", "q2_k", "q3_k_s", "q3_k_l", "q4_0", "q5_k_m", "q6_k", "iq4_nl"]
 
 
 def log(msg):
@@ -77,22 +83,25 @@ def make_models(args, tool):
     for size in args.sizes:
         preset = PRESETS[size]
         q8 = out / f"{preset}-q8_0.gguf"
+        types = args.types if size in args.q4km_sizes else ["q8_0"]
         if not q8.exists():
             run([sys.executable, tool, q8, "--preset", preset, "--type", "q8_0", *vocab_args()])
-        files.append(q8)
-        if size not in args.q4km_sizes:
-            continue
-        q4 = out / f"{preset}-q4_k_m.gguf"
-        if not q4.exists():
-            if quantize is None:
-                log(f"bench: llama-quantize not found, no Q4_K_M file for {preset}")
-                continue
-            f32 = out / f"{preset}-f32.gguf"
-            if not f32.exists():
-                run([sys.executable, tool, f32, "--preset", preset, "--type", "f32", *vocab_args()])
-            run([quantize, f32, q4, "Q4_K_M"])
-            f32.unlink()
-        files.append(q4)
+        for ty in types:
+            path = out / f"{preset}-{ty}.gguf"
+            if not path.exists():
+                if quantize is None:
+                    log(f"bench: llama-quantize not found, no {ty.upper()} file for {preset}")
+                    continue
+                if ty == "q4_k_m":
+                    f32 = out / f"{preset}-f32.gguf"
+                    if not f32.exists():
+                        run([sys.executable, tool, f32, "--preset", preset, "--type", "f32",
+                             *vocab_args()])
+                    run([quantize, f32, path, "Q4_K_M"])
+                    f32.unlink()
+                else:
+                    run([quantize, "--allow-requantize", q8, path, ty.upper()])
+            files.append(path)
     return files
 
 
@@ -104,10 +113,10 @@ def bandwidth(threads):
     return best.get(threads) or max(best.values())
 
 
-def qwen(binary, model, extra, repeat):
-    prompt = ",".join(str(100 + i) for i in range(PROMPT_TOKENS))
-    cmd = [binary, "-m", model, "--token-ids", prompt, "-t", str(GEN_TOKENS), "--ignore-eos",
-           "--ctx-size", str(PROMPT_TOKENS + GEN_TOKENS), "--json", "--repeat", str(repeat + 1)]
+def qwen(binary, model, extra, repeat, prompt_tokens=PROMPT_TOKENS, gen_tokens=GEN_TOKENS):
+    prompt = ",".join(str(100 + i) for i in range(prompt_tokens))
+    cmd = [binary, "-m", model, "--token-ids", prompt, "-t", str(gen_tokens), "--ignore-eos",
+           "--ctx-size", str(prompt_tokens + gen_tokens), "--json", "--repeat", str(repeat + 1)]
     cmd += extra
     time_bin = shutil.which("time") or "/usr/bin/time"
     if Path(time_bin).exists():
@@ -129,8 +138,17 @@ def qwen(binary, model, extra, repeat):
     }
 
 
-def llama_bench(binary, model, threads, repeat):
-    res = run([binary, "-m", model, "-t", str(threads), "-p", str(PROMPT_TOKENS),
+def qwen_phases(binary, model, extra, repeat, prompt_tokens):
+    """Decode after a 64-token prompt; prefill of `prompt_tokens` (a run of its own when longer,
+    so that decode is not timed over a longer context than llama-bench's tg32)."""
+    out = qwen(binary, model, extra, repeat)
+    if prompt_tokens != PROMPT_TOKENS:
+        out["prefill"] = qwen(binary, model, extra, repeat, prompt_tokens, 1)["prefill"]
+    return out
+
+
+def llama_bench(binary, model, threads, repeat, prompt_tokens):
+    res = run([binary, "-m", model, "-t", str(threads), "-p", str(prompt_tokens),
                "-n", str(GEN_TOKENS), "-r", str(repeat), "-o", "json"])
     out = {}
     for test in json.loads(res.stdout):
@@ -144,9 +162,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--sizes", nargs="+", default=["0.6b", "4b"], choices=list(PRESETS))
-    p.add_argument("--q4km-sizes", nargs="*", default=["0.6b"], choices=list(PRESETS))
+    p.add_argument("--q4km-sizes", nargs="*", default=["0.6b"], choices=list(PRESETS),
+                   help="sizes made in every --types (the others: Q8_0 only)")
+    p.add_argument("--types", nargs="+", default=TYPES, choices=ALL_TYPES,
+                   help="weight types of those sizes (default: %(default)s)")
+    p.add_argument("--prompt-tokens", type=int, default=PROMPT_TOKENS,
+                   help="prefill length (pp); decode always follows a 64-token prompt")
     p.add_argument("--repeat", type=int, default=3, help="measured runs after the warm-up")
     p.add_argument("--standard-4b", action="store_true", help="also time standard mode on 4B")
+    p.add_argument("--no-standard", action="store_true", help="skip standard mode altogether")
     p.add_argument("--models-dir", default=str(ROOT / "target/bench-models"))
     p.add_argument("--make-tool")
     p.add_argument("--llama-dir", help="llama.cpp checkout/build (else $LLAMA_CPP_DIR or PATH)")
@@ -166,15 +190,17 @@ def main():
     for f in files:
         size = f.stat().st_size
         row = {"file": f.name, "size": size}
-        if "4b" not in f.name or args.standard_4b:
-            row["standard"] = qwen(binary, f, [], 1)
-        row["parallel"] = qwen(binary, f, ["--parallel", "--threads", str(args.threads)], args.repeat)
+        if not args.no_standard and ("4b" not in f.name or args.standard_4b):
+            row["standard"] = qwen_phases(binary, f, [], 1, args.prompt_tokens)
+        parallel = ["--parallel", "--threads", str(args.threads)]
+        row["parallel"] = qwen_phases(binary, f, parallel, args.repeat, args.prompt_tokens)
         if lb:
-            row["llama"] = llama_bench(lb, f, args.threads, args.repeat)
+            row["llama"] = llama_bench(lb, f, args.threads, args.repeat, args.prompt_tokens)
         rows.append(row)
 
     print(f"\nmachine: {rows[0]['parallel']['report']['machine']['cpu'] if rows else '?'}, "
-          f"{args.threads} threads, read bandwidth {bw:.1f} GB/s")
+          f"{args.threads} threads, read bandwidth {bw:.1f} GB/s; decode tg{GEN_TOKENS} "
+          f"(after {PROMPT_TOKENS} tokens for qwen), prefill pp{args.prompt_tokens}")
     print(f"{'file':<24} {'phase':<8} {'standard':>9} {'parallel':>9} {'llama.cpp':>9} "
           f"{'par/llama':>9} {'par/std':>8} {'bw bound':>9} {'of bound':>8}")
     summary = []
