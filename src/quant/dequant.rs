@@ -5,8 +5,8 @@
 //! is a [`QuantError`], never a panic or a partial write.
 
 use super::blocks::{
-    bf16_at, f16_to_f32, BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1,
-    BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
+    bf16_at, f16_to_f32, BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0,
+    BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
 };
 use super::{supported_type_names, GgmlType};
 
