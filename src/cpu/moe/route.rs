@@ -40,6 +40,32 @@ impl Routing {
         &self.weights[t * self.k..(t + 1) * self.k]
     }
 
+    /// The routing as one f32 row per token: its `k` expert ids (exact in f32), then their
+    /// weights; how it travels between graph ops.
+    pub fn to_rows(&self) -> Vec<f32> {
+        let mut rows = Vec::with_capacity(2 * self.experts.len());
+        for t in 0..self.n_tokens {
+            rows.extend(self.experts_of(t).iter().map(|&e| e as f32));
+            rows.extend_from_slice(self.weights_of(t));
+        }
+        rows
+    }
+
+    /// The inverse of [`Routing::to_rows`] (`rows` holds `[n_tokens, 2 k]`).
+    pub fn from_rows(rows: &[f32], k: usize, n_experts: usize) -> Routing {
+        let mut r = Routing {
+            n_tokens: rows.len() / (2 * k).max(1),
+            k,
+            n_experts,
+            ..Routing::default()
+        };
+        for row in rows.chunks_exact(2 * k) {
+            r.experts.extend(row[..k].iter().map(|&e| e as u32));
+            r.weights.extend_from_slice(&row[k..]);
+        }
+        r
+    }
+
     /// The (token, slot) pairs grouped by expert (ascending), tokens ascending within an expert:
     /// ggml's `mul_mat_id` row mapping, so that each expert's weights are read once per batch.
     pub fn group(&self) -> Groups {

@@ -1,5 +1,6 @@
-//! Mixture-of-experts feed-forward (Qwen3-MoE) in standard mode: exact f32 math on dequantized
-//! weights, in llama.cpp's order of operations, so its outputs equal llama.cpp's on F32 files.
+//! Mixture-of-experts feed-forward (Qwen3-MoE) in standard mode: two ops, the router and the
+//! experts, in exact f32 on dequantized weights and in llama.cpp's order of operations, so that
+//! their outputs equal llama.cpp's on F32 files.
 //!
 //! llama.cpp (`build_moe_ffn`) computes, for the normalised input `h` of a batch:
 //! - router logits `ffn_gate_inp · h`: an ordinary f32 `mul_mat` (tinyBLAS for a batch);
@@ -12,59 +13,147 @@
 //!   order: `((y0 w0 + y1 w1) + y2 w2) + ...`.
 //!
 //! Each expert's rows are decoded once per call and dotted with all the pairs routed to it.
+//! Between the two ops the routing travels as one f32 tensor `[tokens, 2 k]`: each token's
+//! expert ids (exact in f32), then their weights ([`Routing::to_rows`]).
 
+use luminal::op::{InputTensor, Operator};
+use luminal::prelude::*;
+
+use super::input::{contiguous, f32_data};
 use super::swiglu::swiglu_row;
-use super::weight::WeightData;
+use super::weight::{as_weight, WeightData};
 use super::weight_matmul::matmul_dequantized;
 use crate::cpu::ggml_math::{self, vec_dot_f32};
 use crate::cpu::moe::{route, Routing};
 
-/// A layer's MoE weights as bound in the graph: the router `[experts, hidden]` and the expert
-/// tensors seen as 2-D, experts stacked along the rows: gate and up `[experts * ffn, hidden]`,
-/// down `[experts * hidden, ffn]`.
-#[derive(Debug, Clone, Copy)]
-pub struct MoeWeights<'a> {
-    pub router: &'a WeightData,
-    pub gate: &'a WeightData,
-    pub up: &'a WeightData,
-    pub down: &'a WeightData,
-    /// Experts used per token.
+/// Inputs: `h [seq, hidden]` (normalised), the router `[experts, hidden]`. Output: the routing,
+/// `[seq, 2 used]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeRouter {
     pub used: usize,
 }
 
-impl MoeWeights<'_> {
-    pub fn experts(&self) -> usize {
-        self.router.rows
+impl Operator for MoeRouter {
+    fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
+        let h = contiguous(&inp[0].0, &inp[0].1);
+        let router = as_weight(&inp[1].0).expect("moe router: the router must be a bound weight");
+        vec![Tensor::new(route_exact(router, self.used, &h).to_rows())]
     }
+}
 
-    pub fn hidden(&self) -> usize {
-        self.router.cols
-    }
+/// Inputs: `h [seq, hidden]` (normalised), the routing `[seq, 2 used]`, then the expert
+/// tensors as bound: gate and up `[experts * ffn, hidden]`, down `[experts * hidden, ffn]`.
+/// Output: `[seq, hidden]`, the experts' weighted sum (llama.cpp's `ffn_moe_out`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeExperts {
+    pub experts: usize,
+    pub used: usize,
+}
 
-    pub fn ffn(&self) -> usize {
-        self.gate.rows / self.experts().max(1)
+impl Operator for MoeExperts {
+    fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
+        let h = contiguous(&inp[0].0, &inp[0].1);
+        let rows = f32_data(&inp[1].0).expect("moe experts: the routing must be f32 data");
+        let weight = |i: usize| as_weight(&inp[i].0).expect("moe experts: bound expert tensors");
+        let w = ExpertData {
+            gate: weight(2),
+            up: weight(3),
+            down: weight(4),
+            experts: self.experts,
+        };
+        let routing = Routing::from_rows(rows, self.used, self.experts);
+        vec![Tensor::new(experts_exact(&w, &routing, &h))]
     }
+}
+
+/// Adds the router of `h` to the graph: the routing `[seq, 2 used]`.
+pub fn moe_router<S: Dimension, H: Dimension, E: Dimension, R: Dimension>(
+    h: GraphTensor<(S, H)>,
+    router: GraphTensor<(E, H)>,
+    used: usize,
+) -> GraphTensor<(S, R)> {
+    let id = h
+        .graph()
+        .add_op(MoeRouter { used })
+        .input(h.id, 0, h.shape)
+        .input(router.id, 0, router.shape)
+        .finish();
+    GraphTensor::from_id(
+        id,
+        ShapeTracker::new(&[S::const_size(), R::const_size()]),
+        h.graph_ref,
+    )
+}
+
+/// The expert tensors of one layer as graph nodes (see [`MoeExperts`] for their shapes).
+#[derive(Clone, Copy)]
+pub struct ExpertNodes<F: Dimension, D: Dimension, H: Dimension, X: Dimension> {
+    pub gate: GraphTensor<(F, H)>,
+    pub up: GraphTensor<(F, H)>,
+    pub down: GraphTensor<(D, X)>,
+}
+
+/// Adds the experts' feed-forward of `h` under `routing` to the graph: `[seq, hidden]`.
+pub fn moe_experts<S, H, R, F, D, X>(
+    h: GraphTensor<(S, H)>,
+    routing: GraphTensor<(S, R)>,
+    w: ExpertNodes<F, D, H, X>,
+    experts: usize,
+    used: usize,
+) -> GraphTensor<(S, H)>
+where
+    S: Dimension,
+    H: Dimension,
+    R: Dimension,
+    F: Dimension,
+    D: Dimension,
+    X: Dimension,
+{
+    let id = h
+        .graph()
+        .add_op(MoeExperts { experts, used })
+        .input(h.id, 0, h.shape)
+        .input(routing.id, 0, routing.shape)
+        .input(w.gate.id, 0, w.gate.shape)
+        .input(w.up.id, 0, w.up.shape)
+        .input(w.down.id, 0, w.down.shape)
+        .finish();
+    GraphTensor::from_id(
+        id,
+        ShapeTracker::new(&[S::const_size(), H::const_size()]),
+        h.graph_ref,
+    )
 }
 
 /// The routing of `h` (`[n_tokens, hidden]`, normalised): router logits in llama.cpp's f32
 /// order, then [`route`].
-pub fn route_exact(w: &MoeWeights<'_>, h: &[f32]) -> Routing {
-    let logits = matmul_dequantized(w.router, h);
+pub fn route_exact(router: &WeightData, used: usize, h: &[f32]) -> Routing {
+    let logits = matmul_dequantized(router, h);
     let mut routing = Routing::default();
-    route(&logits, w.experts(), w.used, &mut routing);
+    route(&logits, router.rows, used, &mut routing);
     routing
 }
 
+/// A layer's expert tensors as bound: experts stacked along the rows.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpertData<'a> {
+    /// `[experts * ffn, hidden]`.
+    pub gate: &'a WeightData,
+    pub up: &'a WeightData,
+    /// `[experts * hidden, ffn]`.
+    pub down: &'a WeightData,
+    pub experts: usize,
+}
+
 ggml_math::fma_dispatch! {
-    /// The MoE feed-forward output for `h` (`[n_tokens, hidden]`, normalised), without the
-    /// residual: `[n_tokens, hidden]`, llama.cpp's `ffn_moe_out`.
-    pub fn moe_ffn_exact(w: &MoeWeights<'_>, h: &[f32]) -> Vec<f32> => moe_ffn_body
+    /// The experts' weighted sum for `h` (`[n_tokens, hidden]`, normalised) under `routing`:
+    /// `[n_tokens, hidden]`, without the residual.
+    pub fn experts_exact(w: &ExpertData<'_>, routing: &Routing, h: &[f32]) -> Vec<f32> => experts_body
 }
 
 #[inline(always)]
-fn moe_ffn_body(w: &MoeWeights<'_>, h: &[f32]) -> Vec<f32> {
-    let (hidden, ffn, experts) = (w.hidden(), w.ffn(), w.experts());
-    let routing = route_exact(w, h);
+fn experts_body(w: &ExpertData<'_>, routing: &Routing, h: &[f32]) -> Vec<f32> {
+    let (hidden, ffn) = (w.gate.cols, w.gate.rows / w.experts.max(1));
     let groups = routing.group();
     let pairs = routing.experts.len();
     // Per pair (grouped order): gate, then SwiGLU outputs; up; down outputs.
@@ -73,7 +162,7 @@ fn moe_ffn_body(w: &MoeWeights<'_>, h: &[f32]) -> Vec<f32> {
     let mut act = vec![0.0f32; pairs * ffn];
     let mut down = vec![0.0f32; pairs * hidden];
     let mut row = vec![0.0f32; hidden.max(ffn)];
-    for e in 0..experts {
+    for e in 0..w.experts {
         let range = groups.range(e);
         if range.is_empty() {
             continue;
@@ -128,7 +217,8 @@ mod tests {
         (v, w)
     }
 
-    /// Against f64 math with the same routing (routing itself is tested in `cpu::moe`).
+    /// Against f64 math (routing itself is tested in `cpu::moe`; here its choice is checked
+    /// against f64 logits, which random logits never tie).
     #[test]
     fn equals_plain_math_on_odd_shapes() {
         let mut rng = Rng::new(21);
@@ -137,16 +227,20 @@ mod tests {
         let (gv, gate) = matrix(&mut rng, experts * ffn, hidden, 0.3);
         let (uv, up) = matrix(&mut rng, experts * ffn, hidden, 0.3);
         let (dv, down) = matrix(&mut rng, experts * hidden, ffn, 0.3);
-        let w = MoeWeights {
-            router: &router,
+        let w = ExpertData {
             gate: &gate,
             up: &up,
             down: &down,
-            used,
+            experts,
         };
         let h: Vec<f32> = (0..n * hidden).map(|_| rng.uniform(-1.0, 1.0)).collect();
-        let out = moe_ffn_exact(&w, &h);
-        let routing = route_exact(&w, &h);
+        let routing = route_exact(&router, used, &h);
+        // The routing survives its trip through a tensor.
+        assert_eq!(
+            Routing::from_rows(&routing.to_rows(), used, experts),
+            routing
+        );
+        let out = experts_exact(&w, &routing, &h);
         let dot = |a: &[f32], b: &[f64]| -> f64 {
             a.iter().zip(b).map(|(&x, &y)| f64::from(x) * y).sum()
         };
