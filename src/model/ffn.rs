@@ -16,6 +16,9 @@ use super::dims::{ExpertDownRows, ExpertFfn, ExpertRows, Experts, Ffn, Hidden, S
 use super::tensors::LayerTensor;
 
 /// One block's feed-forward weights, by kind.
+// Both variants are large (a graph tensor carries its shape tracker, ~5 KB) and about the same
+// size; one value per layer while the graph is built, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy)]
 pub enum FeedForward {
     /// SwiGLU over `ffn` inner units: every dense Qwen3.
