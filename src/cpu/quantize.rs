@@ -7,8 +7,8 @@
 //! the buffers hold per-lane tables (one entry per 4 activations) that the SIMD kernels load
 //! instead of rebuilding per row.
 
-use super::features::Isa;
 use super::features::cpu_features;
+use super::features::Isa;
 use super::pool::ThreadPool;
 use super::shared::SharedMut;
 use crate::quant::blocks::{round_f16, QK, QK_K};
