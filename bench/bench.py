@@ -3,17 +3,21 @@
 
 Makes Qwen3-0.6B- and Qwen3-4B-shaped GGUF files with random weights (Q8_0 with
 ../shared/tools/make_qwen3_gguf.py; Q4_K_M from the F32 file and the other --types from the
-Q8_0 file with llama.cpp's llama-quantize, when it is found), measures the machine's read
-bandwidth, then for each file prints decode (32 tokens after a 64-token prompt) and prefill
-(--prompt-tokens, default 64; the issue targets use 512) tok/s of
+Q8_0 file with llama.cpp's llama-quantize, when it is found), and on request (`--sizes 30b-a3b`) a Qwen3-30B-A3B-shaped mixture of experts with the real layer
+shape and 2 layers (F16 made, then Q8_0 and Q4_K_M by llama-quantize), measures the machine's
+read bandwidth, then for each file prints decode (32 tokens after a 64-token prompt) and prefill
+(`--prompt-tokens`, 64 by default, in a run of its own when longer; 512 is llama-bench's pp512)
+tok/s of
 
   - qwen standard mode (single thread; skipped for the 4B file unless --standard-4b),
   - qwen --parallel with --threads N,
   - llama-bench -t N -p P -n 32 (when found), flash attention as llama-bench defaults,
+  - with --ik-dir, ik_llama.cpp's llama-bench with -rtr 1 (weights repacked at load),
 
 the ratios parallel / llama.cpp, decode as a fraction of the bandwidth bound (read bandwidth /
-bytes of weights read per token) and, for --parallel, peak resident memory against
-file + KV cache.
+bytes of weights read per token: every tensor of a dense file; for a mixture of experts only the
+routed experts' share of the expert tensors, from `qwen --inspect --json`) and, for --parallel,
+peak resident memory against file + KV cache.
 
 Figures are medians over runs after a warm-up run (as llama-bench does), all measured in this
 invocation: on a shared machine only same-run ratios mean anything.
@@ -35,7 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT_TOKENS = 64
 GEN_TOKENS = 32
-PRESETS = {"0.6b": "qwen3-0.6b", "4b": "qwen3-4b"}
+PRESETS = {"0.6b": "qwen3-0.6b", "4b": "qwen3-4b", "30b-a3b": "qwen3-30b-a3b"}
+# The mixture of experts is benchmarked on its real layer shape with fewer layers (the whole
+# model is 30 GiB at Q8_0): per-layer speed is what the comparison needs.
+MOE_LAYERS = {"30b-a3b": 2}
 # Weight types of the 0.6B files (llama-quantize's names, lower case): what published Qwen3 files
 # use. Q8_0 comes from make_qwen3_gguf.py, Q4_K_M from its F32 file, the rest requantized from
 # the Q8_0 file (--allow-requantize; random weights, so the source's rounding is immaterial).
@@ -81,6 +88,9 @@ def make_models(args, tool):
     quantize = find_llama("llama-quantize", args)
     files = []
     for size in args.sizes:
+        if size in MOE_LAYERS:
+            files += make_moe_models(size, out, tool, quantize)
+            continue
         preset = PRESETS[size]
         q8 = out / f"{preset}-q8_0.gguf"
         types = args.types if size in args.q4km_sizes else ["q8_0"]
@@ -103,6 +113,43 @@ def make_models(args, tool):
                     run([quantize, "--allow-requantize", q8, path, ty.upper()])
             files.append(path)
     return files
+
+
+def make_moe_models(size, out, tool, quantize):
+    """Q8_0 and Q4_K_M of the MoE preset (llama-quantize from F16: the F32 file would be 7 GiB)."""
+    preset, layers = PRESETS[size], MOE_LAYERS[size]
+    stem = out / f"{preset}-{layers}l"
+    files = []
+    for ty in ["q8_0", "q4_k_m"]:
+        f = Path(f"{stem}-{ty}.gguf")
+        if not f.exists():
+            if quantize is None:
+                log(f"bench: llama-quantize not found, no {ty} file for {preset}")
+                continue
+            f16 = Path(f"{stem}-f16.gguf")
+            if not f16.exists():
+                run([sys.executable, tool, f16, "--preset", preset, "--layers", str(layers),
+                     "--type", "f16", *vocab_args()])
+            run([quantize, f16, f, ty.upper()])
+        files.append(f)
+    return files
+
+
+def active_bytes(binary, model):
+    """Bytes of weights one decode step reads: every tensor, the expert tensors (`*_exps`) only
+    for the experts a token is routed to, and the embedding table only when it is also the
+    output head (otherwise one row of it is read)."""
+    info = json.loads(run([binary, "-m", model, "--inspect", "--json"]).stdout)
+    moe = info["config"].get("experts")
+    used = info["config"].get("experts_used")
+    tied = info["config"]["tied_embeddings"]
+    total = 0.0
+    for t in info["tensors"]:
+        if t["name"] == "token_embd.weight" and not tied:
+            continue
+        share = used / moe if moe and t["name"].endswith("_exps.weight") else 1.0
+        total += t["bytes"] * share
+    return total
 
 
 def bandwidth(threads):
@@ -147,9 +194,9 @@ def qwen_phases(binary, model, extra, repeat, prompt_tokens):
     return out
 
 
-def llama_bench(binary, model, threads, repeat, prompt_tokens):
+def llama_bench(binary, model, threads, repeat, prompt_tokens, extra=()):
     res = run([binary, "-m", model, "-t", str(threads), "-p", str(prompt_tokens),
-               "-n", str(GEN_TOKENS), "-r", str(repeat), "-o", "json"])
+               "-n", str(GEN_TOKENS), "-r", str(repeat), "-o", "json", *extra])
     out = {}
     for test in json.loads(res.stdout):
         key = "prefill" if test["n_prompt"] > 0 else "decode"
@@ -164,16 +211,17 @@ def main():
     p.add_argument("--sizes", nargs="+", default=["0.6b", "4b"], choices=list(PRESETS))
     p.add_argument("--q4km-sizes", nargs="*", default=["0.6b"], choices=list(PRESETS),
                    help="sizes made in every --types (the others: Q8_0 only)")
-    p.add_argument("--types", nargs="+", default=TYPES, choices=ALL_TYPES,
-                   help="weight types of those sizes (default: %(default)s)")
-    p.add_argument("--prompt-tokens", type=int, default=PROMPT_TOKENS,
-                   help="prefill length (pp); decode always follows a 64-token prompt")
     p.add_argument("--repeat", type=int, default=3, help="measured runs after the warm-up")
     p.add_argument("--standard-4b", action="store_true", help="also time standard mode on 4B")
-    p.add_argument("--no-standard", action="store_true", help="skip standard mode altogether")
     p.add_argument("--models-dir", default=str(ROOT / "target/bench-models"))
     p.add_argument("--make-tool")
     p.add_argument("--llama-dir", help="llama.cpp checkout/build (else $LLAMA_CPP_DIR or PATH)")
+    p.add_argument("--ik-dir", help="ik_llama.cpp build: also run its llama-bench with -rtr 1")
+    p.add_argument("--prompt-tokens", type=int, default=PROMPT_TOKENS,
+                   help="prefill length (512: pp512); decode always follows a 64-token prompt")
+    p.add_argument("--types", nargs="+", default=TYPES, choices=ALL_TYPES,
+                   help="weight types of the --q4km-sizes (default: %(default)s)")
+    p.add_argument("--no-standard", action="store_true", help="skip standard mode")
     p.add_argument("--json", help="also write all figures to this JSON file")
     args = p.parse_args()
 
@@ -185,40 +233,49 @@ def main():
     lb = find_llama("llama-bench", args)
     if lb is None:
         log("bench: llama-bench not found: llama.cpp columns left empty")
+    ik = Path(args.ik_dir) / "build/bin/llama-bench" if args.ik_dir else None
+    if ik and not ik.is_file():
+        ik = Path(args.ik_dir) / "bin/llama-bench"
+    pt = args.prompt_tokens
 
     rows = []
     for f in files:
         size = f.stat().st_size
-        row = {"file": f.name, "size": size}
-        if not args.no_standard and ("4b" not in f.name or args.standard_4b):
-            row["standard"] = qwen_phases(binary, f, [], 1, args.prompt_tokens)
-        parallel = ["--parallel", "--threads", str(args.threads)]
-        row["parallel"] = qwen_phases(binary, f, parallel, args.repeat, args.prompt_tokens)
+        row = {"file": f.name, "size": size, "active": active_bytes(binary, f)}
+        big = "4b" in f.name or "30b" in f.name
+        if not args.no_standard and (not big or args.standard_4b):
+            row["standard"] = qwen_phases(binary, f, [], 1, pt)
+        par = ["--parallel", "--threads", str(args.threads)]
+        row["parallel"] = qwen_phases(binary, f, par, args.repeat, pt)
         if lb:
-            row["llama"] = llama_bench(lb, f, args.threads, args.repeat, args.prompt_tokens)
+            row["llama"] = llama_bench(lb, f, args.threads, args.repeat, pt)
+        if ik and ik.is_file():
+            row["ik"] = llama_bench(ik, f, args.threads, args.repeat, pt, ["-rtr", "1"])
         rows.append(row)
 
     print(f"\nmachine: {rows[0]['parallel']['report']['machine']['cpu'] if rows else '?'}, "
-          f"{args.threads} threads, read bandwidth {bw:.1f} GB/s; decode tg{GEN_TOKENS} "
-          f"(after {PROMPT_TOKENS} tokens for qwen), prefill pp{args.prompt_tokens}")
-    print(f"{'file':<24} {'phase':<8} {'standard':>9} {'parallel':>9} {'llama.cpp':>9} "
-          f"{'par/llama':>9} {'par/std':>8} {'bw bound':>9} {'of bound':>8}")
+          f"{args.threads} threads, read bandwidth {bw:.1f} GB/s")
+    print(f"decode tg{GEN_TOKENS} (after {PROMPT_TOKENS} tokens for qwen), prefill pp{pt}")
+    print(f"{'file':<28} {'phase':<8} {'standard':>9} {'parallel':>9} {'llama.cpp':>9} "
+          f"{'par/llama':>9} {'ik -rtr 1':>9} {'par/ik':>8} {'par/std':>8} {'bw bound':>9} {'of bound':>8}")
     summary = []
     for r in rows:
-        bound = bw * 1e9 / r["size"]  # every weight byte is read once per token
+        bound = bw * 1e9 / r["active"]  # the weight bytes a token reads, each once
         for phase in ["decode", "prefill"]:
             std = r.get("standard", {}).get(phase)
             par = r["parallel"][phase]
             ll = r.get("llama", {}).get(phase)
+            ikv = r.get("ik", {}).get(phase)
             fmt = lambda v, spec="9.1f": format(v, spec) if v else f"{'-':>9}"
             ratio = lambda a, b: f"{a / b:8.2f}x" if a and b else f"{'-':>9}"
-            line = (f"{r['file']:<24} {phase:<8} {fmt(std)} {fmt(par)} {fmt(ll)} "
-                    f"{ratio(par, ll)} {ratio(par, std)}")
+            line = (f"{r['file']:<28} {phase:<8} {fmt(std)} {fmt(par)} {fmt(ll)} "
+                    f"{ratio(par, ll)} {fmt(ikv)} {ratio(par, ikv)} {ratio(par, std)}")
             if phase == "decode":
                 line += f" {bound:9.1f} {100 * par / bound:7.0f}%"
             print(line)
             summary.append({"file": r["file"], "phase": phase, "standard_ts": std, "parallel_ts": par,
-                            "llama_ts": ll, "bandwidth_bound_ts": bound if phase == "decode" else None})
+                            "llama_ts": ll, "ik_rtr_ts": ikv, "active_bytes": r["active"],
+                            "bandwidth_bound_ts": bound if phase == "decode" else None})
         rss = r["parallel"]["rss"]
         if rss:
             print(f"{'':<24} memory   peak RSS {rss / 2**30:.2f} GiB = {rss / r['size']:.2f}x the file "

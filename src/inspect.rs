@@ -42,6 +42,9 @@ pub struct Report {
     pub config_error: Option<String>,
     /// Elements over all tensors.
     pub n_params: u64,
+    /// Parameters one token's forward pass reads (a mixture of experts: only the routed experts;
+    /// dense: all of them). Absent when the config is invalid.
+    pub n_active_params: Option<u64>,
     pub type_counts: Vec<TypeCount>,
     pub tokenizer_embedded: bool,
     pub tokenizer: Option<TokenizerSummary>,
@@ -137,6 +140,7 @@ impl Report {
             config: config.cloned(),
             config_error: error.map(ToString::to_string),
             n_params: file.n_elements(),
+            n_active_params: config.map(Qwen3Config::n_active_params),
             type_counts: type_counts(file),
             tokenizer_embedded: tokenizer
                 .as_ref()
@@ -182,6 +186,12 @@ impl Report {
             human_count(self.n_params),
             self.n_params
         ));
+        if let Some(active) = self.n_active_params.filter(|&n| n != self.n_params) {
+            line(format!(
+                "active:         {} ({active}) per token, the routed experts only",
+                human_count(active)
+            ));
+        }
         config_lines(self, &mut line);
         line("tensor types:".to_string());
         for t in &self.type_counts {
@@ -235,6 +245,13 @@ fn config_lines(r: &Report, line: &mut impl FnMut(String)) {
     ));
     line(format!("  head_dim        {}", c.head_dim));
     line(format!("  ffn             {}", c.ffn));
+    if let Some(m) = c.moe {
+        line(format!(
+            "  experts         {} ({} used per token)",
+            m.experts, m.experts_used
+        ));
+        line(format!("  expert_ffn      {}", m.expert_ffn));
+    }
     line(format!("  vocab           {}", c.vocab));
     line(format!("  rope_theta      {}", c.rope_theta));
     line(format!("  rms_eps         {:e}", c.rms_eps));

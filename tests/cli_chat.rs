@@ -330,13 +330,44 @@ fn render(messages: &[Message]) -> String {
 #[test]
 fn interactive_keeps_the_cache_and_runs_only_new_tokens() {
     for mode in [&[][..], &["--parallel", "--threads", "2"][..]] {
-        interactive_turns(mode);
+        interactive_turns(VOCAB_MODEL, mode);
     }
 }
 
-/// Two turns in `mode`: token counts per turn, and answers equal to fresh runs of the same text.
-fn interactive_turns(mode: &[&str]) {
-    let (model, tok) = (path(VOCAB_MODEL), path(TOKENIZER));
+#[test]
+fn interactive_on_a_mixture_of_experts() {
+    for mode in [&[][..], &["--parallel", "--threads", "2"][..]] {
+        interactive_turns(MOE_VOCAB_MODEL, mode);
+    }
+}
+
+#[test]
+fn chat_on_a_mixture_of_experts() {
+    let (model, tok) = (path(MOE_VOCAB_MODEL), path(TOKENIZER));
+    for mode in [&[][..], &["--parallel", "--threads", "2"][..]] {
+        let args = [
+            "-m",
+            &model,
+            "--tokenizer",
+            &tok,
+            "--json",
+            "--chat",
+            "-p",
+            "hi",
+        ];
+        let r = json(&run(
+            &[&args[..], &["-t", "3", "--ignore-eos"], mode].concat()
+        ));
+        let expected = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n";
+        assert_eq!(ids(&r["prompt_token_ids"]), hf_ids(expected), "{mode:?}");
+        assert_eq!(ids(&r["generated_token_ids"]).len(), 3, "{mode:?}");
+    }
+}
+
+/// Two turns of `model` in `mode`: token counts per turn, and answers equal to fresh runs of the
+/// same text.
+fn interactive_turns(model: &str, mode: &[&str]) {
+    let (model, tok) = (path(model), path(TOKENIZER));
     // --stop "\n" keeps each answer on one line of stdout.
     let base = ["-m", &model, "--tokenizer", &tok, "-t", "6", "--stop", "\n"];
     let base = [&base[..], mode].concat();

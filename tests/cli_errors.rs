@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::cli::*;
-use common::{qwen3, T, TINY, V};
+use common::{qwen3, qwen3moe, T, TINY, TINY_MOE, V};
 use qwen::quant::GgmlType;
 
 /// Runs `model` (a path) with a two-token id prompt and `extra` flags.
@@ -117,6 +117,34 @@ fn models_that_are_not_usable_qwen3_say_why() {
     let wide = qwen3(TINY).set("qwen3.embedding_length", Some(V::U32(64)));
     let model = synthetic(dir.path(), "wide.gguf", &wide.build());
     assert_one_line_error(&run_ids(&model, &[]), &["64", "token_embd.weight"]);
+}
+
+#[test]
+fn a_mixture_of_experts_runs_on_the_cpu_and_is_refused_by_gpu_backends() {
+    let model = path("models/tiny-moe-f32.gguf");
+    for mode in [&[][..], &["--parallel", "--threads", "2"][..]] {
+        let out = run_ids(&model, &[&["--json"][..], mode].concat());
+        assert_eq!(ids(&json(&out)["generated_token_ids"]).len(), 2, "{mode:?}");
+    }
+    // The reference backend is always built: it stands for every GPU engine here.
+    assert_one_line_error(
+        &run_ids(&model, &["--backend", "reference"]),
+        &[
+            "reference GPU graph runs dense Qwen3 only",
+            "qwen3moe",
+            "on the CPU",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let missing = qwen3moe(TINY, TINY_MOE).replace("blk.0.ffn_gate_inp.weight", None);
+    let broken = synthetic(dir.path(), "no-router.gguf", &missing.build());
+    assert_one_line_error(
+        &run_ids(&broken, &[]),
+        &[
+            "tensor 'blk.0.ffn_gate_inp.weight' not found",
+            "no-router.gguf",
+        ],
+    );
 }
 
 #[test]

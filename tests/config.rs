@@ -5,9 +5,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{fixture, qwen3, Dims, Gguf, T, TINY, V};
+use common::{fixture, qwen3, qwen3moe, Dims, Gguf, T, TINY, TINY_MOE, V};
 use qwen::gguf::{GgufFile, Storage};
-use qwen::model::config::{ConfigError, Qwen3Config, DEFAULT_ROPE_THETA};
+use qwen::model::config::{ConfigError, MoeConfig, Qwen3Config, DEFAULT_ROPE_THETA};
 use qwen::quant::GgmlType;
 
 /// Parses `g` as a file named "synthetic.gguf" and reads its config.
@@ -37,7 +37,11 @@ fn expected(model: &str) -> Qwen3Config {
         context_length: 40960,
         vocab: 512,
         tied_embeddings: true,
+        moe: None,
     };
+    if model.contains("-moe") {
+        return expected_moe(model, tiny);
+    }
     if model.starts_with("small") {
         Qwen3Config {
             hidden: 256,
@@ -57,6 +61,40 @@ fn expected(model: &str) -> Qwen3Config {
     }
 }
 
+/// The Qwen3-MoE fixtures (see tests/fixtures/README.md).
+fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
+    let experts = |experts, experts_used, expert_ffn| {
+        Some(MoeConfig {
+            experts,
+            experts_used,
+            expert_ffn,
+        })
+    };
+    if model.starts_with("small") {
+        return Qwen3Config {
+            hidden: 256,
+            heads: 8,
+            head_dim: 64,
+            ffn: 1024,
+            tied_embeddings: false,
+            moe: experts(16, 4, 256),
+            ..tiny
+        };
+    }
+    Qwen3Config {
+        hidden: 64,
+        ffn: 192,
+        vocab: if model.contains("qwen3vocab") {
+            151936
+        } else {
+            512
+        },
+        tied_embeddings: model.contains("qwen3vocab"),
+        moe: experts(8, 2, 32),
+        ..tiny
+    }
+}
+
 #[test]
 fn config_of_every_fixture_model() {
     let mut checked = 0;
@@ -72,7 +110,7 @@ fn config_of_every_fixture_model() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 21);
+    assert_eq!(checked, 25);
 }
 
 #[test]
@@ -134,16 +172,22 @@ fn a_valid_synthetic_model_and_its_defaults() {
 
 #[test]
 fn another_architecture_is_named() {
-    for arch in ["llama", "qwen3moe", "qwen2"] {
+    for arch in ["llama", "qwen2moe", "qwen2"] {
         let (err, msg) = err_of(&qwen3(TINY).set("general.architecture", Some(V::s(arch))));
         assert!(matches!(err, ConfigError::WrongArchitecture { .. }));
         assert!(
             msg.starts_with(&format!(
-                "architecture '{arch}' is not supported (this program runs qwen3)"
+                "architecture '{arch}' is not supported (this program runs qwen3 and qwen3moe)"
             )),
             "{msg}"
         );
     }
+    // A dense file that calls itself qwen3moe is read under the qwen3moe prefix, and says so.
+    let (_, msg) = err_of(&qwen3(TINY).set("general.architecture", Some(V::s("qwen3moe"))));
+    assert!(
+        msg.contains("'qwen3moe.embedding_length' not found"),
+        "{msg}"
+    );
     let (err, _) = err_of(&qwen3(TINY).set("general.architecture", None));
     assert!(
         matches!(err, ConfigError::MissingKey { ref key, .. } if key == "general.architecture")
@@ -354,7 +398,7 @@ fn unsupported_tensor_types_are_named() {
     ));
     assert_eq!(
         msg,
-        "unsupported tensor type IQ2_XS in 'blk.0.ffn_up.weight' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)"
+        "unsupported tensor type IQ2_XS in 'blk.0.ffn_up.weight' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)"
     );
     let norm = "blk.0.ffn_norm.weight";
     let g = qwen3(d).replace(norm, Some(T::new(norm, GgmlType::Q8_0, &[256])));
@@ -371,4 +415,90 @@ fn unsupported_tensor_types_are_named() {
     );
     let g = qwen3(d).replace(norm, Some(T::new(norm, GgmlType::BF16, &[256])));
     assert!(config_of(&g).is_ok(), "BF16 norms are accepted");
+}
+
+// ---- Qwen3-MoE (architecture qwen3moe) ----
+
+#[test]
+fn a_valid_synthetic_moe_model() {
+    let c = config_of(&qwen3moe(TINY, TINY_MOE)).unwrap();
+    let m = c.moe.expect("a mixture of experts");
+    assert_eq!((m.experts, m.experts_used, m.expert_ffn), (4, 2, 24));
+    // Total: all 4 experts' gate, up, down; active per token: only the 2 routed experts.
+    let expert = 3 * 24 * 32;
+    assert_eq!(c.expert_params(), expert);
+    assert_eq!(c.n_params() - c.n_active_params(), 2 * 2 * expert);
+    let dense = config_of(&qwen3(TINY)).unwrap();
+    assert_eq!(dense.n_active_params(), dense.n_params());
+}
+
+#[test]
+fn expert_width_falls_back_to_ffn_over_experts_used() {
+    // llama.cpp: expert_feed_forward_length absent -> feed_forward_length / expert_used_count
+    // (here 96 / 2 = 48, which the tensors then must have).
+    let g = qwen3moe(TINY, (4, 2, 48)).set("qwen3moe.expert_feed_forward_length", None);
+    assert_eq!(config_of(&g).unwrap().moe.unwrap().expert_ffn, 48);
+    let g = g.set("qwen3moe.feed_forward_length", None);
+    let (err, msg) = err_of(&g);
+    assert!(matches!(err, ConfigError::MissingKey { .. }), "{msg}");
+    assert!(
+        msg.contains("'qwen3moe.expert_feed_forward_length' not found in synthetic.gguf"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn moe_errors_name_the_key_or_tensor() {
+    for key in ["qwen3moe.expert_count", "qwen3moe.expert_used_count"] {
+        let (_, msg) = err_of(&qwen3moe(TINY, TINY_MOE).set(key, None));
+        assert!(msg.contains(&format!("'{key}' not found")), "{msg}");
+    }
+    // The dense keys of a qwen3moe file are read under its own prefix.
+    let (_, msg) = err_of(&qwen3moe(TINY, TINY_MOE).set("qwen3moe.embedding_length", None));
+    assert!(
+        msg.contains("'qwen3moe.embedding_length' not found"),
+        "{msg}"
+    );
+
+    let (err, msg) = err_of(&qwen3moe(TINY, (4, 5, 24)));
+    assert!(
+        matches!(err, ConfigError::TooManyExpertsUsed { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("qwen3moe.expert_used_count (5) is more than qwen3moe.expert_count (4)"),
+        "{msg}"
+    );
+
+    let g = qwen3moe(TINY, TINY_MOE).replace("blk.1.ffn_up_exps.weight", None);
+    let (_, msg) = err_of(&g);
+    assert!(
+        msg.contains("tensor 'blk.1.ffn_up_exps.weight' not found"),
+        "{msg}"
+    );
+
+    // An expert tensor of the wrong width says which dimension and which key.
+    let bad = T::new("blk.0.ffn_down_exps.weight", GgmlType::F32, &[4, 32, 16]);
+    let (err, msg) =
+        err_of(&qwen3moe(TINY, TINY_MOE).replace("blk.0.ffn_down_exps.weight", Some(bad)));
+    assert!(matches!(err, ConfigError::ShapeMismatch { .. }), "{msg}");
+    assert!(msg.contains("blk.0.ffn_down_exps.weight"), "{msg}");
+    assert!(msg.contains("qwen3moe.expert_feed_forward_length"), "{msg}");
+
+    // A dense feed-forward in a qwen3moe file: the router is what is missing.
+    let mut dense = qwen3(TINY);
+    for (key, _) in &mut dense.kv {
+        if let Some(rest) = key.strip_prefix("qwen3.") {
+            *key = format!("qwen3moe.{rest}");
+        }
+    }
+    let dense = dense
+        .set("general.architecture", Some(V::s("qwen3moe")))
+        .kv("qwen3moe.expert_count", V::U32(4))
+        .kv("qwen3moe.expert_used_count", V::U32(2));
+    let (_, msg) = err_of(&dense);
+    assert!(
+        msg.contains("tensor 'blk.0.ffn_gate_inp.weight' not found"),
+        "{msg}"
+    );
 }

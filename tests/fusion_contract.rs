@@ -25,6 +25,18 @@ const PER_LAYER: [(&str, usize); 4] = [
     ("FusedMatMul(RmsNorm+MatMulx2+SwiGlu)", 1),
 ];
 
+/// A mixture-of-experts layer (`qwen3moe`): the attention half as above, then the f32 router
+/// and one fused experts op (gate+up+SwiGLU, down, the residual add). The feed-forward's RMSNorm
+/// stays a separate op: its output feeds both the router and the experts.
+const PER_MOE_LAYER: [(&str, usize); 6] = [
+    ("FusedMatMul(RmsNorm+MatMulx3)", 1),
+    ("FusedAttention", 1),
+    ("FusedMatMul(MatMul+Residual)", 1),
+    ("RmsNorm", 1),
+    ("MoeRouter", 1),
+    ("MoeExperts(GateUp+SwiGlu+Down+Residual)", 1),
+];
+
 /// The head: the final norm and the vocabulary matmul in one op.
 const HEAD: &str = "FusedMatMul(RmsNorm+MatMul)";
 
@@ -69,12 +81,37 @@ fn layer_of(label: &str) -> Option<usize> {
 
 /// Checks the contract for `model`; every breach is listed in the panic message.
 fn check_contract(model: &str) {
+    check_layers(model, &PER_LAYER, &UNFUSED);
+}
+
+/// The contract of a mixture of experts: the standard experts op must be gone, and the one
+/// RmsNorm per layer is expected (see [`PER_MOE_LAYER`]), not a breach.
+fn check_moe_contract(model: &str) {
+    let unfused: Vec<&str> = UNFUSED
+        .iter()
+        .copied()
+        .filter(|k| *k != "RmsNorm")
+        .collect();
+    check_layers(
+        model,
+        &PER_MOE_LAYER,
+        &[&unfused[..], &["MoeExperts"]].concat(),
+    );
+    let (ops, layers) = compiled_ops(model);
+    let norms = ops.iter().filter(|(kind, _)| kind == "RmsNorm").count();
+    assert_eq!(
+        norms, layers,
+        "{model}: one unfused RmsNorm per layer, no more: {ops:#?}"
+    );
+}
+
+fn check_layers(model: &str, per_layer_kinds: &[(&str, usize)], unfused: &[&str]) {
     let (ops, layers) = compiled_ops(model);
     let mut per_layer: BTreeMap<usize, BTreeMap<&str, usize>> = BTreeMap::new();
     let mut breaches = vec![];
     let mut heads = 0;
     for (kind, label) in &ops {
-        if UNFUSED.contains(&kind.as_str()) {
+        if unfused.contains(&kind.as_str()) {
             breaches.push(format!("unfused {label}"));
         }
         if kind == HEAD && label.contains("output_norm") {
@@ -90,7 +127,7 @@ fn check_contract(model: &str) {
     }
     for layer in 0..layers {
         let counts = per_layer.get(&layer);
-        for (kind, want) in PER_LAYER {
+        for &(kind, want) in per_layer_kinds {
             let got = counts.and_then(|c| c.get(kind)).copied().unwrap_or(0);
             if got < want {
                 breaches.push(format!("blk.{layer}: {got} {kind}, expected {want}"));
@@ -127,6 +164,16 @@ fn untied_head_k_quants_fuse_every_layer() {
 #[test]
 fn untied_head_f32_fuses_every_layer() {
     check_contract("small-f32.gguf");
+}
+
+#[test]
+fn mixture_of_experts_f32_fuses_every_layer() {
+    check_moe_contract("tiny-moe-f32.gguf");
+}
+
+#[test]
+fn mixture_of_experts_k_quants_fuse_every_layer() {
+    check_moe_contract("small-moe-q4_k_m.gguf");
 }
 
 #[test]

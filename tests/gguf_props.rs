@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::{fixture, qwen3, TINY, V};
+use common::{fixture, qwen3, qwen3moe, TINY, TINY_MOE, V};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -233,7 +233,8 @@ fn subjects() -> &'static [Subject] {
             Subject::new(name, bytes)
         });
         let synthetic = Subject::new("synthetic TINY", qwen3(TINY).build());
-        real.into_iter().chain([synthetic]).collect()
+        let moe = Subject::new("synthetic TINY MoE", qwen3moe(TINY, TINY_MOE).build());
+        real.into_iter().chain([synthetic, moe]).collect()
     })
 }
 

@@ -67,7 +67,6 @@ fn json_of_every_fixture_matches_the_file() {
             let dump = fixture(&format!("gguf-py/{}.json", name.trim_end_matches(".gguf")));
             serde_json::from_str(&std::fs::read_to_string(dump).unwrap()).unwrap()
         };
-        assert_eq!(json["architecture"], "qwen3");
         assert_eq!(json["file_size"], py["file_size"]);
         assert_eq!(json["gguf_version"], 3);
         let tensors = json["tensors"].as_array().unwrap();
@@ -98,31 +97,105 @@ fn json_of_every_fixture_matches_the_file() {
             .sum();
         assert_eq!(counted, tensors.len() as u64);
         let c = &json["config"];
-        let small = name.starts_with("small");
-        assert_eq!(c["hidden"], if small { 256 } else { 32 }, "{name}");
-        assert_eq!(c["heads"], if small { 8 } else { 4 });
-        assert_eq!(c["kv_heads"], 2);
-        assert_eq!(c["head_dim"], if small { 64 } else { 16 });
-        assert_eq!(c["ffn"], if small { 768 } else { 96 });
-        assert_eq!(c["layers"], 2);
-        assert_eq!(
-            c["vocab"],
-            if name.contains("qwen3vocab") {
-                151936
-            } else {
-                512
-            }
-        );
-        assert_eq!(c["tied_embeddings"], !small);
+        if name.contains("-moe") {
+            assert_eq!(json["architecture"], "qwen3moe", "{name}");
+            check_moe_config(&name, &json);
+        } else {
+            assert_eq!(json["architecture"], "qwen3", "{name}");
+            check_dense_config(&name, c);
+            assert_eq!(
+                json["n_active_params"], n_params,
+                "{name}: dense, all active"
+            );
+        }
         assert_eq!(c["rope_theta"], 1e6);
         assert_eq!(c["rms_eps"], 1e-6);
         assert_eq!(c["context_length"], 40960);
-        let full_vocab = name.contains("qwen3vocab");
-        assert_eq!(json["tokenizer_embedded"], full_vocab, "{name}");
-        assert_eq!(json["chat_template_embedded"], full_vocab, "{name}");
+        // The MoE file with the full vocabulary has its tokenizer stripped (tests pass one).
+        let embeds = name.contains("qwen3vocab") && !name.contains("-moe");
+        assert_eq!(json["tokenizer_embedded"], embeds, "{name}");
+        assert_eq!(json["chat_template_embedded"], embeds, "{name}");
         checked += 1;
     }
-    assert_eq!(checked, 21);
+    assert_eq!(checked, 25);
+}
+
+/// The sizes tests/fixtures/README.md gives for the dense fixtures.
+fn check_dense_config(name: &str, c: &Value) {
+    let small = name.starts_with("small");
+    assert_eq!(c["hidden"], if small { 256 } else { 32 }, "{name}");
+    assert_eq!(c["heads"], if small { 8 } else { 4 });
+    assert_eq!(c["kv_heads"], 2);
+    assert_eq!(c["head_dim"], if small { 64 } else { 16 });
+    assert_eq!(c["ffn"], if small { 768 } else { 96 });
+    assert_eq!(c["layers"], 2);
+    let vocab = if name.contains("qwen3vocab") {
+        151936
+    } else {
+        512
+    };
+    assert_eq!(c["vocab"], vocab);
+    assert_eq!(c["tied_embeddings"], !small);
+    assert_eq!(c["experts"], Value::Null, "{name}: dense");
+}
+
+/// The Qwen3-MoE fixtures: their expert counts, and parameters active per token counted from
+/// the tensors (all but the unrouted experts' share of each 3-D expert tensor).
+fn check_moe_config(name: &str, json: &Value) {
+    let c = &json["config"];
+    let small = name.starts_with("small");
+    let (hidden, experts, used, width) = if small {
+        (256, 16, 4, 256)
+    } else {
+        (64, 8, 2, 32)
+    };
+    assert_eq!(c["hidden"], hidden, "{name}");
+    assert_eq!(c["experts"], experts, "{name}");
+    assert_eq!(c["experts_used"], used, "{name}");
+    assert_eq!(c["expert_ffn"], width, "{name}");
+    assert_eq!(c["layers"], 2);
+    let total = json["n_params"].as_u64().unwrap();
+    let expert_tensors: u64 = json["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"].as_str().unwrap().ends_with("_exps.weight"))
+        .map(|t| {
+            let dims: Vec<u64> = t["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap())
+                .collect();
+            assert_eq!(dims[0], experts, "{name}: experts outermost");
+            dims.iter().product::<u64>()
+        })
+        .sum();
+    let idle = expert_tensors / experts * (experts - used);
+    assert_eq!(json["n_active_params"], total - idle, "{name}");
+}
+
+#[test]
+fn text_report_of_a_mixture_of_experts() {
+    let model = fixture("models/tiny-moe-q8_0.gguf");
+    let out = qwen(&["--model", model.to_str().unwrap(), "--inspect"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // 189824 in all; per token 2 of the 8 experts: 189824 - 2 layers * 6 idle * 3 * 32 * 64.
+    for expected in [
+        "architecture:   qwen3moe",
+        "parameters:     189.8K (189824)",
+        "active:         116.1K (116096) per token, the routed experts only",
+        "  experts         8 (2 used per token)",
+        "  expert_ffn      32",
+        "  blk.0.ffn_gate_exps.weight   Q8_0   [8, 32, 64]",
+        "  blk.0.ffn_gate_inp.weight    F32    [8, 64]",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
 }
 
 #[test]
@@ -169,7 +242,7 @@ fn another_architecture_is_reported_then_refused() {
     let (json, out) = inspect_json(&file.0);
     assert_one_line_error(
         &out,
-        "architecture 'llama' is not supported (this program runs qwen3)",
+        "architecture 'llama' is not supported (this program runs qwen3 and qwen3moe)",
     );
     assert_eq!(json["architecture"], "llama");
     assert_eq!(json["config"], Value::Null);

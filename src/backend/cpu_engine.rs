@@ -140,7 +140,8 @@ impl Engine {
             "SwiGluCompiler",
             "StridedCompiler",
         ];
-        let (mode, passes, kernels, simd) = match self.options.mode {
+        let moe = self.config.moe.is_some();
+        let (mode, passes, mut kernels, simd) = match self.options.mode {
             Mode::Standard => (
                 "standard",
                 standard_passes,
@@ -157,7 +158,9 @@ impl Engine {
                 "parallel",
                 [
                     standard_passes,
-                    vec!["FusedAttentionCompiler", "FusedMatMulCompiler (+ kernel search)"],
+                    vec!["FusedAttentionCompiler"],
+                    if moe { vec!["FusedMoeCompiler"] } else { vec![] },
+                    vec!["FusedMatMulCompiler (+ kernel search)"],
                 ]
                 .concat(),
                 vec![
@@ -168,6 +171,9 @@ impl Engine {
                 crate::cpu::cpu_features().describe(),
             ),
         };
+        if moe {
+            kernels.extend(moe_kernels(self.options.mode));
+        }
         let plans = self.runtime.as_ref().map(|r| &r.plans);
         Features {
             backend: "cpu",
@@ -180,12 +186,35 @@ impl Engine {
                 "{} positions x {} layers, f16 keys and values",
                 self.options.max_context, self.config.layers
             ),
+            experts: self.config.moe.map(|m| {
+                format!(
+                    "{} per layer, {} used per token (expert ffn {}): {:.1}% of the expert weights read per token",
+                    m.experts,
+                    m.experts_used,
+                    m.expert_ffn,
+                    100.0 * m.experts_used as f64 / m.experts as f64
+                )
+            }),
             graph_nodes: self.cx.graph.node_count(),
             kernel_plans: plans.map(|p| p.describe()).unwrap_or_default(),
             plan_cache: plans
                 .and_then(|p| p.cache_path())
                 .map(|p| p.display().to_string()),
         }
+    }
+}
+
+/// What the mixture-of-experts ops do in `mode`.
+fn moe_kernels(mode: Mode) -> [&'static str; 2] {
+    match mode {
+        Mode::Standard => [
+            "MoeRouter: f32 router logits, softmax, top-k in llama.cpp's order, weights renormalised",
+            "MoeExperts: the routed experts' SwiGLU in exact f32, each expert's rows decoded once per call, outputs summed in slot order",
+        ],
+        Mode::Parallel { .. } => [
+            "MoeRouter: f32 router on the float kernels, softmax, top-k, weights renormalised",
+            "MoeExperts: only the routed experts' slices of the 3-D tensors read in place, tokens grouped by expert, gate+up+SwiGLU fused, residual add folded in, 8-bit activations, multi-threaded",
+        ],
     }
 }
 

@@ -1,15 +1,18 @@
 //! The CPU engine's variation points of the one Qwen3 graph: token ids looked up in the graph by
-//! our embedding op, and one attention op per layer that owns that layer's KV cache.
+//! our embedding op, one attention op per layer that owns that layer's KV cache, and for a
+//! mixture of experts our router and experts ops.
 
 use luminal::prelude::*;
 
 use crate::model::config::Qwen3Config;
-use crate::model::dims::{HeadDim, Heads, KvDim, KvHeads, QDim, Seq};
+use crate::model::dims::{HeadDim, Heads, Hidden, KvDim, KvHeads, QDim, Routing, Seq};
+use crate::model::ffn::{MixtureOfExperts, MoeFfn};
 use crate::model::norm::NormKind;
 use crate::model::qwen3::{self, Attention, Embedded, Embedding, Parts, Qwen3Graph};
 use crate::model::tensors::{stem, TOKEN_EMBD};
 use crate::ops::cached_attention::{cached_attention, AttentionShape, KvCache, KvCacheError};
 use crate::ops::embedding::embed;
+use crate::ops::moe_ffn::{moe_experts, moe_router, ExpertNodes};
 
 /// Inputs the host sets before each step.
 #[derive(Clone, Copy)]
@@ -53,6 +56,7 @@ pub fn build(
         embedding: &mut embedding,
         attention: &mut attention,
         norm: NormKind::Plain,
+        moe: Some(&mut RoutedExperts),
     };
     let model = qwen3::build(cx, config, parts);
     Ok(CpuGraph {
@@ -98,5 +102,22 @@ impl Attention for OwnedCache {
         // Layers call in order, one each: the config's layer count made exactly that many.
         let cache = self.caches.next().expect("one KV cache per layer");
         cached_attention(q, k, v, self.positions, cache)
+    }
+}
+
+/// Mixture of experts: [`crate::ops::moe_ffn::MoeRouter`] picks each token's experts and their
+/// weights, [`crate::ops::moe_ffn::MoeExperts`] sums those experts' feed-forwards (both exact
+/// f32 in standard mode; `--parallel` swaps in its fused versions).
+struct RoutedExperts;
+
+impl MixtureOfExperts for RoutedExperts {
+    fn experts(&mut self, h: GraphTensor<(Seq, Hidden)>, w: &MoeFfn) -> GraphTensor<(Seq, Hidden)> {
+        let routing: GraphTensor<(Seq, Routing)> = moe_router(h, w.router, w.experts_used);
+        let nodes = ExpertNodes {
+            gate: w.gate,
+            up: w.up,
+            down: w.down,
+        };
+        moe_experts(h, routing, nodes, w.experts, w.experts_used)
     }
 }

@@ -173,6 +173,7 @@ impl<D: Device> GpuEngine<D> {
                 self.config.layers,
                 precision.name()
             ),
+            experts: None,
             graph_nodes: self.cx.graph.node_count(),
             kernel_plans: vec![],
             plan_cache: None,

@@ -86,10 +86,12 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, norm: NormKind) -> GpuGraph {
         scale: 1.0 / (config.head_dim as f32).sqrt(),
         caches: Vec::with_capacity(config.layers),
     };
+    // Dense Qwen3 only: `backend::open` refuses mixture-of-experts files for GPU engines.
     let parts = Parts {
         embedding: &mut embedding,
         attention: &mut attention,
         norm,
+        moe: None,
     };
     let model = qwen3::build(cx, config, parts);
     GpuGraph {

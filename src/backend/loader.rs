@@ -57,7 +57,8 @@ pub fn tensor<'a>(file: &'a GgufFile, name: &str) -> Result<&'a TensorInfo, Load
     })
 }
 
-/// A `[rows, cols]` weight as a view into the map.
+/// A `[rows, cols]` weight as a view into the map; a 3-D `[experts, rows, cols]` tensor (the
+/// experts of a mixture-of-experts layer) as the 2-D `[experts * rows, cols]` it is in memory.
 pub fn matrix(
     bytes: &SharedBytes,
     file: &GgufFile,
@@ -69,12 +70,17 @@ pub fn matrix(
         file: file.source().to_string(),
         detail,
     };
-    let [rows, cols] = shape[..] else {
-        return Err(layout_error(format!(
-            "expected 2 dims, found {}",
-            shape.len()
-        )));
+    let (rows, cols) = match shape[..] {
+        [rows, cols] => (Some(rows), cols),
+        [experts, rows, cols] => (experts.checked_mul(rows), cols),
+        _ => {
+            return Err(layout_error(format!(
+                "expected 2 or 3 dims, found {}",
+                shape.len()
+            )))
+        }
     };
+    let rows = rows.ok_or_else(|| layout_error("too many rows".into()))?;
     let (rows, cols, offset) = (
         usize::try_from(rows).map_err(|_| layout_error("too many rows".into()))?,
         usize::try_from(cols).map_err(|_| layout_error("rows too long".into()))?,

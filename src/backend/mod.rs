@@ -84,6 +84,16 @@ pub enum BackendChoice {
 }
 
 impl BackendChoice {
+    /// The name `--backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Cpu => "cpu",
+            BackendChoice::Cuda => "cuda",
+            BackendChoice::Metal => "metal",
+            BackendChoice::Reference => "reference",
+        }
+    }
+
     /// The backends this binary was built with.
     pub fn available() -> Vec<BackendChoice> {
         let mut out = vec![BackendChoice::Cpu, BackendChoice::Reference];
@@ -111,6 +121,13 @@ pub fn open(
         Mode::Parallel { .. } => Precision::F16,
     };
     let gpu = GpuOptions::new(options.max_context);
+    if config.moe.is_some() && choice != BackendChoice::Cpu {
+        // The GPU graph is stock luminal ops, which cannot express the routing.
+        return Err(GpuError::DenseOnly {
+            backend: choice.name(),
+        }
+        .into());
+    }
     Ok(match choice {
         BackendChoice::Cpu => Box::new(Engine::new(file, config, options)?),
         BackendChoice::Cuda => open_cuda(file, config, gpu, precision)?,

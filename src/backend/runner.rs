@@ -103,6 +103,10 @@ pub struct Features {
     /// Our kernels in the graph and what they do.
     pub kernels: Vec<&'static str>,
     pub kv_cache: String,
+    /// A mixture of experts: experts per layer, experts per token and what the MoE ops read;
+    /// absent for a dense model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experts: Option<String>,
     /// Nodes in the compiled graph.
     pub graph_nodes: usize,
     /// The matmul plans the kernel search chose (parallel mode), one line per job.

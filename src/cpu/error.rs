@@ -40,6 +40,14 @@ pub enum KernelError {
     ColsMismatch { first: usize, other: usize },
     #[error("{first} and {other} weights quantize activations differently; multiply them in separate calls")]
     FormatMismatch { first: GgmlType, other: GgmlType },
+    #[error("expert tensors do not fit together: gate {gate:?}, up {up:?}, down {down:?} ([experts, rows, cols]; gate and up [E, ffn, hidden], down [E, hidden, ffn])")]
+    ExpertShapes {
+        gate: [usize; 3],
+        up: [usize; 3],
+        down: [usize; 3],
+    },
+    #[error("a token is routed to an expert outside the layer's {experts} experts")]
+    ExpertIndex { experts: usize },
     #[error("matrix size overflows usize")]
     Overflow,
     #[error("could not start thread pool worker: {0}")]

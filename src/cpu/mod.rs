@@ -9,6 +9,7 @@
 //! - [`plans`] searches and caches the fastest matmul plan per job ([`tune`] times candidates).
 //! - [`ggml_math`] reproduces ggml's summation orders and `exp` for the standard path's exact
 //!   numerics; [`kv_simd`] holds the parallel attention's loops over the f16 KV cache.
+//! - [`moe`] runs a mixture-of-experts layer's router and routed experts on the same kernels.
 
 pub mod dot;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod features;
 pub mod ggml_math;
 pub mod kv_simd;
 pub mod matmul;
+pub mod moe;
 pub mod plans;
 pub mod pool;
 pub mod quantize;

@@ -330,6 +330,36 @@ impl QuantActs {
         });
     }
 
+    /// Makes these activations `src`'s tokens `rows[0], rows[1], ...` (a token may repeat), copied
+    /// block for block: a mixture-of-experts batch regroups its quantized tokens by expert
+    /// instead of quantizing a token once per expert. Rows are split over `threads` pool threads.
+    pub fn gather(&mut self, pool: &ThreadPool, threads: usize, src: &QuantActs, rows: &[u32]) {
+        let Some(fmt) = src.fmt else { return };
+        self.prepare(fmt, rows.len(), src.cols);
+        if fmt == ActFormat::F32 {
+            return;
+        }
+        let parts = self.parts();
+        let n = rows.len();
+        let threads = if n * src.cols < 64 * 1024 {
+            1
+        } else {
+            threads.min(n)
+        };
+        pool.run(threads, |tid| {
+            for (i, &t) in rows
+                .iter()
+                .enumerate()
+                .take(n * (tid + 1) / threads)
+                .skip(n * tid / threads)
+            {
+                // SAFETY: each destination row belongs to exactly one thread.
+                let mut bufs = unsafe { parts.token(i) };
+                bufs.copy_from(fmt, src, t as usize);
+            }
+        });
+    }
+
     fn parts(&mut self) -> Parts<'_> {
         let off = self.qs_buf.as_ptr().align_offset(64).min(63);
         let qs_len = self.n_tokens * self.stride;
@@ -440,6 +470,32 @@ struct TokenBufs<'a> {
 }
 
 impl TokenBufs<'_> {
+    /// Token `t` of `src` (prepared in `fmt`, of the same width), every table the format has.
+    fn copy_from(&mut self, fmt: ActFormat, src: &QuantActs, t: usize) {
+        self.qs.copy_from_slice(src.tok_qs(t));
+        self.d.copy_from_slice(src.tok_d(t));
+        self.c32.copy_from_slice(src.tok_c32(t));
+        match fmt {
+            ActFormat::F32 => {}
+            ActFormat::Q8_0 { .. } | ActFormat::Q8_1 => {
+                self.d4.copy_from_slice(src.tok_d4(t));
+                self.c4.copy_from_slice(src.tok_c4(t));
+                if fmt == ActFormat::Q8_1 {
+                    self.s.copy_from_slice(src.tok_s(t));
+                    self.s4.copy_from_slice(src.tok_s4(t));
+                }
+            }
+            ActFormat::Q8K => {
+                self.bsums16.copy_from_slice(src.tok_bsums16(t));
+                self.bsums32.copy_from_slice(src.tok_bsums32(t));
+                self.qs_k4.copy_from_slice(src.tok_qs_k4(t));
+                self.d32.copy_from_slice(src.tok_d32(t));
+                self.s32.copy_from_slice(src.tok_s32(t));
+                self.c16.copy_from_slice(src.tok_c16(t));
+            }
+        }
+    }
+
     fn quantize(&mut self, fmt: ActFormat, x: &[f32], isa: Isa) {
         let cols = self.cols;
         // Padding past `cols` stays zero so kernels may read whole 64-byte lines.

@@ -313,6 +313,7 @@ mod tests {
             context_length,
             vocab: 512,
             tied_embeddings: true,
+            moe: None,
         }
     }
 

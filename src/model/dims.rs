@@ -54,6 +54,16 @@ dims! {
     Past, PAST = 'p';
     /// Graph-held caches: `past + seq`, cache positions after this step (set per step).
     Total, TOTAL = 't';
+    /// Mixture of experts: experts per layer (the router's rows).
+    Experts, EXPERTS = 'x';
+    /// Inner width of one expert.
+    ExpertFfn, EXPERT_FFN = 'w';
+    /// `experts * expert_ffn`: the rows of the gate and up expert tensors seen as 2-D.
+    ExpertRows, EXPERT_ROWS = 'y';
+    /// `experts * hidden`: the rows of the down expert tensor seen as 2-D.
+    ExpertDownRows, EXPERT_DOWN_ROWS = 'z';
+    /// `2 * experts_used`: a token's routing, its expert ids then their weights.
+    Routing, ROUTING = 'k';
 }
 
 /// Sets the model-size dimensions of `cx` from the config (the per-step ones are the engine's).
@@ -72,6 +82,17 @@ pub fn set_model_dims(cx: &mut Graph, c: &Qwen3Config) {
     ] {
         cx.set_dyn_dim(dim, size);
     }
+    if let Some(m) = c.moe {
+        for (dim, size) in [
+            (EXPERTS, m.experts),
+            (EXPERT_FFN, m.expert_ffn),
+            (EXPERT_ROWS, m.experts * m.expert_ffn),
+            (EXPERT_DOWN_ROWS, m.experts * c.hidden),
+            (ROUTING, 2 * m.experts_used),
+        ] {
+            cx.set_dyn_dim(dim, size);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -85,6 +106,6 @@ mod tests {
                 panic!("{name} and {other} are both Dyn<'{c}'>: they would be one size");
             }
         }
-        assert_eq!(ALL.len(), 14);
+        assert_eq!(ALL.len(), 19);
     }
 }

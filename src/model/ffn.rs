@@ -1,23 +1,52 @@
 //! The feed-forward half of a block, a variation point of the one Qwen3 block.
 //!
-//! Dense Qwen3 uses SwiGLU, `down(silu(gate(h)) * up(h))`. A mixture of experts (Qwen3-MoE) plugs
-//! in as one more variant of [`FeedForward`]: its tensors in the name table (router
-//! `ffn_gate_inp [experts, hidden]`, experts `ffn_gate_exps`/`ffn_up_exps [experts, expert_ffn,
-//! hidden]`, `ffn_down_exps [experts, hidden, expert_ffn]`), its weights chosen from the config
-//! in [`FeedForward::new`], its graph in [`FeedForward::forward`]. The attention half, the norm
-//! before the feed-forward and the residual around it stay as they are.
+//! Dense Qwen3 uses SwiGLU, `down(silu(gate(h)) * up(h))`. A mixture of experts (Qwen3-MoE) is
+//! the other variant of [`FeedForward`]: a router `ffn_gate_inp [experts, hidden]` picks each
+//! token's `experts_used` experts, and their SwiGLU feed-forwards (`ffn_gate_exps`/`ffn_up_exps
+//! [experts, expert_ffn, hidden]`, `ffn_down_exps [experts, hidden, expert_ffn]`) are summed,
+//! weighted by the router's renormalised probabilities. Stock luminal cannot express the routing
+//! (a data-dependent choice of weights), so the engine supplies it as the [`MixtureOfExperts`]
+//! part; an engine without one refuses `qwen3moe` files when it opens. The attention half, the
+//! norm before the feed-forward and the residual around it stay as they are.
 
 use luminal::prelude::*;
 
 use super::config::Qwen3Config;
-use super::dims::{Ffn, Hidden, Seq};
+use super::dims::{ExpertDownRows, ExpertFfn, ExpertRows, Experts, Ffn, Hidden, Seq};
 use super::tensors::LayerTensor;
 
 /// One block's feed-forward weights, by kind.
+// Both variants are large (a graph tensor carries its shape tracker, ~5 KB) and about the same
+// size; one value per layer while the graph is built, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy)]
 pub enum FeedForward {
     /// SwiGLU over `ffn` inner units: every dense Qwen3.
     Dense(DenseFfn),
+    /// Routed experts (Qwen3-MoE).
+    Moe(MoeFfn),
+}
+
+/// A mixture-of-experts feed-forward's weights: the router, and the expert tensors seen as 2-D
+/// with the experts stacked along the rows (a view of the 3-D tensor, nothing copied).
+#[derive(Clone, Copy)]
+pub struct MoeFfn {
+    /// `ffn_gate_inp [experts, hidden]`.
+    pub router: GraphTensor<(Experts, Hidden)>,
+    /// `ffn_gate_exps`, `ffn_up_exps` as `[experts * expert_ffn, hidden]`.
+    pub gate: GraphTensor<(ExpertRows, Hidden)>,
+    pub up: GraphTensor<(ExpertRows, Hidden)>,
+    /// `ffn_down_exps` as `[experts * hidden, expert_ffn]`.
+    pub down: GraphTensor<(ExpertDownRows, ExpertFfn)>,
+    pub experts: usize,
+    pub experts_used: usize,
+}
+
+/// Variation point: the routed experts of a mixture-of-experts feed-forward.
+pub trait MixtureOfExperts {
+    /// The weighted sum of the experts the router picks for each token of the normed `h`,
+    /// `[seq, hidden]` (the residual add is the block's).
+    fn experts(&mut self, h: GraphTensor<(Seq, Hidden)>, w: &MoeFfn) -> GraphTensor<(Seq, Hidden)>;
 }
 
 /// `ffn_gate`, `ffn_up` `[ffn, hidden]` and `ffn_down` `[hidden, ffn]`.
@@ -30,23 +59,46 @@ pub struct DenseFfn {
 
 impl FeedForward {
     /// The feed-forward weight nodes of one block of `config`.
-    pub fn new(cx: &mut Graph, _config: &Qwen3Config) -> Self {
-        FeedForward::Dense(DenseFfn {
-            gate: cx.named_tensor(LayerTensor::FfnGate.name()),
-            up: cx.named_tensor(LayerTensor::FfnUp.name()),
-            down: cx.named_tensor(LayerTensor::FfnDown.name()),
-        })
+    pub fn new(cx: &mut Graph, config: &Qwen3Config) -> Self {
+        use LayerTensor::*;
+        match config.moe {
+            None => FeedForward::Dense(DenseFfn {
+                gate: cx.named_tensor(FfnGate.name()),
+                up: cx.named_tensor(FfnUp.name()),
+                down: cx.named_tensor(FfnDown.name()),
+            }),
+            Some(m) => FeedForward::Moe(MoeFfn {
+                router: cx.named_tensor(FfnGateInp.name()),
+                gate: cx.named_tensor(FfnGateExps.name()),
+                up: cx.named_tensor(FfnUpExps.name()),
+                down: cx.named_tensor(FfnDownExps.name()),
+                experts: m.experts,
+                experts_used: m.experts_used,
+            }),
+        }
     }
 
     /// The feed-forward of the normed hidden state `h`, `[seq, hidden]` (the residual add is the
-    /// block's).
-    pub fn forward(&self, h: GraphTensor<(Seq, Hidden)>) -> GraphTensor<(Seq, Hidden)> {
+    /// block's). `moe` is the engine's mixture-of-experts part, needed for [`FeedForward::Moe`].
+    ///
+    /// # Panics
+    /// For a mixture of experts without `moe`: engines without one refuse such files at `open`.
+    pub fn forward(
+        &self,
+        h: GraphTensor<(Seq, Hidden)>,
+        moe: Option<&mut dyn MixtureOfExperts>,
+    ) -> GraphTensor<(Seq, Hidden)> {
         match self {
             FeedForward::Dense(w) => {
                 let gate = h.matmul(w.gate.permute()); // [seq, ffn]
                 let up = h.matmul(w.up.permute());
                 (gate.swish() * up).matmul(w.down.permute())
             }
+            FeedForward::Moe(w) => moe
+                .expect(
+                    "an engine that builds a mixture-of-experts graph supplies its experts part",
+                )
+                .experts(h, w),
         }
     }
 
@@ -57,6 +109,12 @@ impl FeedForward {
                 (LayerTensor::FfnGate, w.gate.id),
                 (LayerTensor::FfnUp, w.up.id),
                 (LayerTensor::FfnDown, w.down.id),
+            ],
+            FeedForward::Moe(w) => vec![
+                (LayerTensor::FfnGateInp, w.router.id),
+                (LayerTensor::FfnGateExps, w.gate.id),
+                (LayerTensor::FfnUpExps, w.up.id),
+                (LayerTensor::FfnDownExps, w.down.id),
             ],
         }
     }

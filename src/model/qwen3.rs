@@ -11,7 +11,8 @@
 //! - [`Attention`]: attention over the layer's KV cache with this step's keys and values added
 //!   (CPU: an op that owns the cache; GPU: the cache as graph tensors and a causal mask input);
 //! - [`NormKind`]: plain RMSNorm, or the f16-safe form that f16 graphs need;
-//! - [`FeedForward`]: dense SwiGLU today; a mixture of experts is one more variant there.
+//! - [`FeedForward`]: dense SwiGLU, or a mixture of experts whose routed experts come from the
+//!   engine ([`MixtureOfExperts`]; the CPU engine's ops, none on GPU engines).
 //!
 //! Fusion and the KV cache live below the model: the `--parallel` passes (`ops::parallel`)
 //! recognise the op chain written here, and `tests/fusion_contract.rs` fails when an edit here
@@ -22,7 +23,7 @@ use luminal::prelude::*;
 
 use super::config::Qwen3Config;
 use super::dims::{self, HeadDim, Heads, Hidden, KvDim, KvHeads, LogitRows, QDim, Seq, Vocab};
-use super::ffn::FeedForward;
+use super::ffn::{FeedForward, MixtureOfExperts};
 use super::norm::{Norm, NormKind};
 use super::rotary::Rotary;
 use super::tensors::{stem, LayerTensor, OUTPUT, OUTPUT_NORM, TOKEN_EMBD};
@@ -59,6 +60,9 @@ pub struct Parts<'a> {
     pub embedding: &'a mut dyn Embedding,
     pub attention: &'a mut dyn Attention,
     pub norm: NormKind,
+    /// The routed experts of a mixture-of-experts feed-forward (`None`: the engine runs dense
+    /// models only).
+    pub moe: Option<&'a mut dyn MixtureOfExperts>,
 }
 
 /// The attention half of a block's weights.
@@ -185,8 +189,10 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, parts: Parts<'_>) -> Qwen3Gra
         .map(|_| LayerWeights::new(cx, config))
         .collect();
     let mut x = x;
+    let mut moe = parts.moe;
     for w in &layers {
-        x = block(x, w, rotary, norm, parts.attention);
+        let moe = moe.as_mut().map(|m| &mut **m as &mut dyn MixtureOfExperts);
+        x = block(x, w, rotary, norm, parts.attention, moe);
     }
 
     // Only the trailing `LogitRows` positions need logits: slice before the final norm and the
@@ -217,6 +223,7 @@ fn block(
     rotary: Rotary,
     norm: Norm,
     attention: &mut dyn Attention,
+    moe: Option<&mut dyn MixtureOfExperts>,
 ) -> GraphTensor<(Seq, Hidden)> {
     // self-attention
     let a = &w.attention;
@@ -235,5 +242,5 @@ fn block(
 
     // feed-forward
     let h = norm.rows(x, w.ffn_norm);
-    x + w.ffn.forward(h)
+    x + w.ffn.forward(h, moe)
 }

@@ -24,6 +24,10 @@ pub enum Dim {
     /// `kv_heads * head_dim`.
     KvDim,
     Ffn,
+    /// Experts per layer (mixture of experts).
+    Experts,
+    /// Inner width of one expert.
+    ExpertFfn,
 }
 
 /// The global tensors and their shapes.
@@ -47,12 +51,16 @@ pub enum LayerTensor {
     FfnGate,
     FfnUp,
     FfnDown,
+    FfnGateInp,
+    FfnGateExps,
+    FfnUpExps,
+    FfnDownExps,
 }
 
 use LayerTensor::*;
 
 /// Every per-layer tensor: its name (verbatim) and shape.
-const LAYER: [(LayerTensor, &str, &[Dim]); 11] = [
+const LAYER: [(LayerTensor, &str, &[Dim]); 15] = [
     (AttnNorm, "attn_norm", &[Dim::Hidden]),
     (AttnQ, "attn_q", &[Dim::QDim, Dim::Hidden]),
     (AttnK, "attn_k", &[Dim::KvDim, Dim::Hidden]),
@@ -64,6 +72,23 @@ const LAYER: [(LayerTensor, &str, &[Dim]); 11] = [
     (FfnGate, "ffn_gate", &[Dim::Ffn, Dim::Hidden]),
     (FfnUp, "ffn_up", &[Dim::Ffn, Dim::Hidden]),
     (FfnDown, "ffn_down", &[Dim::Hidden, Dim::Ffn]),
+    // Mixture of experts: the router, and every expert's matrices stacked (PyTorch order).
+    (FfnGateInp, "ffn_gate_inp", &[Dim::Experts, Dim::Hidden]),
+    (
+        FfnGateExps,
+        "ffn_gate_exps",
+        &[Dim::Experts, Dim::ExpertFfn, Dim::Hidden],
+    ),
+    (
+        FfnUpExps,
+        "ffn_up_exps",
+        &[Dim::Experts, Dim::ExpertFfn, Dim::Hidden],
+    ),
+    (
+        FfnDownExps,
+        "ffn_down_exps",
+        &[Dim::Experts, Dim::Hidden, Dim::ExpertFfn],
+    ),
 ];
 
 impl LayerTensor {
@@ -74,6 +99,9 @@ impl LayerTensor {
     ];
     /// The dense (SwiGLU) feed-forward half, its norm first.
     pub const DENSE_FFN: [LayerTensor; 4] = [FfnNorm, FfnGate, FfnUp, FfnDown];
+    /// The mixture-of-experts feed-forward half (architecture `qwen3moe`), its norm first.
+    pub const MOE_FFN: [LayerTensor; 5] =
+        [FfnNorm, FfnGateInp, FfnGateExps, FfnUpExps, FfnDownExps];
 
     fn row(self) -> &'static (LayerTensor, &'static str, &'static [Dim]) {
         LAYER
@@ -122,6 +150,8 @@ mod tests {
     fn names_are_llama_cpp_s() {
         assert_eq!(AttnQ.in_layer(3), "blk.3.attn_q.weight");
         assert_eq!(FfnDown.in_layer(0), "blk.0.ffn_down.weight");
+        assert_eq!(FfnGateExps.in_layer(5), "blk.5.ffn_gate_exps.weight");
+        assert_eq!(FfnGateInp.shape(), [Dim::Experts, Dim::Hidden]);
         assert_eq!(stem(TOKEN_EMBD), "token_embd");
         assert_eq!(stem(&AttnKNorm.in_layer(12)), "blk.12.attn_k_norm");
         assert_eq!(layer_of("blk.12.ffn_up.weight"), Some(12));
@@ -130,8 +160,15 @@ mod tests {
 
     #[test]
     fn every_layer_tensor_is_listed_once() {
-        let all: Vec<LayerTensor> =
-            [&LayerTensor::ATTENTION[..], &LayerTensor::DENSE_FFN[..]].concat();
+        let mut all: Vec<LayerTensor> = [
+            &LayerTensor::ATTENTION[..],
+            &LayerTensor::DENSE_FFN[..],
+            &LayerTensor::MOE_FFN[..],
+        ]
+        .concat();
+        // Both feed-forward halves start with the one norm.
+        all.sort_by_key(|t| t.name());
+        all.dedup();
         assert_eq!(all.len(), LAYER.len());
         for (i, (t, name, _)) in LAYER.iter().enumerate() {
             assert!(all.contains(t), "{name} is in no half of the block");

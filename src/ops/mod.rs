@@ -15,6 +15,7 @@ pub mod cached_attention;
 pub mod embedding;
 pub mod input;
 pub mod interruptible;
+pub mod moe_ffn;
 pub mod parallel;
 pub mod profile;
 pub mod rewrite;

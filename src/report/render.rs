@@ -137,6 +137,9 @@ fn features_section(out: &mut String, r: &RunReport) {
     let _ = writeln!(out, "simd       {}", f.simd);
     let _ = writeln!(out, "passes     {}", f.compiler_passes.join(" -> "));
     let _ = writeln!(out, "kv cache   {}", f.kv_cache);
+    if let Some(experts) = &f.experts {
+        let _ = writeln!(out, "experts    {experts}");
+    }
     let _ = writeln!(out, "graph      {} nodes", f.graph_nodes);
     for k in &f.kernels {
         let _ = writeln!(out, "kernel     {k}");

@@ -264,6 +264,44 @@ pub fn qwen3(d: Dims) -> Gguf {
     g
 }
 
+/// Experts per layer, experts per token and one expert's width of a synthetic Qwen3-MoE file.
+pub const TINY_MOE: (u64, u64, u64) = (4, 2, 24);
+
+/// A complete, valid Qwen3-MoE file of `d`'s attention shape: architecture `qwen3moe`, every key
+/// under the `qwen3moe.` prefix with the expert counts of `moe` (experts, used, expert width),
+/// and a router plus 3-D expert tensors in place of the dense feed-forward.
+pub fn qwen3moe(d: Dims, moe: (u64, u64, u64)) -> Gguf {
+    let (experts, used, width) = moe;
+    let mut g = qwen3(d);
+    for (key, value) in &mut g.kv {
+        if let Some(rest) = key.strip_prefix("qwen3.") {
+            *key = format!("qwen3moe.{rest}");
+        }
+        if key == "general.architecture" {
+            *value = V::s("qwen3moe");
+        }
+    }
+    g = g
+        .kv("qwen3moe.expert_count", V::U32(experts as u32))
+        .kv("qwen3moe.expert_used_count", V::U32(used as u32))
+        .kv("qwen3moe.expert_feed_forward_length", V::U32(width as u32));
+    g.tensors.retain(|t| {
+        !["ffn_gate.", "ffn_up.", "ffn_down."]
+            .iter()
+            .any(|s| t.name.contains(s))
+    });
+    let (f, h) = (GgmlType::F32, d.hidden);
+    for i in 0..d.layers {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        g = g
+            .tensor(T::new(&n("ffn_gate_inp"), f, &[experts, h]))
+            .tensor(T::new(&n("ffn_gate_exps"), f, &[experts, width, h]))
+            .tensor(T::new(&n("ffn_up_exps"), f, &[experts, width, h]))
+            .tensor(T::new(&n("ffn_down_exps"), f, &[experts, h, width]));
+    }
+    g
+}
+
 impl Gguf {
     /// Replaces (or removes, with `None`) the value of `key`.
     pub fn set(mut self, key: &str, v: Option<V>) -> Self {

@@ -8,12 +8,14 @@
 pub mod buffers;
 pub mod fused_attention;
 pub mod fused_matmul;
+pub mod fused_moe;
 
 use std::sync::{Arc, Mutex};
 
 use luminal::prelude::*;
 
 use crate::cpu::matmul::Scratch;
+use crate::cpu::moe::MoeScratch;
 use crate::cpu::plans;
 use crate::cpu::pool::ThreadPool;
 use crate::cpu::KernelError;
@@ -23,6 +25,8 @@ pub struct Runtime {
     pub pool: ThreadPool,
     /// Quantized activations and dequantized rows, reused by every matmul (ops run one at a time).
     pub scratch: Mutex<Scratch>,
+    /// The mixture-of-experts ops' buffers (one layer runs at a time).
+    pub moe_scratch: Mutex<MoeScratch>,
     pub plans: plans::PlanBook,
     pub buffers: buffers::BufferPool,
 }
@@ -32,6 +36,7 @@ impl Runtime {
         Ok(Arc::new(Runtime {
             pool: ThreadPool::new(threads)?,
             scratch: Mutex::new(Scratch::default()),
+            moe_scratch: Mutex::new(MoeScratch::default()),
             plans: plans::PlanBook::load(threads),
             buffers: buffers::BufferPool::default(),
         }))
@@ -46,6 +51,9 @@ pub fn compiler(runtime: &Arc<Runtime>, rope_tables: [NodeIndex; 2]) -> impl Com
         fused_attention::FusedAttentionCompiler {
             runtime: runtime.clone(),
             rope_inputs: rope_tables,
+        },
+        fused_moe::FusedMoeCompiler {
+            runtime: runtime.clone(),
         },
         fused_matmul::FusedMatMulCompiler {
             runtime: runtime.clone(),
