@@ -398,7 +398,7 @@ fn unsupported_tensor_types_are_named() {
     ));
     assert_eq!(
         msg,
-        "unsupported tensor type IQ2_XS in 'blk.0.ffn_up.weight' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)"
+        "unsupported tensor type IQ2_XS in 'blk.0.ffn_up.weight' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)"
     );
     let norm = "blk.0.ffn_norm.weight";
     let g = qwen3(d).replace(norm, Some(T::new(norm, GgmlType::Q8_0, &[256])));
