@@ -213,6 +213,8 @@ def main():
                    help="sizes made in every --types (the others: Q8_0 only)")
     p.add_argument("--repeat", type=int, default=3, help="measured runs after the warm-up")
     p.add_argument("--standard-4b", action="store_true", help="also time standard mode on 4B")
+    p.add_argument("--bandwidth", type=float,
+                   help="read bandwidth in GB/s, as measured before (skips building and running the bench)")
     p.add_argument("--models-dir", default=str(ROOT / "target/bench-models"))
     p.add_argument("--make-tool")
     p.add_argument("--llama-dir", help="llama.cpp checkout/build (else $LLAMA_CPP_DIR or PATH)")
@@ -229,7 +231,7 @@ def main():
     run(["cargo", "build", "--release"], cwd=ROOT)
     binary = ROOT / "target/release/qwen"
     files = make_models(args, tool)
-    bw = bandwidth(args.threads)
+    bw = args.bandwidth or bandwidth(args.threads)
     lb = find_llama("llama-bench", args)
     if lb is None:
         log("bench: llama-bench not found: llama.cpp columns left empty")
