@@ -11,6 +11,7 @@ pub mod interrupt;
 pub mod load;
 pub mod model;
 pub mod ops;
+pub mod outfile;
 pub mod prompt;
 pub mod quant;
 pub mod report;
