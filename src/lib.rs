@@ -20,3 +20,4 @@ pub mod sampler;
 pub mod settings;
 pub mod text;
 pub mod timing;
+pub mod trace;
