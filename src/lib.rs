@@ -18,6 +18,7 @@ pub mod report;
 pub mod run;
 pub mod sampler;
 pub mod settings;
+pub mod sweep;
 pub mod text;
 pub mod timing;
 pub mod trace;
