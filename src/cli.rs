@@ -11,7 +11,11 @@ use crate::backend::{BackendChoice, Mode};
 use crate::sampler::SamplerConfig;
 use crate::settings::{
     ChatSettings, GenerationSettings, ModelSettings, PromptSource, ReportSettings, Settings,
+    SweepSettings,
 };
+
+/// `--ubatch` when not given, as llama.cpp's.
+const DEFAULT_UBATCH: usize = 512;
 
 /// Run Qwen3 GGUF models on luminal, streaming text and timing every decode step.
 #[derive(Debug, Parser)]
@@ -77,7 +81,7 @@ pub struct Args {
     #[arg(
         short,
         long,
-        conflicts_with_all = ["token_ids", "json", "repeat", "plot", "inspect"]
+        conflicts_with_all = ["token_ids", "json", "repeat", "plot", "inspect", "trace"]
     )]
     pub interactive: bool,
 
@@ -117,9 +121,32 @@ pub struct Args {
           value_parser = at_least_one)]
     pub repeat: u32,
 
-    /// Write a chart of per-token decode time (with mean and ±1 sd band) to this SVG file.
+    /// Write a chart of per-token decode time (with mean and ±1 sd band) to this SVG file; with
+    /// --sweep, a chart of prompt and decode speed against KV-cache depth.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+
+    /// Write the run's timeline as Chrome trace-event JSON (open it in Perfetto or
+    /// chrome://tracing): load, compile and kernel searches, every step, every op call, and each
+    /// --parallel pool thread's share of each op.
+    #[arg(long, value_name = "FILE.json")]
+    pub trace: Option<PathBuf>,
+
+    /// Prompt and decode speed against context depth (as ik_llama.cpp's sweep-bench): fill the
+    /// KV cache in chunks of --ubatch tokens up to MAX positions; at each depth 0, N, 2N, ...
+    /// time -t decode steps and the next chunk's prompt pass. Random tokens; no prompt needed.
+    #[arg(
+        long,
+        value_name = "MAX",
+        value_parser = at_least_one,
+        conflicts_with_all = ["prompt", "prompt_file", "token_ids", "chat", "system", "no_think",
+                              "interactive", "repeat", "kernel_timing", "stop", "ignore_eos"]
+    )]
+    pub sweep: Option<u32>,
+
+    /// Tokens per prompt chunk of --sweep, at least 1 (default: 512).
+    #[arg(long, value_name = "N", requires = "sweep", value_parser = at_least_one)]
+    pub ubatch: Option<u32>,
 
     #[command(flatten)]
     pub sampling: SamplingArgs,
@@ -191,7 +218,12 @@ impl Args {
                 repeat: self.repeat,
                 plot: self.plot,
                 hide_think: self.hide_think,
+                trace: self.trace,
             },
+            sweep: self.sweep.map(|max| SweepSettings {
+                max: max as usize,
+                ubatch: self.ubatch.map_or(DEFAULT_UBATCH, |n| n as usize),
+            }),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! end-of-sequence token ends generation without being kept or fed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -15,6 +15,7 @@ use crate::sampler::Sampler;
 use crate::settings::GenerationSettings;
 use crate::text::stream::{Decode, TextStreamer};
 use crate::timing::Samples;
+use crate::trace::{self, Category, Tracer};
 
 /// When to stop besides the token budget.
 #[derive(Debug, Clone, Default)]
@@ -87,6 +88,9 @@ pub struct Generation {
     pub prefill: Samples,
     /// One sample per decode step (per generated token).
     pub decode: Samples,
+    /// From the start of the prompt pass to the first token sampled (the prompt pass plus the
+    /// sampling of its logits); `None` when no token was sampled (interrupted before).
+    pub first_token: Option<Duration>,
     pub stop: StopReason,
     /// Per-node timings of the prompt pass and of the decode steps, when profiling.
     pub prefill_profile: Option<Vec<NodeRecord>>,
@@ -109,6 +113,8 @@ pub struct GenerateOptions<'a> {
     pub interrupt: Option<&'a AtomicBool>,
     /// Set when the stream the text goes to was found closed; checked before every step.
     pub output_closed: Option<&'a AtomicBool>,
+    /// Where each step goes as a span, when the run is traced.
+    pub trace: Option<&'a Tracer>,
 }
 
 /// Runs the prompt through `engine` (continuing after what its cache holds), then samples up to
@@ -128,6 +134,7 @@ where
     let mut prefill = Samples::new();
     let interrupted = || options.interrupt.is_some_and(|f| f.load(Ordering::Relaxed));
     let start = Instant::now();
+    let position = engine.position();
     // A Ctrl-C before or during the prompt pass (between two of its ops): nothing generated.
     let first = match interrupted() {
         true => Err(EngineError::Interrupted),
@@ -141,8 +148,19 @@ where
         }
         Err(e) => return Err(e.into()),
     };
-    prefill.record(start.elapsed());
+    let took = start.elapsed();
+    prefill.record(took);
+    if let Some(t) = options.trace {
+        t.span(
+            "prompt",
+            Category::Step,
+            start,
+            took,
+            step_args(prompt.len(), position),
+        );
+    }
     let prefill_profile = engine.take_profile();
+    let mut first_token = None;
 
     let mut out = Output::new(TextStreamer::new(decoder), &options.stop.stop_strings);
     let mut history: Vec<u32> = prompt.to_vec();
@@ -164,6 +182,9 @@ where
             break StopReason::OutputClosed;
         }
         let token = sampler.sample(&logits, &history);
+        if first_token.is_none() {
+            first_token = Some(start.elapsed());
+        }
         if options.stop.eos_ids.contains(&token) && !options.stop.ignore_eos {
             break StopReason::EndOfSequence { token };
         }
@@ -175,14 +196,26 @@ where
         if engine.position() >= engine.max_context() {
             break StopReason::ContextFull;
         }
-        let start = Instant::now();
+        let step_start = Instant::now();
+        let position = engine.position();
         logits = match engine.forward(&[token], Logits::Last) {
             Ok(logits) => logits,
             // Stopped between two ops: the token is shown but was not run, as at a stop string.
             Err(EngineError::Interrupted) => break StopReason::Interrupted,
             Err(e) => return Err(e.into()),
         };
-        decode.record(start.elapsed());
+        let took = step_start.elapsed();
+        decode.record(took);
+        if let Some(t) = options.trace {
+            let name = format!("decode {}", decode.len());
+            t.span(
+                name,
+                Category::Step,
+                step_start,
+                took,
+                step_args(1, position),
+            );
+        }
     };
     out.finish(sink)?;
     let decode_profile = engine.take_profile();
@@ -192,6 +225,7 @@ where
         text: out.text,
         prefill,
         decode,
+        first_token,
         stop,
         prefill_profile,
         decode_profile,
@@ -207,11 +241,17 @@ impl Generation {
             text: String::new(),
             prefill: Samples::new(),
             decode: Samples::new(),
+            first_token: None,
             stop: StopReason::Interrupted,
             prefill_profile: None,
             decode_profile: None,
         }
     }
+}
+
+/// A step span's arguments: the tokens it ran and the position of the first.
+pub fn step_args(n_tokens: usize, position: usize) -> serde_json::Map<String, serde_json::Value> {
+    trace::args([("n_tokens", n_tokens.into()), ("position", position.into())])
 }
 
 /// Streamed text with `--stop` strings: text that might begin a stop string is held back until it

@@ -4,6 +4,7 @@
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -57,6 +58,9 @@ pub enum PromptError {
 pub struct Prompt {
     pub ids: Vec<u32>,
     pub text: String,
+    /// Rendering the chat template and tokenizing (zero for `--token-ids`): the part of the
+    /// time to first token before the model runs.
+    pub encode_time: Duration,
 }
 
 /// The prompt text `source` gives, if any (token ids are no text); empty text is an error.
@@ -125,17 +129,23 @@ pub fn build(
         return Ok(Prompt {
             ids: ids.clone(),
             text: String::new(),
+            encode_time: Duration::ZERO,
         });
     }
     let mut text = read_text(source, false)?.ok_or(PromptError::Missing)?;
     let Some(tokenizer) = tokenizer else {
         return Err(PromptError::NoTokenizer);
     };
+    let start = Instant::now();
     if let Some(chat) = chat {
         text = chat.render(&[Message::user(text)])?;
     }
     let ids = encode(tokenizer, &text)?;
-    Ok(Prompt { ids, text })
+    Ok(Prompt {
+        ids,
+        text,
+        encode_time: start.elapsed(),
+    })
 }
 
 /// Token ids of prompt text; special-token text (`<|im_start|>`) is read as that token, as chat

@@ -19,6 +19,17 @@ pub struct Settings {
     pub interactive: bool,
     pub generation: GenerationSettings,
     pub report: ReportSettings,
+    /// `--sweep MAX`: prompt and decode speed against KV-cache depth instead of one generation.
+    pub sweep: Option<SweepSettings>,
+}
+
+/// `--sweep MAX --ubatch N`, as ik_llama.cpp's sweep-bench: fill the KV cache in chunks of
+/// `ubatch` tokens up to `max`; at each depth `0, N, 2N, ...` time `-t` decode steps (then drop
+/// them from the cache) and the next chunk's prompt pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepSettings {
+    pub max: usize,
+    pub ubatch: usize,
 }
 
 /// Which model runs where, and how it is compiled.
@@ -81,4 +92,6 @@ pub struct ReportSettings {
     pub plot: Option<PathBuf>,
     /// Leave the model's reasoning out of the printed text.
     pub hide_think: bool,
+    /// Where to write the Chrome trace-event timeline (`--trace`).
+    pub trace: Option<PathBuf>,
 }

@@ -9,8 +9,8 @@
 //! - Throughput is computed per sample (`ts_i = n_tokens·1e9 / ns_i`), then averaged: `avg_ts` is the
 //!   mean of the per-sample rates and `stddev_ts` their sample standard deviation. This is not
 //!   `1e9 / avg_ns` (the mean of rates differs from the rate of the mean when samples vary).
-//! - Warm-up: by default the first decode step is excluded from the statistics and reported on its own
-//!   as `warmup_ns` (see [`WarmupPolicy`]).
+//! - The first decode step: counted like every other (see [`WarmupPolicy`]); the report shows the
+//!   first 10 step times on their own, so a slow first step is visible rather than hidden.
 
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -185,16 +185,18 @@ impl Throughput {
 
 /// Whether the first decode step counts in the statistics.
 ///
-/// The first step after prefill often pays one-off costs (cold caches, lazy allocation), so by default
-/// it is excluded and reported on its own. With a single step there is nothing else to report, so that
-/// step is counted and the report says so ([`PhaseTiming::warmup_excluded`] is false).
+/// The first step after prefill can pay one-off costs (cold caches, lazy allocation). The product
+/// wants per-token timing of the first tokens visible, so by default every step counts (the report
+/// lists the first 10 step times and says the first is included); `ExcludeFirst` leaves it out and
+/// reports it as `warmup_ns`. With a single step there is nothing else to report, so that step is
+/// counted either way ([`PhaseTiming::warmup_excluded`] is false).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarmupPolicy {
     /// The first step is left out of the statistics and reported as `warmup_ns`.
-    #[default]
     ExcludeFirst,
-    /// Every step counts.
+    /// Every step counts, the first included.
+    #[default]
     IncludeAll,
 }
 
@@ -414,10 +416,9 @@ mod tests {
     }
 
     #[test]
-    fn warmup_excluded_by_default_and_reported() {
-        assert_eq!(WarmupPolicy::default(), WarmupPolicy::ExcludeFirst);
+    fn warmup_excluded_when_asked_and_reported() {
         let samples = Samples::from(vec![50 * MS, 2 * MS, 4 * MS]);
-        let d = PhaseTiming::decode(&samples, WarmupPolicy::default()).unwrap();
+        let d = PhaseTiming::decode(&samples, WarmupPolicy::ExcludeFirst).unwrap();
         assert!(d.warmup_excluded);
         assert_eq!(d.warmup_ns, Some(50 * MS));
         assert_eq!(d.samples_ns, vec![2 * MS, 4 * MS]);
@@ -426,9 +427,10 @@ mod tests {
     }
 
     #[test]
-    fn warmup_included_when_asked() {
+    fn every_step_counts_by_default() {
+        assert_eq!(WarmupPolicy::default(), WarmupPolicy::IncludeAll);
         let samples = Samples::from(vec![50 * MS, 2 * MS, 4 * MS]);
-        let d = PhaseTiming::decode(&samples, WarmupPolicy::IncludeAll).unwrap();
+        let d = PhaseTiming::decode(&samples, WarmupPolicy::default()).unwrap();
         assert!(!d.warmup_excluded && d.warmup_ns.is_none());
         assert_eq!((d.n, d.max_ns), (3, 50 * MS));
     }

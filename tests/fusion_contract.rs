@@ -68,6 +68,7 @@ fn compiled_ops(model: &str) -> (Vec<(String, String)>, usize) {
         mode: Mode::Parallel { threads: 2 },
         max_context: 32,
         profile: false,
+        trace: None,
     };
     let engine = Engine::new(&file, &config, options).unwrap();
     (engine.graph_ops(), config.layers)

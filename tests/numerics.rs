@@ -102,6 +102,7 @@ fn teacher_forced(model: &str, reference: &str, mode: Mode) {
         mode,
         max_context: 256,
         profile: false,
+        trace: None,
     };
     let mut engine = Engine::new(&file, &config, options).unwrap();
     let vocab = config.vocab;
@@ -197,6 +198,7 @@ fn greedy(model: &str, mode: Mode, prompt: &[u32], steps: usize) -> Vec<u32> {
         mode,
         max_context: 256,
         profile: false,
+        trace: None,
     };
     let mut engine = Engine::new(&file, &config, options).unwrap();
     let argmax = |l: &[f32]| (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
@@ -283,6 +285,7 @@ fn parallel_quantized(model: &str) {
         mode: Mode::Parallel { threads: 2 },
         max_context: 256,
         profile: false,
+        trace: None,
     };
     let mut engine = Engine::new(&file, &config, options).unwrap();
     let mut rows: Vec<(Vec<f32>, &Value, &Value)> = vec![];

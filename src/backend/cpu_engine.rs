@@ -15,7 +15,8 @@ use crate::gguf::GgufFile;
 use crate::model::config::Qwen3Config;
 use crate::model::dims::{self, LogitRows, Vocab};
 use crate::model::rotary::{rope_tables, Rotary};
-use crate::model::tensors::stem;
+use crate::model::tensors::{self, stem};
+use crate::ops::instrument::{self, Instruments, NodeName};
 use crate::ops::parallel::Runtime;
 use crate::ops::{self, profile::NodeRecord, profile::ProfileBook};
 
@@ -68,7 +69,7 @@ impl Engine {
                 None
             }
             Mode::Parallel { threads } => {
-                let runtime = Runtime::new(threads)?;
+                let runtime = Runtime::new(threads, options.trace.as_ref())?;
                 cx.compile(ops::parallel::compiler(&runtime, rope_tables), ids);
                 Some(runtime)
             }
@@ -80,13 +81,20 @@ impl Engine {
             .into_iter()
             .map(|(name, node)| (node, stem(&name).to_string()))
             .collect();
-        // Before the profiler: its timings then include the (one load) check.
-        ops::interruptible::install(&mut cx);
-        let profile = options.profile.then(|| {
-            ops::profile::install(&mut cx, |g, node, kind| {
-                node_label(g, node, kind, &weight_names)
+        let instruments = Instruments {
+            profile: options.profile,
+            trace: options.trace.clone(),
+        };
+        let profile = if instruments.any() {
+            instrument::install(&mut cx, &instruments, |g, node, kind| {
+                node_name(g, node, kind, &weight_names)
             })
-        });
+        } else {
+            None
+        };
+        // Outside the timing decorators: they look up each op's cost model on the op itself,
+        // and the Ctrl-C check (one load) stays out of the kernels' times.
+        ops::interruptible::install(&mut cx);
         Ok(Self {
             cx,
             inputs,
@@ -124,7 +132,7 @@ impl Engine {
                     return None;
                 }
                 let kind = ops::profile::kind_name(&format!("{op:?}"));
-                let label = node_label(graph, node, &kind, &self.weight_names);
+                let label = node_name(graph, node, &kind, &self.weight_names).label;
                 Some((kind, label))
             })
             .collect()
@@ -281,23 +289,38 @@ impl Runner for Engine {
     }
 }
 
-/// Names a node for the kernel profile by the weights it reads: `WeightMatMul blk.3.ffn_down`,
-/// `FusedAttention blk.3`; nodes that read no weight get their index.
-fn node_label(
+/// Names a node for the kernel profile and the trace by the weights it reads:
+/// `WeightMatMul blk.3.ffn_down`, `FusedAttention blk.3`; nodes that read no weight get their
+/// index. The LM head (the op that multiplies by `output`, or by `token_embd` when the
+/// embeddings are tied) is named for what it is, whatever else it reads (the final norm when
+/// fused): kind `LM head: <op>`, label `LM head (output_norm, output)`.
+fn node_name(
     graph: &Graph,
     node: NodeIndex,
     kind: &str,
     names: &HashMap<NodeIndex, String>,
-) -> String {
-    let weights: Vec<&String> = graph
+) -> NodeName {
+    let weights: Vec<String> = graph
         .get_sources(node)
         .iter()
-        .filter_map(|(src, _, _)| names.get(src))
+        .filter_map(|(src, _, _)| names.get(src).cloned())
         .collect();
     let layer = |name: &str| name.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
-    match &weights[..] {
-        [] => format!("{kind} #{}", node.index()),
-        [one] => format!("{kind} {one}"),
-        [first, ..] => format!("{kind} {}", layer(first)),
+    let head = weights.iter().any(|w| {
+        w == stem(tensors::OUTPUT) || (w == stem(tensors::TOKEN_EMBD) && kind != "Embedding")
+    });
+    let (kind, label) = match &weights[..] {
+        _ if head => (
+            format!("LM head: {kind}"),
+            format!("LM head ({})", weights.join(", ")),
+        ),
+        [] => (kind.to_string(), format!("{kind} #{}", node.index())),
+        [one] => (kind.to_string(), format!("{kind} {one}")),
+        [first, ..] => (kind.to_string(), format!("{kind} {}", layer(first))),
+    };
+    NodeName {
+        kind,
+        label,
+        weights,
     }
 }

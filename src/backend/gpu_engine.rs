@@ -235,6 +235,10 @@ impl<D: Device> Runner for GpuEngine<D> {
         self.position
     }
 
+    fn can_cut_cache(&self) -> bool {
+        false
+    }
+
     fn compile_time(&self) -> Duration {
         self.compile_time
     }

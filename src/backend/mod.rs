@@ -31,8 +31,11 @@ compile_error!(
 
 pub use runner::{check_step, EngineError, Features, Logits, Runner};
 
+use std::sync::Arc;
+
 use crate::gguf::GgufFile;
 use crate::model::config::Qwen3Config;
+use crate::trace::Tracer;
 
 use cpu_engine::Engine;
 use device::{GpuError, Precision};
@@ -66,6 +69,9 @@ pub struct EngineOptions {
     pub max_context: usize,
     /// Wrap every op in a timing decorator (for `--kernel-timing`; CPU only).
     pub profile: bool,
+    /// Record the op calls, the pool threads' shares and the kernel searches (`--trace`; op
+    /// spans on the CPU only).
+    pub trace: Option<Arc<Tracer>>,
 }
 
 /// Where the model runs (`--backend`).

@@ -25,6 +25,11 @@ pub trait Runner {
     /// Keeps at most the first `len` positions of the KV cache; returns how many were kept
     /// (a backend that cannot cut its cache starts over and returns 0).
     fn truncate(&mut self, len: usize) -> usize;
+    /// Whether [`Runner::truncate`] keeps any prefix (a backend whose cache only grows starts
+    /// over instead).
+    fn can_cut_cache(&self) -> bool {
+        true
+    }
     fn compile_time(&self) -> Duration;
     fn features(&self) -> Features;
     /// Per-node timings since the last call, when the engine profiles (CPU only).

@@ -6,11 +6,13 @@
 //!   family and ISA are in [`dot`]; SIMD paths chosen at run time ([`CpuFeatures`]),
 //!   multi-threaded on a persistent [`ThreadPool`]. Block geometry and the list of supported
 //!   types are `crate::quant`'s.
-//! - [`plans`] searches and caches the fastest matmul plan per job ([`tune`] times candidates).
+//! - [`plans`] searches and caches the fastest matmul plan per job ([`tune`] times candidates);
+//!   [`bandwidth`] measures (and caches) the memory read bandwidth the roofline compares with.
 //! - [`ggml_math`] reproduces ggml's summation orders and `exp` for the standard path's exact
 //!   numerics; [`kv_simd`] holds the parallel attention's loops over the f16 KV cache.
 //! - [`moe`] runs a mixture-of-experts layer's router and routed experts on the same kernels.
 
+pub mod bandwidth;
 pub mod dot;
 pub mod error;
 pub mod features;

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,7 @@ use crate::cpu::matmul::{matmul_multi, MatmulPlan, Scratch, WeightMatrix};
 use crate::cpu::pool::ThreadPool;
 use crate::cpu::synth::{random_input, Rng};
 use crate::cpu::tune;
+use crate::trace::{self, Category, Tracer};
 
 /// Tokens a batch (prompt) plan is timed with.
 pub const BATCH_TOKENS: usize = 64;
@@ -74,6 +75,8 @@ pub struct PlanBook {
     used: Mutex<BTreeMap<String, Choice>>,
     /// False: every job keeps its default plan (`QWEN_PLAN_SEARCH=off`).
     search: bool,
+    /// Where each search is recorded as a span, when the run is traced.
+    trace: Option<Arc<Tracer>>,
 }
 
 impl PlanBook {
@@ -103,7 +106,13 @@ impl PlanBook {
             cached,
             used: Mutex::new(BTreeMap::new()),
             search: std::env::var("QWEN_PLAN_SEARCH").map_or(true, |v| v != "off"),
+            trace: None,
         }
+    }
+
+    /// Records every search in `trace` (a span named after the job), when given.
+    pub fn traced(self, trace: Option<Arc<Tracer>>) -> Self {
+        PlanBook { trace, ..self }
     }
 
     /// The plan for `ws` with `n_tokens` tokens (1: decode, more: batch), searched now unless
@@ -120,7 +129,7 @@ impl PlanBook {
                 from_cache: true,
                 ..c.clone()
             },
-            _ => self.search(pool, ws, n_tokens),
+            _ => self.traced_search(pool, ws, n_tokens, &key),
         };
         if let Ok(mut used) = self.used.lock() {
             used.insert(key, choice.clone());
@@ -149,6 +158,28 @@ impl PlanBook {
         cpu_features().supports(c.plan.isa)
             && c.micros.is_none_or(|us| us.is_finite() && us >= 0.0)
             && self.candidates(ws, n_tokens).contains(&c.plan)
+    }
+
+    fn traced_search(
+        &self,
+        pool: &ThreadPool,
+        ws: &[WeightMatrix<'_>],
+        n_tokens: usize,
+        key: &str,
+    ) -> Choice {
+        let start = Instant::now();
+        let choice = self.search(pool, ws, n_tokens);
+        if let Some(tracer) = &self.trace {
+            let args = trace::args([
+                ("job", key.into()),
+                ("candidates", choice.candidates.into()),
+                ("chosen", choice.plan.describe().into()),
+                ("us_per_call", choice.micros.into()),
+            ]);
+            let name = format!("kernel search {key}");
+            tracer.span(name, Category::Search, start, start.elapsed(), args);
+        }
+        choice
     }
 
     fn search(&self, pool: &ThreadPool, ws: &[WeightMatrix<'_>], n_tokens: usize) -> Choice {
@@ -376,7 +407,8 @@ fn job_key(ws: &[WeightMatrix<'_>], n_tokens: usize) -> String {
 const KERNELS_VERSION: u32 = 3;
 
 /// CPU model, SIMD path and threads: a plan timed elsewhere says nothing about this machine.
-fn machine_key(threads: usize) -> String {
+/// (The read-bandwidth cache keys its figures the same way.)
+pub(crate) fn machine_key(threads: usize) -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -390,6 +422,11 @@ fn machine_key(threads: usize) -> String {
         "{model} | {} | {threads} threads | kernels v{KERNELS_VERSION}",
         cpu_features().best()
     )
+}
+
+/// The folder of the per-machine caches (plans, read bandwidth), if caching is on.
+pub(crate) fn cache_dir() -> Option<PathBuf> {
+    cache_path()?.parent().map(PathBuf::from)
 }
 
 /// `$XDG_CACHE_HOME/qwen-luminal/plans.json`, else `$HOME/.cache/...`; a relative or empty
@@ -474,6 +511,7 @@ mod tests {
             cached: BTreeMap::new(),
             used: Mutex::new(BTreeMap::new()),
             search: true,
+            trace: None,
         };
         let decode = book.choose(&pool, &[w], 1);
         assert!(decode.candidates > 1 && decode.micros.is_some());
@@ -500,6 +538,7 @@ mod tests {
             cached,
             used: Mutex::new(BTreeMap::new()),
             search: false,
+            trace: None,
         };
         for n in [1, 7] {
             let c = book.choose(&pool, &[w], n);
@@ -530,6 +569,7 @@ mod tests {
             cached,
             used: Mutex::new(BTreeMap::new()),
             search: true,
+            trace: None,
         }
     }
 
@@ -649,6 +689,7 @@ mod tests {
                         cached: BTreeMap::new(),
                         used: Mutex::new(used),
                         search: true,
+                        trace: None,
                     }
                 })
                 .collect();
@@ -696,6 +737,7 @@ mod tests {
             cached,
             used: Mutex::new(BTreeMap::new()),
             search: true,
+            trace: None,
         };
         let c = book.choose(&pool, &[w], 5);
         assert!(c.from_cache);

@@ -6,6 +6,10 @@
 //! thread claims them too, so a worker the OS has descheduled delays nobody (its share is
 //! taken by whoever runs), and the caller waits only for indices already started.
 //! (benches/matmul.rs compares the per-call overhead with rayon's.)
+//!
+//! For `--trace`, a pool built with [`ThreadPool::traced`] records each thread's share of each
+//! job (first claimed index to the end of its last) on that thread's own lane; a pool built
+//! without lanes takes the same path as ever, with no clock read.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -15,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::error::KernelError;
+use crate::trace::{PoolLanes, Tracer};
 
 type Job = dyn Fn(usize) + Sync;
 
@@ -39,6 +44,8 @@ struct Shared {
     lock: Mutex<()>,
     wake: Condvar,
     spin: Duration,
+    /// Set for a traced pool: where each thread records its shares.
+    lanes: Option<Arc<PoolLanes>>,
 }
 
 // SAFETY: `job` is written only by the thread in `run`, before it publishes the epoch's job
@@ -65,16 +72,43 @@ impl Shared {
         }
     }
 
-    /// Runs claimed indices of `epoch` until none is left.
-    fn work(&self, epoch: u64) {
-        while let Some(i) = self.claim(epoch) {
-            // SAFETY: published before the epoch's word; see `Shared`.
-            if let Some(job) = unsafe { *self.job.get() } {
-                if catch_unwind(AssertUnwindSafe(|| job(i))).is_err() {
-                    self.panicked.store(true, Ordering::Relaxed);
+    /// Runs claimed indices of `epoch` until none is left; `thread` is the caller's index in
+    /// the pool (0: the thread that called `run`).
+    fn work(&self, epoch: u64, thread: usize) {
+        match &self.lanes {
+            None => {
+                while let Some(i) = self.claim(epoch) {
+                    self.run_index(i);
+                    self.done.fetch_add(1, Ordering::Release);
                 }
             }
+            Some(lanes) => self.work_traced(epoch, thread, lanes),
+        }
+    }
+
+    /// As `work`, recording the share. Its end is read before the last index is counted done,
+    /// so that it falls inside the job's `run` call (which returns once all are done).
+    fn work_traced(&self, epoch: u64, thread: usize, lanes: &PoolLanes) {
+        let start = Instant::now();
+        let mut end = start;
+        let mut jobs = 0u32;
+        while let Some(i) = self.claim(epoch) {
+            self.run_index(i);
+            end = Instant::now();
+            jobs += 1;
             self.done.fetch_add(1, Ordering::Release);
+        }
+        if jobs > 0 {
+            lanes.record(thread, start, end, jobs);
+        }
+    }
+
+    fn run_index(&self, i: usize) {
+        // SAFETY: published before the epoch's word; see `Shared`.
+        if let Some(job) = unsafe { *self.job.get() } {
+            if catch_unwind(AssertUnwindSafe(|| job(i))).is_err() {
+                self.panicked.store(true, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -92,8 +126,22 @@ impl ThreadPool {
         Self::with_spin(n_threads, Duration::from_micros(500))
     }
 
+    /// As [`ThreadPool::new`], recording each thread's share of each job in `tracer`.
+    pub fn traced(n_threads: usize, tracer: &Tracer) -> Result<Self, KernelError> {
+        let lanes = tracer.pool_lanes(n_threads.clamp(1, 1 << 15));
+        Self::build(n_threads, Duration::from_micros(500), Some(lanes))
+    }
+
     /// As [`ThreadPool::new`], with the time idle workers spin before parking.
     pub fn with_spin(n_threads: usize, spin: Duration) -> Result<Self, KernelError> {
+        Self::build(n_threads, spin, None)
+    }
+
+    fn build(
+        n_threads: usize,
+        spin: Duration,
+        lanes: Option<Arc<PoolLanes>>,
+    ) -> Result<Self, KernelError> {
         let shared = Arc::new(Shared {
             state: AtomicU64::new(0),
             job: UnsafeCell::new(None),
@@ -104,6 +152,7 @@ impl ThreadPool {
             lock: Mutex::new(()),
             wake: Condvar::new(),
             spin,
+            lanes,
         });
         let mut pool = ThreadPool {
             shared,
@@ -114,7 +163,7 @@ impl ThreadPool {
             let shared = Arc::clone(&pool.shared);
             let handle = std::thread::Builder::new()
                 .name(format!("qwen-kernel-{index}"))
-                .spawn(move || worker(&shared))
+                .spawn(move || worker(&shared, index))
                 .map_err(|e| KernelError::Spawn(e.to_string()))?;
             pool.workers.push(handle);
         }
@@ -153,7 +202,7 @@ impl ThreadPool {
             let _l = s.lock.lock().unwrap_or_else(|p| p.into_inner());
             s.wake.notify_all();
         }
-        s.work(epoch);
+        s.work(epoch, 0);
         wait_done(s, n);
         unsafe { *s.job.get() = None };
         if s.panicked.swap(false, Ordering::Relaxed) {
@@ -175,14 +224,14 @@ fn wait_done(s: &Shared, n: usize) {
     }
 }
 
-fn worker(s: &Shared) {
+fn worker(s: &Shared, index: usize) {
     let mut seen = 0u64;
     loop {
         seen = match wait_epoch(s, seen) {
             Some(e) => e,
             None => return,
         };
-        s.work(seen);
+        s.work(seen, index);
     }
 }
 
@@ -224,6 +273,34 @@ impl Drop for ThreadPool {
             let _ = w.join();
         }
     }
+}
+
+/// What tracing adds to one `run` of `n_threads` threads, in ns: a no-op job timed on a plain
+/// and on a traced pool, many times each, best of a few rounds (the machine may be busy).
+pub fn trace_overhead_per_job_ns(n_threads: usize) -> f64 {
+    const CALLS: u32 = 5_000;
+    let tracer = Tracer::new();
+    let (Ok(plain), Ok(traced)) = (
+        ThreadPool::new(n_threads),
+        ThreadPool::traced(n_threads, &tracer),
+    ) else {
+        return 0.0;
+    };
+    let time = |pool: &ThreadPool| {
+        let start = Instant::now();
+        for _ in 0..CALLS {
+            pool.run(n_threads, |i| {
+                std::hint::black_box(i);
+            });
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+    };
+    let (mut best_plain, mut best_traced) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..5 {
+        best_plain = best_plain.min(time(&plain));
+        best_traced = best_traced.min(time(&traced));
+    }
+    (best_traced - best_plain).max(0.0)
 }
 
 #[cfg(test)]
@@ -284,6 +361,31 @@ mod tests {
             });
         });
         assert_eq!(count.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn a_traced_pool_records_each_share_inside_its_run() {
+        let tracer = Tracer::new();
+        let pool = ThreadPool::traced(2, &tracer).unwrap();
+        let mut calls = vec![];
+        for _ in 0..50 {
+            let start = Instant::now();
+            pool.run(2, |_| {
+                std::hint::black_box((0..1000).sum::<u64>());
+            });
+            calls.push((tracer.ns(start), tracer.ns(Instant::now())));
+        }
+        let lanes = &tracer.pools()[0];
+        let shares: Vec<_> = (0..2).flat_map(|t| lanes.shares(t)).collect();
+        // Every index ran on some thread: 2 jobs per call.
+        assert_eq!(shares.iter().map(|s| s.jobs).sum::<u32>(), 100);
+        for s in &shares {
+            assert!(s.start_ns <= s.end_ns);
+            assert!(
+                calls.iter().any(|&(a, b)| a <= s.start_ns && s.end_ns <= b),
+                "share {s:?} outside every run call"
+            );
+        }
     }
 
     #[test]

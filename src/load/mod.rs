@@ -46,8 +46,9 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
     let model = &settings.model;
     let file = GgufFile::open(resolve::model(&model.path)?)?;
     let config = Qwen3Config::from_gguf(&file)?;
-    let need = match settings.prompt {
-        PromptSource::TokenIds(_) => Need::Optional,
+    // A sweep runs random ids: it needs no tokenizer either.
+    let need = match (&settings.prompt, &settings.sweep) {
+        (PromptSource::TokenIds(_), _) | (_, Some(_)) => Need::Optional,
         _ => Need::Required,
     };
     let tokenizer = resolve::tokenizer(model.tokenizer.as_deref(), &file, &config, need)?;

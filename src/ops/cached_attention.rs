@@ -19,6 +19,7 @@ use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 use thiserror::Error;
 
+use super::cost::{self, Cost, OpCost};
 use super::input::{contiguous, f32_data};
 use crate::cpu::ggml_math::{self, LANES};
 use crate::cpu::kv_simd;
@@ -423,6 +424,24 @@ impl Operator for CachedAttention {
         attend_all(&self.cache, &q, start, batch, &mut scratch, &mut out);
         vec![Tensor::new(out)]
     }
+}
+
+impl OpCost for CachedAttention {
+    /// q, k, v and the positions, and the cache over every attended position.
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        let (start, seq) = attention_span(inp, 3);
+        (0..4)
+            .map(|i| cost::input_activations(inp, i))
+            .sum::<Cost>()
+            + cost::attention(&self.cache.shape, start, seq)
+    }
+}
+
+/// The first position and the token count of an attention call, from its `positions` input.
+pub fn attention_span(inp: &[(InputTensor, ShapeTracker)], positions: usize) -> (u64, u64) {
+    let p = inp.get(positions).and_then(|(t, _)| f32_data(t));
+    let start = p.and_then(|p| p.first()).map_or(0, |&v| v as u64);
+    (start, p.map_or(0, |p| p.len() as u64))
 }
 
 ggml_math::fma_dispatch! {

@@ -7,6 +7,7 @@
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
+use super::cost::{self, Cost, OpCost};
 use super::input::f32_data;
 use super::weight::as_weight;
 
@@ -29,6 +30,21 @@ impl Operator for Embedding {
             }
         }
         vec![Tensor::new(out)]
+    }
+}
+
+impl OpCost for Embedding {
+    /// The ids and one encoded table row per token.
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        let tokens = inp.first().map_or(0, |(_, t)| cost::read_len(t));
+        let row = inp
+            .get(1)
+            .and_then(|(t, _)| as_weight(t))
+            .map_or(0, |w| w.row_bytes() as u64);
+        Cost {
+            weight_bytes: tokens * row,
+            ..Cost::activations(tokens)
+        }
     }
 }
 

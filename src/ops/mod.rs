@@ -12,8 +12,10 @@
 //! what the rest of it does for this graph.
 
 pub mod cached_attention;
+pub mod cost;
 pub mod embedding;
 pub mod input;
+pub mod instrument;
 pub mod interruptible;
 pub mod moe_ffn;
 pub mod parallel;

@@ -19,6 +19,7 @@
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
+use super::cost::{self, Cost, OpCost};
 use super::input::{contiguous, f32_data};
 use super::swiglu::swiglu_row;
 use super::weight::{as_weight, WeightData};
@@ -64,6 +65,62 @@ impl Operator for MoeExperts {
         let routing = Routing::from_rows(rows, self.used, self.experts);
         vec![Tensor::new(experts_exact(&w, &routing, &h))]
     }
+}
+
+impl OpCost for MoeRouter {
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        router_cost(inp)
+    }
+}
+
+impl OpCost for MoeExperts {
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        experts_cost(inp, self.experts, self.used)
+    }
+}
+
+/// The router `[experts, hidden]` read whole and multiplied by every token of `h` (input 0,
+/// input 1 the router); the softmax and top-k are not counted (a few operations per expert).
+pub fn router_cost(inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+    let Some(router) = inp.get(1).and_then(|(t, _)| as_weight(t)) else {
+        return Cost::default();
+    };
+    let x = inp.first().map_or(0, |(_, t)| cost::read_len(t));
+    Cost::matmul(router, x / router.cols.max(1) as u64) + Cost::activations(x)
+}
+
+/// The experts' feed-forward under the routing it is given (input 1): the routed experts' slices
+/// of gate, up and down (inputs 2..=4) once per call each, however many tokens share an expert
+/// (as a batch grouped by expert reads them), and per (token, slot) pair the three matmuls,
+/// SwiGLU and the weighted add; activations: `h`, the routing and a folded-in residual.
+pub fn experts_cost(inp: &[(InputTensor, ShapeTracker)], experts: usize, used: usize) -> Cost {
+    let weight = |i: usize| inp.get(i).and_then(|(t, _)| as_weight(t));
+    let (Some(gate), Some(up), Some(down)) = (weight(2), weight(3), weight(4)) else {
+        return Cost::default();
+    };
+    let Some(rows) = inp.get(1).and_then(|(t, _)| f32_data(t)) else {
+        return Cost::default();
+    };
+    let routing = Routing::from_rows(rows, used, experts);
+    let mut routed = routing.experts.clone();
+    routed.sort_unstable();
+    routed.dedup();
+    let slice_bytes = |w: &WeightData| (w.bytes().len() / experts.max(1)) as u64;
+    let weight_bytes =
+        routed.len() as u64 * (slice_bytes(gate) + slice_bytes(up) + slice_bytes(down));
+    let (ffn, hidden) = ((gate.rows / experts.max(1)) as u64, gate.cols as u64);
+    let pairs = routing.experts.len() as u64;
+    // Three matmuls of ffn x hidden (2 per multiply-add), SwiGLU (~5 per element), weight and add.
+    let flops = pairs * (3 * 2 * ffn * hidden + 5 * ffn + 2 * hidden);
+    let activations = (0..inp.len())
+        .filter(|&i| i < 2 || i > 4)
+        .map(|i| cost::input_activations(inp, i))
+        .sum::<Cost>();
+    Cost {
+        weight_bytes,
+        flops,
+        ..Cost::default()
+    } + activations
 }
 
 /// Adds the router of `h` to the graph: the routing `[seq, 2 used]`.

@@ -1,108 +1,41 @@
-//! Per-kernel profiling: a decorator op that times the op it wraps.
-//!
-//! Installed only with `--kernel-timing`, after compilation (passes match on concrete op types),
-//! so the normal path pays nothing. Every graph node gets its own record; the report groups them
-//! by operator kind and also lists the slowest individual nodes.
+//! Per-kernel profile: what the timing decorators (`instrument`) record per graph node, and the
+//! profile the report shows: time per operator kind and for the slowest nodes, with the bytes
+//! read and arithmetic done (from each op's cost model, `cost`) as achieved GB/s and GFLOP/s.
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Instant;
 
-use luminal::op::{InputTensor, Operator};
-use luminal::prelude::*;
+use serde::Serialize;
+
+use super::cost::Cost;
 
 /// Time spent in one graph node, summed over the executions recorded.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeRecord {
-    /// The operator's kind, e.g. `WeightMatMul` or `StridedBinary`.
+    /// What the profile groups it under: the operator's kind (`WeightMatMul`,
+    /// `StridedBinary(Add)`), or its role where that says more (`LM head: WeightMatMul`).
     pub kind: String,
     /// What this node is, for a person: the kind and the weight it reads, or its node index.
     pub label: String,
     pub calls: u64,
     pub total_ns: u64,
+    /// Bytes read and arithmetic done over the calls, when the op has a cost model.
+    pub cost: Option<Cost>,
+}
+
+impl NodeRecord {
+    /// Adds one call of `ns` that cost `cost`.
+    pub fn add(&mut self, ns: u64, cost: Option<Cost>) {
+        self.calls += 1;
+        self.total_ns += ns;
+        if let Some(c) = cost {
+            *self.cost.get_or_insert_with(Cost::default) += c;
+        }
+    }
 }
 
 /// Records of every profiled node, shared between the decorators and the reader.
 pub type ProfileBook = Rc<RefCell<Vec<NodeRecord>>>;
-
-/// Times `inner` on every call and adds the duration to its record in the book.
-pub struct Profiled {
-    inner: Box<dyn Operator>,
-    slot: usize,
-    book: ProfileBook,
-}
-
-impl std::fmt::Debug for Profiled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
-impl PartialEq for Profiled {
-    fn eq(&self, _: &Self) -> bool {
-        false
-    }
-}
-
-impl Operator for Profiled {
-    fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
-        let start = Instant::now();
-        let out = self.inner.process(inp);
-        let ns = start.elapsed().as_nanos() as u64;
-        let mut book = self.book.borrow_mut();
-        let record = &mut book[self.slot];
-        record.calls += 1;
-        record.total_ns += ns;
-        out
-    }
-
-    fn custom(
-        &mut self,
-        key: &str,
-        input: Box<dyn std::any::Any>,
-    ) -> Option<Box<dyn std::any::Any>> {
-        self.inner.custom(key, input)
-    }
-}
-
-/// Wraps every operator of a compiled graph in a [`Profiled`] decorator and returns the book
-/// their timings go to. Weight and input loads are skipped: their data is set by the host.
-/// `label` names a node for the report.
-pub fn install(
-    graph: &mut Graph,
-    label: impl Fn(&Graph, NodeIndex, &str) -> String,
-) -> ProfileBook {
-    let book: ProfileBook = Rc::default();
-    let nodes: Vec<NodeIndex> = graph.graph.node_indices().collect();
-    for node in nodes {
-        let Some(op) = graph.graph.node_weight(node) else {
-            continue;
-        };
-        if op.as_any().is::<luminal::op::Function>() {
-            continue;
-        }
-        let kind = kind_name(&format!("{op:?}"));
-        let label = label(graph, node, &kind);
-        let slot = {
-            let mut b = book.borrow_mut();
-            b.push(NodeRecord {
-                kind,
-                label,
-                ..Default::default()
-            });
-            b.len() - 1
-        };
-        if let Some(op) = graph.graph.node_weight_mut(node) {
-            let inner = std::mem::replace(op, Box::new(Placeholder));
-            *op = Box::new(Profiled {
-                inner,
-                slot,
-                book: book.clone(),
-            });
-        }
-    }
-    book
-}
 
 /// The operator kind from its debug text: `SumReduce(2)` and `SumReduce(1)` are one kind.
 pub fn kind_name(debug: &str) -> String {
@@ -114,6 +47,123 @@ pub fn kind_name(debug: &str) -> String {
         }
         _ => head.to_string(),
     }
+}
+
+/// The records so far, with the counts then cleared (so the prompt pass and the decode steps
+/// can be reported apart).
+pub fn take(book: &ProfileBook) -> Vec<NodeRecord> {
+    let mut b = book.borrow_mut();
+    let records = b.clone();
+    for r in b.iter_mut() {
+        r.calls = 0;
+        r.total_ns = 0;
+        r.cost = None;
+    }
+    records
+}
+
+/// One line of a kernel profile: an operator kind or a single node, with its roofline figures
+/// (`None` for an op without a cost model).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KernelTime {
+    pub name: String,
+    pub calls: u64,
+    pub total_ns: u64,
+    /// Fraction of the phase's measured time (the sum of its step times).
+    pub share: f64,
+    #[serde(skip)]
+    cost: Option<Cost>,
+    /// Bytes read over all calls: weights in their stored type, KV cache, activations.
+    pub bytes_read: Option<u64>,
+    /// Of those, the weights' and the KV cache's.
+    pub weight_bytes: Option<u64>,
+    pub kv_bytes: Option<u64>,
+    /// Arithmetic operations over all calls (a multiply-add counts two).
+    pub flops: Option<u64>,
+    /// `bytes_read` over `total_ns`, in GB/s (10^9 bytes).
+    pub gb_per_s: Option<f64>,
+    /// `flops` over `total_ns`, in GFLOP/s.
+    pub gflop_per_s: Option<f64>,
+}
+
+impl KernelTime {
+    fn new(name: &str, r: &NodeRecord) -> Self {
+        KernelTime {
+            name: name.to_string(),
+            calls: r.calls,
+            total_ns: r.total_ns,
+            share: 0.0,
+            cost: r.cost,
+            bytes_read: None,
+            weight_bytes: None,
+            kv_bytes: None,
+            flops: None,
+            gb_per_s: None,
+            gflop_per_s: None,
+        }
+    }
+
+    /// Adds another node's calls; the cost stays known only while every part has one.
+    fn merge(&mut self, r: &NodeRecord) {
+        self.calls += r.calls;
+        self.total_ns += r.total_ns;
+        self.cost = match (self.cost, r.cost) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+    }
+}
+
+/// Time (and cost) per operator kind, slowest first.
+pub fn by_kind(records: &[NodeRecord], phase_ns: u64) -> Vec<KernelTime> {
+    let mut kinds: Vec<KernelTime> = Vec::new();
+    for r in records.iter().filter(|r| r.calls > 0) {
+        match kinds.iter_mut().find(|k| k.name == r.kind) {
+            Some(k) => k.merge(r),
+            None => kinds.push(KernelTime::new(&r.kind, r)),
+        }
+    }
+    finish(kinds, phase_ns)
+}
+
+/// The `n` slowest individual nodes.
+pub fn top_nodes(records: &[NodeRecord], n: usize, phase_ns: u64) -> Vec<KernelTime> {
+    let nodes = records
+        .iter()
+        .filter(|r| r.calls > 0)
+        .map(|r| KernelTime::new(&r.label, r))
+        .collect();
+    let mut nodes = finish(nodes, phase_ns);
+    nodes.truncate(n);
+    nodes
+}
+
+/// The cost of every call recorded, over the nodes that have a cost model.
+pub fn total_cost(records: &[NodeRecord]) -> Cost {
+    records.iter().filter_map(|r| r.cost).sum()
+}
+
+fn finish(mut lines: Vec<KernelTime>, phase_ns: u64) -> Vec<KernelTime> {
+    for l in &mut lines {
+        l.share = if phase_ns > 0 {
+            l.total_ns as f64 / phase_ns as f64
+        } else {
+            0.0
+        };
+        if let Some(c) = l.cost {
+            l.bytes_read = Some(c.bytes_read());
+            l.weight_bytes = Some(c.weight_bytes);
+            l.kv_bytes = Some(c.kv_bytes);
+            l.flops = Some(c.flops);
+            let seconds = l.total_ns as f64 / 1e9;
+            if seconds > 0.0 {
+                l.gb_per_s = Some(c.bytes_read() as f64 / seconds / 1e9);
+                l.gflop_per_s = Some(c.flops as f64 / seconds / 1e9);
+            }
+        }
+    }
+    lines.sort_by_key(|l| std::cmp::Reverse(l.total_ns));
+    lines
 }
 
 #[cfg(test)]
@@ -139,6 +189,7 @@ mod tests {
             label: label.into(),
             calls,
             total_ns,
+            cost: None,
         };
         let records = [
             rec("MatMul", "MatMul a", 2, 300),
@@ -161,125 +212,46 @@ mod tests {
     }
 
     #[test]
-    fn taking_the_book_clears_it() {
-        let book: ProfileBook = Rc::new(RefCell::new(vec![NodeRecord::default()]));
-        let mut op = Profiled {
-            inner: Box::new(Placeholder),
-            slot: 0,
-            book: book.clone(),
+    fn kinds_carry_bytes_and_rates_when_every_node_has_a_cost() {
+        let cost = |weight_bytes, flops| Cost {
+            weight_bytes,
+            kv_bytes: 10,
+            activation_bytes: 5,
+            flops,
         };
-        op.process(vec![]);
-        op.process(vec![]);
-        assert_eq!(take(&book)[0].calls, 2);
-        assert_eq!(take(&book)[0].calls, 0);
-    }
-}
-
-/// Stands in for an op while it is being moved into its decorator.
-#[derive(Debug, PartialEq)]
-struct Placeholder;
-
-impl Operator for Placeholder {
-    fn process(&mut self, _: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
-        vec![]
-    }
-}
-
-/// The records so far, with the counts then cleared (so the prompt pass and the decode steps
-/// can be reported apart).
-pub fn take(book: &ProfileBook) -> Vec<NodeRecord> {
-    let mut b = book.borrow_mut();
-    let records = b.clone();
-    for r in b.iter_mut() {
-        r.calls = 0;
-        r.total_ns = 0;
-    }
-    records
-}
-
-/// One line of a kernel profile: an operator kind or a single node.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct KernelTime {
-    pub name: String,
-    pub calls: u64,
-    pub total_ns: u64,
-    /// Fraction of the phase's measured time (the sum of its step times).
-    pub share: f64,
-}
-
-/// Time per operator kind, slowest first.
-pub fn by_kind(records: &[NodeRecord], phase_ns: u64) -> Vec<KernelTime> {
-    let mut kinds: Vec<KernelTime> = Vec::new();
-    for r in records.iter().filter(|r| r.calls > 0) {
-        match kinds.iter_mut().find(|k| k.name == r.kind) {
-            Some(k) => {
-                k.calls += r.calls;
-                k.total_ns += r.total_ns;
-            }
-            None => kinds.push(KernelTime {
-                name: r.kind.clone(),
-                calls: r.calls,
-                total_ns: r.total_ns,
-                share: 0.0,
-            }),
-        }
-    }
-    finish(kinds, phase_ns)
-}
-
-/// The `n` slowest individual nodes.
-pub fn top_nodes(records: &[NodeRecord], n: usize, phase_ns: u64) -> Vec<KernelTime> {
-    let nodes = records
-        .iter()
-        .filter(|r| r.calls > 0)
-        .map(|r| KernelTime {
-            name: r.label.clone(),
-            calls: r.calls,
-            total_ns: r.total_ns,
-            share: 0.0,
-        })
-        .collect();
-    let mut nodes = finish(nodes, phase_ns);
-    nodes.truncate(n);
-    nodes
-}
-
-fn finish(mut lines: Vec<KernelTime>, phase_ns: u64) -> Vec<KernelTime> {
-    for l in &mut lines {
-        l.share = if phase_ns > 0 {
-            l.total_ns as f64 / phase_ns as f64
-        } else {
-            0.0
+        let mut a = NodeRecord {
+            kind: "MatMul".into(),
+            label: "MatMul a".into(),
+            ..Default::default()
         };
+        a.add(1_000, Some(cost(985, 2_000)));
+        a.add(1_000, Some(cost(985, 2_000)));
+        let mut b = NodeRecord {
+            kind: "MatMul".into(),
+            label: "MatMul b".into(),
+            ..Default::default()
+        };
+        b.add(2_000, Some(cost(1985, 6_000)));
+        let mut c = NodeRecord {
+            kind: "Other".into(),
+            label: "Other c".into(),
+            ..Default::default()
+        };
+        c.add(500, None);
+        let records = [a, b, c];
+        let kinds = by_kind(&records, 10_000);
+        let m = &kinds[0];
+        assert_eq!((m.calls, m.total_ns), (3, 4_000));
+        // a's two calls of 1000 bytes each, b's one of 2000.
+        assert_eq!(m.bytes_read, Some(4000));
+        assert_eq!(m.weight_bytes, Some(2 * 985 + 1985));
+        assert_eq!(m.kv_bytes, Some(30));
+        assert_eq!(m.flops, Some(10_000));
+        // 4000 bytes in 4 us: 1 GB/s; 10^4 operations in 4 us: 2.5 GFLOP/s.
+        assert!((m.gb_per_s.unwrap() - 1.0).abs() < 1e-9);
+        assert!((m.gflop_per_s.unwrap() - 2.5).abs() < 1e-9);
+        let other = &kinds[1];
+        assert_eq!((other.bytes_read, other.gb_per_s), (None, None));
+        assert_eq!(total_cost(&records).bytes_read(), 4000);
     }
-    lines.sort_by_key(|l| std::cmp::Reverse(l.total_ns));
-    lines
-}
-
-/// The profiler's own cost per wrapped op call in ns: a no-op op timed bare and wrapped, many
-/// times each, on this machine now.
-pub fn overhead_per_call_ns() -> f64 {
-    const CALLS: u32 = 20_000;
-    let book: ProfileBook = Rc::new(RefCell::new(vec![NodeRecord::default()]));
-    let mut bare = Placeholder;
-    let mut wrapped = Profiled {
-        inner: Box::new(Placeholder),
-        slot: 0,
-        book,
-    };
-    let time = |op: &mut dyn Operator| {
-        let start = Instant::now();
-        for _ in 0..CALLS {
-            std::hint::black_box(op.process(vec![]));
-        }
-        start.elapsed().as_nanos() as f64 / f64::from(CALLS)
-    };
-    // Warm both paths, then take the best of a few rounds: the machine may be busy.
-    let rounds = 5;
-    let (mut best_bare, mut best_wrapped) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..rounds {
-        best_bare = best_bare.min(time(&mut bare));
-        best_wrapped = best_wrapped.min(time(&mut wrapped));
-    }
-    (best_wrapped - best_bare).max(0.0)
 }

@@ -6,6 +6,7 @@
 use luminal::op::{self, InputTensor, Operator};
 use luminal::prelude::*;
 
+use super::cost::{self, Cost, OpCost};
 use super::input::{contiguous, f32_data};
 use super::rewrite::{self, bound_vector, constant_value, is_op, single_source, sources, Source};
 
@@ -24,6 +25,18 @@ impl Operator for RmsNorm {
             rms_norm_row(xr, w, self.eps, o);
         }
         vec![Tensor::new(out)]
+    }
+}
+
+impl OpCost for RmsNorm {
+    /// `x` and the weight; per element a square-and-add, then two multiplies, plus the scale
+    /// per row (counted as one more per element).
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        let x = inp.first().map_or(0, |(_, t)| cost::read_len(t));
+        Cost {
+            flops: 4 * x,
+            ..cost::input_activations(inp, 0) + cost::input_activations(inp, 1)
+        }
     }
 }
 

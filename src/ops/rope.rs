@@ -9,6 +9,7 @@ use luminal::op::{Function, InputTensor, Operator};
 use luminal::prelude::*;
 
 use super::cached_attention::CachedAttention;
+use super::cost::{self, Cost, OpCost};
 use super::input::{contiguous, f32_data};
 use super::rewrite::{self, is_op, is_primitive_elementwise, region_inputs, sources, Source};
 use super::rms_norm::RmsNorm;
@@ -33,6 +34,17 @@ impl Operator for Rope {
         let mut out = vec![0.0; x.len()];
         rope(&x, head_dim, cos, sin, &mut out);
         vec![Tensor::new(out)]
+    }
+}
+
+impl OpCost for Rope {
+    /// `x` and the tables; each pair of elements is two multiplies and two fused multiply-adds.
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        let x = inp.first().map_or(0, |(_, t)| cost::read_len(t));
+        Cost {
+            flops: 3 * x,
+            ..(0..3).map(|i| cost::input_activations(inp, i)).sum()
+        }
     }
 }
 

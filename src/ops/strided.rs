@@ -13,6 +13,7 @@ use luminal::op::{self, InputTensor, Operator};
 use luminal::prelude::symbolic::Expression;
 use luminal::prelude::*;
 
+use super::cost::{self, Cost, OpCost};
 use super::input::f32_data;
 
 /// One logical dimension of a view, resolved to numbers.
@@ -164,6 +165,17 @@ impl Operator for StridedBinary {
     }
 }
 
+impl OpCost for StridedBinary {
+    /// Both inputs; one operation per output element.
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        let out = inp.first().map_or(0, |(_, t)| cost::logical_len(t));
+        Cost {
+            flops: out,
+            ..cost::input_activations(inp, 0) + cost::input_activations(inp, 1)
+        }
+    }
+}
+
 /// Reduction kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReduceKind {
@@ -213,6 +225,17 @@ impl Operator for StridedReduce {
     }
 }
 
+impl OpCost for StridedReduce {
+    /// The input; one operation per element reduced.
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        let n = inp.first().map_or(0, |(_, t)| cost::logical_len(t));
+        Cost {
+            flops: n,
+            ..cost::input_activations(inp, 0)
+        }
+    }
+}
+
 /// A stock `Contiguous` copy with a strided walk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StridedContiguous;
@@ -220,6 +243,13 @@ pub struct StridedContiguous;
 impl Operator for StridedContiguous {
     fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
         vec![Tensor::new(logical(&inp[0], 0.0).into_owned())]
+    }
+}
+
+impl OpCost for StridedContiguous {
+    /// The input, copied: no arithmetic.
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        cost::input_activations(inp, 0)
     }
 }
 

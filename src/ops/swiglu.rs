@@ -7,6 +7,7 @@
 use luminal::op::{self, InputTensor, Operator};
 use luminal::prelude::*;
 
+use super::cost::{self, Cost, OpCost};
 use super::input::contiguous;
 use super::rewrite::{self, is_op, is_primitive_elementwise, region_inputs, sources};
 use super::weight_matmul::WeightMatMul;
@@ -30,6 +31,17 @@ impl Operator for SwiGlu {
         let mut out = vec![0.0; gate.len()];
         swiglu_rows(&gate, &up, n, &mut out);
         vec![Tensor::new(out)]
+    }
+}
+
+impl OpCost for SwiGlu {
+    /// Gate and up; per element an exp, an add, a divide and a multiply.
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        let n = inp.first().map_or(0, |(_, t)| cost::read_len(t));
+        Cost {
+            flops: 4 * n,
+            ..cost::input_activations(inp, 0) + cost::input_activations(inp, 1)
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use luminal::op::{Mul, SumReduce};
 use luminal::prelude::*;
 use petgraph::Direction;
 
+use super::cost::{self, Cost, OpCost};
 use super::input::contiguous;
 use super::weight::{as_weight, WeightData};
 use crate::cpu::ggml_math::{self, VecDot};
@@ -27,6 +28,17 @@ impl Operator for WeightMatMul {
         let w = as_weight(&inp[1].0).expect("weight matmul: right operand must be a weight");
         let x = contiguous(&inp[0].0, &inp[0].1);
         vec![Tensor::new(matmul_dequantized(w, &x))]
+    }
+}
+
+impl OpCost for WeightMatMul {
+    /// The weight in its encoding, the activations, `2 · tokens · rows · cols`.
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        let Some(w) = inp.get(1).and_then(|(t, _)| as_weight(t)) else {
+            return Cost::default();
+        };
+        let x = inp.first().map_or(0, |(_, t)| cost::read_len(t));
+        Cost::matmul(w, x / w.cols.max(1) as u64) + Cost::activations(x)
     }
 }
 

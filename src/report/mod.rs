@@ -6,13 +6,20 @@ pub mod output;
 pub mod plot;
 mod render;
 pub mod sparkline;
+pub mod sweep;
+pub mod sweep_plot;
+pub mod trace_file;
 
 use serde::Serialize;
 
 use crate::backend::Features;
+use crate::cpu::bandwidth::Bandwidth;
 use crate::generate::{Generation, StopReason};
+use crate::ops::instrument::{self, Instruments};
 use crate::ops::profile::{self, KernelTime};
 use crate::timing::{PhaseTiming, RunSpread, WarmupPolicy};
+
+pub use trace_file::TraceReport;
 
 /// Everything one run reports.
 #[derive(Debug, Serialize)]
@@ -37,6 +44,11 @@ pub struct RunReport {
     pub interrupted: bool,
     pub load_ms: f64,
     pub compile_ms: f64,
+    /// Rendering the chat template and tokenizing the prompt (0 for `--token-ids`).
+    pub prompt_encode_ms: f64,
+    /// Time to first token: the prompt's encoding, the prompt pass and the sampling of the first
+    /// token (`None` when no token was sampled).
+    pub ttft_ms: Option<f64>,
     /// The prompt pass (`pp<n_prompt>` in llama-bench's terms).
     pub prefill: Option<PhaseReport>,
     /// The decode steps, one sample per generated token (`tg<n_gen>`).
@@ -49,6 +61,11 @@ pub struct RunReport {
     pub prefill_kernels: Option<Vec<KernelTime>>,
     /// The profiler's measured cost (with `--kernel-timing`).
     pub profiler_overhead: Option<ProfilerOverhead>,
+    /// The machine's read bandwidth and how much of it decode used (with `--kernel-timing`,
+    /// CPU).
+    pub memory_bandwidth: Option<MemoryBandwidth>,
+    /// The timeline written (with `--trace`).
+    pub trace: Option<TraceReport>,
     /// Run-to-run spread (with `--repeat N`, N > 1).
     pub repeat: Option<RepeatReport>,
 }
@@ -101,6 +118,21 @@ pub struct ProfilerOverhead {
     pub share_of_step: f64,
 }
 
+/// The machine's memory read bandwidth beside what decode read per second.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryBandwidth {
+    /// The read test's figure with the run's threads (GB/s, 10^9 bytes).
+    pub measured_gb_per_s: f64,
+    pub threads: usize,
+    /// Taken from the per-machine cache rather than measured in this run.
+    pub cached: bool,
+    /// Bytes the decode kernels read per step (cost models), over the mean step time.
+    pub decode_gb_per_s: f64,
+    pub decode_bytes_per_step: f64,
+    /// `decode_gb_per_s / measured_gb_per_s`.
+    pub decode_share: f64,
+}
+
 /// `--repeat N`: each run's throughput and the spread across runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct RepeatReport {
@@ -130,6 +162,7 @@ pub struct RunInfo {
     pub test_time: String,
     pub load_ms: f64,
     pub compile_ms: f64,
+    pub prompt_encode_ms: f64,
     pub features: Features,
 }
 
@@ -155,12 +188,18 @@ impl RunReport {
             interrupted: generation.stop == StopReason::Interrupted,
             load_ms: info.load_ms,
             compile_ms: info.compile_ms,
+            prompt_encode_ms: info.prompt_encode_ms,
+            ttft_ms: generation
+                .first_token
+                .map(|t| info.prompt_encode_ms + t.as_secs_f64() * 1e3),
             prefill,
             decode,
             kernels: None,
             kernel_nodes: None,
             prefill_kernels: None,
             profiler_overhead: None,
+            memory_bandwidth: None,
+            trace: None,
             repeat: None,
         };
         report.add_profile(generation);
@@ -184,12 +223,43 @@ impl RunReport {
         self.kernel_nodes = Some(profile::top_nodes(records, 10, decode_ns));
         let steps = generation.decode.len().max(1) as f64;
         let calls_per_step = records.iter().map(|r| r.calls).sum::<u64>() as f64 / steps;
-        let ns_per_call = profile::overhead_per_call_ns();
+        let ns_per_call = instrument::overhead_per_call_ns(&Instruments {
+            profile: true,
+            trace: None,
+        });
         let step_ns = decode_ns as f64 / steps;
         self.profiler_overhead = Some(ProfilerOverhead {
             ns_per_call,
             share_of_step: if step_ns > 0.0 {
                 ns_per_call * calls_per_step / step_ns
+            } else {
+                0.0
+            },
+        });
+    }
+
+    /// Puts the decode kernels' bytes read per second beside the machine's read bandwidth.
+    pub fn add_bandwidth(&mut self, measured: Bandwidth) {
+        let (Some(kernels), Some(decode)) = (&self.kernels, &self.decode) else {
+            return;
+        };
+        let bytes: u64 = kernels.iter().filter_map(|k| k.bytes_read).sum();
+        let steps = decode.timing.n.max(1) as f64;
+        let step_s = decode.timing.avg_ns / 1e9;
+        let bytes_per_step = bytes as f64 / steps;
+        let decode_gb_per_s = if step_s > 0.0 {
+            bytes_per_step / step_s / 1e9
+        } else {
+            0.0
+        };
+        self.memory_bandwidth = Some(MemoryBandwidth {
+            measured_gb_per_s: measured.gb_per_s,
+            threads: measured.threads,
+            cached: measured.cached,
+            decode_gb_per_s,
+            decode_bytes_per_step: bytes_per_step,
+            decode_share: if measured.gb_per_s > 0.0 {
+                decode_gb_per_s / measured.gb_per_s
             } else {
                 0.0
             },
@@ -216,7 +286,7 @@ fn phases(generation: &Generation) -> (Option<PhaseReport>, Option<PhaseReport>)
             timing,
         });
     let n_steps = generation.decode.len();
-    let decode = PhaseTiming::decode(&generation.decode, WarmupPolicy::IncludeAll).map(|timing| {
+    let decode = PhaseTiming::decode(&generation.decode, WarmupPolicy::default()).map(|timing| {
         PhaseReport {
             test: crate::timing::phase_label("tg", n_steps),
             n_tokens: n_steps,

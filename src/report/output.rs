@@ -1,5 +1,5 @@
 //! Printing what a run reports, as the report settings ask: notices, the summary, the detailed
-//! report, the decode-time chart and the JSON object.
+//! report, the decode-time chart, the trace and the JSON object.
 
 use std::path::Path;
 
@@ -7,8 +7,11 @@ use anyhow::{bail, Result};
 
 use crate::generate::context_full_notice;
 use crate::settings::ReportSettings;
+use crate::trace::Tracer;
 
-use super::{plot, RepeatReport, RunReport};
+use super::sweep::SweepReport;
+use super::{plot, sweep_plot, trace_file, RepeatReport, RunReport, TraceReport};
+use crate::outfile::OutFile;
 
 /// The chart is written after the run: a folder that does not exist or cannot be written to
 /// must fail before it.
@@ -16,9 +19,25 @@ pub fn check_plot_path(file: &Path) -> Result<()> {
     plot::check_writable(file).map_err(|e| anyhow::anyhow!("{e}; choose another --plot path"))
 }
 
-/// Prints the first run's report, with the spread over all `runs`; returns whether a Ctrl-C
-/// stopped one.
-pub fn print(runs: Vec<RunReport>, settings: &ReportSettings, max_context: usize) -> Result<bool> {
+/// The files a run will write must be writable before it starts.
+pub fn check_paths(settings: &ReportSettings) -> Result<()> {
+    if let Some(path) = &settings.plot {
+        check_plot_path(path)?;
+    }
+    if let Some(path) = &settings.trace {
+        trace_file::out_file(path).check()?;
+    }
+    Ok(())
+}
+
+/// Prints the first run's report, with the spread over all `runs`, and writes the trace of
+/// `tracer`; returns whether a Ctrl-C stopped a run.
+pub fn print(
+    runs: Vec<RunReport>,
+    settings: &ReportSettings,
+    max_context: usize,
+    tracer: Option<&Tracer>,
+) -> Result<bool> {
     let interrupted = runs.iter().any(|r| r.interrupted);
     let context_full = runs.iter().any(|r| r.stop_reason == "context_full");
     let repeat = (runs.len() > 1).then(|| RepeatReport::from_runs(&runs));
@@ -36,6 +55,7 @@ pub fn print(runs: Vec<RunReport>, settings: &ReportSettings, max_context: usize
     if settings.kernel_timing {
         crate::errln!("\n{}", report.detailed());
     }
+    report.trace = write_trace(settings, tracer, &report.model_filename, report.n_threads);
     if settings.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     }
@@ -56,11 +76,7 @@ fn write_plot(path: &Path, report: &RunReport) -> Result<()> {
     let title = format!(
         "{} decode, {} ({} mode, {} threads)",
         decode.test,
-        report
-            .model_filename
-            .rsplit('/')
-            .next()
-            .unwrap_or(&report.model_filename),
+        file_name(&report.model_filename),
         report.features.mode,
         report.n_threads
     );
@@ -81,6 +97,77 @@ fn write_plot(path: &Path, report: &RunReport) -> Result<()> {
     )
     // The error names the file and the cause in its own message; its source would repeat it.
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::errln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// The last part of a path, for titles.
+pub fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Writes the trace when the run asked for one, before the JSON (which says what was written).
+/// Best effort, as the chart: a trace that cannot be written must not cost the figures.
+fn write_trace(
+    settings: &ReportSettings,
+    tracer: Option<&Tracer>,
+    model_filename: &str,
+    threads: usize,
+) -> Option<TraceReport> {
+    let (path, tracer) = (settings.trace.as_ref()?, tracer?);
+    match trace_file::write(tracer, path, file_name(model_filename), threads) {
+        Ok(written) => {
+            crate::errln!("{}", trace_file::describe(&written));
+            Some(written)
+        }
+        Err(e) => {
+            crate::errln!("warning: no trace: {e}");
+            None
+        }
+    }
+}
+
+/// Prints what `--sweep` reports after its table (printed row by row): the trace, the JSON
+/// object and the chart.
+pub fn print_sweep(
+    mut report: SweepReport,
+    settings: &ReportSettings,
+    tracer: Option<&Tracer>,
+) -> Result<()> {
+    if report.interrupted {
+        crate::errln!("\ninterrupted: the rows above are the depths completed");
+    }
+    report.trace = write_trace(settings, tracer, &report.model_filename, report.n_threads);
+    if settings.json {
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    if let Some(path) = &settings.plot {
+        if let Err(e) = write_sweep_plot(path, &report) {
+            crate::errln!("warning: no plot: {e:#}");
+        }
+    }
+    Ok(())
+}
+
+/// The chart of both rates against depth, written atomically.
+fn write_sweep_plot(path: &Path, report: &SweepReport) -> Result<()> {
+    if report.sweep.is_empty() {
+        bail!("no sweep rows to plot: the sweep stopped before its first depth");
+    }
+    let title = format!(
+        "speed against depth, {} ({} mode, {} threads)",
+        file_name(&report.model_filename),
+        report.features.mode,
+        report.n_threads
+    );
+    let svg =
+        sweep_plot::render_sweep_svg(&report.sweep, &title).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let file = OutFile {
+        what: "plot",
+        flag: "--plot",
+        path,
+    };
+    file.write(|out| out.write_all(svg.as_bytes()))?;
     crate::errln!("wrote {}", path.display());
     Ok(())
 }

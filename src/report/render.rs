@@ -8,7 +8,8 @@ use crate::report::sparkline::{histogram, sparkline};
 
 const MS: f64 = 1e6;
 
-/// load, compile, prompt tok/s and decode tok/s ± sd.
+/// load, compile, prompt tok/s, time to first token, decode tok/s ± sd, and (with a kernel
+/// profile) the share of the machine's read bandwidth decode used.
 pub fn summary(r: &RunReport) -> String {
     let mut out = format!(
         "load {:.0} ms, compile {:.0} ms ({} mode, {} thread{})\n",
@@ -27,6 +28,13 @@ pub fn summary(r: &RunReport) -> String {
             p.timing.avg_ts
         );
     }
+    if let Some(ttft) = r.ttft_ms {
+        let _ = writeln!(
+            out,
+            "first token after {ttft:.2} ms (prompt encoding {:.2} ms + prompt pass + sampling)",
+            r.prompt_encode_ms
+        );
+    }
     match &r.decode {
         Some(d) => {
             let _ = write!(
@@ -42,6 +50,19 @@ pub fn summary(r: &RunReport) -> String {
         None => {
             let _ = write!(out, "generate {:>5} tokens", r.n_gen);
         }
+    }
+    if let Some(b) = &r.memory_bandwidth {
+        let _ = write!(
+            out,
+            "\ndecode read {:.1} GB/s ({:.1} MB/token): {:.0}% of the {:.1} GB/s this machine reads with {} thread{} ({})",
+            b.decode_gb_per_s,
+            b.decode_bytes_per_step / 1e6,
+            b.decode_share * 100.0,
+            b.measured_gb_per_s,
+            b.threads,
+            if b.threads == 1 { "" } else { "s" },
+            if b.cached { "cached read test" } else { "read test run now" }
+        );
     }
     if let Some(rep) = &r.repeat {
         for (name, spread) in [("prompt", &rep.prefill), ("generate", &rep.decode)] {
@@ -166,6 +187,11 @@ fn profile_section(out: &mut String, r: &RunReport, kinds: &[KernelTime]) {
         "",
         (1.0 - accounted).max(0.0) * 100.0
     );
+    let _ = writeln!(
+        out,
+        "MB/step: bytes read per step (weights as stored, KV cache, activations); GB/s and \
+         GFLOP/s: achieved, over the kernel's own time (a multiply-add counts 2)"
+    );
     if let Some(nodes) = &r.kernel_nodes {
         let _ = writeln!(out, "\nslowest nodes:");
         kernel_table(out, nodes, steps);
@@ -183,19 +209,29 @@ fn profile_section(out: &mut String, r: &RunReport, kinds: &[KernelTime]) {
 fn kernel_table(out: &mut String, lines: &[KernelTime], steps: f64) {
     let _ = writeln!(
         out,
-        "{:<40} {:>7} {:>10} {:>9} {:>7}",
-        "kernel", "calls", "total ms", "ms/step", "share"
+        "{:<40} {:>7} {:>10} {:>9} {:>7} {:>9} {:>7} {:>8}",
+        "kernel", "calls", "total ms", "ms/step", "share", "MB/step", "GB/s", "GFLOP/s"
     );
     for k in lines {
         let total = k.total_ns as f64 / MS;
+        let figure = |v: Option<f64>, width: usize, digits: usize| {
+            v.map_or_else(
+                || format!("{:>width$}", "-"),
+                |v| format!("{v:>width$.digits$}"),
+            )
+        };
+        let mb_per_step = k.bytes_read.map(|b| b as f64 / 1e6 / steps);
         let _ = writeln!(
             out,
-            "{:<40} {:>7} {:>10.2} {:>9.3} {:>6.1}%",
+            "{:<40} {:>7} {:>10.2} {:>9.3} {:>6.1}% {} {} {}",
             truncate(&k.name, 40),
             k.calls,
             total,
             total / steps,
-            k.share * 100.0
+            k.share * 100.0,
+            figure(mb_per_step, 9, 3),
+            figure(k.gb_per_s, 7, 1),
+            figure(k.gflop_per_s, 8, 1)
         );
     }
 }

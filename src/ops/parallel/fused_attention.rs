@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use luminal::op::{Function, InputTensor, Operator};
 use luminal::prelude::*;
 
-use super::super::cached_attention::{CachedAttention, GroupScratch, KvCache};
+use super::super::cached_attention::{attention_span, CachedAttention, GroupScratch, KvCache};
+use super::super::cost::{self, Cost, OpCost};
 use super::super::input::{contiguous, f32_data};
 use super::super::rewrite::{self, is_op, op_as, sources, Source};
 use super::super::rms_norm::{rms_norm_row, RmsNorm};
@@ -122,6 +123,22 @@ impl Operator for FusedAttention {
         let out = self.compute(&inp);
         self.runtime.buffers.recycle(inp);
         vec![Tensor::new(out)]
+    }
+}
+
+impl OpCost for FusedAttention {
+    /// Every input (projections, norm weights, rotary tables, positions), the cache over
+    /// every attended position, and the q/k norms and rotations besides attention itself.
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        let (start, seq) = attention_span(inp, 7);
+        let qk: u64 = (0..2)
+            .map(|i| inp.get(i).map_or(0, |(_, t)| cost::read_len(t)))
+            .sum();
+        let mut total: Cost = (0..8).map(|i| cost::input_activations(inp, i)).sum();
+        total += cost::attention(self.cache.shape(), start, seq);
+        // RMSNorm (4 per element) and rotation (3 per element) of q and k.
+        total.flops += 7 * qk;
+        total
     }
 }
 

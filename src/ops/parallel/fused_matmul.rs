@@ -16,6 +16,7 @@ use std::sync::Arc;
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
+use super::super::cost::{self, Cost, OpCost};
 use super::super::input::{contiguous, f32_data};
 use super::super::rewrite::{self, bound_matrix, consumers, is_op, op_as, sources, Source};
 use super::super::rms_norm::{rms_norm_row, RmsNorm};
@@ -144,6 +145,40 @@ impl FusedMatMul {
                 vec![out]
             }
         }
+    }
+}
+
+impl OpCost for FusedMatMul {
+    /// The activations (and the norm weight, the residual), every weight in its encoding,
+    /// `2 · tokens · rows · cols` per weight, the norm's and the epilogue's arithmetic.
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        let first_weight = 1 + usize::from(self.norm_eps.is_some());
+        let ws: Vec<&WeightData> = inp
+            .iter()
+            .skip(first_weight)
+            .take(self.n_weights)
+            .filter_map(|(t, _)| as_weight(t))
+            .collect();
+        let Some(cols) = ws.first().map(|w| w.cols as u64) else {
+            return Cost::default();
+        };
+        let x = inp.first().map_or(0, |(_, t)| cost::read_len(t));
+        let n_tokens = x / cols.max(1);
+        let mut total = Cost::activations(x) + ws.iter().map(|w| Cost::matmul(w, n_tokens)).sum();
+        if self.norm_eps.is_some() {
+            total += cost::input_activations(inp, 1);
+            total.flops += 4 * x;
+        }
+        let out = n_tokens * ws[0].rows as u64;
+        match self.epilogue {
+            Epilogue::None => {}
+            Epilogue::AddResidual => {
+                total += cost::input_activations(inp, first_weight + 1);
+                total.flops += out;
+            }
+            Epilogue::SwiGlu => total.flops += 4 * out,
+        }
+        total
     }
 }
 

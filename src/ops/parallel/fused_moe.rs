@@ -14,8 +14,9 @@ use std::sync::Arc;
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
+use super::super::cost::{Cost, OpCost};
 use super::super::input::{contiguous, f32_data};
-use super::super::moe_ffn::{MoeExperts, MoeRouter};
+use super::super::moe_ffn::{experts_cost, router_cost, MoeExperts, MoeRouter};
 use super::super::rewrite::{self, consumers, op_as, sources, Source};
 use super::super::strided::{BinaryKind, StridedBinary};
 use super::super::weight::{as_weight, WeightData};
@@ -102,6 +103,19 @@ impl Operator for FusedMoeExperts {
         let out = self.compute(&inp);
         self.runtime.buffers.recycle(inp);
         vec![Tensor::new(out)]
+    }
+}
+
+impl OpCost for FusedMoeRouter {
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        router_cost(inp)
+    }
+}
+
+impl OpCost for FusedMoeExperts {
+    /// As the standard op's; a folded-in residual (input 5) counts as activations read.
+    fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
+        experts_cost(inp, self.experts, self.used)
     }
 }
 

@@ -19,6 +19,7 @@ use crate::cpu::moe::MoeScratch;
 use crate::cpu::plans;
 use crate::cpu::pool::ThreadPool;
 use crate::cpu::KernelError;
+use crate::trace::Tracer;
 
 /// What the parallel ops of one engine share.
 pub struct Runtime {
@@ -32,12 +33,18 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(threads: usize) -> Result<Arc<Self>, KernelError> {
+    /// The runtime of `threads` threads; with a tracer, the pool records every thread's share
+    /// of every job and the kernel search every search it makes.
+    pub fn new(threads: usize, trace: Option<&Arc<Tracer>>) -> Result<Arc<Self>, KernelError> {
+        let pool = match trace {
+            Some(tracer) => ThreadPool::traced(threads, tracer)?,
+            None => ThreadPool::new(threads)?,
+        };
         Ok(Arc::new(Runtime {
-            pool: ThreadPool::new(threads)?,
+            pool,
             scratch: Mutex::new(Scratch::default()),
             moe_scratch: Mutex::new(MoeScratch::default()),
-            plans: plans::PlanBook::load(threads),
+            plans: plans::PlanBook::load(threads).traced(trace.cloned()),
             buffers: buffers::BufferPool::default(),
         }))
     }
