@@ -113,7 +113,7 @@ pub fn experts_cost(inp: &[(InputTensor, ShapeTracker)], experts: usize, used: u
     // Three matmuls of ffn x hidden (2 per multiply-add), SwiGLU (~5 per element), weight and add.
     let flops = pairs * (3 * 2 * ffn * hidden + 5 * ffn + 2 * hidden);
     let activations = (0..inp.len())
-        .filter(|&i| i < 2 || i > 4)
+        .filter(|i| !(2..=4).contains(i))
         .map(|i| cost::input_activations(inp, i))
         .sum::<Cost>();
     Cost {
