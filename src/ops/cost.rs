@@ -2,7 +2,8 @@
 //! figures of the kernel profile (achieved GB/s and GFLOP/s beside each kernel's time).
 //!
 //! Every op of ours implements [`OpCost`] next to its `Operator`, and [`model_of`] lists them:
-//! a new op implements the trait and adds its type to that list; an op without a model shows no figures rather than guessed ones.
+//! a new op implements the trait and adds its type to that list; an op without a model shows
+//! no figures rather than guessed ones.
 //!
 //! The conventions, the same for every op so that kernels compare:
 //! - Bytes read are what the call must read at least once: weights in their stored encoding
