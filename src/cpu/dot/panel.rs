@@ -145,6 +145,11 @@ mod x86 {
     use std::ops::Range;
     use std::ptr::read_unaligned;
 
+    // The helpers below are `#[inline(always)]` and carry no target features of their own (Rust
+    // does not allow both): they run only inlined into the `#[target_feature]` kernels. Left
+    // out of line, a helper returns its vectors through memory: the profile showed a block's
+    // dot products spilled to the stack and reloaded by the kernel.
+
     /// Calls kernel `f` with the token count `n` (1..=MAX_TOKENS) as its last const parameter.
     macro_rules! for_tokens {
         ($n:expr, $f:ident[$($g:expr),*]($($a:expr),*)) => {
@@ -172,8 +177,7 @@ mod x86 {
 
     /// The 32 quants of the block at `p`, unsigned (Q8_0 with its sign bit flipped, the
     /// nibble types with their fifth bit added, IQ4_NL's levels + 128), in weight order.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline(always)]
     unsafe fn quants<const TY: u8>(p: *const u8) -> __m256i {
         if TY == Q8_0 {
             let v = _mm256_loadu_si256(p.add(2) as *const __m256i);
@@ -204,8 +208,7 @@ mod x86 {
 
     /// Transposes 16 rows x 8 dwords: `z[i]` holds rows `i` (low half) and `i + 8` (high
     /// half); output `j` holds dword `j` of rows 0..16 in lane order.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
+    #[inline(always)]
     unsafe fn transpose(z: [__m512i; 8]) -> [__m512i; 8] {
         let t: [__m512i; 8] = std::array::from_fn(|k| {
             let (a, b) = (z[k / 2 * 2], z[k / 2 * 2 + 1]);
@@ -237,8 +240,7 @@ mod x86 {
     }
 
     /// The f16 at byte `at` of each row, widened.
-    #[inline]
-    #[target_feature(enable = "avx512f,f16c")]
+    #[inline(always)]
     unsafe fn row_halves(rows: &[*const u8; ROWS], at: usize) -> __m512 {
         let h: [u16; ROWS] = std::array::from_fn(|r| read_unaligned(rows[r].add(at) as *const u16));
         _mm512_cvtph_ps(_mm256_loadu_si256(h.as_ptr() as *const __m256i))
@@ -303,8 +305,7 @@ mod x86 {
 
     /// Each token's integer dots of 4-quant groups `groups` of block `b` with the panel's 16
     /// rows, starting from `init`.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline(always)]
     unsafe fn dots<const T: usize>(
         panel: &Panel,
         qs: &[*const i8; T],
@@ -325,8 +326,7 @@ mod x86 {
     }
 
     /// `acc[t] += isum[t] * (row scales at dw * token t's scale of block b)`.
-    #[inline]
-    #[target_feature(enable = "avx512f,fma")]
+    #[inline(always)]
     unsafe fn add_scaled<const T: usize>(
         acc: &mut [__m512; T],
         isum: [__m512i; T],
@@ -342,8 +342,7 @@ mod x86 {
     }
 
     /// Writes the panel's valid rows of each token's accumulator.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
+    #[inline(always)]
     unsafe fn store<const T: usize>(acc: &[__m512; T], t0: usize, out: &Out) {
         let mask: __mmask16 = if out.valid >= ROWS {
             0xFFFF
@@ -375,16 +374,17 @@ mod x86 {
         store(&acc, t0, out);
     }
 
+    /// The low (or high) nibble of each byte of `v`.
+    #[inline(always)]
+    unsafe fn nibbles(v: __m256i, high: bool) -> __m256i {
+        let v = if high { _mm256_srli_epi16::<4>(v) } else { v };
+        _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
+    }
+
     /// Block `j` (weights 32j..32j+32) of the K-quant super-block at `p`, unsigned, in
     /// weight order (ggml's `dequantize_row_q*_K` layouts).
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline(always)]
     unsafe fn k_quants<const TY: u8>(p: *const u8, j: usize) -> __m256i {
-        let nib = _mm256_set1_epi8(0x0F);
-        let nibbles = |v: __m256i, high: bool| {
-            let v = if high { _mm256_srli_epi16::<4>(v) } else { v };
-            _mm256_and_si256(v, nib)
-        };
         match TY {
             Q4_K | Q5_K => {
                 // 64 weights per 32 bytes of quants: low nibbles first, then high.
