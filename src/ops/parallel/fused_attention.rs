@@ -168,7 +168,7 @@ impl FusedAttention {
         let start = positions.first().map_or(0, |p| *p as usize);
         self.cache.append(start, &self.k, &v);
 
-        let mut out = self.runtime.buffers.take(self.q.len());
+        let mut out = self.runtime.buffers.take_stale(self.q.len());
         match positions.len() {
             0 => {}
             1 => self.decode(start, &mut out),
