@@ -453,12 +453,7 @@ impl Job<'_> {
             // this thread alone owns rows r..r + valid of the output.
             unsafe {
                 panel::pack(p.w.ty, &rows, &pan);
-                let mut t = 0;
-                while t < self.n_tokens {
-                    let n = tt.min(self.n_tokens - t);
-                    panel::gemm(p.w.ty, &pan, self.acts, t, n, &out);
-                    t += n;
-                }
+                panel::gemm(p.w.ty, &pan, self.acts, 0..self.n_tokens, tt, &out);
             }
             r += valid;
         }
