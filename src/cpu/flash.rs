@@ -362,8 +362,8 @@ mod portable {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use crate::cpu::ggml_math::x86::v_expf_512 as exp;
     use super::KEY_BLOCK;
+    use crate::cpu::ggml_math::x86::v_expf_512 as exp;
 
     /// f16 bits to f32, sixteen at a time (`src.len()` a multiple of 16, `out` as long).
     #[target_feature(enable = "avx512f")]

@@ -21,8 +21,8 @@ use thiserror::Error;
 
 use super::cost::{self, Cost, OpCost};
 use super::input::{contiguous, f32_data};
-use crate::cpu::ggml_math::{self, LANES};
 use crate::cpu::flash::HeadCache;
+use crate::cpu::ggml_math::{self, LANES};
 use crate::quant::blocks::round_f16;
 
 /// Attention geometry of one layer.
