@@ -142,6 +142,11 @@ impl Operator for FusedAttention {
 impl OpCost for FusedAttention {
     /// Every input (projections, norm weights, rotary tables, positions), the cache over
     /// every attended position, and the q/k norms and rotations besides attention itself.
+    /// The cache counts once, as for the standard op: the tiled kernels read a KV head's
+    /// blocks again for each block of [`QUERY_BLOCK`] query tokens, reads served mostly by the
+    /// CPU's caches (a KV head's cache is 512 KiB at 1024 positions of head size 128); the
+    /// model counts memory traffic. Decode's segment merge (a few operations per segment and
+    /// query head) is not counted.
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
         let (start, seq) = attention_span(inp, 7);
         let qk: u64 = (0..2)
