@@ -42,6 +42,8 @@ pub struct FusedAttention {
     runtime: Arc<Runtime>,
     /// Attention scratch, one per pool thread, reused across calls.
     scratch: Vec<Mutex<JobScratch>>,
+    /// The call's q and k, normalised and rotated: buffers of the runtime's pool, handed back
+    /// at the end of each call (held per layer, a long prompt's would add up to gigabytes).
     q: Vec<f32>,
     k: Vec<f32>,
     /// Decode at long context: each (KV head, segment) job's softmax state.
@@ -168,6 +170,8 @@ impl FusedAttention {
         let (q_norm, k_norm) = (vector(3), vector(4));
         let (cos, sin, positions) = (vector(5), vector(6), vector(7));
         let pool = &self.runtime.pool;
+        self.q = self.runtime.buffers.take_stale(q_proj.len());
+        self.k = self.runtime.buffers.take_stale(k_proj.len());
         norm_rope_tokens(pool, &q_proj, [q_norm, cos, sin], self.eps, &mut self.q);
         norm_rope_tokens(pool, &k_proj, [k_norm, cos, sin], self.eps, &mut self.k);
         let start = positions.first().map_or(0, |p| *p as usize);
@@ -178,6 +182,9 @@ impl FusedAttention {
             0 => {}
             1 => self.decode(start, &mut out),
             n => self.prompt(start, n, &mut out),
+        }
+        for buf in [std::mem::take(&mut self.q), std::mem::take(&mut self.k)] {
+            self.runtime.buffers.give(buf);
         }
         out
     }

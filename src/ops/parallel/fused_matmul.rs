@@ -50,7 +50,8 @@ pub struct FusedMatMul {
     epilogue: Epilogue,
     decode: MatmulPlan,
     batch: MatmulPlan,
-    /// Normalised activations, reused across calls.
+    /// Normalised activations during a call: a buffer of the runtime's pool, handed back
+    /// after the matmuls (held per op, a long prompt's would add up to gigabytes).
     normed: Vec<f32>,
 }
 
@@ -103,7 +104,7 @@ impl FusedMatMul {
         let x: &[f32] = match self.norm_eps {
             Some(eps) => {
                 let w = f32_data(&inp[1].0).expect("fused matmul: norm weight");
-                self.normed.resize(x.len(), 0.0);
+                self.normed = rt.buffers.take_stale(x.len());
                 norm_tokens(rt, &x, w, eps, &mut self.normed);
                 &self.normed
             }
@@ -124,6 +125,7 @@ impl FusedMatMul {
             matmul_multi(&rt.pool, &ws, x, n_tokens, &mut ys, &plan, &mut scratch)
                 .unwrap_or_else(|e| panic!("fused matmul on validated weights failed: {e}"));
         }
+        rt.buffers.give(std::mem::take(&mut self.normed));
         match self.epilogue {
             Epilogue::None => outs,
             Epilogue::AddResidual => {
