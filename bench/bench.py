@@ -1,23 +1,34 @@
 #!/usr/bin/env python3
-"""CPU benchmark: qwen standard and --parallel against llama.cpp's llama-bench, same files, same run.
+"""CPU benchmark: qwen standard and --parallel against llama.cpp's llama-bench (and, when given,
+ik_llama.cpp's), same files, same run.
 
 Makes Qwen3-0.6B- and Qwen3-4B-shaped GGUF files with random weights (Q8_0 with
 ../shared/tools/make_qwen3_gguf.py; Q4_K_M from the F32 file and the other --types from the
 Q8_0 file with llama.cpp's llama-quantize, when it is found), and on request (`--sizes 30b-a3b`) a Qwen3-30B-A3B-shaped mixture of experts with the real layer
 shape and 2 layers (F16 made, then Q8_0 and Q4_K_M by llama-quantize), measures the machine's
-read bandwidth, then for each file prints decode (32 tokens after a 64-token prompt) and prefill
-(`--prompt-tokens`, 64 by default, in a run of its own when longer; 512 is llama-bench's pp512)
-tok/s of
+read bandwidth, then for each file prints tok/s of four tests:
 
-  - qwen standard mode (single thread; skipped for the 4B file unless --standard-4b),
-  - qwen --parallel with --threads N,
-  - llama-bench -t N -p P -n 32 (when found), flash attention as llama-bench defaults,
-  - with --ik-dir, ik_llama.cpp's llama-bench with -rtr 1 (weights repacked at load),
+  tg32        decode, 32 tokens after a 64-token prompt
+  pp64        prefill of 64 tokens
+  pp512       prefill of 512 tokens (`--prompt-tokens P` for another length), a run of its own
+  tg32@d4096  decode, 32 tokens after 4096 tokens of context (`--depth D`)
 
-the ratios parallel / llama.cpp, decode as a fraction of the bandwidth bound (read bandwidth /
-bytes of weights read per token: every tensor of a dense file; for a mixture of experts only the
-routed experts' share of the expert tensors, from `qwen --inspect --json`) and, for --parallel,
-peak resident memory against file + KV cache.
+(`--no-long` skips the last two) for
+
+  - qwen standard mode (single thread; tg32, pp64 and pp512; skipped for the 4B and MoE files
+    unless --standard-4b, and with --no-standard),
+  - qwen --parallel with --threads N (tg32@d4096: a prefill of 4096 tokens, then decode),
+  - llama-bench -t N -p 64,512 -n 32, and -p 0 -n 32 -d 4096 (when found), flash attention as
+    llama-bench defaults,
+  - with --ik-bench PATH (or --ik-dir DIR, its build/bin/llama-bench), any llama-bench-compatible
+    binary run the same way; for ik_llama.cpp's (the fastest CPU engine for GGUF files) with
+    -rtr 1 (run-time repacking), and -gp 4096,32 for the depth test (its llama-bench has no -d),
+
+the ratios parallel / llama.cpp and parallel / ik, pp512 / pp64 of --parallel, decode as a
+fraction of the bandwidth bound (read bandwidth / bytes of weights read per token: every tensor
+of a dense file; for a mixture of experts only the routed experts' share of the expert tensors,
+from `qwen --inspect --json`) and, for --parallel, peak resident memory against file + KV cache.
+qwen's kernel plans are searched afresh in each invocation, into a plan cache of its own.
 
 Figures are medians over runs after a warm-up run (as llama-bench does), all measured in this
 invocation: on a shared machine only same-run ratios mean anything.
@@ -34,11 +45,14 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT_TOKENS = 64
 GEN_TOKENS = 32
+LONG_PROMPT = 512
+DEPTH = 4096
 PRESETS = {"0.6b": "qwen3-0.6b", "4b": "qwen3-4b", "30b-a3b": "qwen3-30b-a3b"}
 # The mixture of experts is benchmarked on its real layer shape with fewer layers (the whole
 # model is 30 GiB at Q8_0): per-layer speed is what the comparison needs.
@@ -160,7 +174,9 @@ def bandwidth(threads):
     return best.get(threads) or max(best.values())
 
 
-def qwen(binary, model, extra, repeat, prompt_tokens=PROMPT_TOKENS, gen_tokens=GEN_TOKENS):
+def qwen_run(binary, model, extra, repeat, prompt_tokens=PROMPT_TOKENS, gen_tokens=GEN_TOKENS):
+    """One qwen invocation with `repeat` + 1 runs; medians of prefill and decode tok/s after
+    the first run (a warm-up, as llama-bench's), and the peak RSS."""
     prompt = ",".join(str(100 + i) for i in range(prompt_tokens))
     cmd = [binary, "-m", model, "--token-ids", prompt, "-t", str(gen_tokens), "--ignore-eos",
            "--ctx-size", str(prompt_tokens + gen_tokens), "--json", "--repeat", str(repeat + 1)]
@@ -185,24 +201,68 @@ def qwen(binary, model, extra, repeat, prompt_tokens=PROMPT_TOKENS, gen_tokens=G
     }
 
 
-def qwen_phases(binary, model, extra, repeat, prompt_tokens):
-    """Decode after a 64-token prompt; prefill of `prompt_tokens` (a run of its own when longer,
-    so that decode is not timed over a longer context than llama-bench's tg32)."""
-    out = qwen(binary, model, extra, repeat)
-    if prompt_tokens != PROMPT_TOKENS:
-        out["prefill"] = qwen(binary, model, extra, repeat, prompt_tokens, 1)["prefill"]
+def qwen(binary, model, extra, repeat, long_prompt, depth):
+    """tg32 and pp64 (one invocation); a prefill of `long_prompt` tokens (a run of its own, so
+    that decode is not timed over a longer context than llama-bench's tg32) unless 0; decode
+    after `depth` tokens of context unless 0."""
+    base = qwen_run(binary, model, extra, repeat)
+    out = {"decode": base["decode"], "prefill": base["prefill"], "rss": base["rss"],
+           "report": base["report"]}
+    if long_prompt:
+        out["long"] = qwen_run(binary, model, extra, repeat, long_prompt, 1)["prefill"]
+    if depth:
+        # Each run prefills `depth` tokens: one measured run after the warm-up.
+        deep = qwen_run(binary, model, extra, 1, depth, GEN_TOKENS)
+        out["depth"] = deep["decode"]
+        out["depth_rss"] = deep["rss"]
     return out
 
 
-def llama_bench(binary, model, threads, repeat, prompt_tokens, extra=()):
-    res = run([binary, "-m", model, "-t", str(threads), "-p", str(prompt_tokens),
-               "-n", str(GEN_TOKENS), "-r", str(repeat), "-o", "json", *extra])
+def classify(test, long_prompt):
+    """Which test a llama-bench JSON entry is (llama.cpp's -d or ik_llama.cpp's -gp)."""
+    n_prompt, n_gen = test.get("n_prompt", 0), test.get("n_gen", 0)
+    if test.get("n_depth") or "@pp" in str(test.get("test", "")):
+        return "depth" if n_gen else None
+    if n_gen == 0:
+        return {PROMPT_TOKENS: "prefill", long_prompt: "long"}.get(n_prompt)
+    return "decode" if n_prompt == 0 else None
+
+
+def llama_bench(binary, model, threads, repeat, long_prompt, depth, ik=False):
+    """llama-bench's tg32, pp64, the long prefill and tg32 at `depth` (ik_llama.cpp: with
+    -rtr 1, the depth test as -gp)."""
+    common = [binary, "-m", model, "-t", str(threads), "-r", str(repeat), "-o", "json"]
+    if ik:
+        common += ["-rtr", "1"]
+    prompts = [PROMPT_TOKENS] + ([long_prompt] if long_prompt else [])
+    runs = [["-p", ",".join(map(str, prompts)), "-n", str(GEN_TOKENS)]]
+    if depth:
+        runs.append(["-p", "0", "-n", "0", "-gp", f"{depth},{GEN_TOKENS}"] if ik
+                    else ["-p", "0", "-n", str(GEN_TOKENS), "-d", str(depth)])
     out = {}
-    for test in json.loads(res.stdout):
-        key = "prefill" if test["n_prompt"] > 0 else "decode"
-        out[key] = test["avg_ts"]
-        out["flash_attn"] = test.get("flash_attn")
+    for extra in runs:
+        res = run(common + extra)
+        for test in json.loads(res.stdout):
+            key = classify(test, long_prompt)
+            if key:
+                out[key] = test["avg_ts"]
+            out["flash_attn"] = test.get("flash_attn")
     return out
+
+
+def find_ik(args):
+    """The ik_llama.cpp (or other llama-bench-compatible) binary of --ik-bench / --ik-dir."""
+    if args.ik_bench:
+        path = Path(args.ik_bench)
+    elif args.ik_dir:
+        path = next((Path(args.ik_dir) / sub / "llama-bench" for sub in ["build/bin", "bin"]
+                     if (Path(args.ik_dir) / sub / "llama-bench").is_file()),
+                    Path(args.ik_dir) / "build/bin/llama-bench")
+    else:
+        return None
+    if not path.is_file():
+        sys.exit(f"bench: {path}: no llama-bench there (--ik-bench PATH or --ik-dir DIR)")
+    return path
 
 
 def main():
@@ -218,16 +278,38 @@ def main():
     p.add_argument("--models-dir", default=str(ROOT / "target/bench-models"))
     p.add_argument("--make-tool")
     p.add_argument("--llama-dir", help="llama.cpp checkout/build (else $LLAMA_CPP_DIR or PATH)")
-    p.add_argument("--ik-dir", help="ik_llama.cpp build: also run its llama-bench with -rtr 1")
-    p.add_argument("--prompt-tokens", type=int, default=PROMPT_TOKENS,
-                   help="prefill length (512: pp512); decode always follows a 64-token prompt")
+    p.add_argument("--ik-bench", metavar="PATH",
+                   help="a llama-bench-compatible binary to compare with as well "
+                   "(ik_llama.cpp's: run with -rtr 1)")
+    p.add_argument("--ik-dir", metavar="DIR", help="the same, as DIR/build/bin/llama-bench")
+    p.add_argument("--prompt-tokens", type=int, default=LONG_PROMPT,
+                   help="length of the long prefill test (default: %(default)s, pp512); "
+                   "decode always follows a 64-token prompt")
+    p.add_argument("--depth", type=int, default=DEPTH,
+                   help="context of the long decode test (default: %(default)s)")
+    p.add_argument("--no-long", action="store_true", help="skip the long prefill and decode tests")
     p.add_argument("--types", nargs="+", default=TYPES, choices=ALL_TYPES,
                    help="weight types of the --q4km-sizes (default: %(default)s)")
     p.add_argument("--no-standard", action="store_true", help="skip standard mode")
     p.add_argument("--json", help="also write all figures to this JSON file")
     args = p.parse_args()
 
+    long_prompt = 0 if args.no_long or args.prompt_tokens == PROMPT_TOKENS else args.prompt_tokens
+    depth = 0 if args.no_long else args.depth
     tool = find_make_tool(args)
+    ik = find_ik(args)
+    # qwen's kernel plans are searched afresh, in this run's conditions, into a cache of its
+    # own (a plan searched on a busier day would otherwise stay cached).
+    plan_cache = tempfile.mkdtemp(prefix="qwen-bench-plans-")
+    os.environ["XDG_CACHE_HOME"] = plan_cache
+    try:
+        report(args, tool, ik, long_prompt, depth)
+    finally:
+        shutil.rmtree(plan_cache, ignore_errors=True)
+
+
+def report(args, tool, ik, long_prompt, depth):
+    """Builds, makes the files, measures every engine on each and prints the table."""
     run(["cargo", "build", "--release"], cwd=ROOT)
     binary = ROOT / "target/release/qwen"
     files = make_models(args, tool)
@@ -235,10 +317,6 @@ def main():
     lb = find_llama("llama-bench", args)
     if lb is None:
         log("bench: llama-bench not found: llama.cpp columns left empty")
-    ik = Path(args.ik_dir) / "build/bin/llama-bench" if args.ik_dir else None
-    if ik and not ik.is_file():
-        ik = Path(args.ik_dir) / "bin/llama-bench"
-    pt = args.prompt_tokens
 
     rows = []
     for f in files:
@@ -246,45 +324,58 @@ def main():
         row = {"file": f.name, "size": size, "active": active_bytes(binary, f)}
         big = "4b" in f.name or "30b" in f.name
         if not args.no_standard and (not big or args.standard_4b):
-            row["standard"] = qwen_phases(binary, f, [], 1, pt)
+            row["standard"] = qwen(binary, f, [], 1, long_prompt, 0)
         par = ["--parallel", "--threads", str(args.threads)]
-        row["parallel"] = qwen_phases(binary, f, par, args.repeat, pt)
+        row["parallel"] = qwen(binary, f, par, args.repeat, long_prompt, depth)
         if lb:
-            row["llama"] = llama_bench(lb, f, args.threads, args.repeat, pt)
-        if ik and ik.is_file():
-            row["ik"] = llama_bench(ik, f, args.threads, args.repeat, pt, ["-rtr", "1"])
+            row["llama"] = llama_bench(lb, f, args.threads, args.repeat, long_prompt, depth)
+        if ik:
+            row["ik"] = llama_bench(ik, f, args.threads, args.repeat, long_prompt, depth, ik=True)
         rows.append(row)
 
     print(f"\nmachine: {rows[0]['parallel']['report']['machine']['cpu'] if rows else '?'}, "
           f"{args.threads} threads, read bandwidth {bw:.1f} GB/s")
-    print(f"decode tg{GEN_TOKENS} (after {PROMPT_TOKENS} tokens for qwen), prefill pp{pt}")
-    print(f"{'file':<28} {'phase':<8} {'standard':>9} {'parallel':>9} {'llama.cpp':>9} "
-          f"{'par/llama':>9} {'ik -rtr 1':>9} {'par/ik':>8} {'par/std':>8} {'bw bound':>9} {'of bound':>8}")
+    tests = [("decode", f"tg{GEN_TOKENS}"), ("prefill", f"pp{PROMPT_TOKENS}"),
+             ("long", f"pp{long_prompt}"), ("depth", f"tg{GEN_TOKENS}@d{depth}")]
+    print(f"{'file':<28} {'test':<11} {'standard':>9} {'parallel':>9} {'llama.cpp':>9} "
+          f"{'par/llama':>9} {'ik -rtr 1':>9} {'par/ik':>8} {'par/std':>8} {'bw bound':>9} "
+          f"{'of bound':>8}")
     summary = []
+    fmt = lambda v: format(v, "9.1f") if v else f"{'-':>9}"
+    ratio = lambda a, b, w=9: format(a / b, f"{w - 1}.2f") + "x" if a and b else f"{'-':>{w}}"
     for r in rows:
         bound = bw * 1e9 / r["active"]  # the weight bytes a token reads, each once
-        for phase in ["decode", "prefill"]:
-            std = r.get("standard", {}).get(phase)
-            par = r["parallel"][phase]
-            ll = r.get("llama", {}).get(phase)
-            ikv = r.get("ik", {}).get(phase)
-            fmt = lambda v, spec="9.1f": format(v, spec) if v else f"{'-':>9}"
-            ratio = lambda a, b: f"{a / b:8.2f}x" if a and b else f"{'-':>9}"
-            line = (f"{r['file']:<28} {phase:<8} {fmt(std)} {fmt(par)} {fmt(ll)} "
-                    f"{ratio(par, ll)} {fmt(ikv)} {ratio(par, ikv)} {ratio(par, std)}")
-            if phase == "decode":
+        for key, label in tests:
+            std = r.get("standard", {}).get(key)
+            par = r["parallel"].get(key)
+            ll = r.get("llama", {}).get(key)
+            ikv = r.get("ik", {}).get(key)
+            if not any([std, par, ll, ikv]):
+                continue
+            line = (f"{r['file']:<28} {label:<11} {fmt(std)} {fmt(par)} {fmt(ll)} "
+                    f"{ratio(par, ll)} {fmt(ikv)} {ratio(par, ikv, 8)} {ratio(par, std, 8)}")
+            if key == "decode":
                 line += f" {bound:9.1f} {100 * par / bound:7.0f}%"
             print(line)
-            summary.append({"file": r["file"], "phase": phase, "standard_ts": std, "parallel_ts": par,
-                            "llama_ts": ll, "ik_rtr_ts": ikv, "active_bytes": r["active"],
-                            "bandwidth_bound_ts": bound if phase == "decode" else None})
+            summary.append({"file": r["file"], "test": label, "standard_ts": std,
+                            "parallel_ts": par, "llama_ts": ll, "ik_rtr_ts": ikv,
+                            "active_bytes": r["active"],
+                            "bandwidth_bound_ts": bound if key == "decode" else None})
+        par = r["parallel"]
+        if par.get("long") and par.get("prefill"):
+            print(f"{'':<28} pp{long_prompt} / pp{PROMPT_TOKENS} of --parallel: "
+                  f"{par['long'] / par['prefill']:.2f}")
         rss = r["parallel"]["rss"]
         if rss:
             print(f"{'':<24} memory   peak RSS {rss / 2**30:.2f} GiB = {rss / r['size']:.2f}x the file "
                   f"({r['size'] / 2**30:.2f} GiB; the KV cache of {PROMPT_TOKENS + GEN_TOKENS} positions "
                   f"is under 20 MB; limit: file + KV + 25%)")
-        if "llama" in r and r["llama"].get("flash_attn") is not None:
-            print(f"{'':<24} llama-bench flash_attn={r['llama']['flash_attn']}")
+        if par.get("depth_rss"):
+            print(f"{'':<24} memory   peak RSS at depth {depth}: "
+                  f"{par['depth_rss'] / 2**30:.2f} GiB")
+        for name in ["llama", "ik"]:
+            if name in r and r[name].get("flash_attn") is not None:
+                print(f"{'':<24} {name} llama-bench flash_attn={r[name]['flash_attn']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"bandwidth_gbs": bw, "threads": args.threads,
                                                "rows": summary}, indent=2))

@@ -1,7 +1,8 @@
 //! Matmul kernel benchmark: prints figures, asserts nothing.
 //!
 //! `cargo bench --bench matmul [-- FILTER...]`: FILTER words pick weight types (`Q8_0`,
-//! `Q4_K`, ...) or sections (`bandwidth`, `pool`, `shapes`, `model`); none means everything.
+//! `Q4_K`, ...) or sections (`bandwidth`, `pool`, `shapes`, `model`, `prompt`); none means
+//! everything.
 //! Decode runs on cold weights (enough copies to overflow the caches, as in a real decode
 //! step); prefill on warm weights. Baselines are measured in the same run: the machine's read
 //! bandwidth, and a naive single-thread dequantize-row-then-f32-dot.
@@ -411,6 +412,67 @@ fn section_model(pool: &ThreadPool, max_threads: usize, bw: &[f64], types: &[Ggm
     }
 }
 
+/// CPU time of the calling thread (Linux; elsewhere wall time): what a one-thread kernel
+/// costs, nearly unmoved by other processes taking turns on the cores.
+fn thread_cpu_time() -> Duration {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `ts` is a valid timespec for the call to fill.
+        if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            return Duration::new(ts.sec as u64, ts.nsec as u32);
+        }
+    }
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// Prompt matmuls of Qwen3-0.6B's layer shapes on one thread, timed in thread CPU time (the
+/// least of several calls): GMAC/s per core for 64 and 512 tokens, panels and tiles.
+fn section_prompt(pool: &ThreadPool, types: &[GgmlType]) {
+    println!();
+    println!("prompt matmuls, 1 thread, thread CPU time (least of 7 calls): GMAC/s per core");
+    let mut rng = Rng::new(11);
+    for &ty in types {
+        let plan = MatmulPlan {
+            threads: 1,
+            ..MatmulPlan::new()
+        };
+        for &(rows, cols) in &QWEN06_LAYER[3..] {
+            let data = random_weights(&mut rng, ty, rows, cols);
+            let w = WeightMatrix::new(ty, rows, cols, &data).expect("valid");
+            print!("{:<6} {:>10}", ty.name(), format!("{rows}x{cols}"));
+            for n in [64, 512] {
+                let x = random_input(&mut rng, cols * n);
+                let mut y = vec![0.0; rows * n];
+                let mut s = Scratch::default();
+                for panel in [true, false] {
+                    let plan = MatmulPlan { panel, ..plan };
+                    let mut best = Duration::MAX;
+                    for _ in 0..7 {
+                        let t = thread_cpu_time();
+                        matmul(pool, &w, &x, n, &mut y, &plan, &mut s).expect("matmul");
+                        best = best.min(thread_cpu_time() - t);
+                    }
+                    let macs = (rows * cols * n) as f64;
+                    let name = if panel { "panel" } else { "tiles" };
+                    print!(" | {n:>3} {name} {:>6.1}", macs / best.as_secs_f64() / 1e9);
+                }
+            }
+            println!();
+        }
+    }
+}
+
 fn main() {
     let words: Vec<String> = std::env::args()
         .skip(1)
@@ -429,6 +491,13 @@ fn main() {
     println!("kernels: {}", cpu_features().describe());
     println!("plan: {}", MatmulPlan::new().describe());
     let pool = ThreadPool::new(max_threads).expect("thread pool");
+    if words.iter().any(|a| a.eq_ignore_ascii_case("prompt")) {
+        // Alone: no bandwidth section first; the types of a Q8_0 and a Q4_K_M file by default.
+        if !only_types {
+            types = vec![GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
+        }
+        return section_prompt(&pool, &types);
+    }
     let bw = section_bandwidth(&pool, max_threads);
     if wants("pool") && !only_types {
         section_pool(max_threads);
@@ -438,5 +507,8 @@ fn main() {
     }
     if wants("model") || only_types {
         section_model(&pool, max_threads, &bw, &types);
+    }
+    if wants("prompt") {
+        section_prompt(&pool, &types);
     }
 }

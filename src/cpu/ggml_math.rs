@@ -231,9 +231,87 @@ pub fn soft_max(scores: &mut [f32]) {
     }
 }
 
+/// The AVX-512 forms of the functions above, with the same bits.
+#[cfg(target_arch = "x86_64")]
+pub mod x86 {
+    use std::arch::x86_64::*;
+
+    /// ggml's `v_expf` on sixteen lanes: lane for lane what [`super::v_expf`] computes (the
+    /// scalar version follows this one).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn v_expf_512(x: __m512) -> __m512 {
+        let c = |bits: u32| _mm512_set1_ps(f32::from_bits(bits));
+        let r = c(0x4b40_0000);
+        let z = _mm512_fmadd_ps(x, c(0x3fb8_aa3b), r);
+        let n = _mm512_sub_ps(z, r);
+        let b = _mm512_fnmadd_ps(n, c(0x35bf_be8e), _mm512_fnmadd_ps(n, c(0x3f31_7200), x));
+        let u = _mm512_mul_ps(b, b);
+        let p = _mm512_fmadd_ps(
+            _mm512_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+            u,
+            _mm512_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+        );
+        let j = _mm512_fmadd_ps(
+            p,
+            u,
+            _mm512_fmadd_ps(c(0x3f7f_fff6), b, _mm512_set1_ps(1.0)),
+        );
+        let res = _mm512_scalef_ps(j, n);
+        // |n| > 192 (or not finite): 0 below, infinity above.
+        let big = _mm512_cmp_ps_mask::<_CMP_NLE_UQ>(_mm512_abs_ps(n), _mm512_set1_ps(192.0));
+        if big == 0 {
+            return res;
+        }
+        let low = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_setzero_ps());
+        let alt = _mm512_mask_blend_ps(low, _mm512_set1_ps(f32::INFINITY), _mm512_setzero_ps());
+        _mm512_mask_blend_ps(big, res, alt)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn vector_exp_is_the_scalar_exp_lane_for_lane() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let special = [
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            0.0,
+            -0.0,
+            -87.0,
+            88.0,
+            -200.0,
+            1e-9,
+        ];
+        for i in -700..=700 {
+            let x: [f32; 16] = std::array::from_fn(|l| match (i, l) {
+                (0, l) if l < special.len() => special[l],
+                _ => (i * 16 + l as i32) as f32 * 0.0131,
+            });
+            let mut got = [0.0f32; 16];
+            // SAFETY: AVX-512F was detected above.
+            unsafe {
+                use std::arch::x86_64::*;
+                _mm512_storeu_ps(
+                    got.as_mut_ptr(),
+                    x86::v_expf_512(_mm512_loadu_ps(x.as_ptr())),
+                );
+            }
+            for l in 0..16 {
+                let want = v_expf(x[l]);
+                assert_eq!(got[l].to_bits(), want.to_bits(), "exp({})", x[l]);
+            }
+        }
+    }
 
     #[test]
     fn v_expf_is_within_two_ulps_of_exp() {

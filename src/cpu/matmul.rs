@@ -274,8 +274,6 @@ pub fn matmul_multi(
         n => n.min(pool.n_threads()),
     };
     let fmt = sets[0].map_or(ActFormat::F32, |k| k.fmt);
-    scratch.acts.prepare(fmt, n_tokens, first.cols);
-    scratch.acts.quantize(pool, threads, x, plan.isa);
 
     let mut parts: [Option<Part<'_>>; MAX_MATRICES] = Default::default();
     let mut n_chunks = 0;
@@ -316,6 +314,11 @@ pub fn matmul_multi(
         });
         n_chunks += w.rows.div_ceil(chunk);
     }
+    let all_panels = parts.iter().flatten().all(|p| p.panel);
+    scratch
+        .acts
+        .prepare_for(fmt, n_tokens, first.cols, !all_panels);
+    scratch.acts.quantize(pool, threads, x, plan.isa);
     let per_thread = dequant_rows * first.cols;
     if scratch.rows_f32.len() < threads * per_thread {
         scratch.rows_f32.resize(threads * per_thread, 0.0);
@@ -450,12 +453,7 @@ impl Job<'_> {
             // this thread alone owns rows r..r + valid of the output.
             unsafe {
                 panel::pack(p.w.ty, &rows, &pan);
-                let mut t = 0;
-                while t < self.n_tokens {
-                    let n = tt.min(self.n_tokens - t);
-                    panel::gemm(p.w.ty, &pan, self.acts, t, n, &out);
-                    t += n;
-                }
+                panel::gemm(p.w.ty, &pan, self.acts, 0..self.n_tokens, tt, &out);
             }
             r += valid;
         }

@@ -9,15 +9,15 @@
 //! - [`plans`] searches and caches the fastest matmul plan per job ([`tune`] times candidates);
 //!   [`bandwidth`] measures (and caches) the memory read bandwidth the roofline compares with.
 //! - [`ggml_math`] reproduces ggml's summation orders and `exp` for the standard path's exact
-//!   numerics; [`kv_simd`] holds the parallel attention's loops over the f16 KV cache.
+//!   numerics; [`flash`] holds the parallel attention's tiled loops over the f16 KV cache.
 //! - [`moe`] runs a mixture-of-experts layer's router and routed experts on the same kernels.
 
 pub mod bandwidth;
 pub mod dot;
 pub mod error;
 pub mod features;
+pub mod flash;
 pub mod ggml_math;
-pub mod kv_simd;
 pub mod matmul;
 pub mod moe;
 pub mod plans;

@@ -119,6 +119,9 @@ pub struct QuantActs {
     pub fmt: Option<ActFormat>,
     pub cols: usize,
     pub n_tokens: usize,
+    /// Whether the tables only the tile kernels read (per lane; Q8_K's quants in Q4_K order)
+    /// are filled: a prompt whose matmuls all run on panels skips them.
+    pub tile_tables: bool,
     /// Distance between tokens in `qs` (cols rounded up to 64, so rows start cache-aligned).
     pub stride: usize,
     qs_buf: Vec<i8>,
@@ -258,8 +261,15 @@ impl QuantActs {
         &self.bsums32[t * n..(t + 1) * n]
     }
 
-    /// Sizes the buffers for `n_tokens` rows of `cols` in `fmt`.
+    /// Sizes the buffers for `n_tokens` rows of `cols` in `fmt`, with every table.
     pub fn prepare(&mut self, fmt: ActFormat, n_tokens: usize, cols: usize) {
+        self.prepare_for(fmt, n_tokens, cols, true);
+    }
+
+    /// As [`QuantActs::prepare`]; `tile_tables` false leaves out the tables only the tile
+    /// kernels read (for calls that run on panels alone).
+    pub fn prepare_for(&mut self, fmt: ActFormat, n_tokens: usize, cols: usize, tile_tables: bool) {
+        self.tile_tables = tile_tables;
         self.fmt = Some(fmt);
         self.cols = cols;
         self.n_tokens = n_tokens;
@@ -367,6 +377,7 @@ impl QuantActs {
         Parts {
             cols: self.cols,
             stride: self.stride,
+            tile_tables: self.tile_tables,
             block_len,
             qs: SharedMut::new(&mut self.qs_buf[off..off + qs_len]),
             d: SharedMut::new(&mut self.d),
@@ -399,6 +410,7 @@ fn k4_slice(buf: &mut [i8], len: usize) -> &mut [i8] {
 struct Parts<'a> {
     cols: usize,
     stride: usize,
+    tile_tables: bool,
     block_len: usize,
     qs: SharedMut<'a, i8>,
     d: SharedMut<'a, f32>,
@@ -432,6 +444,7 @@ impl<'a> Parts<'a> {
         let lanes = self.stride / 4;
         TokenBufs {
             cols: self.cols,
+            tile_tables: self.tile_tables,
             qs: part(&self.qs, t, self.stride),
             d: part(&self.d, t, self.stride / self.block_len),
             s: part(&self.s, t, self.stride / QK),
@@ -453,6 +466,7 @@ impl<'a> Parts<'a> {
 /// One token's slices of the activation buffers.
 struct TokenBufs<'a> {
     cols: usize,
+    tile_tables: bool,
     qs: &'a mut [i8],
     d: &'a mut [f32],
     s: &'a mut [f32],
@@ -536,6 +550,9 @@ impl TokenBufs<'_> {
                     *b32 = b16[0] + b16[1];
                 }
                 self.fill_panel_tables(nb);
+                if !self.tile_tables {
+                    return;
+                }
                 let blocks = self.qs[..cols].chunks_exact(QK_K);
                 for (q, k4) in blocks.zip(self.qs_k4.chunks_exact_mut(QK_K)) {
                     for (dst, src) in [0, 2, 1, 3, 4, 6, 5, 7].into_iter().enumerate() {
@@ -572,8 +589,18 @@ impl TokenBufs<'_> {
         }
     }
 
-    /// The per-lane tables of the 32-block formats (zero past `cols`).
+    /// The per-block (and, for the tile kernels, per-lane) tables of the 32-block formats
+    /// (zero past `cols`).
     fn fill_lanes(&mut self, offset: i32, q8_1_blocks: Option<usize>) {
+        if !self.tile_tables {
+            let blocks = self.qs[..self.cols].chunks_exact(QK);
+            let n = blocks.len();
+            for (c, q) in self.c32.iter_mut().zip(blocks) {
+                *c = -offset * q.iter().map(|&v| v as i32).sum::<i32>();
+            }
+            self.c32[n..].fill(0);
+            return;
+        }
         let lanes = self.cols / 4;
         for (l, q) in self.qs[..self.cols].chunks_exact(4).enumerate() {
             let sum: i32 = q.iter().map(|&v| v as i32).sum();

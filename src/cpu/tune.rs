@@ -16,10 +16,13 @@ pub fn candidates(
     threads: usize,
 ) -> Vec<MatmulPlan> {
     let mut out = Vec::new();
-    let thread_counts: Vec<usize> = if threads > 1 {
+    // A batch is compute-bound: fewer threads can only look faster while other processes hold
+    // the cores, and the choice is cached for every later run (seen on a busy host: three of
+    // the 0.6B shape's five prompt jobs cached with one thread of two).
+    let thread_counts: Vec<usize> = if threads > 1 && n_tokens == 1 {
         vec![threads, 1]
     } else {
-        vec![1]
+        vec![threads.max(1)]
     };
     let quantized = !matches!(
         w.ty,
@@ -139,5 +142,11 @@ mod tests {
             assert_eq!(t.len(), plans.len());
             assert!(t.windows(2).all(|p| p[0].seconds <= p[1].seconds));
         }
+        // Batches are searched on every thread; decode also tries one.
+        let batch = candidates(&MatmulPlan::new(), &w, 64, 2);
+        assert!(batch.iter().all(|p| p.threads == 2));
+        assert!(candidates(&MatmulPlan::new(), &w, 1, 2)
+            .iter()
+            .any(|p| p.threads == 1));
     }
 }

@@ -21,8 +21,8 @@ use thiserror::Error;
 
 use super::cost::{self, Cost, OpCost};
 use super::input::{contiguous, f32_data};
+use crate::cpu::flash::HeadCache;
 use crate::cpu::ggml_math::{self, LANES};
-use crate::cpu::kv_simd;
 use crate::quant::blocks::round_f16;
 
 /// Attention geometry of one layer.
@@ -159,6 +159,16 @@ impl KvCache {
         (kv_head * self.shape.max_context + pos) * self.shape.head_dim
     }
 
+    /// The stored keys and values of head `kv_head` at positions `0..n`, as they lie.
+    pub fn head(&self, kv_head: usize, n: usize) -> HeadCache<'_> {
+        let run = self.offset(0, kv_head)..self.offset(n, kv_head);
+        HeadCache {
+            keys: &self.keys[run.clone()],
+            values: &self.values[run],
+            head_dim: self.shape.head_dim,
+        }
+    }
+
     /// Keys of head `kv_head` at positions `0..n`, widened to f32 into `out` (`[n, head_dim]`).
     pub fn keys_f32(&self, kv_head: usize, n: usize, out: &mut Vec<f32>) {
         widen(
@@ -241,94 +251,6 @@ impl KvCache {
     }
 }
 
-impl KvCache {
-    /// Attention as [`KvCache::attend`] computes it, for the parallel path, of all the query
-    /// heads that share KV head `kv_head` (`q`: `group` heads of `head_dim`, consecutive), so
-    /// that each key and value is read once per group: the same stored keys and values, but
-    /// f32 throughout (no f16 rounding of the query or the probabilities) and sixteen-lane
-    /// partial sums instead of ggml's orders. `out` is laid out as `q`. Call from a function
-    /// compiled with FMA.
-    #[inline(always)]
-    pub fn attend_group_fast(
-        &self,
-        q: &[f32],
-        pos: usize,
-        kv_head: usize,
-        scratch: &mut GroupScratch,
-        out: &mut [f32],
-    ) {
-        let hd = self.shape.head_dim;
-        let (group, n) = (q.len() / hd, pos + 1);
-        let scale = 1.0 / (hd as f32).sqrt();
-        let GroupScratch {
-            scores,
-            keys,
-            values,
-        } = scratch;
-        scores.clear();
-        scores.resize(group * n, 0.0);
-        let run = self.offset(0, kv_head)..self.offset(n, kv_head);
-        if !kv_simd::scores(&self.keys[run.clone()], q, hd, scale, scores) {
-            self.keys_f32(kv_head, n, keys);
-            for (j, k) in keys.chunks_exact(hd).enumerate() {
-                for (h, qh) in q.chunks_exact(hd).enumerate() {
-                    scores[h * n + j] = dot16(k, qh) * scale;
-                }
-            }
-        }
-        for row in scores.chunks_exact_mut(n) {
-            let mut max = f32::NEG_INFINITY;
-            for s in row.iter() {
-                max = max.max(*s);
-            }
-            let mut sum = 0.0f32;
-            for s in row.iter_mut() {
-                *s = ggml_math::v_expf(*s - max);
-                sum += *s;
-            }
-            let inv = 1.0 / sum;
-            for s in row.iter_mut() {
-                *s *= inv;
-            }
-        }
-        out.fill(0.0);
-        if kv_simd::weighted_values(&self.values[run], scores, hd, out) {
-            return;
-        }
-        self.values_f32(kv_head, n, values);
-        for (j, v) in values.chunks_exact(hd).enumerate() {
-            for (h, oh) in out.chunks_exact_mut(hd).enumerate() {
-                let p = scores[h * n + j];
-                for (o, x) in oh.iter_mut().zip(v) {
-                    *o = x.mul_add(p, *o);
-                }
-            }
-        }
-    }
-}
-
-/// `a · b` with sixteen partial sums (vector lanes), then the tail.
-#[inline(always)]
-fn dot16(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let mut tail = 0.0f32;
-    for (x, y) in ac.remainder().iter().zip(bc.remainder()) {
-        tail = x.mul_add(*y, tail);
-    }
-    for (x, y) in ac.zip(bc) {
-        // Fixed-size views: the compiler sees whole vectors and emits full-width FMAs.
-        let (x, y): (&[f32; LANES], &[f32; LANES]) = match (x.try_into(), y.try_into()) {
-            (Ok(x), Ok(y)) => (x, y),
-            _ => unreachable!("chunks_exact yields LANES elements"),
-        };
-        for l in 0..LANES {
-            acc[l] = x[l].mul_add(y[l], acc[l]);
-        }
-    }
-    ggml_math::reduce16(&acc) + tail
-}
-
 /// `out[d]` = the ggml sum of the lane rows (`lanes[row][d]`, `used` rows, row = slot * 16 +
 /// lane): per lane `(s0 + s2) + (s1 + s3)` across slots, then [`ggml_math::reduce16`] across
 /// lanes. Computed for all `d` at once, so every step is a vector operation over `head_dim`.
@@ -381,15 +303,6 @@ pub struct AttendScratch {
     scores: Vec<f32>,
     lanes: Vec<f32>,
     sums: Vec<f32>,
-    keys: Vec<f32>,
-    values: Vec<f32>,
-}
-
-/// Buffers of one thread's [`KvCache::attend_group_fast`] calls: scores, and the head's keys
-/// and values widened to f32.
-#[derive(Debug, Default)]
-pub struct GroupScratch {
-    scores: Vec<f32>,
     keys: Vec<f32>,
     values: Vec<f32>,
 }

@@ -111,32 +111,129 @@ pub struct Out {
     pub valid: usize,
 }
 
-/// Tokens `t0..t0 + n` (`n <= MAX_TOKENS`) times the panel, into `out`.
+/// The activation tables one family of kernels reads, as base pointers and per-token steps
+/// (checked once per call against the buffers, so a kernel call only adds offsets).
+#[derive(Clone, Copy)]
+pub struct Tables {
+    qs: *const i8,
+    qs_step: usize,
+    /// Per block of 32: the scale the integer sums are multiplied by.
+    d: *const f32,
+    d_step: usize,
+    /// Per block of 32 (Q6_K: per 16): the integer sum's starting value (null where the
+    /// kernel starts from zero).
+    c: *const i32,
+    c_step: usize,
+    /// Per block of 32 (Q2_K, Q3_K: per 16): the factor of the row mins (null for the types
+    /// without a min).
+    s: *const f32,
+    s_step: usize,
+}
+
+/// The kernel a type's panels run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// Blocks of 32, with or without a min term.
+    Blocks { min: bool },
+    /// Q6_K: half-blocks of 16, the `-32` offset in each half's starting sum.
+    Halves,
+    /// Q2_K and Q3_K: half-blocks of 16 with a min each.
+    HalvesMin,
+}
+
+impl Kernel {
+    fn of(ty: GgmlType) -> Kernel {
+        match (legacy::code(ty), kquant::code(ty)) {
+            (Some(c), _) => Kernel::Blocks {
+                min: legacy::has_min(c),
+            },
+            (_, Some(kquant::Q6_K)) => Kernel::Halves,
+            (_, Some(kquant::Q2_K | kquant::Q3_K)) => Kernel::HalvesMin,
+            _ => Kernel::Blocks { min: true },
+        }
+    }
+}
+
+/// The base of `v` after checking it holds `n` tokens of `step` entries.
+fn table<T>(v: &[T], n: usize, step: usize, ty: GgmlType) -> *const T {
+    assert!(v.len() >= n * step, "activation tables for {ty}");
+    v.as_ptr()
+}
+
+impl Tables {
+    /// The tables of `ty`'s kernels in `acts` (prepared in `ty`'s format).
+    fn new(ty: GgmlType, acts: &QuantActs) -> Tables {
+        let (n, stride) = (acts.n_tokens, acts.stride);
+        let (per32, per16) = (stride / 32, stride / 16);
+        let k = kquant::code(ty).is_some();
+        let d = if k { &acts.d32 } else { &acts.d };
+        let (c, c_step, s, s_step): (&[i32], usize, &[f32], usize) = match Kernel::of(ty) {
+            Kernel::Halves => (&acts.c16, per16, &[], 0),
+            Kernel::HalvesMin => (&[], 0, &acts.s16, per16),
+            Kernel::Blocks { min: false } => (&acts.c32, per32, &[], 0),
+            Kernel::Blocks { min: true } if k => (&acts.c32, per32, &acts.s32, per32),
+            Kernel::Blocks { min: true } => (&acts.c32, per32, &acts.s, per32),
+        };
+        Tables {
+            qs: table(acts.qs(), n, stride, ty),
+            qs_step: stride,
+            d: table(d, n, per32, ty),
+            d_step: per32,
+            c: if c_step == 0 {
+                std::ptr::null()
+            } else {
+                table(c, n, c_step, ty)
+            },
+            c_step,
+            s: if s_step == 0 {
+                std::ptr::null()
+            } else {
+                table(s, n, s_step, ty)
+            },
+            s_step,
+        }
+    }
+}
+
+/// Tokens `tokens` times the panel, `tile` (at most [`MAX_TOKENS`]) per kernel call, into
+/// `out`.
 ///
 /// # Safety
 /// The panel must have been packed from `ty` rows of the activations' width; the
 /// activations must be prepared in `ty`'s format with those tokens; `out` must be valid for
 /// the outputs and owned by this thread; the CPU must have AVX-512 VNNI.
-pub unsafe fn gemm(ty: GgmlType, panel: &Panel, acts: &QuantActs, t0: usize, n: usize, out: &Out) {
+pub unsafe fn gemm(
+    ty: GgmlType,
+    panel: &Panel,
+    acts: &QuantActs,
+    tokens: std::ops::Range<usize>,
+    tile: usize,
+    out: &Out,
+) {
     #[cfg(target_arch = "x86_64")]
     {
-        // (min term, K-quant tables) per family; Q6_K has a kernel of its own.
-        let (min, k) = match (legacy::code(ty), kquant::code(ty)) {
-            (Some(c), _) => (legacy::has_min(c), false),
-            (_, Some(kquant::Q6_K)) => return x86::for_tokens!(n, gemm16[](panel, acts, t0, out)),
-            (_, Some(kquant::Q2_K | kquant::Q3_K)) => {
-                return x86::for_tokens!(n, gemm16_min[](panel, acts, t0, out))
+        assert!(tokens.end <= acts.n_tokens);
+        let tables = Tables::new(ty, acts);
+        let tile = tile.clamp(1, MAX_TOKENS);
+        let kernel = Kernel::of(ty);
+        let mut t = tokens.start;
+        while t < tokens.end {
+            let n = tile.min(tokens.end - t);
+            match kernel {
+                Kernel::Halves => x86::for_tokens!(n, gemm16[](panel, &tables, t, out)),
+                Kernel::HalvesMin => x86::for_tokens!(n, gemm16_min[](panel, &tables, t, out)),
+                Kernel::Blocks { min: false } => {
+                    x86::for_tokens!(n, gemm[false](panel, &tables, t, out))
+                }
+                Kernel::Blocks { min: true } => {
+                    x86::for_tokens!(n, gemm[true](panel, &tables, t, out))
+                }
             }
-            _ => (true, true),
-        };
-        match (min, k) {
-            (false, _) => x86::for_tokens!(n, gemm[false, false](panel, acts, t0, out)),
-            (true, false) => x86::for_tokens!(n, gemm[true, false](panel, acts, t0, out)),
-            (true, true) => x86::for_tokens!(n, gemm[true, true](panel, acts, t0, out)),
+            t += n;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ty, panel, acts, t0, n, out);
+    let _ = (ty, panel, acts, tokens, tile, out);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -144,6 +241,11 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::ops::Range;
     use std::ptr::read_unaligned;
+
+    // The helpers below are `#[inline(always)]` and carry no target features of their own (Rust
+    // does not allow both): they run only inlined into the `#[target_feature]` kernels. Left
+    // out of line, a helper returns its vectors through memory: the profile showed a block's
+    // dot products spilled to the stack and reloaded by the kernel.
 
     /// Calls kernel `f` with the token count `n` (1..=MAX_TOKENS) as its last const parameter.
     macro_rules! for_tokens {
@@ -167,13 +269,12 @@ mod x86 {
 
     use super::super::kquant::{self, Q4_K, Q5_K, Q6_K};
     use super::super::legacy::{block_bytes, has_min, IQ4_NL, Q4_0, Q4_1, Q5_0, Q8_0};
-    use super::{Out, Panel, QuantActs, ROWS};
+    use super::{Out, Panel, Tables, ROWS};
     use crate::quant::blocks::{f16_at, scales_mins_k4};
 
     /// The 32 quants of the block at `p`, unsigned (Q8_0 with its sign bit flipped, the
     /// nibble types with their fifth bit added, IQ4_NL's levels + 128), in weight order.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline(always)]
     unsafe fn quants<const TY: u8>(p: *const u8) -> __m256i {
         if TY == Q8_0 {
             let v = _mm256_loadu_si256(p.add(2) as *const __m256i);
@@ -204,8 +305,7 @@ mod x86 {
 
     /// Transposes 16 rows x 8 dwords: `z[i]` holds rows `i` (low half) and `i + 8` (high
     /// half); output `j` holds dword `j` of rows 0..16 in lane order.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
+    #[inline(always)]
     unsafe fn transpose(z: [__m512i; 8]) -> [__m512i; 8] {
         let t: [__m512i; 8] = std::array::from_fn(|k| {
             let (a, b) = (z[k / 2 * 2], z[k / 2 * 2 + 1]);
@@ -237,8 +337,7 @@ mod x86 {
     }
 
     /// The f16 at byte `at` of each row, widened.
-    #[inline]
-    #[target_feature(enable = "avx512f,f16c")]
+    #[inline(always)]
     unsafe fn row_halves(rows: &[*const u8; ROWS], at: usize) -> __m512 {
         let h: [u16; ROWS] = std::array::from_fn(|r| read_unaligned(rows[r].add(at) as *const u16));
         _mm512_cvtph_ps(_mm256_loadu_si256(h.as_ptr() as *const __m256i))
@@ -265,27 +364,17 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
-    pub unsafe fn gemm<const MIN: bool, const K: bool, const T: usize>(
+    pub unsafe fn gemm<const MIN: bool, const T: usize>(
         panel: &Panel,
-        acts: &QuantActs,
+        tables: &Tables,
         t0: usize,
         out: &Out,
     ) {
-        let qs: [*const i8; T] = std::array::from_fn(|t| acts.tok_qs(t0 + t).as_ptr());
-        let d: [*const f32; T] = std::array::from_fn(|t| {
-            let tok = t0 + t;
-            if K {
-                acts.tok_d32(tok).as_ptr()
-            } else {
-                acts.tok_d(tok).as_ptr()
-            }
-        });
-        let c: [*const i32; T] = std::array::from_fn(|t| acts.tok_c32(t0 + t).as_ptr());
-        let s: [*const f32; T] = std::array::from_fn(|t| match (MIN, K) {
-            (false, _) => std::ptr::null(),
-            (true, false) => acts.tok_s(t0 + t).as_ptr(),
-            (true, true) => acts.tok_s32(t0 + t).as_ptr(),
-        });
+        let tb = tables;
+        let qs: [*const i8; T] = std::array::from_fn(|t| tb.qs.add((t0 + t) * tb.qs_step));
+        let d: [*const f32; T] = std::array::from_fn(|t| tb.d.add((t0 + t) * tb.d_step));
+        let c: [*const i32; T] = std::array::from_fn(|t| tb.c.wrapping_add((t0 + t) * tb.c_step));
+        let s: [*const f32; T] = std::array::from_fn(|t| tb.s.wrapping_add((t0 + t) * tb.s_step));
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..panel.blocks {
             // The offset correction (`-offset * sum` of the token's block) starts each lane.
@@ -303,8 +392,7 @@ mod x86 {
 
     /// Each token's integer dots of 4-quant groups `groups` of block `b` with the panel's 16
     /// rows, starting from `init`.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline(always)]
     unsafe fn dots<const T: usize>(
         panel: &Panel,
         qs: &[*const i8; T],
@@ -325,8 +413,7 @@ mod x86 {
     }
 
     /// `acc[t] += isum[t] * (row scales at dw * token t's scale of block b)`.
-    #[inline]
-    #[target_feature(enable = "avx512f,fma")]
+    #[inline(always)]
     unsafe fn add_scaled<const T: usize>(
         acc: &mut [__m512; T],
         isum: [__m512i; T],
@@ -342,8 +429,7 @@ mod x86 {
     }
 
     /// Writes the panel's valid rows of each token's accumulator.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
+    #[inline(always)]
     unsafe fn store<const T: usize>(acc: &[__m512; T], t0: usize, out: &Out) {
         let mask: __mmask16 = if out.valid >= ROWS {
             0xFFFF
@@ -359,10 +445,11 @@ mod x86 {
     /// Q6_K: each block of 32 is two halves of 16 with scales of their own; each half's sum
     /// starts from `-32 * (sum of its activations)`, which makes it the exact `(q - 32) . a`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
-    pub unsafe fn gemm16<const T: usize>(panel: &Panel, acts: &QuantActs, t0: usize, out: &Out) {
-        let qs: [*const i8; T] = std::array::from_fn(|t| acts.tok_qs(t0 + t).as_ptr());
-        let d: [*const f32; T] = std::array::from_fn(|t| acts.tok_d32(t0 + t).as_ptr());
-        let c: [*const i32; T] = std::array::from_fn(|t| acts.tok_c16(t0 + t).as_ptr());
+    pub unsafe fn gemm16<const T: usize>(panel: &Panel, tables: &Tables, t0: usize, out: &Out) {
+        let tb = tables;
+        let qs: [*const i8; T] = std::array::from_fn(|t| tb.qs.add((t0 + t) * tb.qs_step));
+        let d: [*const f32; T] = std::array::from_fn(|t| tb.d.add((t0 + t) * tb.d_step));
+        let c: [*const i32; T] = std::array::from_fn(|t| tb.c.wrapping_add((t0 + t) * tb.c_step));
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..panel.blocks {
             for h in 0..2 {
@@ -375,16 +462,17 @@ mod x86 {
         store(&acc, t0, out);
     }
 
+    /// The low (or high) nibble of each byte of `v`.
+    #[inline(always)]
+    unsafe fn nibbles(v: __m256i, high: bool) -> __m256i {
+        let v = if high { _mm256_srli_epi16::<4>(v) } else { v };
+        _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
+    }
+
     /// Block `j` (weights 32j..32j+32) of the K-quant super-block at `p`, unsigned, in
     /// weight order (ggml's `dequantize_row_q*_K` layouts).
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline(always)]
     unsafe fn k_quants<const TY: u8>(p: *const u8, j: usize) -> __m256i {
-        let nib = _mm256_set1_epi8(0x0F);
-        let nibbles = |v: __m256i, high: bool| {
-            let v = if high { _mm256_srli_epi16::<4>(v) } else { v };
-            _mm256_and_si256(v, nib)
-        };
         match TY {
             Q4_K | Q5_K => {
                 // 64 weights per 32 bytes of quants: low nibbles first, then high.

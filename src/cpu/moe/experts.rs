@@ -663,7 +663,6 @@ impl<'a> Product<'a> {
         // SAFETY: job index `tid` runs on one thread at a time and owns this scratch.
         let buf = unsafe { bufs.panels.slice(tid * bufs.panel_bytes, bufs.panel_bytes) };
         let pan = panel::Panel::new(buf, self.w.cols);
-        let tt = self.token_tile.clamp(1, panel::MAX_TOKENS);
         let base = self.w.data.as_ptr();
         let mut r = begin;
         while r < end {
@@ -683,12 +682,8 @@ impl<'a> Product<'a> {
             // the span's tokens in the type's format; this unit alone owns these outputs.
             unsafe {
                 panel::pack(self.w.ty, &rows, &pan);
-                let mut t = self.t0;
-                while t < self.t0 + self.n {
-                    let n = tt.min(self.t0 + self.n - t);
-                    panel::gemm(self.w.ty, &pan, self.acts, t, n, &out);
-                    t += n;
-                }
+                let tokens = self.t0..self.t0 + self.n;
+                panel::gemm(self.w.ty, &pan, self.acts, tokens, self.token_tile, &out);
             }
             r += valid;
         }

@@ -1,29 +1,37 @@
 //! The attention block fused into one op: per-head q/k RMSNorm, rotary embedding, KV-cache append
-//! and causal grouped-query attention, parallel over KV heads.
+//! and causal grouped-query attention, parallel over KV heads and blocks of query tokens.
 //!
 //! In the standard graph this is five ops per layer (two `RmsNorm`s, two `Rope`s, the attention
 //! op), each a separate pass over the data with its own allocation. [`FusedAttentionCompiler`] finds the region behind each
 //! [`CachedAttention`] op, back to the q/k projections, and replaces it with [`FusedAttention`],
 //! which takes over the layer's KV cache. Norms and rotation have the numerics of the ops they
-//! replace; attention reads the same f16 cache (its bits converted inside the FMA loops,
-//! [`crate::cpu::kv_simd`]) but computes in f32 in its own summation order
-//! ([`KvCache::attend_group_fast`]), several times faster than ggml's.
+//! replace; attention reads the same f16 cache but computes in f32 with its own tiled kernels
+//! ([`crate::cpu::flash`]), several times faster than ggml's order: a prompt runs one job per KV head
+//! and block of [`QUERY_BLOCK`] tokens, decode one per KV head and segment of the context, so
+//! that a long context is split across threads even where there are fewer KV heads than threads.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use luminal::op::{Function, InputTensor, Operator};
 use luminal::prelude::*;
 
-use super::super::cached_attention::{attention_span, CachedAttention, GroupScratch, KvCache};
+use super::super::cached_attention::{attention_span, AttentionShape, CachedAttention, KvCache};
 use super::super::cost::{self, Cost, OpCost};
 use super::super::input::{contiguous, f32_data};
 use super::super::rewrite::{self, is_op, op_as, sources, Source};
 use super::super::rms_norm::{rms_norm_row, RmsNorm};
 use super::super::rope::rope_head;
 use super::Runtime;
+use crate::cpu::flash::{self, FlashScratch, Partial};
 use crate::cpu::ggml_math::fma_dispatch;
+use crate::cpu::pool::ThreadPool;
 use crate::cpu::shared::SharedMut;
+
+/// Query tokens per prompt job: each block of the cache is widened once for this many tokens'
+/// query heads, and a 512-token prompt still makes hundreds of jobs to balance.
+pub const QUERY_BLOCK: usize = 16;
 
 /// Inputs: `q_proj [seq, q_dim]`, `k_proj [seq, kv_dim]`, `v [seq, kv_dim]`, `q_norm [head_dim]`,
 /// `k_norm [head_dim]`, `rope_cos [seq, head_dim/2]`, `rope_sin [seq, head_dim/2]`,
@@ -33,9 +41,30 @@ pub struct FusedAttention {
     eps: f32,
     runtime: Arc<Runtime>,
     /// Attention scratch, one per pool thread, reused across calls.
-    scratch: Vec<Mutex<GroupScratch>>,
+    scratch: Vec<Mutex<JobScratch>>,
+    /// The call's q and k, normalised and rotated: buffers of the runtime's pool, handed back
+    /// at the end of each call (held per layer, a long prompt's would add up to gigabytes).
     q: Vec<f32>,
     k: Vec<f32>,
+    /// Decode at long context: each (KV head, segment) job's softmax state.
+    parts: Parts,
+}
+
+/// One thread's buffers: the kernels' own, and a job's query rows gathered and their outputs.
+#[derive(Debug, Default)]
+struct JobScratch {
+    flash: FlashScratch,
+    q: Vec<f32>,
+    last: Vec<usize>,
+    out: Vec<f32>,
+}
+
+/// Softmax states `[kv_head, segment, query head of the group]` (`o`: times `head_dim`).
+#[derive(Debug, Default)]
+struct Parts {
+    m: Vec<f32>,
+    l: Vec<f32>,
+    o: Vec<f32>,
 }
 
 impl std::fmt::Debug for FusedAttention {
@@ -51,17 +80,16 @@ impl PartialEq for FusedAttention {
 }
 
 fma_dispatch! {
-    /// q or k heads (`[seq, heads, head_dim]`) normalised and rotated into `out`, with the
-    /// numerics of the standard graph's `RmsNorm` and `Rope` ops.
-    fn norm_rope(x: &[f32], norm: &[f32], cos: &[f32], sin: &[f32], eps: f32, out: &mut Vec<f32>)
+    /// q or k heads (`[seq, heads, head_dim]`) normalised and rotated into `out` (same length),
+    /// with the numerics of the standard graph's `RmsNorm` and `Rope` ops.
+    fn norm_rope(x: &[f32], norm: &[f32], cos: &[f32], sin: &[f32], eps: f32, out: &mut [f32])
         => norm_rope_body
 }
 
 #[inline(always)]
-fn norm_rope_body(x: &[f32], norm: &[f32], cos: &[f32], sin: &[f32], eps: f32, out: &mut Vec<f32>) {
+fn norm_rope_body(x: &[f32], norm: &[f32], cos: &[f32], sin: &[f32], eps: f32, out: &mut [f32]) {
     let hd = norm.len();
     let half = hd / 2;
-    out.resize(x.len(), 0.0);
     let seq = (cos.len() / half.max(1)).max(1);
     let heads_per_token = x.len() / hd / seq;
     let mut normed = vec![0.0f32; hd];
@@ -77,45 +105,32 @@ fn norm_rope_body(x: &[f32], norm: &[f32], cos: &[f32], sin: &[f32], eps: f32, o
     }
 }
 
-fma_dispatch! {
-    /// Attention jobs `worker, worker + stride, ...` (job = token * kv_heads + kv_head: the
-    /// query heads sharing one KV head).
-    #[allow(clippy::too_many_arguments)]
-    fn attend_jobs(
-        cache: &KvCache,
-        q: &[f32],
-        start: usize,
-        worker: usize,
-        stride: usize,
-        scratch: &mut GroupScratch,
-        out: SharedMut<'_, f32>,
-    ) => attend_jobs_body
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn attend_jobs_body(
-    cache: &KvCache,
-    q: &[f32],
-    start: usize,
-    worker: usize,
-    stride: usize,
-    scratch: &mut GroupScratch,
-    out: SharedMut<'_, f32>,
+/// [`norm_rope`] of a batch, its tokens split across the pool.
+fn norm_rope_tokens(
+    pool: &ThreadPool,
+    x: &[f32],
+    tables: [&[f32]; 3],
+    eps: f32,
+    out: &mut Vec<f32>,
 ) {
-    let shape = *cache.shape();
-    let (q_dim, hd, kv_heads) = (shape.q_dim(), shape.head_dim, shape.kv_heads);
-    let span = shape.group() * hd;
-    let n_jobs = q.len() / span;
-    let mut job = worker;
-    while job < n_jobs {
-        let (i, kv) = (job / kv_heads, job % kv_heads);
-        let at = i * q_dim + kv * span;
-        // SAFETY: each (token, KV head) span belongs to exactly one job, each job to one worker.
-        let dst = unsafe { out.slice(at, span) };
-        cache.attend_group_fast(&q[at..at + span], start + i, kv, scratch, dst);
-        job += stride;
+    let [norm, cos, sin] = tables;
+    out.resize(x.len(), 0.0);
+    let half = (norm.len() / 2).max(1);
+    let n_tokens = cos.len() / half;
+    let threads = pool.n_threads().min(n_tokens / 2).max(1);
+    if threads == 1 {
+        return norm_rope(x, norm, cos, sin, eps, out);
     }
+    let (width, per) = (x.len() / n_tokens, n_tokens.div_ceil(threads));
+    let shared = SharedMut::new(out);
+    pool.run(threads, |i| {
+        let tokens = (i * per).min(n_tokens)..((i + 1) * per).min(n_tokens);
+        let span = tokens.start * width..tokens.end * width;
+        // SAFETY: each index writes its own tokens' rows.
+        let dst = unsafe { shared.slice(span.start, span.len()) };
+        let rows = tokens.start * half..tokens.end * half;
+        norm_rope(&x[span], norm, &cos[rows.clone()], &sin[rows], eps, dst);
+    });
 }
 
 impl Operator for FusedAttention {
@@ -129,6 +144,11 @@ impl Operator for FusedAttention {
 impl OpCost for FusedAttention {
     /// Every input (projections, norm weights, rotary tables, positions), the cache over
     /// every attended position, and the q/k norms and rotations besides attention itself.
+    /// The cache counts once, as for the standard op: the tiled kernels read a KV head's
+    /// blocks again for each block of [`QUERY_BLOCK`] query tokens, reads served mostly by the
+    /// CPU's caches (a KV head's cache is 512 KiB at 1024 positions of head size 128); the
+    /// model counts memory traffic. Decode's segment merge (a few operations per segment and
+    /// query head) is not counted.
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
         let (start, seq) = attention_span(inp, 7);
         let qk: u64 = (0..2)
@@ -149,23 +169,163 @@ impl FusedAttention {
         let vector = |i: usize| f32_data(&inp[i].0).expect("fused attention: f32 input");
         let (q_norm, k_norm) = (vector(3), vector(4));
         let (cos, sin, positions) = (vector(5), vector(6), vector(7));
-        norm_rope(&q_proj, q_norm, cos, sin, self.eps, &mut self.q);
-        norm_rope(&k_proj, k_norm, cos, sin, self.eps, &mut self.k);
+        let pool = &self.runtime.pool;
+        self.q = self.runtime.buffers.take_stale(q_proj.len());
+        self.k = self.runtime.buffers.take_stale(k_proj.len());
+        norm_rope_tokens(pool, &q_proj, [q_norm, cos, sin], self.eps, &mut self.q);
+        norm_rope_tokens(pool, &k_proj, [k_norm, cos, sin], self.eps, &mut self.k);
         let start = positions.first().map_or(0, |p| *p as usize);
         self.cache.append(start, &self.k, &v);
 
-        let mut out = self.runtime.buffers.take(self.q.len());
-        let shape = self.cache.shape();
-        let n_jobs = self.q.len() / (shape.group() * shape.head_dim);
-        let threads = self.runtime.pool.n_threads().min(n_jobs).max(1);
-        let shared = SharedMut::new(&mut out);
-        let (cache, q, scratch) = (&self.cache, &self.q, &self.scratch);
-        self.runtime.pool.run(threads, |worker| {
-            let mut s = scratch[worker].lock().unwrap_or_else(|e| e.into_inner());
-            attend_jobs(cache, q, start, worker, threads, &mut s, shared);
-        });
+        let mut out = self.runtime.buffers.take_stale(self.q.len());
+        match positions.len() {
+            0 => {}
+            1 => self.decode(start, &mut out),
+            n => self.prompt(start, n, &mut out),
+        }
+        for buf in [std::mem::take(&mut self.q), std::mem::take(&mut self.k)] {
+            self.runtime.buffers.give(buf);
+        }
         out
     }
+
+    /// Tokens at `start..start + n_tokens`: one job per block of query tokens and KV head,
+    /// the blocks that see the most keys handed out first.
+    fn prompt(&self, start: usize, n_tokens: usize, out: &mut [f32]) {
+        let shape = *self.cache.shape();
+        let (kv_heads, span) = (shape.kv_heads, shape.group() * shape.head_dim);
+        let blocks = n_tokens.div_ceil(QUERY_BLOCK);
+        let jobs = blocks * kv_heads;
+        let next = AtomicUsize::new(0);
+        let shared = SharedMut::new(out);
+        let threads = self.runtime.pool.n_threads().min(jobs);
+        self.runtime.pool.run(threads, |worker| {
+            let mut s = self.scratch[worker]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            loop {
+                let job = next.fetch_add(1, Ordering::Relaxed);
+                if job >= jobs {
+                    break;
+                }
+                let (block, kv) = (blocks - 1 - job / kv_heads, job % kv_heads);
+                let tokens = block * QUERY_BLOCK..((block + 1) * QUERY_BLOCK).min(n_tokens);
+                let JobScratch {
+                    flash,
+                    q,
+                    last,
+                    out,
+                } = &mut *s;
+                q.clear();
+                last.clear();
+                for t in tokens.clone() {
+                    let at = t * shape.q_dim() + kv * span;
+                    q.extend_from_slice(&self.q[at..at + span]);
+                    last.extend(std::iter::repeat_n(start + t, shape.group()));
+                }
+                out.resize(q.len(), 0.0);
+                let head = self.cache.head(kv, start + tokens.end);
+                flash::attend_rows(head, q, last, scale(&shape), flash, out);
+                for (i, t) in tokens.enumerate() {
+                    // SAFETY: each (token, KV head) span belongs to exactly one job.
+                    let dst = unsafe { shared.slice(t * shape.q_dim() + kv * span, span) };
+                    dst.copy_from_slice(&out[i * span..(i + 1) * span]);
+                }
+            }
+        });
+    }
+
+    /// One token at `pos`: a job per KV head and segment of the positions `0..=pos`; with
+    /// more than one segment their states are merged, in order, once all are done.
+    fn decode(&mut self, pos: usize, out: &mut [f32]) {
+        let shape = *self.cache.shape();
+        let (kv_heads, group, hd) = (shape.kv_heads, shape.group(), shape.head_dim);
+        let segs = flash::segments(pos);
+        let jobs = kv_heads * segs;
+        let slots = jobs * group;
+        let parts = &mut self.parts;
+        for v in [&mut parts.m, &mut parts.l] {
+            v.resize(slots, 0.0);
+        }
+        parts.o.resize(slots * hd, 0.0);
+        let (m, l, o) = (
+            SharedMut::new(&mut parts.m),
+            SharedMut::new(&mut parts.l),
+            SharedMut::new(&mut parts.o),
+        );
+        let shared = SharedMut::new(out);
+        let (cache, q, scratch) = (&self.cache, &self.q, &self.scratch);
+        let next = AtomicUsize::new(0);
+        let threads = self.runtime.pool.n_threads().min(jobs);
+        self.runtime.pool.run(threads, |worker| {
+            let mut s = scratch[worker].lock().unwrap_or_else(|e| e.into_inner());
+            let JobScratch { flash, last, .. } = &mut *s;
+            last.clear();
+            last.resize(group, pos);
+            loop {
+                let job = next.fetch_add(1, Ordering::Relaxed);
+                if job >= jobs {
+                    break;
+                }
+                let (kv, seg) = (job / segs, job % segs);
+                let q = &q[kv * group * hd..(kv + 1) * group * hd];
+                let head = cache.head(kv, pos + 1);
+                let slot = job * group;
+                // SAFETY: each job owns its slots, and its span of the output.
+                let mut part = unsafe {
+                    Partial {
+                        m: m.slice(slot, group),
+                        l: l.slice(slot, group),
+                        o: o.slice(slot * hd, group * hd),
+                    }
+                };
+                flash::segment_partial(head, q, last, seg, scale(&shape), flash, &mut part);
+                if segs == 1 {
+                    let dst = unsafe { shared.slice(kv * group * hd, group * hd) };
+                    flash::finish(&part, hd, dst);
+                }
+            }
+        });
+        if segs > 1 {
+            self.merge_segments(segs, out);
+        }
+    }
+
+    /// Each KV head's segment states merged in order, then normalised into `out`.
+    fn merge_segments(&mut self, segs: usize, out: &mut [f32]) {
+        let shape = *self.cache.shape();
+        let (group, hd) = (shape.group(), shape.head_dim);
+        let Parts { m, l, o } = &mut self.parts;
+        let per_head = segs * group;
+        let heads = m
+            .chunks_exact_mut(per_head)
+            .zip(l.chunks_exact_mut(per_head))
+            .zip(o.chunks_exact_mut(per_head * hd));
+        for (kv, ((m, l), o)) in heads.enumerate() {
+            let (m0, m_rest) = m.split_at_mut(group);
+            let (l0, l_rest) = l.split_at_mut(group);
+            let (o0, o_rest) = o.split_at_mut(group * hd);
+            let mut total = Partial {
+                m: m0,
+                l: l0,
+                o: o0,
+            };
+            for seg in 0..segs - 1 {
+                let part = Partial {
+                    m: &mut m_rest[seg * group..(seg + 1) * group],
+                    l: &mut l_rest[seg * group..(seg + 1) * group],
+                    o: &mut o_rest[seg * group * hd..(seg + 1) * group * hd],
+                };
+                flash::merge(&mut total, &part, hd);
+            }
+            flash::finish(&total, hd, &mut out[kv * group * hd..(kv + 1) * group * hd]);
+        }
+    }
+}
+
+/// `1 / sqrt(head_dim)`, the attention scale.
+fn scale(shape: &AttentionShape) -> f32 {
+    1.0 / (shape.head_dim as f32).sqrt()
 }
 
 /// Replaces each layer's q/k norms, rotary embeddings and [`CachedAttention`] with one
@@ -202,6 +362,7 @@ impl Compiler for FusedAttentionCompiler {
                 scratch: (0..threads).map(|_| Mutex::default()).collect(),
                 q: vec![],
                 k: vec![],
+                parts: Parts::default(),
             });
             rewrite::replace(graph, &mut remap, node, op, &plan.inputs);
         }

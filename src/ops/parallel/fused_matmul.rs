@@ -50,7 +50,8 @@ pub struct FusedMatMul {
     epilogue: Epilogue,
     decode: MatmulPlan,
     batch: MatmulPlan,
-    /// Normalised activations, reused across calls.
+    /// Normalised activations during a call: a buffer of the runtime's pool, handed back
+    /// after the matmuls (held per op, a long prompt's would add up to gigabytes).
     normed: Vec<f32>,
 }
 
@@ -103,17 +104,15 @@ impl FusedMatMul {
         let x: &[f32] = match self.norm_eps {
             Some(eps) => {
                 let w = f32_data(&inp[1].0).expect("fused matmul: norm weight");
-                self.normed.resize(x.len(), 0.0);
-                for (o, row) in self.normed.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
-                    rms_norm_row(row, w, eps, o);
-                }
+                self.normed = rt.buffers.take_stale(x.len());
+                norm_tokens(rt, &x, w, eps, &mut self.normed);
                 &self.normed
             }
             None => &x,
         };
         let mut outs: Vec<Vec<f32>> = ws
             .iter()
-            .map(|w| rt.buffers.take(n_tokens * w.rows))
+            .map(|w| rt.buffers.take_stale(n_tokens * w.rows))
             .collect();
         let plan = if n_tokens == 1 {
             self.decode
@@ -126,6 +125,7 @@ impl FusedMatMul {
             matmul_multi(&rt.pool, &ws, x, n_tokens, &mut ys, &plan, &mut scratch)
                 .unwrap_or_else(|e| panic!("fused matmul on validated weights failed: {e}"));
         }
+        rt.buffers.give(std::mem::take(&mut self.normed));
         match self.epilogue {
             Epilogue::None => outs,
             Epilogue::AddResidual => {
@@ -137,7 +137,7 @@ impl FusedMatMul {
             }
             Epilogue::SwiGlu => {
                 let rows = ws[0].rows;
-                let mut out = rt.buffers.take(n_tokens * rows);
+                let mut out = rt.buffers.take_stale(n_tokens * rows);
                 swiglu_tokens(rt, &outs[0], &outs[1], rows, &mut out);
                 for buf in outs {
                     rt.buffers.give(buf);
@@ -182,24 +182,42 @@ impl OpCost for FusedMatMul {
     }
 }
 
-/// SwiGLU of every token, tokens split over the pool (a prompt's worth of `exp` is worth it).
-fn swiglu_tokens(rt: &Runtime, gate: &[f32], up: &[f32], rows: usize, out: &mut [f32]) {
-    let n_tokens = out.len() / rows;
-    let threads = rt.pool.n_threads().min(n_tokens);
-    if threads <= 1 {
-        swiglu_rows(gate, up, rows, out);
-        return;
+/// RMSNorm of every token (rows of `w.len()`), tokens split over the pool for a prompt.
+fn norm_tokens(rt: &Runtime, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let cols = w.len();
+    for_token_ranges(rt, x.len() / cols, out, cols, |tokens, dst| {
+        let src = &x[tokens.start * cols..tokens.end * cols];
+        for (o, row) in dst.chunks_exact_mut(cols).zip(src.chunks_exact(cols)) {
+            rms_norm_row(row, w, eps, o);
+        }
+    });
+}
+
+/// Runs `f(tokens, rows of out)` on consecutive ranges of the `n_tokens` tokens (rows of
+/// `width` outputs), one range per pool thread; on the calling thread alone for a few tokens.
+fn for_token_ranges<F>(rt: &Runtime, n_tokens: usize, out: &mut [f32], width: usize, f: F)
+where
+    F: Fn(std::ops::Range<usize>, &mut [f32]) + Sync,
+{
+    let threads = rt.pool.n_threads().min(n_tokens / 2).max(1);
+    if threads == 1 {
+        return f(0..n_tokens, out);
     }
     let per = n_tokens.div_ceil(threads);
     let shared = SharedMut::new(out);
     rt.pool.run(threads, |i| {
-        let (first, last) = (i * per, ((i + 1) * per).min(n_tokens));
-        if first < last {
-            let span = first * rows..last * rows;
-            // SAFETY: each thread writes its own tokens' rows.
-            let dst = unsafe { shared.slice(span.start, span.len()) };
-            swiglu_rows(&gate[span.clone()], &up[span], rows, dst);
-        }
+        let tokens = (i * per).min(n_tokens)..((i + 1) * per).min(n_tokens);
+        // SAFETY: each index writes its own tokens' rows.
+        let dst = unsafe { shared.slice(tokens.start * width, tokens.len() * width) };
+        f(tokens, dst);
+    });
+}
+
+/// SwiGLU of every token, tokens split over the pool (a prompt's worth of `exp` is worth it).
+fn swiglu_tokens(rt: &Runtime, gate: &[f32], up: &[f32], rows: usize, out: &mut [f32]) {
+    for_token_ranges(rt, out.len() / rows, out, rows, |tokens, dst| {
+        let span = tokens.start * rows..tokens.end * rows;
+        swiglu_rows(&gate[span.clone()], &up[span], rows, dst);
     });
 }
 

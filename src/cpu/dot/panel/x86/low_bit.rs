@@ -12,12 +12,11 @@ use std::arch::x86_64::*;
 
 use super::super::super::kquant::{self, IQ4_XS, Q2_K};
 use super::super::super::legacy::iq4nl_offset_levels;
-use super::{add_scaled, dots, store, transpose, Out, Panel, QuantActs, ROWS};
+use super::{add_scaled, dots, store, transpose, Out, Panel, Tables, ROWS};
 use crate::quant::blocks::{f16_at, scale_q3_k};
 
 /// Block `j` (weights 32j..32j+32) of the super-block at `p`, unsigned, in weight order.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline(always)]
 unsafe fn quants<const TY: u8>(p: *const u8, j: usize) -> __m256i {
     if TY == IQ4_XS {
         let v = _mm_loadu_si128(p.add(8 + 16 * j) as *const __m128i);
@@ -100,10 +99,11 @@ pub unsafe fn pack_low_bit<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel
 /// Q2_K and Q3_K: each block of 32 is two halves of 16 with scales and mins of their own;
 /// `acc += isum * (d_h * d_a) + m_h * (-d_a * sum_h)` per half.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
-pub unsafe fn gemm16_min<const T: usize>(panel: &Panel, acts: &QuantActs, t0: usize, out: &Out) {
-    let qs: [*const i8; T] = std::array::from_fn(|t| acts.tok_qs(t0 + t).as_ptr());
-    let d: [*const f32; T] = std::array::from_fn(|t| acts.tok_d32(t0 + t).as_ptr());
-    let s: [*const f32; T] = std::array::from_fn(|t| acts.tok_s16(t0 + t).as_ptr());
+pub unsafe fn gemm16_min<const T: usize>(panel: &Panel, tables: &Tables, t0: usize, out: &Out) {
+    let tb = tables;
+    let qs: [*const i8; T] = std::array::from_fn(|t| tb.qs.add((t0 + t) * tb.qs_step));
+    let d: [*const f32; T] = std::array::from_fn(|t| tb.d.add((t0 + t) * tb.d_step));
+    let s: [*const f32; T] = std::array::from_fn(|t| tb.s.add((t0 + t) * tb.s_step));
     let mut acc = [_mm512_setzero_ps(); T];
     for b in 0..panel.blocks {
         for h in 0..2 {
