@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# On a machine with an NVIDIA GPU and the CUDA toolkit: builds the CUDA backend and compares it with
-# llama.cpp's references (f32 and f16, every fixture model, whole and chunked prefill). Prints the
-# largest logit difference per model; a test that finds no device prints "skipped: ...".
+# The CUDA check on a GPU machine, which has no Rust toolchain: it runs the folder that
+# .ci/gpu-carry.sh built and packed on a machine with cargo (binaries, fixtures, run.sh).
+#
+#   bash .ci/gpu-carry.sh                     here (no GPU needed): builds target/gpu-carry
+#   bash .ci/gpu-device-check.sh [FOLDER]     on the GPU machine (the same as bash FOLDER/run.sh)
+#
+# Through the device tool: run(command="bash target/gpu-carry/run.sh", carry=["target/gpu-carry"]).
+# See run.sh (.ci/gpu-run.sh) for what it runs and where the results go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,compute_cap,memory.total --format=csv
-# luminal_cuda's NVRTC kernels include cuda_fp16.h from /usr/local/cuda/include.
-[[ -e /usr/local/cuda/include/cuda_fp16.h ]] || echo "warning: /usr/local/cuda/include/cuda_fp16.h missing" >&2
-cargo test --release --features cuda --test gpu_numerics -- --nocapture --test-threads 1
+folder=${1:-target/gpu-carry}
+[[ -f $folder/run.sh ]] || {
+    echo "error: no $folder/run.sh: build it first with bash .ci/gpu-carry.sh (on a machine with cargo)" >&2
+    exit 1
+}
+exec bash "$folder/run.sh"

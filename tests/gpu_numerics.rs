@@ -1,6 +1,7 @@
 //! The GPU backends on a real device, teacher-forced against llama.cpp's logits like
 //! `numerics.rs`. Each test runs when its backend was built (`--features cuda`, `--features metal`)
-//! and a device opens; otherwise it prints why it was skipped and passes.
+//! and a device opens; otherwise it prints why it was skipped and passes, unless
+//! `QWEN_REQUIRE_GPU=1` is set (as the GPU machine's `run.sh` does), where a missing device fails.
 //!
 //! Tolerances: f32 as the reference backend (`gpu_graph.rs`: 0.05, argmax where the top-2 gap
 //! exceeds 0.1), since only the summation order differs from it. f16 keeps activations to about
@@ -52,6 +53,12 @@ mod cases {
     }
 }
 
+/// Whether a missing device is a failure rather than a skip (`QWEN_REQUIRE_GPU=1`).
+#[cfg(any(feature = "cuda", all(feature = "metal", target_os = "macos")))]
+fn gpu_required() -> bool {
+    std::env::var("QWEN_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
 #[cfg(feature = "cuda")]
 mod cuda {
     use qwen::backend::cuda::{probe, Cuda};
@@ -59,6 +66,7 @@ mod cuda {
 
     fn run(precision: Precision, tol: super::gpu_common::Tolerance) {
         if let Err(why) = probe() {
+            assert!(!super::gpu_required(), "QWEN_REQUIRE_GPU=1 but {why}");
             eprintln!("skipped: no CUDA device ({why})");
             return;
         }
@@ -84,6 +92,7 @@ mod metal {
 
     fn run(precision: Precision, tol: super::gpu_common::Tolerance) {
         if let Err(why) = Metal::new(precision) {
+            assert!(!super::gpu_required(), "QWEN_REQUIRE_GPU=1 but {why}");
             eprintln!("skipped: no Metal device ({why})");
             return;
         }

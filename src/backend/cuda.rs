@@ -41,13 +41,27 @@ pub fn probe() -> Result<(), GpuError> {
         backend: "cuda",
         reason,
     };
-    driver::init().map_err(|e| no_device(format!("the CUDA driver did not start ({e:?})")))?;
-    let count = driver::device::get_count()
-        .map_err(|e| no_device(format!("the driver could not count devices ({e:?})")))?;
+    driver::init()
+        .map_err(|e| no_device(format!("the CUDA driver did not start ({})", describe(&e))))?;
+    let count = driver::device::get_count().map_err(|e| {
+        no_device(format!(
+            "the driver could not count devices ({})",
+            describe(&e)
+        ))
+    })?;
     if count < 1 {
         return Err(no_device("the driver sees no CUDA device".into()));
     }
     Ok(())
+}
+
+/// The error's code and the driver's text for it. Not `DriverError`'s `Debug`, which panics when
+/// the driver cannot give the text (as a stub driver library may not).
+fn describe(e: &driver::DriverError) -> String {
+    match e.error_string() {
+        Ok(text) => format!("{:?}: {}", e.0, text.to_string_lossy()),
+        Err(_) => format!("{:?}", e.0),
+    }
 }
 
 impl Device for Cuda {

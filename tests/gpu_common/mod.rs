@@ -11,9 +11,12 @@ use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
 use serde_json::Value;
 
+/// A file of the fixtures folder: `$QWEN_FIXTURES` where set (a test binary carried to a machine
+/// without this checkout, see `.ci/gpu-carry.sh`), else this checkout's `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+    std::env::var_os("QWEN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
         .join(name)
 }
 
