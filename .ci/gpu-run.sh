@@ -45,7 +45,10 @@ BUDGET=${QWEN_GPU_BUDGET_S:-450}
 START=$SECONDS
 STEPS="$WORK/steps.txt"
 BIN="$HERE/bin"
-export XDG_CACHE_HOME="$WORK/xdg" QWEN_FIXTURES="$HERE/fixtures" PYTHONUNBUFFERED=1
+# The carried fixtures, else the checkout's (a folder packed with QWEN_CARRY_FIXTURES=0).
+QWEN_FIXTURES="$HERE/fixtures"
+[[ -d $QWEN_FIXTURES/models ]] || QWEN_FIXTURES="$PWD/tests/fixtures"
+export XDG_CACHE_HOME="$WORK/xdg" QWEN_FIXTURES PYTHONUNBUFFERED=1
 : >"$STEPS"
 exec > >(tee -a "$OUT/run.log") 2>&1
 
@@ -212,7 +215,7 @@ numerics() {
 # Without a device, `--backend cuda` must stop with one `error:` line (no panic) and exit non-zero.
 no_device_error() {
     local err="$WORK/no-device.err"
-    if "$BIN/qwen" --backend cuda -m "$HERE/fixtures/models/tiny-f32.gguf" --token-ids 1,2 -t 1 \
+    if "$BIN/qwen" --backend cuda -m "$QWEN_FIXTURES/models/tiny-f32.gguf" --token-ids 1,2 -t 1 \
         >/dev/null 2>"$err"; then
         echo "error: qwen --backend cuda succeeded without a GPU"
         return 1
@@ -244,6 +247,7 @@ export DRY HERE BIN OUT WORK STEPS BUDGET START
 main() {
     local ok=1 writer
     echo "run.sh $( ((DRY)) && echo --dry-run) from $HERE; results in $OUT; budget ${BUDGET}s"
+    echo "fixtures: $QWEN_FIXTURES"
     cat "$HERE/BUILD-INFO" 2>/dev/null
     # Not under `step`: it sets the library path for the steps that follow (and takes a second).
     note "libraries"
