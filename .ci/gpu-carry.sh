@@ -207,7 +207,7 @@ pack() {
         esac
     done
     cp "$SDK/stub/libcuda.so.1" "$OUTDIR/stub/"
-    cp tools/write_qwen3_gguf.py tools/gpu_summary.py "$OUTDIR/tools/"
+    cp tools/write_qwen3_gguf.py tools/gpu_summary.py tools/nvrtc_check.py "$OUTDIR/tools/"
     cp .ci/gpu-run.sh "$OUTDIR/run.sh"
     {
         echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) from $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (uncommitted changes)')"

@@ -5,13 +5,13 @@
 #   bash target/gpu-carry/run.sh --dry-run   anywhere: the carried stub driver instead of a GPU
 #
 # Finds the driver and PyTorch's CUDA 13 libraries (cuBLAS, cuBLASLt, NVRTC) and sets the library
-# path, prints nvidia-smi, checks that NVRTC finds cuda_fp16.h, runs the GPU numerics tests against
-# llama.cpp's references (f32 and f16, whole and chunked prefill), writes Qwen3-4B-shaped F16 and
-# Q8_0 files (in the background, while the tests run) and times prompt and decode with
-# `qwen --backend cuda --kernel-timing --json`. Every step has a timeout inside one budget
-# (QWEN_GPU_BUDGET_S, default 450 s), so one hang cannot eat the device time; a step that fails
-# does not stop the next. Results go to $OUT (default: ./gpu-out), at most 8 files:
-# run.log, numerics.log, bench-*.json (4) and summary.txt.
+# path, prints nvidia-smi, checks that NVRTC compiles a cuda_fp16.h kernel, runs the GPU numerics
+# tests against llama.cpp's references (f32 and f16, whole and chunked prefill), writes
+# Qwen3-4B-shaped F16 and Q8_0 files (in the background, while the tests run) and times prompt and
+# decode with `qwen --backend cuda --kernel-timing --json`. Every step has a timeout inside one
+# budget (QWEN_GPU_BUDGET_S, default 450 s), so one hang cannot eat the device time; a step that
+# fails does not stop the next. Results go to $OUT (default: ./gpu-out), at most 8 files: run.log,
+# numerics.log, bench-*.json (4) and summary.txt.
 #
 # The dry run checks what needs no GPU: library discovery (the nvidia-* packages must be importable
 # by python3, e.g. through PYTHONPATH), the one-line error without a device, the model writer (small
@@ -40,6 +40,8 @@ esac
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT" || exit 1
 OUT=$(cd "$OUT" && pwd)
+# A rerun into the same folder starts afresh (the device tool empties $OUT itself).
+rm -f "$OUT"/run.log "$OUT"/numerics.log "$OUT"/bench-*.json "$OUT"/summary.txt
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/qwen-gpu.XXXXXX") || exit 1
 BUDGET=${QWEN_GPU_BUDGET_S:-450}
 START=$SECONDS
@@ -175,7 +177,8 @@ check_fp16_header() {
     local want=/usr/local/cuda/include/cuda_fp16.h found root
     if [[ -e $want ]]; then
         echo "NVRTC header: $want"
-        return 0
+        compile_check "$(dirname "$want")"
+        return
     fi
     while read -r root; do
         [[ -n $root ]] || continue
@@ -188,13 +191,22 @@ check_fp16_header() {
     fi
     if ((DRY)); then
         echo "would link /usr/local/cuda/include -> $(dirname "$found") (dry run: left alone)"
+        compile_check "$(dirname "$found")"
     elif [[ ! -e /usr/local/cuda/include ]]; then
         mkdir -p /usr/local/cuda && ln -s "$(dirname "$found")" /usr/local/cuda/include &&
-            echo "linked /usr/local/cuda/include -> $(dirname "$found")"
+            echo "linked /usr/local/cuda/include -> $(dirname "$found")" &&
+            compile_check /usr/local/cuda/include
     else
         echo "error: /usr/local/cuda/include exists without cuda_fp16.h (found $found)"
         return 1
     fi
+}
+
+# NVRTC (the one on the library path) compiles a cuda_fp16.h kernel with include folder $1.
+compile_check() {
+    local dir
+    dir=$(find_library libnvrtc.so.13) || return 1
+    python3 "$HERE/tools/nvrtc_check.py" "$dir/libnvrtc.so.13" "$1"
 }
 
 # One precision's numerics test; on a GPU a missing device fails it instead of skipping.
@@ -240,7 +252,7 @@ bench() {
         --ctx-size $((PROMPT + DECODE + 16)) --kernel-timing --json "$@" >"$OUT/bench-$name.json"
 }
 
-export -f note record step nvidia_roots find_library show_gpu check_fp16_header numerics \
+export -f note record step nvidia_roots find_library show_gpu check_fp16_header compile_check numerics \
     no_device_error write_models bench
 export DRY HERE BIN OUT WORK STEPS BUDGET START
 
@@ -261,7 +273,7 @@ main() {
         return 1
     fi
     step "nvidia-smi" 30 show_gpu || ok=0
-    step "cuda_fp16.h for NVRTC" 20 check_fp16_header || ok=0
+    step "NVRTC and cuda_fp16.h" 30 check_fp16_header || ok=0
 
     # The model files are written while the numerics tests run (no timing is taken meanwhile).
     note "writing the model files in the background"
