@@ -153,6 +153,12 @@ setup_libraries() {
     done
     LD_LIBRARY_PATH=$(IFS=:; echo "${dirs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     export LD_LIBRARY_PATH
+    # Any other CUDA library a later build may need (libcudart, libcurand), searched the same way.
+    for lib in $(ldd "$BIN/qwen" "$BIN/gpu_numerics" | awk '/=> not found/ {print $1}' | sort -u); do
+        dir=$(find_library "$lib") || continue
+        printf '%-18s %s\n' "$lib:" "$(readlink -f "$dir/$lib")"
+        LD_LIBRARY_PATH=$dir:$LD_LIBRARY_PATH
+    done
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
     ldd "$BIN/qwen"
     if ldd "$BIN/qwen" "$BIN/gpu_numerics" | grep -q "not found"; then
