@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use common::cli::*;
+use common::watched::{self, Stream};
 use common::{qwen3, qwen3moe, T, TINY, TINY_MOE, V};
 use qwen::quant::GgmlType;
 
@@ -310,20 +309,7 @@ fn a_full_context_stops_generation_with_a_notice_and_keeps_the_text() {
 
 /// Runs `cmd`, failing the test instead of hanging when it takes more than a minute.
 fn within_a_minute(cmd: &mut std::process::Command) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("still running after a minute");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    watched::spawn(cmd).finish_within(Duration::from_secs(60), "a minute")
 }
 
 /// Spawns a long generation, waits for streamed text, sends SIGINT and returns the output.
@@ -334,54 +320,12 @@ fn interrupted(json: bool) -> Output {
     if json {
         args.push("--json");
     }
-    let mut child = qwen()
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Text streams to stdout, or to stderr with --json: read both on their own threads.
-    let (tx, rx) = mpsc::channel::<()>();
-    let reader = |mut pipe: Box<dyn Read + Send>, tx: mpsc::Sender<()>| {
-        std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                all.extend_from_slice(&buf[..n]);
-                let _ = tx.send(());
-            }
-            all
-        })
-    };
-    let out_thread = reader(Box::new(child.stdout.take().unwrap()), tx.clone());
-    let err_thread = reader(Box::new(child.stderr.take().unwrap()), tx);
-    rx.recv_timeout(Duration::from_secs(120))
-        .expect("some output within 2 minutes");
+    let run = watched::spawn(qwen().args(&args));
+    // Text streams to stdout, or to stderr with --json.
+    run.wait_for_output(&[Stream::Stdout, Stream::Stderr], Duration::from_secs(120));
     std::thread::sleep(Duration::from_millis(200));
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("no exit within 60 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_thread.join().unwrap(),
-        stderr: err_thread.join().unwrap(),
-    }
+    run.interrupt();
+    run.finish_within(Duration::from_secs(60), "SIGINT")
 }
 
 #[test]

@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cli::*;
+use common::watched::{self, Stream};
 use serde_json::Value;
 
 /// Runs the tiny model on a two-token id prompt with `extra` flags, the plan cache in `cache`.
@@ -267,57 +266,22 @@ fn truncated_during_the_run(extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model.gguf");
     std::fs::copy(path(TINY_MODEL), &model).unwrap();
-    let mut child = qwen()
-        .env("XDG_CACHE_HOME", dir.path())
-        .arg("-m")
-        .arg(&model)
-        .args(["--token-ids", "1,2", "-t", "1000000", "--ignore-eos"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<()>();
-    let reader = |mut pipe: Box<dyn Read + Send>, tx: mpsc::Sender<()>| {
-        std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                all.extend_from_slice(&buf[..n]);
-                let _ = tx.send(());
-            }
-            all
-        })
-    };
-    let out_thread = reader(Box::new(child.stdout.take().unwrap()), tx);
-    let err_thread = reader(Box::new(child.stderr.take().unwrap()), mpsc::channel().0);
-    rx.recv_timeout(Duration::from_secs(120))
-        .expect("text within 2 minutes");
+    let run = watched::spawn(
+        qwen()
+            .env("XDG_CACHE_HOME", dir.path())
+            .arg("-m")
+            .arg(&model)
+            .args(["--token-ids", "1,2", "-t", "1000000", "--ignore-eos"])
+            .args(extra),
+    );
+    run.wait_for_output(&[Stream::Stdout], Duration::from_secs(120));
     std::fs::OpenOptions::new()
         .write(true)
         .open(&model)
         .unwrap()
         .set_len(0)
         .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("still running 60 s after the model file was truncated");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_thread.join().unwrap(),
-        stderr: err_thread.join().unwrap(),
-    }
+    run.finish_within(Duration::from_secs(60), "the model file was truncated")
 }
 
 #[test]
@@ -578,46 +542,10 @@ fn a_line_that_is_not_utf8_is_reported_and_the_session_goes_on() {
 
 /// Spawns `cmd`, sends SIGINT after `delay`, and waits (at most a minute) for the exit.
 fn sigint_after(cmd: &mut std::process::Command, delay: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Kept open (and empty) so that a run reading standard input waits.
-    let stdin = child.stdin.take();
-    let collect = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let _ = pipe.read_to_end(&mut all);
-            all
-        })
-    };
-    let out_thread = collect(Box::new(child.stdout.take().unwrap()));
-    let err_thread = collect(Box::new(child.stderr.take().unwrap()));
+    let run = watched::spawn(cmd);
     std::thread::sleep(delay);
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("no exit within 60 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    drop(stdin);
-    Output {
-        status,
-        stdout: out_thread.join().unwrap(),
-        stderr: err_thread.join().unwrap(),
-    }
+    run.interrupt();
+    run.finish_within(Duration::from_secs(60), "SIGINT")
 }
 
 #[test]
