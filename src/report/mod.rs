@@ -24,17 +24,8 @@ pub use trace_file::TraceReport;
 /// Everything one run reports.
 #[derive(Debug, Serialize)]
 pub struct RunReport {
-    pub model_filename: String,
-    /// File size in bytes.
-    pub model_size: u64,
-    pub model_n_params: u64,
-    pub backend: &'static str,
-    pub parallel: bool,
-    pub n_threads: usize,
-    /// When the run started, RFC 3339.
-    pub test_time: String,
-    pub machine: Machine,
-    pub features: Features,
+    #[serde(flatten)]
+    pub header: RunHeader,
     pub n_prompt: usize,
     pub n_gen: usize,
     pub prompt_token_ids: Vec<u32>,
@@ -42,8 +33,6 @@ pub struct RunReport {
     pub text: String,
     pub stop_reason: &'static str,
     pub interrupted: bool,
-    pub load_ms: f64,
-    pub compile_ms: f64,
     /// Rendering the chat template and tokenizing the prompt (0 for `--token-ids`).
     pub prompt_encode_ms: f64,
     /// Time to first token: the prompt's encoding, the prompt pass and the sampling of the first
@@ -68,6 +57,43 @@ pub struct RunReport {
     pub trace: Option<TraceReport>,
     /// Run-to-run spread (with `--repeat N`, N > 1).
     pub repeat: Option<RepeatReport>,
+}
+
+/// What every report (a run's, a sweep's) opens with: the model, the engine, the machine, and
+/// the set-up times.
+#[derive(Debug, Serialize)]
+pub struct RunHeader {
+    pub model_filename: String,
+    /// File size in bytes.
+    pub model_size: u64,
+    pub model_n_params: u64,
+    pub backend: &'static str,
+    pub parallel: bool,
+    pub n_threads: usize,
+    /// When the run started, RFC 3339.
+    pub test_time: String,
+    pub machine: Machine,
+    pub features: Features,
+    pub load_ms: f64,
+    pub compile_ms: f64,
+}
+
+impl From<RunInfo> for RunHeader {
+    fn from(info: RunInfo) -> Self {
+        RunHeader {
+            model_filename: info.model_filename,
+            model_size: info.model_size,
+            model_n_params: info.model_n_params,
+            backend: info.features.backend,
+            parallel: info.features.mode != "standard",
+            n_threads: info.features.threads,
+            test_time: info.test_time,
+            machine: Machine::detect(),
+            features: info.features,
+            load_ms: info.load_ms,
+            compile_ms: info.compile_ms,
+        }
+    }
 }
 
 /// One phase's timing: statistics over `samples_ns`, plus the token count.
@@ -169,16 +195,9 @@ pub struct RunInfo {
 impl RunReport {
     pub fn new(info: RunInfo, generation: &Generation) -> Self {
         let (prefill, decode) = phases(generation);
+        let prompt_encode_ms = info.prompt_encode_ms;
         let mut report = Self {
-            model_filename: info.model_filename,
-            model_size: info.model_size,
-            model_n_params: info.model_n_params,
-            backend: info.features.backend,
-            parallel: info.features.mode != "standard",
-            n_threads: info.features.threads,
-            test_time: info.test_time,
-            machine: Machine::detect(),
-            features: info.features,
+            header: RunHeader::from(info),
             n_prompt: generation.prompt_ids.len(),
             n_gen: generation.generated_ids.len(),
             prompt_token_ids: generation.prompt_ids.clone(),
@@ -186,12 +205,10 @@ impl RunReport {
             text: generation.text.clone(),
             stop_reason: generation.stop.name(),
             interrupted: generation.stop == StopReason::Interrupted,
-            load_ms: info.load_ms,
-            compile_ms: info.compile_ms,
-            prompt_encode_ms: info.prompt_encode_ms,
+            prompt_encode_ms,
             ttft_ms: generation
                 .first_token
-                .map(|t| info.prompt_encode_ms + t.as_secs_f64() * 1e3),
+                .map(|t| prompt_encode_ms + t.as_secs_f64() * 1e3),
             prefill,
             decode,
             kernels: None,

@@ -55,7 +55,12 @@ pub fn print(
     if settings.kernel_timing {
         crate::errln!("\n{}", report.detailed());
     }
-    report.trace = write_trace(settings, tracer, &report.model_filename, report.n_threads);
+    report.trace = write_trace(
+        settings,
+        tracer,
+        &report.header.model_filename,
+        report.header.n_threads,
+    );
     if settings.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     }
@@ -76,9 +81,9 @@ fn write_plot(path: &Path, report: &RunReport) -> Result<()> {
     let title = format!(
         "{} decode, {} ({} mode, {} threads)",
         decode.test,
-        file_name(&report.model_filename),
-        report.features.mode,
-        report.n_threads
+        file_name(&report.header.model_filename),
+        report.header.features.mode,
+        report.header.n_threads
     );
     let note = report.prefill.as_ref().map(|p| {
         format!(
@@ -137,7 +142,12 @@ pub fn print_sweep(
     if report.interrupted {
         crate::errln!("\ninterrupted: the rows above are the depths completed");
     }
-    report.trace = write_trace(settings, tracer, &report.model_filename, report.n_threads);
+    report.trace = write_trace(
+        settings,
+        tracer,
+        &report.header.model_filename,
+        report.header.n_threads,
+    );
     if settings.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     }
@@ -156,9 +166,9 @@ fn write_sweep_plot(path: &Path, report: &SweepReport) -> Result<()> {
     }
     let title = format!(
         "speed against depth, {} ({} mode, {} threads)",
-        file_name(&report.model_filename),
-        report.features.mode,
-        report.n_threads
+        file_name(&report.header.model_filename),
+        report.header.features.mode,
+        report.header.n_threads
     );
     let svg =
         sweep_plot::render_sweep_svg(&report.sweep, &title).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -11,13 +11,14 @@ const MS: f64 = 1e6;
 /// load, compile, prompt tok/s, time to first token, decode tok/s ± sd, and (with a kernel
 /// profile) the share of the machine's read bandwidth decode used.
 pub fn summary(r: &RunReport) -> String {
+    let h = &r.header;
     let mut out = format!(
         "load {:.0} ms, compile {:.0} ms ({} mode, {} thread{})\n",
-        r.load_ms,
-        r.compile_ms,
-        r.features.mode,
-        r.n_threads,
-        if r.n_threads == 1 { "" } else { "s" }
+        h.load_ms,
+        h.compile_ms,
+        h.features.mode,
+        h.n_threads,
+        if h.n_threads == 1 { "" } else { "s" }
     );
     if let Some(p) = &r.prefill {
         let _ = writeln!(
@@ -141,18 +142,22 @@ fn decode_section(out: &mut String, d: &PhaseReport) {
 }
 
 fn features_section(out: &mut String, r: &RunReport) {
-    let f = &r.features;
+    let (f, machine) = (&r.header.features, &r.header.machine);
     let _ = writeln!(out, "\n== Enhanced features ==");
     let _ = writeln!(
         out,
         "backend    {} ({}, {} logical cores)",
-        f.backend, r.machine.cpu, r.machine.logical_cores
+        f.backend, machine.cpu, machine.logical_cores
     );
     let _ = writeln!(
         out,
         "mode       {}{}",
         f.mode,
-        if r.parallel { " (--parallel)" } else { "" }
+        if r.header.parallel {
+            " (--parallel)"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(out, "threads    {}", f.threads);
     let _ = writeln!(out, "simd       {}", f.simd);

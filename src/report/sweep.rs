@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::backend::Features;
 use crate::sweep::{Plan, Row, Sweep};
 
-use super::{Machine, RunInfo, TraceReport};
+use super::{RunHeader, RunInfo, TraceReport};
 
 /// One depth of the sweep.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -43,17 +43,8 @@ impl From<&Row> for SweepRow {
 /// Everything a sweep reports.
 #[derive(Debug, Serialize)]
 pub struct SweepReport {
-    pub model_filename: String,
-    pub model_size: u64,
-    pub model_n_params: u64,
-    pub backend: &'static str,
-    pub parallel: bool,
-    pub n_threads: usize,
-    pub test_time: String,
-    pub machine: Machine,
-    pub features: Features,
-    pub load_ms: f64,
-    pub compile_ms: f64,
+    #[serde(flatten)]
+    pub header: RunHeader,
     /// `--sweep MAX`.
     pub n_kv_max: usize,
     /// Prompt tokens per chunk (`--ubatch`).
@@ -69,17 +60,7 @@ pub struct SweepReport {
 impl SweepReport {
     pub fn new(info: RunInfo, plan: &Plan, n_kv_max: usize, sweep: &Sweep) -> Self {
         SweepReport {
-            model_filename: info.model_filename,
-            model_size: info.model_size,
-            model_n_params: info.model_n_params,
-            backend: info.features.backend,
-            parallel: info.features.mode != "standard",
-            n_threads: info.features.threads,
-            test_time: info.test_time,
-            machine: Machine::detect(),
-            features: info.features,
-            load_ms: info.load_ms,
-            compile_ms: info.compile_ms,
+            header: RunHeader::from(info),
             n_kv_max,
             n_ubatch: plan.ubatch,
             n_gen: plan.tg,
