@@ -13,6 +13,7 @@ use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
 use super::cost::{self, Cost, CostFn, OpCost};
+use super::decorator::{decorated_nodes, decorator_identity, wrap, Placeholder};
 use super::profile::{NodeRecord, ProfileBook};
 use super::weight_matmul::WeightMatMul;
 use crate::trace::{OpInfo, Tracer};
@@ -51,18 +52,7 @@ pub struct Instrumented {
     trace: Option<(Arc<Tracer>, u32)>,
 }
 
-impl std::fmt::Debug for Instrumented {
-    /// The inner op's text: kinds are named by it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
-impl PartialEq for Instrumented {
-    fn eq(&self, _: &Self) -> bool {
-        false
-    }
-}
+decorator_identity!(Instrumented);
 
 impl Operator for Instrumented {
     fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
@@ -99,14 +89,10 @@ pub fn install(
     name: impl Fn(&Graph, NodeIndex, &str) -> NodeName,
 ) -> Option<ProfileBook> {
     let book = instruments.profile.then(ProfileBook::default);
-    let nodes: Vec<NodeIndex> = graph.graph.node_indices().collect();
-    for node in nodes {
+    for node in decorated_nodes(graph) {
         let Some(op) = graph.graph.node_weight(node) else {
             continue;
         };
-        if op.as_any().is::<luminal::op::Function>() {
-            continue;
-        }
         let kind = super::profile::kind_name(&format!("{op:?}"));
         let cost = cost::model_of(op.as_ref());
         let named = name(graph, node, &kind);
@@ -128,30 +114,19 @@ pub fn install(
             });
             (t.clone(), id)
         });
-        if let Some(op) = graph.graph.node_weight_mut(node) {
-            let inner = std::mem::replace(op, Box::new(Placeholder));
-            *op = Box::new(Instrumented {
+        wrap(graph, node, |inner| {
+            Box::new(Instrumented {
                 inner,
                 cost,
                 record,
                 trace,
-            });
-        }
+            })
+        });
     }
     book
 }
 
-/// Stands in for an op while it is being moved into its decorator, and is the no-op op the
-/// overhead is measured on (with the weight matmul's cost model, a typical one).
-#[derive(Debug, PartialEq)]
-struct Placeholder;
-
-impl Operator for Placeholder {
-    fn process(&mut self, _: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
-        vec![]
-    }
-}
-
+/// The overhead is measured on the no-op op with the weight matmul's cost model, a typical one.
 impl OpCost for Placeholder {
     fn cost(&self, inputs: &[(InputTensor, ShapeTracker)]) -> Cost {
         WeightMatMul.cost(inputs)

@@ -13,6 +13,8 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
+use super::decorator::{decorated_nodes, decorator_identity, wrap};
+
 /// The payload of a pass that a Ctrl-C stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stopped;
@@ -22,18 +24,7 @@ pub struct Interruptible {
     inner: Box<dyn Operator>,
 }
 
-impl std::fmt::Debug for Interruptible {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The inner op's text: the profile names kernels by it.
-        self.inner.fmt(f)
-    }
-}
-
-impl PartialEq for Interruptible {
-    fn eq(&self, _: &Self) -> bool {
-        false
-    }
-}
+decorator_identity!(Interruptible);
 
 impl Operator for Interruptible {
     fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
@@ -55,26 +46,8 @@ impl Operator for Interruptible {
 /// Wraps every operator of a compiled graph (weight and input loads aside: the host sets
 /// their data) in an [`Interruptible`].
 pub fn install(graph: &mut Graph) {
-    let nodes: Vec<NodeIndex> = graph.graph.node_indices().collect();
-    for node in nodes {
-        let Some(op) = graph.graph.node_weight_mut(node) else {
-            continue;
-        };
-        if op.as_any().is::<luminal::op::Function>() {
-            continue;
-        }
-        let inner = std::mem::replace(op, Box::new(Placeholder));
-        *op = Box::new(Interruptible { inner });
-    }
-}
-
-/// Stands in for an op while it is being moved into its decorator.
-#[derive(Debug, PartialEq)]
-struct Placeholder;
-
-impl Operator for Placeholder {
-    fn process(&mut self, _: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
-        vec![]
+    for node in decorated_nodes(graph) {
+        wrap(graph, node, |inner| Box::new(Interruptible { inner }));
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod cached_attention;
 pub mod cost;
+mod decorator;
 pub mod embedding;
 pub mod input;
 pub mod instrument;
