@@ -38,6 +38,7 @@ README's "Benchmarks" section (set LLAMA_CPP_DIR or put llama-bench on PATH).
 """
 
 import argparse
+import gzip
 import json
 import os
 import re
@@ -91,9 +92,17 @@ def find_llama(name, args):
     return Path(found) if found else None
 
 
-def vocab_args():
-    """The real presets use Qwen3's full vocabulary, whose tokenizer the file embeds."""
-    return ["--tokenizer", ROOT / "tests/fixtures/tokenizer/tokenizer.json"]
+def vocab_args(models_dir):
+    """The real presets use Qwen3's full vocabulary, whose tokenizer the file embeds (the
+    fixture is committed gzipped: unpacked once beside the benchmark's models)."""
+    packed = ROOT / "tests/fixtures/tokenizer/tokenizer.json.gz"
+    unpacked = Path(models_dir) / "tokenizer.json"
+    if not unpacked.is_file() or unpacked.stat().st_mtime < packed.stat().st_mtime:
+        unpacked.parent.mkdir(parents=True, exist_ok=True)
+        tmp = unpacked.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(gzip.decompress(packed.read_bytes()))
+        tmp.replace(unpacked)
+    return ["--tokenizer", unpacked]
 
 
 def make_models(args, tool):
@@ -109,7 +118,7 @@ def make_models(args, tool):
         q8 = out / f"{preset}-q8_0.gguf"
         types = args.types if size in args.q4km_sizes else ["q8_0"]
         if not q8.exists():
-            run([sys.executable, tool, q8, "--preset", preset, "--type", "q8_0", *vocab_args()])
+            run([sys.executable, tool, q8, "--preset", preset, "--type", "q8_0", *vocab_args(out)])
         for ty in types:
             path = out / f"{preset}-{ty}.gguf"
             if not path.exists():
@@ -120,7 +129,7 @@ def make_models(args, tool):
                     f32 = out / f"{preset}-f32.gguf"
                     if not f32.exists():
                         run([sys.executable, tool, f32, "--preset", preset, "--type", "f32",
-                             *vocab_args()])
+                             *vocab_args(out)])
                     run([quantize, f32, path, "Q4_K_M"])
                     f32.unlink()
                 else:
@@ -143,7 +152,7 @@ def make_moe_models(size, out, tool, quantize):
             f16 = Path(f"{stem}-f16.gguf")
             if not f16.exists():
                 run([sys.executable, tool, f16, "--preset", preset, "--layers", str(layers),
-                     "--type", "f16", *vocab_args()])
+                     "--type", "f16", *vocab_args(out)])
             run([quantize, f16, f, ty.upper()])
         files.append(f)
     return files

@@ -8,7 +8,6 @@
 //! from building the tokenizer. Each figure is the median of a few runs.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use qwen::gguf::GgufFile;
@@ -16,11 +15,9 @@ use qwen::text::tokenizer::Tokenizer;
 
 const RUNS: usize = 7;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+#[path = "../tests/common/fixture_file.rs"]
+mod fixture_file;
+use fixture_file::fixture;
 
 fn median<T>(mut f: impl FnMut() -> T) -> Duration {
     let mut times: Vec<Duration> = (0..RUNS)

@@ -1,17 +1,15 @@
 //! End to end through the binary: the tiny model with the full Qwen3 vocabulary, the Qwen3
 //! tokenizer, a text prompt; ids, greedy tokens and streamed text compared with llama.cpp.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
+#[path = "common/fixture_file.rs"]
+mod fixture_file;
+
 fn fixture(path: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(path)
-        .display()
-        .to_string()
+    fixture_file::fixture(path).display().to_string()
 }
 
 fn qwen(args: &[&str]) -> Output {

@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::fixture_file::fixture_names;
 use common::{fixture, qwen3, qwen3moe, Dims, Gguf, T, TINY, TINY_MOE, V};
 use qwen::gguf::{GgufFile, Storage};
 use qwen::model::config::{ConfigError, MoeConfig, Qwen3Config, DEFAULT_ROPE_THETA};
@@ -98,8 +99,7 @@ fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
 #[test]
 fn config_of_every_fixture_model() {
     let mut checked = 0;
-    for entry in std::fs::read_dir(fixture("models")).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
+    for name in fixture_names("models") {
         let file = GgufFile::open(fixture(&format!("models/{name}"))).unwrap();
         let config = Qwen3Config::from_gguf(&file).unwrap();
         assert_eq!(config, expected(&name), "{name}");

@@ -18,8 +18,12 @@ use qwen::quant::{
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+#[path = "common/fixture_file.rs"]
+mod fixture_file;
+use fixture_file::{fixture, fixtures_dir as fixtures};
+
+fn model_path(name: &str) -> PathBuf {
+    fixture(&format!("models/{name}"))
 }
 
 /// The reference kit's models folder, when this checkout sits beside it.
@@ -126,11 +130,10 @@ const COMMITTED_TWINS: [&str; 4] = [
 
 #[test]
 fn tiny_models_equal_their_committed_twins() {
-    let dir = fixtures().join("models");
     let mut failures = Vec::new();
     for model in COMMITTED_TWINS {
-        let file = open(&dir.join(model));
-        let twin = open(&dir.join(twin_name(model)));
+        let file = open(&model_path(model));
+        let twin = open(&model_path(&twin_name(model)));
         failures.extend(compare_with_twin(&file, &twin, model));
     }
     assert_no_failures(&failures);
@@ -174,7 +177,6 @@ fn compare_with_digests(file: &GgufFile, model: &str, want: &Value) -> Vec<Strin
 
 #[test]
 fn larger_models_match_their_twins_digests() {
-    let dir = fixtures().join("models");
     let mut failures = Vec::new();
     let digests = digests();
     assert_eq!(
@@ -183,7 +185,7 @@ fn larger_models_match_their_twins_digests() {
         "the small quantized models and the Qwen3-vocab model"
     );
     for (model, want) in &digests {
-        let file = open(&dir.join(model));
+        let file = open(&model_path(model));
         // With the reference kit's twin beside us (it ships some), say exactly which values
         // differ, not just "a hash".
         let twin = kit_models().map(|kit| kit.join(twin_name(model)));
@@ -240,14 +242,13 @@ fn test_vectors_match_ggml_reference() {
 
 #[test]
 fn every_supported_type_is_checked_against_a_reference() {
-    let dir = fixtures().join("models");
     let mut covered = BTreeSet::new();
     for model in COMMITTED_TWINS
         .iter()
         .map(|m| m.to_string())
         .chain(digests().keys().cloned())
     {
-        let file = open(&dir.join(model));
+        let file = open(&model_path(&model));
         covered.extend(file.tensors().iter().map(|t| t.ggml_type().name()));
     }
     let cases = vector_cases();

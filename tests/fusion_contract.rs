@@ -51,10 +51,11 @@ const UNFUSED: [&str; 6] = [
     "SumReduce",
 ];
 
+#[path = "common/fixture_file.rs"]
+mod fixture_file;
+
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(name)
+    fixture_file::fixture(&format!("models/{name}"))
 }
 
 /// Kind and label of every operator of `model` compiled in parallel mode, and its layer count.

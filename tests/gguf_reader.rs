@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::fixture_file::fixture_names;
 use common::{fixture, Gguf, T, V};
 use qwen::gguf::{GgufError, GgufFile, MetadataArray, MetadataValue, ValueType};
 use qwen::quant::GgmlType;
@@ -576,10 +577,8 @@ fn array_ends(a: &MetadataArray) -> Option<(serde_json::Value, serde_json::Value
 
 #[test]
 fn every_fixture_model_reads_as_gguf_py_reads_it() {
-    let models = std::fs::read_dir(fixture("models")).unwrap();
     let mut checked = 0;
-    for entry in models {
-        let name = entry.unwrap().file_name().into_string().unwrap();
+    for name in fixture_names("models") {
         let f = GgufFile::open(fixture(&format!("models/{name}"))).unwrap();
         let py = gguf_py_dump(&name);
         assert_eq!(f.file_size(), py["file_size"], "{name}");

@@ -5,6 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::fixture_file::fixture_names;
 use common::{fixture, qwen3, TINY, V};
 use serde_json::Value;
 
@@ -55,8 +56,7 @@ fn assert_one_line_error(out: &Output, mentions: &str) -> String {
 #[test]
 fn json_of_every_fixture_matches_the_file() {
     let mut checked = 0;
-    for entry in std::fs::read_dir(fixture("models")).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
+    for name in fixture_names("models") {
         let (json, out) = inspect_json(&fixture(&format!("models/{name}")));
         assert!(
             out.status.success(),

@@ -22,8 +22,6 @@
 //! default kernel plans (`QWEN_PLAN_SEARCH=off`): a searched plan may take the f32 path for a
 //! job, which is more accurate, and the result would depend on the machine's timings.
 
-use std::path::PathBuf;
-
 use qwen::backend::cpu_engine::Engine;
 use qwen::backend::{EngineOptions, Logits, Mode, Runner};
 use qwen::gguf::GgufFile;
@@ -33,11 +31,9 @@ use serde_json::Value;
 const TOLERANCE: f32 = 0.01;
 const ARGMAX_GAP: f32 = 0.02;
 
-fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(path)
-}
+#[path = "common/fixture_file.rs"]
+mod fixture_file;
+use fixture_file::fixture;
 
 /// One position's reference logits: full rows, or top-k `[id, logit]` pairs.
 fn reference_row(row: &Value) -> Vec<(usize, f32)> {

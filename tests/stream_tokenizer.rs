@@ -3,11 +3,11 @@
 use qwen::text::stream::TextStreamer;
 use tokenizers::Tokenizer;
 
+#[path = "common/fixture_file.rs"]
+mod fixture_file;
+
 fn tokenizer() -> Tokenizer {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/tokenizer/tokenizer.json"
-    );
+    let path = fixture_file::fixture("tokenizer/tokenizer.json");
     Tokenizer::from_file(path).expect("fixture tokenizer.json loads")
 }
 

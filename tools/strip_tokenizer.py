@@ -4,6 +4,7 @@
 Made tests/fixtures/models/tiny-moe-qwen3vocab-q4_0.gguf (the tests pass the Qwen3 tokenizer with
 --tokenizer, so the fixture need not carry a second copy of it):
 
+  gunzip -k tests/fixtures/tokenizer/tokenizer.json.gz    # committed gzipped
   ../shared/tools/make_qwen3_gguf.py /tmp/full.gguf --preset tiny-moe --type q4_0 --vocab qwen3 \
       --tokenizer tests/fixtures/tokenizer/tokenizer.json \
       --chat-template tests/fixtures/tokenizer/tokenizer_config.json --set tied=1 --seed 6

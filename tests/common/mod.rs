@@ -2,17 +2,11 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod cli;
+pub mod fixture_file;
 pub mod watched;
 
-use std::path::PathBuf;
-
+pub use fixture_file::fixture;
 use qwen::quant::GgmlType;
-
-pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 /// A metadata value to write (GGUF type ids 0..=12).
 #[derive(Debug, Clone)]

@@ -2,8 +2,6 @@
 //! reference-backend tests (`gpu_graph.rs`) and the device tests (`gpu_numerics.rs`).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::path::PathBuf;
-
 use qwen::backend::device::Device;
 use qwen::backend::gpu_engine::{GpuEngine, GpuOptions};
 use qwen::backend::{Logits, Runner};
@@ -11,14 +9,11 @@ use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
 use serde_json::Value;
 
-/// A file of the fixtures folder: `$QWEN_FIXTURES` where set (a test binary carried to a machine
-/// without this checkout, see `.ci/gpu-carry.sh`), else this checkout's `tests/fixtures`.
-pub fn fixture(name: &str) -> PathBuf {
-    std::env::var_os("QWEN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
-        .join(name)
-}
+// `$QWEN_FIXTURES` where set: a test binary carried to a machine without this checkout's
+// build path (see `.ci/gpu-carry.sh`).
+#[path = "../common/fixture_file.rs"]
+mod fixture_file;
+pub use fixture_file::fixture;
 
 /// How far a run may be from llama.cpp.
 #[derive(Debug, Clone, Copy)]
