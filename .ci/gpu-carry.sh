@@ -13,7 +13,8 @@
 # - The binaries may need only the libraries listed in ALLOWED_NEEDED; anything else fails the script.
 #
 # Not part of CI (.ci/run): it downloads about 600 MB of wheels. Needs python3 with pip, cc, strip.
-# QWEN_CARRY_FIXTURES=0: leave the test fixtures out (run.sh then reads the checkout's; 14 MiB less).
+# The test fixtures are not packed: the checkout travels with every device call, and run.sh reads
+# its tests/fixtures (refs and the largest files committed gzipped so that both fit the 64 MiB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -178,14 +179,6 @@ check_libraries() {
     ((bad == 0)) || die "a binary needs a library the GPU machine does not have"
 }
 
-# The fixtures the carried tests read: the model and reference names in their sources.
-test_fixtures() {
-    local t
-    for t in "${TESTS[@]}"; do
-        grep -oE '"[A-Za-z0-9_.-]+\.(gguf|json)"' "tests/$t.rs" | tr -d '"'
-    done | sort -u
-}
-
 pack() {
     step "packing $OUTDIR"
     if [[ -e $OUTDIR ]]; then
@@ -193,19 +186,11 @@ pack() {
             die "$OUTDIR exists and is not a carry folder; name another OUTDIR"
         rm -rf "$OUTDIR"
     fi
-    mkdir -p "$OUTDIR/bin" "$OUTDIR/fixtures/models" "$OUTDIR/fixtures/refs" "$OUTDIR/stub" "$OUTDIR/tools"
+    mkdir -p "$OUTDIR/bin" "$OUTDIR/stub" "$OUTDIR/tools"
     local name path file
     while read -r name path; do
         strip --strip-all -o "$OUTDIR/bin/$name" "$path"
     done <"$SDK/artifacts.txt"
-    # QWEN_CARRY_FIXTURES=0 leaves them out: run.sh then reads the checkout's tests/fixtures.
-    [[ ${QWEN_CARRY_FIXTURES:-1} == 0 ]] && rm -r "$OUTDIR/fixtures"
-    for file in $( [[ ${QWEN_CARRY_FIXTURES:-1} == 0 ]] || test_fixtures); do
-        case $file in
-        *.gguf) cp "tests/fixtures/models/$file" "$OUTDIR/fixtures/models/" ;;
-        *.json) cp "tests/fixtures/refs/$file" "$OUTDIR/fixtures/refs/" ;;
-        esac
-    done
     cp "$SDK/stub/libcuda.so.1" "$OUTDIR/stub/"
     cp tools/write_qwen3_gguf.py tools/gpu_summary.py tools/nvrtc_check.py "$OUTDIR/tools/"
     cp .ci/gpu-run.sh "$OUTDIR/run.sh"
@@ -233,9 +218,8 @@ report_size() {
     # The device tool's 64 MiB counts the tracked files too.
     tracked=$(git ls-files -z 2>/dev/null | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
     echo "tracked files: $tracked bytes; with the carry folder $(((tracked + size) / 1048576)) MiB"
-    if ((tracked + size > LIMIT_BYTES)); then
-        echo "warning: tracked files and $OUTDIR together exceed the device tool's 64 MiB working tree" >&2
-    fi
+    ((tracked + size <= LIMIT_BYTES)) ||
+        die "tracked files and $OUTDIR together exceed the device tool's 64 MiB: the call would be refused"
 }
 
 # run.sh's parts that need no GPU, against the stub driver and the wheels' libraries.

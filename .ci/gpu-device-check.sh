@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA check on a GPU machine, which has no Rust toolchain: it runs the folder that
-# .ci/gpu-carry.sh built and packed on a machine with cargo (binaries, fixtures, run.sh).
+# .ci/gpu-carry.sh built and packed on a machine with cargo (binaries, stub, tools, run.sh;
+# the fixtures are the checkout's).
 #
 #   bash .ci/gpu-carry.sh                     here (no GPU needed): builds target/gpu-carry
 #   bash .ci/gpu-device-check.sh [FOLDER]     on the GPU machine (the same as bash FOLDER/run.sh)

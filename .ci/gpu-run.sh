@@ -47,9 +47,12 @@ BUDGET=${QWEN_GPU_BUDGET_S:-450}
 START=$SECONDS
 STEPS="$WORK/steps.txt"
 BIN="$HERE/bin"
-# The carried fixtures, else the checkout's (a folder packed with QWEN_CARRY_FIXTURES=0).
-QWEN_FIXTURES="$HERE/fixtures"
-[[ -d $QWEN_FIXTURES/models ]] || QWEN_FIXTURES="$PWD/tests/fixtures"
+# The checkout's fixtures (it travels with the call; run.sh runs from its root).
+QWEN_FIXTURES=${QWEN_FIXTURES:-$PWD/tests/fixtures}
+[[ -d $QWEN_FIXTURES/models ]] || {
+    echo "error: no fixtures at $QWEN_FIXTURES: run run.sh from the checkout's root (or set QWEN_FIXTURES)" >&2
+    exit 2
+}
 export XDG_CACHE_HOME="$WORK/xdg" QWEN_FIXTURES PYTHONUNBUFFERED=1
 : >"$STEPS"
 exec > >(tee -a "$OUT/run.log") 2>&1
