@@ -10,6 +10,7 @@ use std::sync::Arc;
 use luminal::op::InputTensor;
 use luminal::prelude::*;
 
+use crate::cpu::matmul::WeightMatrix;
 use crate::quant::{self, GgmlType};
 
 /// Bytes that can back a weight: a memory map, or an owned buffer in tests.
@@ -60,6 +61,16 @@ impl WeightData {
     /// The encoded bytes of the whole tensor.
     pub fn bytes(&self) -> &[u8] {
         &(*self.bytes).as_ref()[self.offset..self.offset + self.len]
+    }
+
+    /// The matrix as the CPU kernels read it, in place.
+    pub fn matrix(&self) -> WeightMatrix<'_> {
+        WeightMatrix {
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+            data: self.bytes(),
+        }
     }
 
     /// Bytes taken by one row.

@@ -97,7 +97,7 @@ impl FusedMatMul {
         let first_weight = 1 + usize::from(self.norm_eps.is_some());
         let ws: Vec<WeightMatrix<'_>> = inp[first_weight..first_weight + self.n_weights]
             .iter()
-            .map(|(t, _)| matrix(as_weight(t).expect("fused matmul: weight input")))
+            .map(|(t, _)| as_weight(t).expect("fused matmul: weight input").matrix())
             .collect();
         let cols = ws[0].cols;
         let n_tokens = x.len() / cols;
@@ -221,15 +221,6 @@ fn swiglu_tokens(rt: &Runtime, gate: &[f32], up: &[f32], rows: usize, out: &mut 
     });
 }
 
-fn matrix(w: &WeightData) -> WeightMatrix<'_> {
-    WeightMatrix {
-        ty: w.ty,
-        rows: w.rows,
-        cols: w.cols,
-        data: w.bytes(),
-    }
-}
-
 /// Replaces the standard graph's [`WeightMatMul`]s with [`FusedMatMul`]s (see the module
 /// comment). Runs after the standard passes; matmuls on weights the SIMD kernels do not take stay
 /// as they are.
@@ -325,7 +316,7 @@ impl FusedMatMulCompiler {
             .collect();
         let mats: Vec<WeightMatrix<'_>> = weights
             .iter()
-            .filter_map(|w| bound_matrix(graph, w.0).map(matrix))
+            .filter_map(|w| bound_matrix(graph, w.0).map(WeightData::matrix))
             .collect();
         let pool = &self.runtime.pool;
         let decode = self.runtime.plans.choose(pool, &mats, 1).plan;

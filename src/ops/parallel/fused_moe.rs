@@ -21,7 +21,7 @@ use super::super::rewrite::{self, consumers, op_as, sources, Source};
 use super::super::strided::{BinaryKind, StridedBinary};
 use super::super::weight::{as_weight, WeightData};
 use super::Runtime;
-use crate::cpu::matmul::{matmul, MatmulPlan, WeightMatrix};
+use crate::cpu::matmul::{matmul, MatmulPlan};
 use crate::cpu::moe::{moe_experts, route, ExpertTensor, ExpertWeights, MoePlan, Routing};
 
 /// Inputs: `h [seq, hidden]` (normalised), the router `[experts, hidden]`. Output: the routing
@@ -50,7 +50,9 @@ impl Operator for FusedMoeRouter {
     fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
         let rt = &self.runtime;
         let h = contiguous(&inp[0].0, &inp[0].1);
-        let router = matrix(as_weight(&inp[1].0).expect("moe router: bound router"));
+        let router = as_weight(&inp[1].0)
+            .expect("moe router: bound router")
+            .matrix();
         let n = h.len() / router.cols;
         self.logits.resize(n * router.rows, 0.0);
         {
@@ -157,15 +159,6 @@ impl FusedMoeExperts {
         )
         .unwrap_or_else(|e| panic!("moe experts on validated tensors failed: {e}"));
         out
-    }
-}
-
-fn matrix(w: &WeightData) -> WeightMatrix<'_> {
-    WeightMatrix {
-        ty: w.ty,
-        rows: w.rows,
-        cols: w.cols,
-        data: w.bytes(),
     }
 }
 
