@@ -56,13 +56,31 @@ pub struct FlashScratch {
     probs: Vec<f32>,
     alpha: Vec<f32>,
     /// A later segment's state before it is merged (the first is computed in place).
+    part: PartialBuf,
+    /// The running state of [`attend_rows`].
+    total: PartialBuf,
+}
+
+/// The storage of a [`Partial`].
+#[derive(Debug, Default)]
+struct PartialBuf {
     m: Vec<f32>,
     l: Vec<f32>,
     o: Vec<f32>,
-    /// The running state of [`attend_rows`].
-    total_m: Vec<f32>,
-    total_l: Vec<f32>,
-    total_o: Vec<f32>,
+}
+
+impl PartialBuf {
+    /// The state of `rows` rows of `hd` values (zeroed; `segment_partial` initialises it).
+    fn rows(&mut self, rows: usize, hd: usize) -> Partial<'_> {
+        resize(&mut self.m, rows);
+        resize(&mut self.l, rows);
+        resize(&mut self.o, rows * hd);
+        Partial {
+            m: &mut self.m,
+            l: &mut self.l,
+            o: &mut self.o,
+        }
+    }
 }
 
 /// Which kernels run.
@@ -102,34 +120,14 @@ pub fn attend_rows(
         return;
     };
     debug_assert!(last.windows(2).all(|w| w[0] <= w[1]), "rows by position");
-    let mut total_m = std::mem::take(&mut s.total_m);
-    let mut total_l = std::mem::take(&mut s.total_l);
-    let mut total_o = std::mem::take(&mut s.total_o);
-    resize(&mut total_m, rows);
-    resize(&mut total_l, rows);
-    resize(&mut total_o, rows * hd);
-    let mut total = Partial {
-        m: &mut total_m,
-        l: &mut total_l,
-        o: &mut total_o,
-    };
+    // Taken out of the scratch for the call: `segment_partial` borrows the rest of it.
+    let mut total_buf = std::mem::take(&mut s.total);
+    let mut part_buf = std::mem::take(&mut s.part);
+    let mut total = total_buf.rows(rows, hd);
     segment_partial(kv, q, last, 0, scale, s, &mut total);
     for seg in 1..segments(max_last) {
         let first = last.partition_point(|&p| p < seg * SEGMENT);
-        let n = rows - first;
-        let (mut m, mut l, mut o) = (
-            std::mem::take(&mut s.m),
-            std::mem::take(&mut s.l),
-            std::mem::take(&mut s.o),
-        );
-        resize(&mut m, n);
-        resize(&mut l, n);
-        resize(&mut o, n * hd);
-        let mut part = Partial {
-            m: &mut m,
-            l: &mut l,
-            o: &mut o,
-        };
+        let mut part = part_buf.rows(rows - first, hd);
         segment_partial(
             kv,
             &q[first * hd..],
@@ -145,10 +143,9 @@ pub fn attend_rows(
             o: &mut total.o[first * hd..],
         };
         merge(&mut rest, &part, hd);
-        (s.m, s.l, s.o) = (m, l, o);
     }
     finish(&total, hd, out);
-    (s.total_m, s.total_l, s.total_o) = (total_m, total_l, total_o);
+    (s.total, s.part) = (total_buf, part_buf);
 }
 
 fn resize(v: &mut Vec<f32>, n: usize) {

@@ -10,7 +10,7 @@ use crate::settings::ReportSettings;
 use crate::trace::Tracer;
 
 use super::sweep::SweepReport;
-use super::{plot, sweep_plot, trace_file, RepeatReport, RunReport, TraceReport};
+use super::{plot, sweep_plot, trace_file, RepeatReport, RunHeader, RunReport, TraceReport};
 use crate::outfile::OutFile;
 
 /// The chart is written after the run: a folder that does not exist or cannot be written to
@@ -55,21 +55,8 @@ pub fn print(
     if settings.kernel_timing {
         crate::errln!("\n{}", report.detailed());
     }
-    report.trace = write_trace(
-        settings,
-        tracer,
-        &report.header.model_filename,
-        report.header.n_threads,
-    );
-    if settings.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    // Best effort, after the report: a chart that cannot be drawn must not cost the figures.
-    if let Some(path) = &settings.plot {
-        if let Err(e) = write_plot(path, &report) {
-            crate::errln!("warning: no plot: {e:#}");
-        }
-    }
+    report.trace = write_trace(settings, tracer, &report.header);
+    emit(&report, settings, write_plot)?;
     Ok(interrupted)
 }
 
@@ -116,11 +103,11 @@ pub fn file_name(path: &str) -> &str {
 fn write_trace(
     settings: &ReportSettings,
     tracer: Option<&Tracer>,
-    model_filename: &str,
-    threads: usize,
+    header: &RunHeader,
 ) -> Option<TraceReport> {
     let (path, tracer) = (settings.trace.as_ref()?, tracer?);
-    match trace_file::write(tracer, path, file_name(model_filename), threads) {
+    let name = file_name(&header.model_filename);
+    match trace_file::write(tracer, path, name, header.n_threads) {
         Ok(written) => {
             crate::errln!("{}", trace_file::describe(&written));
             Some(written)
@@ -130,6 +117,24 @@ fn write_trace(
             None
         }
     }
+}
+
+/// The JSON object (with `--json`) and then, best effort, the chart (with `--plot`): a chart
+/// that cannot be drawn must not cost the figures.
+fn emit<R: serde::Serialize>(
+    report: &R,
+    settings: &ReportSettings,
+    write_plot: fn(&Path, &R) -> Result<()>,
+) -> Result<()> {
+    if settings.json {
+        crate::outln!("{}", serde_json::to_string_pretty(report)?);
+    }
+    if let Some(path) = &settings.plot {
+        if let Err(e) = write_plot(path, report) {
+            crate::errln!("warning: no plot: {e:#}");
+        }
+    }
+    Ok(())
 }
 
 /// Prints what `--sweep` reports after its table (printed row by row): the trace, the JSON
@@ -142,21 +147,8 @@ pub fn print_sweep(
     if report.interrupted {
         crate::errln!("\ninterrupted: the rows above are the depths completed");
     }
-    report.trace = write_trace(
-        settings,
-        tracer,
-        &report.header.model_filename,
-        report.header.n_threads,
-    );
-    if settings.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    if let Some(path) = &settings.plot {
-        if let Err(e) = write_sweep_plot(path, &report) {
-            crate::errln!("warning: no plot: {e:#}");
-        }
-    }
-    Ok(())
+    report.trace = write_trace(settings, tracer, &report.header);
+    emit(&report, settings, write_sweep_plot)
 }
 
 /// The chart of both rates against depth, written atomically.
