@@ -13,8 +13,12 @@
 //!   a head's segments across threads ([`segment_partial`], [`merge`], [`finish`]) with the
 //!   same bits as one thread running [`attend_rows`], and as the prompt computed them.
 //!
-//! AVX-512 kernels where the CPU has them and the head size is a multiple of 16; a portable
-//! version of the same steps elsewhere (its own rounding, same structure).
+//! AVX-512 kernels where the CPU has them and the head size is a multiple of 16: they read
+//! the f16 cache in place (each key and value widened in registers once per chunk of four
+//! rows) and prefetch the next block while they compute, so decode at long context streams
+//! the cache near the memory's speed instead of stalling on it block by block. A portable
+//! version of the same steps elsewhere (its own rounding, same structure), on blocks widened
+//! into a scratch buffer.
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -27,7 +31,7 @@ pub const SEGMENT: usize = 512;
 
 const _: () = assert!(SEGMENT.is_multiple_of(KEY_BLOCK) && KEY_BLOCK.is_multiple_of(16));
 
-/// Rows per register block of the `P·V` kernel (they share each value vector loaded).
+/// Rows per register block of the portable `P·V` kernel (they share each value loaded).
 const PV_ROWS: usize = 4;
 
 /// The cached keys and values of one KV head, positions `0..len`, `head_dim` f16 bits each.
@@ -49,7 +53,8 @@ pub struct Partial<'a> {
 /// Buffers of one thread's attention calls.
 #[derive(Debug, Default)]
 pub struct FlashScratch {
-    /// The current block's keys and values widened to f32, `[KEY_BLOCK, head_dim]`.
+    /// The portable path's current block of keys and values widened to f32, `[KEY_BLOCK,
+    /// head_dim]`.
     keys: Vec<f32>,
     values: Vec<f32>,
     /// Per row: the block's probabilities `[KEY_BLOCK]` and the rescale of what came before.
@@ -182,80 +187,74 @@ pub fn segment_partial(
     resize(&mut s.probs, rows * KEY_BLOCK);
     resize(&mut s.alpha, rows);
     let path = path(hd);
-    for block in (begin..end).step_by(KEY_BLOCK) {
-        let valid = KEY_BLOCK.min(end - block);
-        widen_block(path, kv.keys, block, valid, hd, &mut s.keys);
-        widen_block(path, kv.values, block, valid, hd, &mut s.values);
-        let first = last.partition_point(|&p| p < block);
-        for r in first..rows {
-            let visible = (last[r] + 1 - block).min(KEY_BLOCK);
-            let probs: &mut [f32; KEY_BLOCK] = (&mut s.probs[r * KEY_BLOCK..][..KEY_BLOCK])
-                .try_into()
-                .expect("KEY_BLOCK probabilities");
-            let q_row = &q[r * hd..(r + 1) * hd];
-            s.alpha[r] = match path {
-                // SAFETY: AVX-512F was detected; the lengths were checked above.
-                #[cfg(target_arch = "x86_64")]
-                Path::Avx512 => unsafe {
-                    x86::scores(q_row, &s.keys, hd, scale, visible, probs);
-                    x86::softmax_step(probs, &mut part.m[r], &mut part.l[r])
-                },
-                _ => {
-                    portable::scores(q_row, &s.keys, hd, scale, visible, probs);
-                    portable::softmax_step(probs, &mut part.m[r], &mut part.l[r])
-                }
-            };
+    for start in (begin..end).step_by(KEY_BLOCK) {
+        let block = KeyBlock {
+            start,
+            valid: KEY_BLOCK.min(end - start),
+            first: last.partition_point(|&p| p < start),
+        };
+        match path {
+            // SAFETY: AVX-512F was detected; the lengths were checked above.
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => unsafe { x86::attend_block(kv, q, last, &block, scale, s, part) },
+            _ => portable_block(kv, q, last, &block, scale, s, part),
         }
-        pv_rows(path, first..rows, s, hd, part.o);
     }
 }
 
-/// `o[r] = o[r] * alpha[r] + probs[r] · values` for the rows in `rows`, a few at a time.
-fn pv_rows(path: Path, rows: std::ops::Range<usize>, s: &FlashScratch, hd: usize, o: &mut [f32]) {
-    let mut r = rows.start;
-    while r < rows.end {
-        let n = PV_ROWS.min(rows.end - r);
+/// One block of keys: positions `start..start + valid`, seen by the rows from `first` on.
+pub(crate) struct KeyBlock {
+    start: usize,
+    valid: usize,
+    first: usize,
+}
+
+impl KeyBlock {
+    /// How many of the block's keys a row whose last position is `last` sees (it sees one).
+    fn visible(&self, last: usize) -> usize {
+        (last + 1 - self.start).min(KEY_BLOCK)
+    }
+}
+
+/// The portable step over one block: the keys and values widened into the scratch, then
+/// each row's scores and softmax step, then `P·V` a few rows at a time.
+fn portable_block(
+    kv: HeadCache<'_>,
+    q: &[f32],
+    last: &[usize],
+    block: &KeyBlock,
+    scale: f32,
+    s: &mut FlashScratch,
+    part: &mut Partial<'_>,
+) {
+    let hd = kv.head_dim;
+    widen_block(kv.keys, block, hd, &mut s.keys);
+    widen_block(kv.values, block, hd, &mut s.values);
+    for r in block.first..last.len() {
+        let probs: &mut [f32; KEY_BLOCK] = (&mut s.probs[r * KEY_BLOCK..][..KEY_BLOCK])
+            .try_into()
+            .expect("KEY_BLOCK probabilities");
+        let visible = block.visible(last[r]);
+        portable::scores(&q[r * hd..(r + 1) * hd], &s.keys, hd, scale, visible, probs);
+        s.alpha[r] = portable::softmax_step(probs, &mut part.m[r], &mut part.l[r]);
+    }
+    let mut r = block.first;
+    while r < last.len() {
+        let n = PV_ROWS.min(last.len() - r);
         let (p, a) = (&s.probs[r * KEY_BLOCK..], &s.alpha[r..]);
-        let o = &mut o[r * hd..(r + n) * hd];
-        match path {
-            // SAFETY: AVX-512F was detected; `p`, `a` and `o` hold `n` rows.
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx512 => unsafe {
-                match n {
-                    1 => x86::pv::<1>(p, a, &s.values, hd, o),
-                    2 => x86::pv::<2>(p, a, &s.values, hd, o),
-                    3 => x86::pv::<3>(p, a, &s.values, hd, o),
-                    _ => x86::pv::<PV_ROWS>(p, a, &s.values, hd, o),
-                }
-            },
-            _ => portable::pv(n, p, a, &s.values, hd, o),
-        }
+        portable::pv(n, p, a, &s.values, hd, &mut part.o[r * hd..(r + n) * hd]);
         r += n;
     }
 }
 
-/// Positions `block..block + valid` of `bits` widened into `out` (`[KEY_BLOCK, hd]`), zero
-/// past `valid`: masked keys then weigh zero times zero, whatever stale bits lie there.
-fn widen_block(
-    path: Path,
-    bits: &[u16],
-    block: usize,
-    valid: usize,
-    hd: usize,
-    out: &mut Vec<f32>,
-) {
+/// The block's positions of `bits` widened into `out` (`[KEY_BLOCK, hd]`), zero past
+/// `valid`: masked keys then weigh zero times zero, whatever stale bits lie there.
+fn widen_block(bits: &[u16], block: &KeyBlock, hd: usize, out: &mut Vec<f32>) {
     out.resize(KEY_BLOCK * hd, 0.0);
-    let src = &bits[block * hd..(block + valid) * hd];
-    match path {
-        // SAFETY: AVX-512F was detected; `out` holds `src.len()` values and more.
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx512 => unsafe { x86::widen(src, out) },
-        _ => {
-            let halves: &[f16] = half::slice::HalfBitsSliceExt::reinterpret_cast(src);
-            halves.convert_to_f32_slice(&mut out[..valid * hd]);
-        }
-    }
-    out[valid * hd..].fill(0.0);
+    let src = &bits[block.start * hd..(block.start + block.valid) * hd];
+    let halves: &[f16] = half::slice::HalfBitsSliceExt::reinterpret_cast(src);
+    halves.convert_to_f32_slice(&mut out[..block.valid * hd]);
+    out[block.valid * hd..].fill(0.0);
 }
 
 /// Folds a later segment's state `part` into `total` (same rows).
@@ -356,21 +355,13 @@ mod portable {
 }
 
 #[cfg(target_arch = "x86_64")]
+// Register-blocked kernels index their accumulator arrays by row and column on purpose.
+#[allow(clippy::needless_range_loop)]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::KEY_BLOCK;
+    use super::{FlashScratch, HeadCache, KeyBlock, Partial, KEY_BLOCK};
     use crate::cpu::ggml_math::x86::v_expf_512 as exp;
-
-    /// f16 bits to f32, sixteen at a time (`src.len()` a multiple of 16, `out` as long).
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn widen(src: &[u16], out: &mut [f32]) {
-        assert!(src.len().is_multiple_of(16) && out.len() >= src.len());
-        for i in (0..src.len()).step_by(16) {
-            let h = _mm256_loadu_si256(src.as_ptr().add(i) as *const __m256i);
-            _mm512_storeu_ps(out.as_mut_ptr().add(i), _mm512_cvtph_ps(h));
-        }
-    }
 
     /// Lane `j` of the result: the sum of the lanes of `a[j]` (a 16 x 16 transpose folded
     /// into the additions: 15 shuffle pairs instead of sixteen full reductions).
@@ -405,43 +396,242 @@ mod x86 {
         )
     }
 
-    /// Scaled scores of `q` against the block's keys (`[KEY_BLOCK, hd]` f32); keys from
-    /// `visible` on are masked (-inf).
+    /// One block against the rows `first..`, [`ROWS`] at a time: each f16 key and value is
+    /// widened in registers once per chunk of rows (no scratch copy of the block), and the
+    /// next block of the head is prefetched while the first chunk runs.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn scores(
+    pub(super) unsafe fn attend_block(
+        kv: HeadCache<'_>,
         q: &[f32],
-        keys: &[f32],
-        hd: usize,
+        last: &[usize],
+        block: &KeyBlock,
         scale: f32,
-        visible: usize,
-        out: &mut [f32; KEY_BLOCK],
+        s: &mut FlashScratch,
+        part: &mut Partial<'_>,
     ) {
-        assert!(q.len() >= hd && keys.len() >= KEY_BLOCK * hd && hd.is_multiple_of(16));
-        for g in 0..KEY_BLOCK / 16 {
-            let k = keys.as_ptr().add(16 * g * hd);
-            let mut acc = [_mm512_setzero_ps(); 16];
-            for c in (0..hd).step_by(16) {
-                let qv = _mm512_loadu_ps(q.as_ptr().add(c));
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(_mm512_loadu_ps(k.add(j * hd + c)), qv, *a);
+        let hd = kv.head_dim;
+        let span = block.start * hd..(block.start + block.valid) * hd;
+        let (keys, values) = (&kv.keys[span.clone()], &kv.values[span]);
+        let next_in_cache = (block.start + KEY_BLOCK) * hd < kv.keys.len();
+        let mut ahead = if next_in_cache { KEY_BLOCK * hd } else { 0 };
+        let mut r = block.first;
+        while r < last.len() {
+            let n = ROWS.min(last.len() - r);
+            let visible: [usize; ROWS] =
+                std::array::from_fn(|i| last.get(r + i).map_or(0, |&p| block.visible(p)));
+            let mut rows = Rows {
+                q: &q[r * hd..(r + n) * hd],
+                visible,
+                probs: &mut s.probs[r * KEY_BLOCK..(r + n) * KEY_BLOCK],
+            };
+            let b = InPlace {
+                keys,
+                values,
+                hd,
+                valid: block.valid,
+                ahead,
+            };
+            match n {
+                1 => b.scores::<1, 16>(&mut rows, scale),
+                2 => b.scores::<2, 8>(&mut rows, scale),
+                3 => b.scores::<3, 4>(&mut rows, scale),
+                _ => b.scores::<ROWS, 4>(&mut rows, scale),
+            }
+            for i in 0..n {
+                let probs: &mut [f32; KEY_BLOCK] = (&mut rows.probs[i * KEY_BLOCK..][..KEY_BLOCK])
+                    .try_into()
+                    .expect("KEY_BLOCK probabilities");
+                s.alpha[r + i] = softmax_step(probs, &mut part.m[r + i], &mut part.l[r + i]);
+            }
+            let (p, alpha) = (&*rows.probs, &s.alpha[r..r + n]);
+            let o = &mut part.o[r * hd..(r + n) * hd];
+            match n {
+                1 => b.pv::<1, 8>(p, alpha, o),
+                2 => b.pv::<2, 4>(p, alpha, o),
+                3 => b.pv::<3, 2>(p, alpha, o),
+                _ => b.pv::<ROWS, 2>(p, alpha, o),
+            }
+            ahead = 0;
+            r += n;
+        }
+    }
+
+    /// Rows per chunk of [`attend_block`]: their accumulators fill the vector registers.
+    const ROWS: usize = 4;
+
+    /// A chunk of query rows: their vectors, how many of the block's keys each sees, and
+    /// their probabilities (`[n, KEY_BLOCK]`).
+    struct Rows<'a> {
+        q: &'a [f32],
+        visible: [usize; ROWS],
+        probs: &'a mut [f32],
+    }
+
+    /// One block of the f16 cache as it lies: `valid` keys and values of `hd` each, and how
+    /// far ahead (in elements) to prefetch the next block, 0 for not at all.
+    struct InPlace<'a> {
+        keys: &'a [u16],
+        values: &'a [u16],
+        hd: usize,
+        valid: usize,
+        ahead: usize,
+    }
+
+    impl InPlace<'_> {
+        /// Sixteen f16 values from `src` widened to f32.
+        #[inline(always)]
+        unsafe fn load(src: *const u16) -> __m512 {
+            _mm512_cvtph_ps(_mm256_loadu_si256(src as *const __m256i))
+        }
+
+        /// Hints that the line `ahead` elements past `at` will be read soon.
+        #[inline(always)]
+        unsafe fn prefetch(&self, at: *const u16) {
+            if self.ahead != 0 {
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(self.ahead) as *const i8);
+            }
+        }
+
+        /// Scaled scores of the `R` rows against the block's keys into `rows.probs`; a row's
+        /// keys from its `visible` on are masked (-inf). `P` keys per pass (`R * P`
+        /// accumulators); each key's sixteen lane sums are reduced as [`sum_lanes16`] does.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn scores<const R: usize, const P: usize>(&self, rows: &mut Rows<'_>, scale: f32) {
+            let hd = self.hd;
+            assert!(rows.q.len() >= R * hd && rows.probs.len() >= R * KEY_BLOCK);
+            assert!(self.valid >= 1 && self.keys.len() >= self.valid * hd);
+            assert!(hd.is_multiple_of(16) && 16 % P == 0);
+            let q = rows.q.as_ptr();
+            for g in 0..KEY_BLOCK / 16 {
+                let mut lanes = [[_mm512_setzero_ps(); 16]; R];
+                for p0 in (0..16).step_by(P) {
+                    if 16 * g + p0 >= self.valid {
+                        break;
+                    }
+                    // Keys past `valid` read the last valid one again: they are masked.
+                    let key: [*const u16; P] = std::array::from_fn(|j| {
+                        let k = (16 * g + p0 + j).min(self.valid - 1);
+                        self.keys.as_ptr().add(k * hd)
+                    });
+                    let mut acc = [[_mm512_setzero_ps(); P]; R];
+                    for c in (0..hd).step_by(16) {
+                        let qv: [__m512; R] =
+                            std::array::from_fn(|r| _mm512_loadu_ps(q.add(r * hd + c)));
+                        for j in 0..P {
+                            if c % 32 == 0 {
+                                self.prefetch(key[j].add(c));
+                            }
+                            let k = Self::load(key[j].add(c));
+                            for r in 0..R {
+                                acc[r][j] = _mm512_fmadd_ps(k, qv[r], acc[r][j]);
+                            }
+                        }
+                    }
+                    for r in 0..R {
+                        lanes[r][p0..p0 + P].copy_from_slice(&acc[r]);
+                    }
+                }
+                for (r, lanes) in lanes.iter().enumerate() {
+                    let s = _mm512_mul_ps(sum_lanes16(lanes), _mm512_set1_ps(scale));
+                    let shown = rows.visible[r].saturating_sub(16 * g).min(16);
+                    let mask: __mmask16 = if shown == 16 {
+                        0xFFFF
+                    } else {
+                        (1 << shown) - 1
+                    };
+                    let s = _mm512_mask_blend_ps(mask, _mm512_set1_ps(f32::NEG_INFINITY), s);
+                    let out = rows.probs.as_mut_ptr().add(r * KEY_BLOCK + 16 * g);
+                    _mm512_storeu_ps(out, s);
                 }
             }
-            let s = _mm512_mul_ps(sum_lanes16(&acc), _mm512_set1_ps(scale));
-            let shown = visible.saturating_sub(16 * g).min(16);
-            let mask: __mmask16 = if shown == 16 {
-                0xFFFF
-            } else {
-                (1 << shown) - 1
-            };
-            let s = _mm512_mask_blend_ps(mask, _mm512_set1_ps(f32::NEG_INFINITY), s);
-            _mm512_storeu_ps(out.as_mut_ptr().add(16 * g), s);
+        }
+
+        /// `o[r] = o[r] * alpha[r] + sum_j p[r][j] * values[j]` for `R` rows (`p`: `[R,
+        /// KEY_BLOCK]`, `o`: `[R, hd]`), `CW` sixteen-wide columns at a time, then one at a
+        /// time for what is left. Keys past `valid` weigh zero and are skipped (adding 0 * 0
+        /// would change no bit).
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn pv<const R: usize, const CW: usize>(
+            &self,
+            p: &[f32],
+            alpha: &[f32],
+            o: &mut [f32],
+        ) {
+            let hd = self.hd;
+            assert!(p.len() >= R * KEY_BLOCK && alpha.len() >= R && o.len() >= R * hd);
+            assert!(self.values.len() >= self.valid * hd && hd.is_multiple_of(16));
+            let wide = hd - hd % (16 * CW);
+            self.pv_columns::<R, CW>(p, alpha, o, 0..wide);
+            self.pv_columns::<R, 1>(p, alpha, o, wide..hd);
+        }
+
+        /// [`Self::pv`] over the columns `cols`, `16 * CW` at a time; each row sums even and
+        /// odd keys apart (two chains, whatever `R` is).
+        #[inline(always)]
+        unsafe fn pv_columns<const R: usize, const CW: usize>(
+            &self,
+            p: &[f32],
+            alpha: &[f32],
+            o: &mut [f32],
+            cols: std::ops::Range<usize>,
+        ) {
+            let (hd, v, p) = (self.hd, self.values.as_ptr(), p.as_ptr());
+            let prob = |r: usize, j: usize| _mm512_set1_ps(*p.add(r * KEY_BLOCK + j));
+            for c0 in cols.step_by(16 * CW) {
+                let (mut even, mut odd) = (
+                    [[_mm512_setzero_ps(); CW]; R],
+                    [[_mm512_setzero_ps(); CW]; R],
+                );
+                let mut j = 0;
+                while j + 1 < self.valid {
+                    let (pe, po): ([__m512; R], [__m512; R]) = (
+                        std::array::from_fn(|r| prob(r, j)),
+                        std::array::from_fn(|r| prob(r, j + 1)),
+                    );
+                    for w in 0..CW {
+                        let (x0, x1) = (
+                            v.add(j * hd + c0 + 16 * w),
+                            v.add((j + 1) * hd + c0 + 16 * w),
+                        );
+                        if w % 2 == 0 {
+                            self.prefetch(x0);
+                            self.prefetch(x1);
+                        }
+                        let (v0, v1) = (Self::load(x0), Self::load(x1));
+                        for r in 0..R {
+                            even[r][w] = _mm512_fmadd_ps(pe[r], v0, even[r][w]);
+                            odd[r][w] = _mm512_fmadd_ps(po[r], v1, odd[r][w]);
+                        }
+                    }
+                    j += 2;
+                }
+                if j < self.valid {
+                    let pe: [__m512; R] = std::array::from_fn(|r| prob(r, j));
+                    for w in 0..CW {
+                        let v0 = Self::load(v.add(j * hd + c0 + 16 * w));
+                        for r in 0..R {
+                            even[r][w] = _mm512_fmadd_ps(pe[r], v0, even[r][w]);
+                        }
+                    }
+                }
+                for r in 0..R {
+                    for w in 0..CW {
+                        let dst = o.as_mut_ptr().add(r * hd + c0 + 16 * w);
+                        let sum = _mm512_add_ps(even[r][w], odd[r][w]);
+                        let prev = _mm512_loadu_ps(dst);
+                        _mm512_storeu_ps(dst, _mm512_fmadd_ps(prev, _mm512_set1_ps(alpha[r]), sum));
+                    }
+                }
+            }
         }
     }
 
     /// One online-softmax step: the scores in `p` become `exp(score - m_new)`; `m` and `l`
     /// are updated; returns `exp(m_old - m_new)`, the rescale of what came before.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn softmax_step(p: &mut [f32; KEY_BLOCK], m: &mut f32, l: &mut f32) -> f32 {
+    unsafe fn softmax_step(p: &mut [f32; KEY_BLOCK], m: &mut f32, l: &mut f32) -> f32 {
         let v: [__m512; KEY_BLOCK / 16] =
             std::array::from_fn(|g| _mm512_loadu_ps(p.as_ptr().add(16 * g)));
         let mut mx = v[0];
@@ -460,41 +650,6 @@ mod x86 {
         *l = *l * alpha + _mm512_reduce_add_ps(sum);
         *m = m_new;
         alpha
-    }
-
-    /// `o[r] = o[r] * alpha[r] + sum_j p[r][j] * values[j]` for `R` rows (`p`: `[R,
-    /// KEY_BLOCK]`, `o`: `[R, hd]`): each value vector is loaded once for all `R` rows, and
-    /// each row sums even and odd keys apart (two chains, whatever `R` is).
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn pv<const R: usize>(
-        p: &[f32],
-        alpha: &[f32],
-        values: &[f32],
-        hd: usize,
-        o: &mut [f32],
-    ) {
-        assert!(p.len() >= R * KEY_BLOCK && alpha.len() >= R && o.len() >= R * hd);
-        assert!(values.len() >= KEY_BLOCK * hd && hd.is_multiple_of(16));
-        let p = p.as_ptr();
-        for c in (0..hd).step_by(16) {
-            // Two chains per row (even and odd keys), named apart so they stay in registers.
-            let (mut even, mut odd) = ([_mm512_setzero_ps(); R], [_mm512_setzero_ps(); R]);
-            for j in (0..KEY_BLOCK).step_by(2) {
-                let v0 = _mm512_loadu_ps(values.as_ptr().add(j * hd + c));
-                let v1 = _mm512_loadu_ps(values.as_ptr().add((j + 1) * hd + c));
-                for r in 0..R {
-                    let pr = p.add(r * KEY_BLOCK + j);
-                    even[r] = _mm512_fmadd_ps(_mm512_set1_ps(*pr), v0, even[r]);
-                    odd[r] = _mm512_fmadd_ps(_mm512_set1_ps(*pr.add(1)), v1, odd[r]);
-                }
-            }
-            for r in 0..R {
-                let dst = o.as_mut_ptr().add(r * hd + c);
-                let sum = _mm512_add_ps(even[r], odd[r]);
-                let prev = _mm512_loadu_ps(dst);
-                _mm512_storeu_ps(dst, _mm512_fmadd_ps(prev, _mm512_set1_ps(alpha[r]), sum));
-            }
-        }
     }
 
     #[cfg(test)]
