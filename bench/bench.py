@@ -31,7 +31,10 @@ from `qwen --inspect --json`) and, for --parallel, peak resident memory against 
 qwen's kernel plans are searched afresh in each invocation, into a plan cache of its own.
 
 Figures are medians over runs after a warm-up run (as llama-bench does), all measured in this
-invocation: on a shared machine only same-run ratios mean anything.
+invocation: on a shared machine only same-run ratios mean anything. With `--rounds N` every file
+is measured N times with the engines taking turns (qwen, llama.cpp, ik, qwen, ...), so that a
+load spike from another tenant hits one round rather than one engine; figures are then medians
+over the rounds, each ratio the median of the N per-round ratios, printed with their range.
 
 Needs: python3 with `gguf` and `numpy` (pip install gguf numpy); cargo. llama.cpp: see the
 README's "Benchmarks" section (set LLAMA_CPP_DIR or put llama-bench on PATH).
@@ -259,6 +262,26 @@ def llama_bench(binary, model, threads, repeat, long_prompt, depth, ik=False):
     return out
 
 
+def combine(rounds):
+    """One figure per engine and test from the rounds: the median (peak memory: the largest),
+    and each ratio of --parallel to another engine as the list of its per-round values."""
+    out, paired = {}, {}
+    for name in rounds[0]:
+        merged = dict(rounds[0][name])
+        for key, value in rounds[0][name].items():
+            values = [r[name].get(key) for r in rounds]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                merged[key] = max(values) if key.endswith("rss") else statistics.median(values)
+        out[name] = merged
+    for other in [n for n in rounds[0] if n != "parallel"]:
+        for key in ["decode", "prefill", "long", "depth"]:
+            pairs = [(r["parallel"].get(key), r[other].get(key)) for r in rounds]
+            if all(a and b for a, b in pairs):
+                paired[("parallel", other, key)] = [a / b for a, b in pairs]
+    out["paired"] = paired
+    return out
+
+
 def find_ik(args):
     """The ik_llama.cpp (or other llama-bench-compatible) binary of --ik-bench / --ik-dir."""
     if args.ik_bench:
@@ -301,7 +324,12 @@ def main():
                    help="weight types of the --q4km-sizes (default: %(default)s)")
     p.add_argument("--no-standard", action="store_true", help="skip standard mode")
     p.add_argument("--json", help="also write all figures to this JSON file")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure each file N times, the engines taking turns; medians over rounds, "
+                   "ratios paired within a round (default: %(default)s)")
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
 
     long_prompt = 0 if args.no_long or args.prompt_tokens == PROMPT_TOKENS else args.prompt_tokens
     depth = 0 if args.no_long else args.depth
@@ -332,14 +360,22 @@ def report(args, tool, ik, long_prompt, depth):
         size = f.stat().st_size
         row = {"file": f.name, "size": size, "active": active_bytes(binary, f)}
         big = "4b" in f.name or "30b" in f.name
+        engines = {}
         if not args.no_standard and (not big or args.standard_4b):
-            row["standard"] = qwen(binary, f, [], 1, long_prompt, 0)
-        par = ["--parallel", "--threads", str(args.threads)]
-        row["parallel"] = qwen(binary, f, par, args.repeat, long_prompt, depth)
+            engines["standard"] = lambda: qwen(binary, f, [], 1, long_prompt, 0)
+        par_flags = ["--parallel", "--threads", str(args.threads)]
+        engines["parallel"] = lambda: qwen(binary, f, par_flags, args.repeat, long_prompt, depth)
         if lb:
-            row["llama"] = llama_bench(lb, f, args.threads, args.repeat, long_prompt, depth)
+            engines["llama"] = lambda: llama_bench(lb, f, args.threads, args.repeat, long_prompt, depth)
         if ik:
-            row["ik"] = llama_bench(ik, f, args.threads, args.repeat, long_prompt, depth, ik=True)
+            engines["ik"] = lambda: llama_bench(ik, f, args.threads, args.repeat, long_prompt,
+                                                depth, ik=True)
+        rounds = []
+        for i in range(args.rounds):
+            if args.rounds > 1:
+                log(f"bench: {f.name}: round {i + 1} of {args.rounds}")
+            rounds.append({name: measure() for name, measure in engines.items()})
+        row.update(combine(rounds))
         rows.append(row)
 
     print(f"\nmachine: {rows[0]['parallel']['report']['machine']['cpu'] if rows else '?'}, "
@@ -351,7 +387,11 @@ def report(args, tool, ik, long_prompt, depth):
           f"{'of bound':>8}")
     summary = []
     fmt = lambda v: format(v, "9.1f") if v else f"{'-':>9}"
-    ratio = lambda a, b, w=9: format(a / b, f"{w - 1}.2f") + "x" if a and b else f"{'-':>{w}}"
+    def ratio(r, key, a, b, w=9):
+        paired = r.get("paired", {}).get((a, b, key))
+        value = statistics.median(paired) if paired else None
+        return format(value, f"{w - 1}.2f") + "x" if value else f"{'-':>{w}}"
+
     for r in rows:
         bound = bw * 1e9 / r["active"]  # the weight bytes a token reads, each once
         for key, label in tests:
@@ -362,14 +402,23 @@ def report(args, tool, ik, long_prompt, depth):
             if not any([std, par, ll, ikv]):
                 continue
             line = (f"{r['file']:<28} {label:<11} {fmt(std)} {fmt(par)} {fmt(ll)} "
-                    f"{ratio(par, ll)} {fmt(ikv)} {ratio(par, ikv, 8)} {ratio(par, std, 8)}")
-            if key == "decode":
+                    f"{ratio(r, key, 'parallel', 'llama')} {fmt(ikv)} "
+                    f"{ratio(r, key, 'parallel', 'ik', 8)} {ratio(r, key, 'parallel', 'standard', 8)}")
+            if key == "decode" and par:
                 line += f" {bound:9.1f} {100 * par / bound:7.0f}%"
             print(line)
+            if args.rounds > 1:
+                spreads = [f"par/{b} {min(v):.2f}-{max(v):.2f}x" for b in ["llama", "ik", "standard"]
+                           if (v := r["paired"].get(("parallel", b, key)))]
+                if spreads:
+                    print(f"{'':<28} {'':<11} over {args.rounds} rounds: {', '.join(spreads)}")
             summary.append({"file": r["file"], "test": label, "standard_ts": std,
                             "parallel_ts": par, "llama_ts": ll, "ik_rtr_ts": ikv,
                             "active_bytes": r["active"],
-                            "bandwidth_bound_ts": bound if key == "decode" else None})
+                            "bandwidth_bound_ts": bound if key == "decode" else None,
+                            "rounds": args.rounds,
+                            "paired_ratios": {b: v for b in ["llama", "ik", "standard"]
+                                              if (v := r["paired"].get(("parallel", b, key)))}})
         par = r["parallel"]
         if par.get("long") and par.get("prefill"):
             print(f"{'':<28} pp{long_prompt} / pp{PROMPT_TOKENS} of --parallel: "
