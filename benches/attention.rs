@@ -31,6 +31,7 @@ fn arg(i: usize, default: usize) -> usize {
         .nth(i)
         .and_then(|a| a.parse().ok())
         .unwrap_or(default)
+        .max(1)
 }
 
 fn main() {
