@@ -7,23 +7,14 @@
 //! 8, so the cache read per call matches one decode step of that model and stays out of the
 //! caches).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "common/per_call.rs"]
+mod per_call;
+use per_call::per_call;
 
 use qwen::cpu::flash::{self, FlashScratch, HeadCache, Partial};
 use qwen::cpu::synth::{random_input, Rng};
-
-fn median_secs(min_time: Duration, mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    let mut samples = Vec::new();
-    while samples.len() < 5 || (start.elapsed() < min_time && samples.len() < 1000) {
-        let t = Instant::now();
-        f();
-        samples.push(t.elapsed().as_secs_f64());
-    }
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
 
 fn arg(i: usize, default: usize) -> usize {
     std::env::args()
@@ -50,7 +41,7 @@ fn main() {
     let mut scratch = FlashScratch::default();
     let (mut m, mut l, mut o) = (vec![0.0; group], vec![0.0; group], vec![0.0; group * hd]);
     let segs = flash::segments(positions - 1);
-    let secs = median_secs(Duration::from_secs(3), || {
+    let secs = per_call(Duration::from_secs(3), || {
         for h in 0..heads {
             let run = h * positions * hd..(h + 1) * positions * hd;
             let kv = HeadCache {

@@ -13,6 +13,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+#[path = "common/per_call.rs"]
+mod per_call;
+use per_call::per_call;
+
 use qwen::cpu::synth::{random_input, random_weights, Rng};
 use qwen::cpu::{
     cpu_features, dequantize_row, matmul, matmul_multi, MatmulPlan, Scratch, ThreadPool,
@@ -28,29 +32,6 @@ const SHAPES: [(usize, usize); 5] = [
     (9728, 2560),
 ];
 const PREFILL: usize = 64;
-
-/// The median, or the minimum when `QWEN_BENCH_MIN` is set (steadier on a busy machine).
-fn stat(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if std::env::var_os("QWEN_BENCH_MIN").is_some() {
-        v[0]
-    } else {
-        v[v.len() / 2]
-    }
-}
-
-/// Median (see [`stat`]) seconds per call of `f` over at least `min_time` (and 5 calls), after a warm-up.
-fn per_call(min_time: Duration, mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    let mut samples = Vec::new();
-    while samples.len() < 5 || (start.elapsed() < min_time && samples.len() < 20_000) {
-        let t = Instant::now();
-        f();
-        samples.push(t.elapsed().as_secs_f64());
-    }
-    stat(samples)
-}
 
 /// Sums `part` with 256-bit loads where the CPU has AVX2, so the loop is never the limit:
 /// as one sequential stream, or as four streams (four stretches read side by side, with

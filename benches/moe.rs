@@ -7,25 +7,16 @@
 //! bandwidth measured here) and for a batch of 512 tokens (prefill), with routings drawn at
 //! random as a trained router spreads them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "common/per_call.rs"]
+mod per_call;
+use per_call::per_call;
 
 use qwen::cpu::moe::{moe_experts, ExpertTensor, ExpertWeights, MoePlan, MoeScratch, Routing};
 use qwen::cpu::synth::{random_input, Rng};
 use qwen::cpu::ThreadPool;
 use qwen::gguf::GgufFile;
-
-fn per_call(min_time: Duration, mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    let mut samples = Vec::new();
-    while samples.len() < 5 || (start.elapsed() < min_time && samples.len() < 10_000) {
-        let t = Instant::now();
-        f();
-        samples.push(t.elapsed().as_secs_f64());
-    }
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
 
 fn tensor<'a>(file: &'a GgufFile, name: &str) -> ExpertTensor<'a> {
     let info = file
