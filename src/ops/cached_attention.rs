@@ -46,6 +46,25 @@ impl AttentionShape {
     pub fn group(&self) -> usize {
         self.heads / self.kv_heads
     }
+
+    /// Causal attention of `seq` tokens at positions `start..start + seq` over this
+    /// cache: the cache entries read (positions `0..start + seq`, keys and values, f16, once
+    /// each) and the arithmetic (per query head and attended position: `q·k` and `p·v` over
+    /// `head_dim`, scale, exp, softmax sum and normalise).
+    pub fn cost(&self, start: u64, seq: u64) -> Cost {
+        let (heads, hd, kv_dim) = (
+            self.heads as u64,
+            self.head_dim as u64,
+            self.kv_dim() as u64,
+        );
+        // Σ over the tokens of the positions each attends: (start + 1) + ... + (start + seq).
+        let attended = seq * start + seq * (seq + 1) / 2;
+        Cost {
+            kv_bytes: (start + seq) * kv_dim * 2 * 2,
+            flops: heads * attended * (4 * hd + 4),
+            ..Cost::default()
+        }
+    }
 }
 
 /// `len` f16 values from `bits[at..]` as f32 in `out` (exact; SIMD where the CPU has F16C).
@@ -337,6 +356,10 @@ impl Operator for CachedAttention {
         attend_all(&self.cache, &q, start, batch, &mut scratch, &mut out);
         vec![Tensor::new(out)]
     }
+    /// The cost model, for the profiler (`cost::model_of`).
+    fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+        cost::answer::<Self>(key)
+    }
 }
 
 impl OpCost for CachedAttention {
@@ -346,7 +369,7 @@ impl OpCost for CachedAttention {
         (0..4)
             .map(|i| cost::input_activations(inp, i))
             .sum::<Cost>()
-            + cost::attention(&self.cache.shape, start, seq)
+            + self.cache.shape.cost(start, seq)
     }
 }
 
@@ -426,4 +449,27 @@ where
         ShapeTracker::new(&[S::const_size(), Q::const_size()]),
         q.graph_ref,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attention_counts_every_attended_position() {
+        let shape = AttentionShape {
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 16,
+            max_context: 64,
+        };
+        // Decode at position 9: 10 positions of keys and values, 2 heads x 16 each, f16.
+        let decode = shape.cost(9, 1);
+        assert_eq!(decode.kv_bytes, 10 * 32 * 2 * 2);
+        assert_eq!(decode.flops, 4 * 10 * (4 * 16 + 4));
+        // A prompt of 3 from 0: tokens attend 1, 2 and 3 positions.
+        let prompt = shape.cost(0, 3);
+        assert_eq!(prompt.kv_bytes, 3 * 32 * 4);
+        assert_eq!(prompt.flops, 4 * 6 * 68);
+    }
 }

@@ -1,9 +1,10 @@
 //! What one call of an op reads and computes, from its inputs' shapes and types: the roofline
 //! figures of the kernel profile (achieved GB/s and GFLOP/s beside each kernel's time).
 //!
-//! Every op of ours implements [`OpCost`] next to its `Operator`, and [`model_of`] lists them:
-//! a new op implements the trait and adds its type to that list; an op without a model shows
-//! no figures rather than guessed ones.
+//! Every op of ours implements [`OpCost`] next to its `Operator` and hands its model out through
+//! luminal's `Operator::custom` hook ([`answer`]), which the decorators forward: the profiler
+//! asks each node for it ([`model_of`]) and no list of op types is kept anywhere. An op without a
+//! model shows no figures rather than guessed ones. This module is a leaf: it knows no op.
 //!
 //! The conventions, the same for every op so that kernels compare:
 //! - Bytes read are what the call must read at least once: weights in their stored encoding
@@ -15,21 +16,10 @@
 //!   multiply, divide, square root, exp) as one; an integer dot product of quantized weights
 //!   counts as the float operations it stands for.
 
+use std::any::Any;
+
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
-
-use super::cached_attention::{AttentionShape, CachedAttention};
-use super::embedding::Embedding;
-use super::moe_ffn::{MoeExperts, MoeRouter};
-use super::parallel::fused_attention::FusedAttention;
-use super::parallel::fused_matmul::FusedMatMul;
-use super::parallel::fused_moe::{FusedMoeExperts, FusedMoeRouter};
-use super::rms_norm::RmsNorm;
-use super::rope::Rope;
-use super::strided::{StridedBinary, StridedContiguous, StridedReduce};
-use super::swiglu::SwiGlu;
-use super::weight::WeightData;
-use super::weight_matmul::WeightMatMul;
 
 /// Bytes read and arithmetic done by one op call (or a sum of calls).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,12 +47,13 @@ impl Cost {
         }
     }
 
-    /// The matmul `x [n_tokens, cols] · Wᵀ` reading all of `w`: its weight bytes and
-    /// `2 · n_tokens · rows · cols` operations (activations not included).
-    pub fn matmul(w: &WeightData, n_tokens: u64) -> Self {
+    /// The matmul `x [n_tokens, cols] · Wᵀ` reading all of a `rows x cols` matrix stored in
+    /// `weight_bytes`: those bytes and `2 · n_tokens · rows · cols` operations (activations not
+    /// included).
+    pub fn matmul(weight_bytes: u64, rows: u64, cols: u64, n_tokens: u64) -> Self {
         Cost {
-            weight_bytes: w.bytes().len() as u64,
-            flops: 2 * n_tokens * w.rows as u64 * w.cols as u64,
+            weight_bytes,
+            flops: 2 * n_tokens * rows * cols,
             ..Cost::default()
         }
     }
@@ -101,6 +92,9 @@ pub trait OpCost {
 /// The cost model of an op, looked up once per graph node.
 pub type CostFn = fn(&dyn Operator, &[(InputTensor, ShapeTracker)]) -> Cost;
 
+/// The `Operator::custom` key under which an op hands out its [`CostFn`].
+pub const COST_MODEL: &str = "qwen.cost_model";
+
 fn cost_via<T: OpCost + 'static>(
     op: &dyn Operator,
     inputs: &[(InputTensor, ShapeTracker)],
@@ -110,33 +104,16 @@ fn cost_via<T: OpCost + 'static>(
         .map_or_else(Cost::default, |op| op.cost(inputs))
 }
 
-/// The cost model of `op`'s type, if it has one: the one list of costed op types.
-pub fn model_of(op: &dyn Operator) -> Option<CostFn> {
-    macro_rules! costed {
-        ($($t:ty),* $(,)?) => {
-            $(if op.as_any().is::<$t>() {
-                return Some(cost_via::<$t>);
-            })*
-        };
-    }
-    costed!(
-        Embedding,
-        WeightMatMul,
-        RmsNorm,
-        Rope,
-        SwiGlu,
-        StridedBinary,
-        StridedReduce,
-        StridedContiguous,
-        CachedAttention,
-        FusedMatMul,
-        FusedAttention,
-        MoeRouter,
-        MoeExperts,
-        FusedMoeRouter,
-        FusedMoeExperts,
-    );
-    None
+/// An op's answer to `Operator::custom(key, ..)`: its cost model when asked for [`COST_MODEL`].
+/// Each op of ours calls it from its `custom`, e.g. `cost::answer::<Self>(key)`.
+pub fn answer<T: OpCost + 'static>(key: &str) -> Option<Box<dyn Any>> {
+    (key == COST_MODEL).then(|| Box::new(cost_via::<T> as CostFn) as Box<dyn Any>)
+}
+
+/// The cost model `op` hands out, if it has one (through any decorators around it).
+pub fn model_of(op: &mut dyn Operator) -> Option<CostFn> {
+    let answer = op.custom(COST_MODEL, Box::new(()))?;
+    answer.downcast::<CostFn>().ok().map(|f| *f)
 }
 
 fn dim(e: luminal::prelude::symbolic::Expression) -> u64 {
@@ -178,25 +155,6 @@ pub fn input_activations(inputs: &[(InputTensor, ShapeTracker)], i: usize) -> Co
         .map_or_else(Cost::default, |(_, t)| Cost::activations(read_len(t)))
 }
 
-/// Causal attention of `seq` tokens at positions `start..start + seq` over a cache of
-/// `shape`: the cache entries read (positions `0..start + seq`, keys and values, f16, once
-/// each) and the arithmetic (per query head and attended position: `q·k` and `p·v` over
-/// `head_dim`, scale, exp, softmax sum and normalise).
-pub fn attention(shape: &AttentionShape, start: u64, seq: u64) -> Cost {
-    let (heads, hd, kv_dim) = (
-        shape.heads as u64,
-        shape.head_dim as u64,
-        shape.kv_dim() as u64,
-    );
-    // Σ over the tokens of the positions each attends: (start + 1) + ... + (start + seq).
-    let attended = seq * start + seq * (seq + 1) / 2;
-    Cost {
-        kv_bytes: (start + seq) * kv_dim * 2 * 2,
-        flops: heads * attended * (4 * hd + 4),
-        ..Cost::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,24 +184,6 @@ mod tests {
         let mut padded = plain;
         padded.pad(&[(0.into(), 0.into()), (0.into(), 1.into())]);
         assert_eq!((logical_len(&padded), read_len(&padded)), (45, 40));
-    }
-
-    #[test]
-    fn attention_counts_every_attended_position() {
-        let shape = AttentionShape {
-            heads: 4,
-            kv_heads: 2,
-            head_dim: 16,
-            max_context: 64,
-        };
-        // Decode at position 9: 10 positions of keys and values, 2 heads x 16 each, f16.
-        let decode = attention(&shape, 9, 1);
-        assert_eq!(decode.kv_bytes, 10 * 32 * 2 * 2);
-        assert_eq!(decode.flops, 4 * 10 * (4 * 16 + 4));
-        // A prompt of 3 from 0: tokens attend 1, 2 and 3 positions.
-        let prompt = attention(&shape, 0, 3);
-        assert_eq!(prompt.kv_bytes, 3 * 32 * 4);
-        assert_eq!(prompt.flops, 4 * 6 * 68);
     }
 
     #[test]

@@ -90,11 +90,11 @@ pub fn install(
 ) -> Option<ProfileBook> {
     let book = instruments.profile.then(ProfileBook::default);
     for node in decorated_nodes(graph) {
-        let Some(op) = graph.graph.node_weight(node) else {
+        let Some(op) = graph.graph.node_weight_mut(node) else {
             continue;
         };
         let kind = super::profile::kind_name(&format!("{op:?}"));
-        let cost = cost::model_of(op.as_ref());
+        let cost = cost::model_of(op.as_mut());
         let named = name(graph, node, &kind);
         let record = book.as_ref().map(|b| {
             let mut records = b.borrow_mut();

@@ -40,6 +40,10 @@ impl Operator for MoeRouter {
         let router = as_weight(&inp[1].0).expect("moe router: the router must be a bound weight");
         vec![Tensor::new(route_exact(router, self.used, &h).to_rows())]
     }
+    /// The cost model, for the profiler (`cost::model_of`).
+    fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+        cost::answer::<Self>(key)
+    }
 }
 
 /// Inputs: `h [seq, hidden]` (normalised), the routing `[seq, 2 used]`, then the expert
@@ -65,6 +69,10 @@ impl Operator for MoeExperts {
         let routing = Routing::from_rows(rows, self.used, self.experts);
         vec![Tensor::new(experts_exact(&w, &routing, &h))]
     }
+    /// The cost model, for the profiler (`cost::model_of`).
+    fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+        cost::answer::<Self>(key)
+    }
 }
 
 impl OpCost for MoeRouter {
@@ -86,7 +94,7 @@ pub fn router_cost(inp: &[(InputTensor, ShapeTracker)]) -> Cost {
         return Cost::default();
     };
     let x = inp.first().map_or(0, |(_, t)| cost::read_len(t));
-    Cost::matmul(router, x / router.cols.max(1) as u64) + Cost::activations(x)
+    router.matmul_cost(x / router.cols.max(1) as u64) + Cost::activations(x)
 }
 
 /// The experts' feed-forward under the routing it is given (input 1): the routed experts' slices

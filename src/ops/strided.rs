@@ -163,6 +163,10 @@ impl Operator for StridedBinary {
         };
         vec![Tensor::new(out)]
     }
+    /// The cost model, for the profiler (`cost::model_of`).
+    fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+        cost::answer::<Self>(key)
+    }
 }
 
 impl OpCost for StridedBinary {
@@ -223,6 +227,10 @@ impl Operator for StridedReduce {
         }
         vec![Tensor::new(out)]
     }
+    /// The cost model, for the profiler (`cost::model_of`).
+    fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+        cost::answer::<Self>(key)
+    }
 }
 
 impl OpCost for StridedReduce {
@@ -243,6 +251,10 @@ pub struct StridedContiguous;
 impl Operator for StridedContiguous {
     fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
         vec![Tensor::new(logical(&inp[0], 0.0).into_owned())]
+    }
+    /// The cost model, for the profiler (`cost::model_of`).
+    fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+        cost::answer::<Self>(key)
     }
 }
 

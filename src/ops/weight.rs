@@ -10,6 +10,7 @@ use std::sync::Arc;
 use luminal::op::InputTensor;
 use luminal::prelude::*;
 
+use super::cost::Cost;
 use crate::cpu::matmul::WeightMatrix;
 use crate::quant::{self, GgmlType};
 
@@ -61,6 +62,16 @@ impl WeightData {
     /// The encoded bytes of the whole tensor.
     pub fn bytes(&self) -> &[u8] {
         &(*self.bytes).as_ref()[self.offset..self.offset + self.len]
+    }
+
+    /// The cost of `x [n_tokens, cols] · Wᵀ` over this whole matrix (activations not included).
+    pub fn matmul_cost(&self, n_tokens: u64) -> Cost {
+        Cost::matmul(
+            self.bytes().len() as u64,
+            self.rows as u64,
+            self.cols as u64,
+            n_tokens,
+        )
     }
 
     /// The matrix as the CPU kernels read it, in place.

@@ -29,6 +29,10 @@ impl Operator for WeightMatMul {
         let x = contiguous(&inp[0].0, &inp[0].1);
         vec![Tensor::new(matmul_dequantized(w, &x))]
     }
+    /// The cost model, for the profiler (`cost::model_of`).
+    fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+        cost::answer::<Self>(key)
+    }
 }
 
 impl OpCost for WeightMatMul {
@@ -38,7 +42,7 @@ impl OpCost for WeightMatMul {
             return Cost::default();
         };
         let x = inp.first().map_or(0, |(_, t)| cost::read_len(t));
-        Cost::matmul(w, x / w.cols.max(1) as u64) + Cost::activations(x)
+        w.matmul_cost(x / w.cols.max(1) as u64) + Cost::activations(x)
     }
 }
 

@@ -139,6 +139,10 @@ impl Operator for FusedAttention {
         self.runtime.buffers.recycle(inp);
         vec![Tensor::new(out)]
     }
+    /// The cost model, for the profiler (`cost::model_of`).
+    fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+        cost::answer::<Self>(key)
+    }
 }
 
 impl OpCost for FusedAttention {
@@ -155,7 +159,7 @@ impl OpCost for FusedAttention {
             .map(|i| inp.get(i).map_or(0, |(_, t)| cost::read_len(t)))
             .sum();
         let mut total: Cost = (0..8).map(|i| cost::input_activations(inp, i)).sum();
-        total += cost::attention(self.cache.shape(), start, seq);
+        total += self.cache.shape().cost(start, seq);
         // RMSNorm (4 per element) and rotation (3 per element) of q and k.
         total.flops += 7 * qk;
         total

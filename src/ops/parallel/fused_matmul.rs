@@ -88,6 +88,10 @@ impl Operator for FusedMatMul {
         self.runtime.buffers.recycle(inp);
         out.into_iter().map(Tensor::new).collect()
     }
+    /// The cost model, for the profiler (`cost::model_of`).
+    fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+        cost::answer::<Self>(key)
+    }
 }
 
 impl FusedMatMul {
@@ -164,7 +168,7 @@ impl OpCost for FusedMatMul {
         };
         let x = inp.first().map_or(0, |(_, t)| cost::read_len(t));
         let n_tokens = x / cols.max(1);
-        let mut total = Cost::activations(x) + ws.iter().map(|w| Cost::matmul(w, n_tokens)).sum();
+        let mut total = Cost::activations(x) + ws.iter().map(|w| w.matmul_cost(n_tokens)).sum();
         if self.norm_eps.is_some() {
             total += cost::input_activations(inp, 1);
             total.flops += 4 * x;

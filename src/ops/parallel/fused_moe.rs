@@ -14,7 +14,7 @@ use std::sync::Arc;
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
-use super::super::cost::{Cost, OpCost};
+use super::super::cost::{self, Cost, OpCost};
 use super::super::input::{contiguous, f32_data};
 use super::super::moe_ffn::{experts_cost, router_cost, MoeExperts, MoeRouter};
 use super::super::rewrite::{self, consumers, op_as, sources, Source};
@@ -73,6 +73,10 @@ impl Operator for FusedMoeRouter {
         rt.buffers.recycle(inp);
         vec![Tensor::new(out)]
     }
+    /// The cost model, for the profiler (`cost::model_of`).
+    fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+        cost::answer::<Self>(key)
+    }
 }
 
 /// Inputs: `h [seq, hidden]`, the routing `[seq, 2 used]`, gate, up, down (as bound, see
@@ -105,6 +109,10 @@ impl Operator for FusedMoeExperts {
         let out = self.compute(&inp);
         self.runtime.buffers.recycle(inp);
         vec![Tensor::new(out)]
+    }
+    /// The cost model, for the profiler (`cost::model_of`).
+    fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
+        cost::answer::<Self>(key)
     }
 }
 
