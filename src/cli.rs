@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::Parser;
 
-use crate::backend::{BackendChoice, Mode};
+use crate::cpu::plans::PlanOptions;
 use crate::sampler::SamplerConfig;
 use crate::settings::{
-    ChatSettings, GenerationSettings, ModelSettings, PromptSource, ReportSettings, Settings,
-    SweepSettings,
+    BackendChoice, ChatSettings, Command, GenerationSettings, Mode, ModelSettings, PromptSource,
+    ReportSettings, Settings, SweepSettings,
 };
 
 /// `--ubatch` when not given, as llama.cpp's.
@@ -194,18 +194,27 @@ impl Args {
             (Some(p), ..) => PromptSource::Text(p),
             (None, None, None) => PromptSource::None,
         };
+        let command = match (self.inspect, self.interactive, self.sweep) {
+            (true, ..) => Command::Inspect,
+            (_, true, _) => Command::Interactive,
+            (_, _, Some(max)) => Command::Sweep(SweepSettings {
+                max: max as usize,
+                ubatch: self.ubatch.map_or(DEFAULT_UBATCH, |n| n as usize),
+            }),
+            _ => Command::Generate,
+        };
         Settings {
-            inspect: self.inspect,
+            command,
             model: ModelSettings {
                 path: self.model,
                 tokenizer: self.tokenizer,
                 backend: self.backend,
                 mode,
                 ctx_size: self.ctx_size.map(|n| n as usize),
+                plans: plan_options(|key| std::env::var_os(key)),
             },
             prompt,
             chat,
-            interactive: self.interactive,
             generation: GenerationSettings {
                 max_new_tokens: self.gen_tokens as usize,
                 sampling: self.sampling.config(),
@@ -220,11 +229,24 @@ impl Args {
                 hide_think: self.hide_think,
                 trace: self.trace,
             },
-            sweep: self.sweep.map(|max| SweepSettings {
-                max: max as usize,
-                ubatch: self.ubatch.map_or(DEFAULT_UBATCH, |n| n as usize),
-            }),
         }
+    }
+}
+
+/// The kernel search as the environment asks: `QWEN_PLAN_SEARCH=off` keeps every matmul on its
+/// default plan, `QWEN_PLAN_CACHE=off` caches nothing; the cache folder is
+/// `$XDG_CACHE_HOME/qwen-luminal`, else `$HOME/.cache/qwen-luminal`. A relative or empty
+/// variable counts as unset, so the cache never lands in whatever folder the program was
+/// started from; with neither, nothing is cached.
+pub fn plan_options(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> PlanOptions {
+    let off = |key: &str| var(key).is_some_and(|v| v == "off");
+    let absolute = |key: &str| var(key).map(PathBuf::from).filter(|p| p.is_absolute());
+    let base = absolute("XDG_CACHE_HOME").or_else(|| Some(absolute("HOME")?.join(".cache")));
+    PlanOptions {
+        search: !off("QWEN_PLAN_SEARCH"),
+        cache_dir: base
+            .filter(|_| !off("QWEN_PLAN_CACHE"))
+            .map(|b| b.join("qwen-luminal")),
     }
 }
 
@@ -355,6 +377,34 @@ mod tests {
         assert_eq!(at_least_one("-2"), Err("must be at least 1".into()));
         assert!(at_least_one("x").is_err());
         assert!(at_least_one("99999999999").is_err());
+    }
+
+    #[test]
+    fn the_plan_cache_follows_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |key: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let home = plan_options(env(&[("HOME", "/h")]));
+        assert_eq!(
+            home.cache_dir,
+            Some(PathBuf::from("/h/.cache/qwen-luminal"))
+        );
+        assert!(home.search);
+        let xdg = plan_options(env(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]));
+        assert_eq!(xdg.cache_dir, Some(PathBuf::from("/x/qwen-luminal")));
+        let relative = plan_options(env(&[("HOME", "h"), ("XDG_CACHE_HOME", "")]));
+        assert_eq!(relative.cache_dir, None);
+        let off = plan_options(env(&[
+            ("HOME", "/h"),
+            ("QWEN_PLAN_CACHE", "off"),
+            ("QWEN_PLAN_SEARCH", "off"),
+        ]));
+        assert_eq!((off.cache_dir, off.search), (None, false));
     }
 
     #[test]

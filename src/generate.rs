@@ -15,7 +15,7 @@ use crate::sampler::Sampler;
 use crate::settings::GenerationSettings;
 use crate::text::stream::{Decode, TextStreamer};
 use crate::timing::Samples;
-use crate::trace::{self, Category, Tracer};
+use crate::trace::{self, Category, StepKind, Tracer};
 
 /// When to stop besides the token budget.
 #[derive(Debug, Clone, Default)]
@@ -56,16 +56,42 @@ pub enum StopReason {
     OutputClosed,
 }
 
-impl StopReason {
-    /// A short machine-readable name, for the JSON report.
-    pub fn name(&self) -> &'static str {
+/// Why generation ended, without the details: what the JSON report's `stop_reason` says
+/// (`max_tokens`, `eos`, `stop_string`, `context_full`, `interrupted`, `output_closed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopKind {
+    MaxTokens,
+    Eos,
+    StopString,
+    ContextFull,
+    Interrupted,
+    OutputClosed,
+}
+
+impl StopKind {
+    /// The name the JSON report gives it.
+    pub fn name(self) -> &'static str {
         match self {
-            StopReason::MaxTokens => "max_tokens",
-            StopReason::EndOfSequence { .. } => "eos",
-            StopReason::StopString(_) => "stop_string",
-            StopReason::ContextFull => "context_full",
-            StopReason::Interrupted => "interrupted",
-            StopReason::OutputClosed => "output_closed",
+            StopKind::MaxTokens => "max_tokens",
+            StopKind::Eos => "eos",
+            StopKind::StopString => "stop_string",
+            StopKind::ContextFull => "context_full",
+            StopKind::Interrupted => "interrupted",
+            StopKind::OutputClosed => "output_closed",
+        }
+    }
+}
+
+impl StopReason {
+    pub fn kind(&self) -> StopKind {
+        match self {
+            StopReason::MaxTokens => StopKind::MaxTokens,
+            StopReason::EndOfSequence { .. } => StopKind::Eos,
+            StopReason::StopString(_) => StopKind::StopString,
+            StopReason::ContextFull => StopKind::ContextFull,
+            StopReason::Interrupted => StopKind::Interrupted,
+            StopReason::OutputClosed => StopKind::OutputClosed,
         }
     }
 }
@@ -153,7 +179,7 @@ where
     if let Some(t) = options.trace {
         t.span(
             "prompt",
-            Category::Step,
+            Category::Step(StepKind::Prompt),
             start,
             took,
             step_args(prompt.len(), position),
@@ -210,7 +236,7 @@ where
             let name = format!("decode {}", decode.len());
             t.span(
                 name,
-                Category::Step,
+                Category::Step(StepKind::Decode),
                 step_start,
                 took,
                 step_args(1, position),

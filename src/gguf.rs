@@ -7,6 +7,7 @@
 mod error;
 mod map_guard;
 mod parse;
+mod tensor_info;
 mod value;
 
 use std::collections::HashMap;
@@ -18,9 +19,8 @@ use memmap2::Mmap;
 
 pub use error::GgufError;
 pub use parse::{MAX_ARRAY_NESTING, MAX_DIMS};
+pub use tensor_info::TensorInfo;
 pub use value::{MetadataArray, MetadataValue, ValueType};
-
-use crate::quant::GgmlType;
 
 /// The bytes of a GGUF file: a read-only memory map, or an owned buffer (tests, synthetic files).
 /// Shared as `Arc<Storage>` so weights can point into it after the [`GgufFile`] is gone.
@@ -56,57 +56,6 @@ impl Storage {
 impl AsRef<[u8]> for Storage {
     fn as_ref(&self) -> &[u8] {
         self.bytes()
-    }
-}
-
-/// Where one tensor is and what it holds. Dims are in GGUF order (innermost first);
-/// [`TensorInfo::shape`] gives them outermost first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorInfo {
-    name: String,
-    ggml_type: GgmlType,
-    dims: Vec<u64>,
-    relative_offset: u64,
-    file_offset: u64,
-    n_elements: u64,
-    n_bytes: u64,
-}
-
-impl TensorInfo {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn ggml_type(&self) -> GgmlType {
-        self.ggml_type
-    }
-
-    /// Dimensions as stored in GGUF (and ggml's `ne`): innermost (row length) first.
-    pub fn dims(&self) -> &[u64] {
-        &self.dims
-    }
-
-    /// Dimensions outermost first, as PyTorch writes them: a weight `[rows, cols]` = `[out, in]`.
-    pub fn shape(&self) -> Vec<u64> {
-        self.dims.iter().rev().copied().collect()
-    }
-
-    pub fn n_elements(&self) -> u64 {
-        self.n_elements
-    }
-
-    pub fn n_bytes(&self) -> u64 {
-        self.n_bytes
-    }
-
-    /// Offset of the data from the start of the file.
-    pub fn file_offset(&self) -> u64 {
-        self.file_offset
-    }
-
-    /// Offset of the data from the start of the data section, as stored in the file.
-    pub fn relative_offset(&self) -> u64 {
-        self.relative_offset
     }
 }
 

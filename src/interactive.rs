@@ -211,7 +211,7 @@ fn turn_summary(n: usize, stats: &TurnStats) -> String {
         rate(g.prompt_ids.len(), prefill_ms),
         g.generated_ids.len(),
         rate(g.decode.len(), decode_ms),
-        g.stop.name()
+        g.stop.kind().name()
     )
 }
 

@@ -1,5 +1,6 @@
 //! qwen-luminal: run Qwen3 GGUF models on the luminal deep-learning crate.
 
+pub mod atomic_file;
 pub mod backend;
 pub mod cli;
 pub mod cpu;
@@ -9,6 +10,7 @@ pub mod inspect;
 pub mod interactive;
 pub mod interrupt;
 pub mod load;
+pub mod measure;
 pub mod model;
 pub mod ops;
 pub mod outfile;

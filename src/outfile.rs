@@ -3,11 +3,12 @@
 //! file in the same folder and a rename, so that a reader never sees half a file and a failed
 //! write leaves the previous file in place.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+use crate::atomic_file::{self, folder_of};
 
 #[derive(Debug, Error)]
 pub enum OutFileError {
@@ -76,12 +77,8 @@ impl OutFile<'_> {
                 path: self.path.to_path_buf(),
             });
         }
-        let probe = temporary_beside(self.path);
-        match File::options().write(true).create_new(true).open(&probe) {
-            Ok(_) => {
-                let _ = std::fs::remove_file(&probe);
-                Ok(())
-            }
+        match atomic_file::probe_writable(self.path) {
+            Ok(()) => Ok(()),
             Err(source) => Err(OutFileError::NotWritable {
                 what: self.what,
                 flag: self.flag,
@@ -98,47 +95,12 @@ impl OutFile<'_> {
         &self,
         fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<u64, OutFileError> {
-        let tmp = temporary_beside(self.path);
-        let written = write_then_rename(&tmp, self.path, fill);
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written.map_err(|source| OutFileError::Write {
+        atomic_file::write(self.path, fill).map_err(|source| OutFileError::Write {
             what: self.what,
             path: self.path.to_path_buf(),
             source,
         })
     }
-}
-
-fn write_then_rename(
-    tmp: &Path,
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> std::io::Result<u64> {
-    let mut out = BufWriter::new(File::create(tmp)?);
-    fill(&mut out)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    let bytes = file.metadata()?.len();
-    std::fs::rename(tmp, path)?;
-    Ok(bytes)
-}
-
-/// The folder `path` goes in (`.` for a bare file name).
-fn folder_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// A hidden temporary file next to `path`, named for this process.
-fn temporary_beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "out".into(), |n| n.to_string_lossy().to_string());
-    folder_of(path).join(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 #[cfg(test)]

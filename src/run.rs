@@ -1,4 +1,5 @@
-//! One invocation of the program: load the model, compile it, generate (or sweep), report.
+//! One invocation of the program: the command the settings name, each step of it in order
+//! (load, compile, generate or sweep, measure, report).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -12,10 +13,12 @@ use crate::inspect;
 use crate::interactive;
 use crate::interrupt::{self, Outcome};
 use crate::load::{self, Loaded};
+use crate::measure;
 use crate::prompt::{self, Prompt};
-use crate::report::{self, output, RunInfo, RunReport};
+use crate::report::output::{self, Traced};
+use crate::report::{self, RunInfo, RunReport};
 use crate::sampler::Sampler;
-use crate::settings::Settings;
+use crate::settings::{Command, Settings, SweepSettings};
 use crate::sweep;
 use crate::text::console;
 use crate::text::display::TextOut;
@@ -23,106 +26,246 @@ use crate::text::tokenizer::text_decoder;
 use crate::trace::{self, Category, Tracer};
 
 pub fn run(settings: &Settings) -> Result<Outcome> {
-    if settings.inspect {
-        let json = settings.report.json;
+    if settings.command == Command::Inspect {
         let model = load::resolve::model(&settings.model.path)?;
-        inspect::run(model, json, &mut std::io::stdout().lock())?;
+        inspect::run(model, settings.report.json, &mut std::io::stdout().lock())?;
         return Ok(Outcome::Done);
     }
     settings.generation.sampling.validate()?;
     output::check_paths(&settings.report)?;
     // The trace's clock starts before anything is loaded.
     let tracer = settings.report.trace.as_ref().map(|_| Tracer::new());
-    let tracer = tracer.as_ref();
-    let test_time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    // From here on a Ctrl-C stops the run at its next op or step, output and report kept.
-    let interrupt = interrupt::install()?;
-    let loaded = phase(tracer, "load", || load::load(settings))?;
+    let run = Run {
+        settings,
+        tracer: tracer.as_ref(),
+        test_time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        // From here on a Ctrl-C stops the run at its next op or step, output and report kept.
+        interrupt: interrupt::install()?,
+    };
+    let loaded = run.phase("load", || load::load(settings))?;
     if interrupt::requested() {
         return Ok(stopped_before_generation("loading the model"));
     }
-    if settings.interactive {
-        let first = prompt::read_text(&settings.prompt, true)?;
-        let mut engine = compile(settings, &loaded, None)?;
-        return interactive::run(settings, &loaded, engine.as_mut(), first, interrupt);
+    match settings.command {
+        Command::Interactive => run.interactive(&loaded),
+        Command::Sweep(sweep) => run.sweep(&loaded, sweep),
+        Command::Generate | Command::Inspect => run.generate(&loaded),
     }
-    if let Some(sweep) = &settings.sweep {
-        let tg = settings.generation.max_new_tokens;
-        let plan = sweep::Plan::new(sweep, tg, loaded.max_context)?;
-        let mut engine = phase(tracer, "compile", || compile(settings, &loaded, tracer))?;
-        let job = SweepJob {
-            settings,
-            loaded: &loaded,
-            plan,
-            test_time,
-            interrupt,
-            trace: tracer.map(|t| t.as_ref()),
-        };
-        return job.run(engine.as_mut());
-    }
-    let built = phase(tracer, "encode prompt", || {
-        prompt::build(
-            &settings.prompt,
-            loaded.tokenizer.as_ref(),
-            loaded.chat.as_ref(),
-            loaded.config.vocab,
+}
+
+/// What every command of one invocation shares.
+struct Run<'a> {
+    settings: &'a Settings,
+    tracer: Option<&'a Arc<Tracer>>,
+    /// When the run started, RFC 3339.
+    test_time: String,
+    interrupt: &'static AtomicBool,
+}
+
+impl Run<'_> {
+    /// `-i`: turns over one engine.
+    fn interactive(&self, loaded: &Loaded) -> Result<Outcome> {
+        let first = prompt::read_text(&self.settings.prompt, true)?;
+        let mut engine = self.compile(loaded, false)?;
+        interactive::run(
+            self.settings,
+            loaded,
+            engine.as_mut(),
+            first,
+            self.interrupt,
         )
-    });
-    let prompt = match built {
-        Err(prompt::PromptError::Interrupted) => {
-            return Ok(stopped_before_generation("reading the prompt"));
+    }
+
+    /// One prompt, generated `--repeat` times, then measured and reported.
+    fn generate(&self, loaded: &Loaded) -> Result<Outcome> {
+        let settings = self.settings;
+        let built = self.phase("encode prompt", || {
+            prompt::build(
+                &settings.prompt,
+                loaded.tokenizer.as_ref(),
+                loaded.chat.as_ref(),
+                loaded.config.vocab,
+            )
+        });
+        let prompt = match built {
+            Err(prompt::PromptError::Interrupted) => {
+                return Ok(stopped_before_generation("reading the prompt"));
+            }
+            prompt => prompt?,
+        };
+        check_fits(prompt.ids.len(), loaded.max_context)?;
+        let mut engine = self.phase("compile", || self.compile(loaded, true))?;
+        let job = Job {
+            settings,
+            loaded,
+            prompt: &prompt,
+            stop: StopConditions::new(loaded.eos_ids(), &settings.generation),
+            interrupt: self.interrupt,
+            trace: self.tracer.map(|t| t.as_ref()),
+        };
+        let mut generations = Vec::new();
+        for run in 0..settings.report.repeat {
+            let generation = job.generate(engine.as_mut(), run == 0)?;
+            let stopped = generation.stop == StopReason::Interrupted;
+            generations.push(generation);
+            if stopped {
+                break;
+            }
         }
-        prompt => prompt?,
-    };
-    check_fits(prompt.ids.len(), loaded.max_context)?;
-    let mut engine = phase(tracer, "compile", || compile(settings, &loaded, tracer))?;
-    let job = Job {
-        settings,
-        loaded: &loaded,
-        prompt: &prompt,
-        stop: StopConditions::new(loaded.eos_ids(), &settings.generation),
-        interrupt,
-        trace: tracer.map(|t| t.as_ref()),
-    };
-    let mut reports = Vec::new();
-    for run in 0..settings.report.repeat {
-        let generation = job.generate(engine.as_mut(), run == 0)?;
-        let info = RunInfo {
-            model_filename: settings.model.path.display().to_string(),
+        let mut reports = self.measure_and_report(loaded, engine.as_ref(), &prompt, generations);
+        // The roofline's reference: measured (or cached) once the run is done, so that the test
+        // never competes with generation; only where there is a CPU kernel profile to compare.
+        let profiled = reports.first_mut().filter(|r| r.kernels.is_some());
+        if let Some(first) = profiled.filter(|_| !interrupt::requested()) {
+            let threads = settings.model.mode.threads();
+            let cache = settings.model.plans.cache_dir.as_deref();
+            let bandwidth = self.phase("read bandwidth test", || {
+                measure::read_bandwidth(threads, cache)
+            });
+            first.add_bandwidth(bandwidth);
+        }
+        let interrupted =
+            output::print(reports, &settings.report, loaded.max_context, self.traced())?;
+        Ok(outcome(interrupted))
+    }
+
+    /// The report of each generation, with what the run measures beside them.
+    fn measure_and_report(
+        &self,
+        loaded: &Loaded,
+        engine: &dyn Runner,
+        prompt: &Prompt,
+        generations: Vec<Generation>,
+    ) -> Vec<RunReport> {
+        let profiler_ns_per_call = self
+            .settings
+            .report
+            .kernel_timing
+            .then(measure::profiler_ns_per_call);
+        let machine = measure::machine();
+        generations
+            .iter()
+            .map(|generation| {
+                let info = RunInfo {
+                    prompt_encode_ms: prompt.encode_time.as_secs_f64() * 1e3,
+                    profiler_ns_per_call,
+                    ..self.info(loaded, engine, machine.clone())
+                };
+                RunReport::new(info, generation)
+            })
+            .collect()
+    }
+
+    /// `--sweep`: prompt and decode speed at each depth, printed row by row, then reported.
+    fn sweep(&self, loaded: &Loaded, sweep: SweepSettings) -> Result<Outcome> {
+        let tg = self.settings.generation.max_new_tokens;
+        let plan = sweep::Plan::new(&sweep, tg, loaded.max_context)?;
+        let mut engine = self.phase("compile", || self.compile(loaded, true))?;
+        let engine = engine.as_mut();
+        if !engine.can_cut_cache() {
+            return Err(sweep::SweepError::CannotCut {
+                backend: engine.features().backend.to_string(),
+            }
+            .into());
+        }
+        let print = |line: &str| match self.settings.report.json {
+            true => crate::errln!("{line}"),
+            false => crate::outln!("{line}"),
+        };
+        if plan.left_over > 0 {
+            crate::errln!(
+                "notice: --sweep {} is not a multiple of --ubatch {}: the sweep ends at {} positions",
+                sweep.max,
+                plan.ubatch,
+                plan.depths.len() * plan.ubatch
+            );
+        }
+        print(&report::sweep::header(&plan, &engine.features()));
+        let options = sweep::SweepOptions {
+            vocab: loaded.config.vocab,
+            seed: self.settings.generation.sampling.seed.unwrap_or(SWEEP_SEED),
+            interrupt: Some(self.interrupt),
+            trace: self.tracer.map(|t| t.as_ref()),
+        };
+        let result = sweep::run(engine, &plan, &options, &mut |row| {
+            print(&report::sweep::row_line(&row.into()));
+        })?;
+        let info = self.info(loaded, engine, measure::machine());
+        let report = report::sweep::SweepReport::new(info, &plan, sweep.max, &result);
+        output::print_sweep(report, &self.settings.report, self.traced())?;
+        Ok(outcome(result.interrupted))
+    }
+
+    /// The run's identity and set-up times (no prompt, no profiler figures).
+    fn info(&self, loaded: &Loaded, engine: &dyn Runner, machine: report::Machine) -> RunInfo {
+        RunInfo {
+            model_filename: self.settings.model.path.display().to_string(),
             model_size: loaded.file.file_size(),
             model_n_params: loaded.file.n_elements(),
-            test_time: test_time.clone(),
+            test_time: self.test_time.clone(),
             load_ms: loaded.load_ms,
             compile_ms: engine.compile_time().as_secs_f64() * 1e3,
-            prompt_encode_ms: prompt.encode_time.as_secs_f64() * 1e3,
+            prompt_encode_ms: 0.0,
             features: engine.features(),
-        };
-        reports.push(RunReport::new(info, &generation));
-        if generation.stop == StopReason::Interrupted {
-            break;
+            machine,
+            profiler_ns_per_call: None,
         }
     }
-    // The roofline's reference: measured (or cached) once the run is done, so that the test
-    // never competes with generation; only where there is a CPU kernel profile to compare.
-    let profiled = reports.first_mut().filter(|r| r.kernels.is_some());
-    if let Some(first) = profiled.filter(|_| !interrupt::requested()) {
-        let threads = settings.model.mode.threads();
-        let bandwidth = phase(tracer, "read bandwidth test", || {
-            crate::cpu::bandwidth::read_bandwidth(threads)
-        });
-        first.add_bandwidth(bandwidth);
+
+    /// The trace and what recording it cost, measured now (after the run, so that the
+    /// measurement never competes with it).
+    fn traced(&self) -> Option<Traced<'_>> {
+        let tracer = self.tracer?;
+        let threads = self.settings.model.mode.threads();
+        Some(Traced {
+            tracer,
+            costs: measure::trace_costs(tracer, threads),
+        })
     }
-    let interrupted = output::print(
-        reports,
-        &settings.report,
-        loaded.max_context,
-        tracer.map(|t| t.as_ref()),
-    )?;
-    Ok(if interrupted {
+
+    /// Builds and compiles the engine the settings choose, traced when `traced` and the run
+    /// has a tracer.
+    fn compile(&self, loaded: &Loaded, traced: bool) -> Result<Box<dyn Runner>> {
+        let model = &self.settings.model;
+        let options = EngineOptions {
+            mode: model.mode,
+            max_context: loaded.max_context,
+            profile: self.settings.report.kernel_timing,
+            trace: self.tracer.filter(|_| traced).cloned(),
+            plans: model.plans.clone(),
+        };
+        Ok(backend::open(
+            model.backend,
+            &loaded.file,
+            &loaded.config,
+            options,
+        )?)
+    }
+
+    /// Runs `f` as a phase of the run: a span of the trace, when there is one.
+    fn phase<T>(&self, name: &str, f: impl FnOnce() -> T) -> T {
+        let Some(tracer) = self.tracer else {
+            return f();
+        };
+        let start = std::time::Instant::now();
+        let out = f();
+        tracer.span(
+            name,
+            Category::Phase,
+            start,
+            start.elapsed(),
+            trace::args([]),
+        );
+        out
+    }
+}
+
+fn outcome(interrupted: bool) -> Outcome {
+    if interrupted {
         Outcome::Interrupted
     } else {
         Outcome::Done
-    })
+    }
 }
 
 /// A prompt must fit in the context before anything is compiled.
@@ -140,109 +283,6 @@ fn check_fits(n_prompt: usize, max_context: usize) -> Result<()> {
 fn stopped_before_generation(phase: &str) -> Outcome {
     crate::errln!("interrupted while {phase}: nothing was run");
     Outcome::Interrupted
-}
-
-/// Runs `f` as a phase of the run: a span of the trace, when there is one.
-fn phase<T>(tracer: Option<&Arc<Tracer>>, name: &str, f: impl FnOnce() -> T) -> T {
-    let Some(tracer) = tracer else {
-        return f();
-    };
-    let start = std::time::Instant::now();
-    let out = f();
-    tracer.span(
-        name,
-        Category::Phase,
-        start,
-        start.elapsed(),
-        trace::args([]),
-    );
-    out
-}
-
-/// Builds and compiles the engine the settings choose, traced when `tracer` is given.
-fn compile(
-    settings: &Settings,
-    loaded: &Loaded,
-    tracer: Option<&Arc<Tracer>>,
-) -> Result<Box<dyn Runner>> {
-    let options = EngineOptions {
-        mode: settings.model.mode,
-        max_context: loaded.max_context,
-        profile: settings.report.kernel_timing,
-        trace: tracer.cloned(),
-    };
-    let backend = settings.model.backend;
-    Ok(backend::open(
-        backend,
-        &loaded.file,
-        &loaded.config,
-        options,
-    )?)
-}
-
-/// A `--sweep` run, once the engine is compiled.
-struct SweepJob<'a> {
-    settings: &'a Settings,
-    loaded: &'a Loaded,
-    plan: sweep::Plan,
-    test_time: String,
-    interrupt: &'a AtomicBool,
-    trace: Option<&'a Tracer>,
-}
-
-impl SweepJob<'_> {
-    /// Runs the sweep, printing each row as it completes, then the report.
-    fn run(self, engine: &mut dyn Runner) -> Result<Outcome> {
-        if !engine.can_cut_cache() {
-            return Err(sweep::SweepError::CannotCut {
-                backend: engine.features().backend.to_string(),
-            }
-            .into());
-        }
-        let (settings, plan) = (self.settings, &self.plan);
-        let features = engine.features();
-        let json = settings.report.json;
-        let print = |line: &str| match json {
-            true => crate::errln!("{line}"),
-            false => crate::outln!("{line}"),
-        };
-        if plan.left_over > 0 {
-            crate::errln!(
-                "notice: --sweep {} is not a multiple of --ubatch {}: the sweep ends at {} positions",
-                plan.left_over + plan.depths.len() * plan.ubatch,
-                plan.ubatch,
-                plan.depths.len() * plan.ubatch
-            );
-        }
-        print(&report::sweep::header(plan, &features));
-        let options = sweep::SweepOptions {
-            vocab: self.loaded.config.vocab,
-            seed: settings.generation.sampling.seed.unwrap_or(SWEEP_SEED),
-            interrupt: Some(self.interrupt),
-            trace: self.trace,
-        };
-        let result = sweep::run(engine, plan, &options, &mut |row| {
-            print(&report::sweep::row_line(&row.into()));
-        })?;
-        let info = RunInfo {
-            model_filename: settings.model.path.display().to_string(),
-            model_size: self.loaded.file.file_size(),
-            model_n_params: self.loaded.file.n_elements(),
-            test_time: self.test_time,
-            load_ms: self.loaded.load_ms,
-            compile_ms: engine.compile_time().as_secs_f64() * 1e3,
-            prompt_encode_ms: 0.0,
-            features,
-        };
-        let max = settings.sweep.map_or(0, |s| s.max);
-        let report = report::sweep::SweepReport::new(info, plan, max, &result);
-        output::print_sweep(report, &settings.report, self.trace)?;
-        Ok(if result.interrupted {
-            Outcome::Interrupted
-        } else {
-            Outcome::Done
-        })
-    }
 }
 
 /// The sweep's random tokens without `--seed`: the same tokens every run.

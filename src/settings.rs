@@ -3,24 +3,32 @@
 
 use std::path::PathBuf;
 
-use crate::backend::{BackendChoice, Mode};
+use crate::cpu::plans::PlanOptions;
 use crate::sampler::SamplerConfig;
 
 /// Everything one invocation was asked to do.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Print what the model file holds and exit (`--inspect`).
-    pub inspect: bool,
+    pub command: Command,
     pub model: ModelSettings,
     pub prompt: PromptSource,
     /// Set when the prompt goes through the chat template.
     pub chat: Option<ChatSettings>,
-    /// A chat in the terminal, one turn per line of standard input.
-    pub interactive: bool,
     pub generation: GenerationSettings,
     pub report: ReportSettings,
-    /// `--sweep MAX`: prompt and decode speed against KV-cache depth instead of one generation.
-    pub sweep: Option<SweepSettings>,
+}
+
+/// What the invocation does; the flags of the others are refused by the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Generate from one prompt, `--repeat` times, and report.
+    Generate,
+    /// `--inspect`: print what the model file holds.
+    Inspect,
+    /// `-i`: a chat in the terminal, one turn per line of standard input.
+    Interactive,
+    /// `--sweep MAX`: prompt and decode speed against KV-cache depth.
+    Sweep(SweepSettings),
 }
 
 /// `--sweep MAX --ubatch N`, as ik_llama.cpp's sweep-bench: fill the KV cache in chunks of
@@ -42,6 +50,8 @@ pub struct ModelSettings {
     pub mode: Mode,
     /// `--ctx-size`: KV-cache positions asked for.
     pub ctx_size: Option<usize>,
+    /// The kernel search and its cache (`QWEN_PLAN_SEARCH`, `QWEN_PLAN_CACHE`, the cache folder).
+    pub plans: PlanOptions,
 }
 
 /// Where the prompt comes from.
@@ -94,4 +104,63 @@ pub struct ReportSettings {
     pub hide_think: bool,
     /// Where to write the Chrome trace-event timeline (`--trace`).
     pub trace: Option<PathBuf>,
+}
+
+/// Which compilation path to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// GenericCompiler plus the minimum of our ops: one thread, f32 math on dequantized weights.
+    /// On a GPU: f32.
+    Standard,
+    /// The standard passes plus fused, multi-threaded SIMD kernels on the quantized weights.
+    /// On a GPU: f16 (the enhanced path there).
+    Parallel { threads: usize },
+}
+
+impl Mode {
+    pub fn threads(&self) -> usize {
+        match self {
+            Mode::Standard => 1,
+            Mode::Parallel { threads } => *threads,
+        }
+    }
+}
+
+/// Where the model runs (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The CPU engine (always built).
+    #[default]
+    Cpu,
+    /// NVIDIA GPU 0 (built with `--features cuda`).
+    Cuda,
+    /// The Apple GPU (built with `--features metal`, macOS).
+    Metal,
+    /// The GPU graph on luminal's stock CPU ops: checks the GPU path without a GPU (slow).
+    #[value(hide = true)]
+    Reference,
+}
+
+impl BackendChoice {
+    /// The name `--backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Cpu => "cpu",
+            BackendChoice::Cuda => "cuda",
+            BackendChoice::Metal => "metal",
+            BackendChoice::Reference => "reference",
+        }
+    }
+
+    /// The backends this binary was built with.
+    pub fn available() -> Vec<BackendChoice> {
+        let mut out = vec![BackendChoice::Cpu, BackendChoice::Reference];
+        if cfg!(feature = "cuda") {
+            out.push(BackendChoice::Cuda);
+        }
+        if cfg!(all(feature = "metal", target_os = "macos")) {
+            out.push(BackendChoice::Metal);
+        }
+        out
+    }
 }

@@ -14,7 +14,7 @@ use crate::backend::{EngineError, Logits, Runner};
 use crate::cpu::synth::Rng;
 use crate::generate::step_args;
 use crate::settings::SweepSettings;
-use crate::trace::{Category, Tracer};
+use crate::trace::{Category, StepKind, Tracer};
 
 #[derive(Debug, Error)]
 pub enum SweepError {
@@ -188,7 +188,7 @@ fn timed_step(
     if let Some(t) = trace {
         t.span(
             name,
-            Category::Step,
+            Category::Step(StepKind::Sweep),
             start,
             took,
             step_args(tokens.len(), position),

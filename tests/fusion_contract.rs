@@ -10,12 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Once;
 
 use qwen::backend::cpu_engine::Engine;
-use qwen::backend::{EngineOptions, Mode};
+use qwen::backend::EngineOptions;
+use qwen::cpu::plans::PlanOptions;
 use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
+use qwen::settings::Mode;
 
 /// What each layer must hold after the parallel passes, by operator kind.
 const PER_LAYER: [(&str, usize); 4] = [
@@ -60,9 +61,6 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Kind and label of every operator of `model` compiled in parallel mode, and its layer count.
 fn compiled_ops(model: &str) -> (Vec<(String, String)>, usize) {
-    // Default plans: the contract is about the graph, not about what a search picked.
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| std::env::set_var("QWEN_PLAN_SEARCH", "off"));
     let file = GgufFile::open(fixture(model)).unwrap();
     let config = Qwen3Config::from_gguf(&file).unwrap();
     let options = EngineOptions {
@@ -70,6 +68,11 @@ fn compiled_ops(model: &str) -> (Vec<(String, String)>, usize) {
         max_context: 32,
         profile: false,
         trace: None,
+        // Default plans: the contract is about the graph, not about what a search picked.
+        plans: PlanOptions {
+            search: false,
+            cache_dir: None,
+        },
     };
     let engine = Engine::new(&file, &config, options).unwrap();
     (engine.graph_ops(), config.layers)

@@ -119,7 +119,7 @@ fn gpu_backends_not_built() {
         "skipped: no GPU backend in this build (run `cargo test --features cuda --test gpu_numerics` \
          on an NVIDIA machine, `--features metal` on macOS)"
     );
-    let built = qwen::backend::BackendChoice::available();
-    use qwen::backend::BackendChoice;
+    let built = qwen::settings::BackendChoice::available();
+    use qwen::settings::BackendChoice;
     assert_eq!(built, vec![BackendChoice::Cpu, BackendChoice::Reference]);
 }

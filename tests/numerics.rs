@@ -19,13 +19,15 @@
 //! Parallel mode (8-bit activations, other summation orders): on F32 files llama.cpp's greedy
 //! tokens and the standard path's; on other files logits no further from the F32 twin's
 //! reference than llama.cpp's own run on the quantized file is. Parallel engines run on their
-//! default kernel plans (`QWEN_PLAN_SEARCH=off`): a searched plan may take the f32 path for a
+//! default kernel plans (no search): a searched plan may take the f32 path for a
 //! job, which is more accurate, and the result would depend on the machine's timings.
 
 use qwen::backend::cpu_engine::Engine;
-use qwen::backend::{EngineOptions, Logits, Mode, Runner};
+use qwen::backend::{EngineOptions, Logits, Runner};
+use qwen::cpu::plans::PlanOptions;
 use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
+use qwen::settings::Mode;
 use serde_json::Value;
 
 const TOLERANCE: f32 = 0.01;
@@ -99,6 +101,7 @@ fn teacher_forced(model: &str, reference: &str, mode: Mode) {
         max_context: 256,
         profile: false,
         trace: None,
+        plans: default_plans(),
     };
     let mut engine = Engine::new(&file, &config, options).unwrap();
     let vocab = config.vocab;
@@ -179,15 +182,17 @@ fn distance(pairs: &[(f32, f32)]) -> Distance {
     }
 }
 
-/// Parallel engines use their default plans (8-bit activations everywhere, as llama.cpp).
-fn pin_default_plans() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| std::env::set_var("QWEN_PLAN_SEARCH", "off"));
+/// Parallel engines use their default plans (8-bit activations everywhere, as llama.cpp), and
+/// nothing is cached.
+fn default_plans() -> PlanOptions {
+    PlanOptions {
+        search: false,
+        cache_dir: None,
+    }
 }
 
 /// Greedy tokens of `steps` decode steps after `prompt`.
 fn greedy(model: &str, mode: Mode, prompt: &[u32], steps: usize) -> Vec<u32> {
-    pin_default_plans();
     let file = GgufFile::open(fixture(&format!("models/{model}"))).unwrap();
     let config = Qwen3Config::from_gguf(&file).unwrap();
     let options = EngineOptions {
@@ -195,6 +200,7 @@ fn greedy(model: &str, mode: Mode, prompt: &[u32], steps: usize) -> Vec<u32> {
         max_context: 256,
         profile: false,
         trace: None,
+        plans: default_plans(),
     };
     let mut engine = Engine::new(&file, &config, options).unwrap();
     let argmax = |l: &[f32]| (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
@@ -274,7 +280,6 @@ fn parallel_quantized(model: &str) {
         .count();
     let steps = (agreed + 1).min(deq["step_logits"].as_array().unwrap().len());
 
-    pin_default_plans();
     let file = GgufFile::open(fixture(&format!("models/{model}"))).unwrap();
     let config = Qwen3Config::from_gguf(&file).unwrap();
     let options = EngineOptions {
@@ -282,6 +287,7 @@ fn parallel_quantized(model: &str) {
         max_context: 256,
         profile: false,
         trace: None,
+        plans: default_plans(),
     };
     let mut engine = Engine::new(&file, &config, options).unwrap();
     let mut rows: Vec<(Vec<f32>, &Value, &Value)> = vec![];

@@ -22,8 +22,9 @@ use crate::ops::{self, profile::NodeRecord, profile::ProfileBook};
 
 use super::cpu_graph::{self, StepInputs};
 use super::loader;
-use super::runner::{check_step, EngineError, Features, Logits, Runner};
-use super::{EngineOptions, Mode};
+use super::runner::{check_step, CompiledMode, EngineError, Features, Logits, Runner};
+use super::EngineOptions;
+use crate::settings::Mode;
 
 pub struct Engine {
     /// Boxed: luminal ops may keep pointers into the graph (its dynamic-dimension map), so it
@@ -69,7 +70,7 @@ impl Engine {
                 None
             }
             Mode::Parallel { threads } => {
-                let runtime = Runtime::new(threads, options.trace.as_ref())?;
+                let runtime = Runtime::new(threads, &options.plans, options.trace.as_ref())?;
                 cx.compile(ops::parallel::compiler(&runtime, rope_tables), ids);
                 Some(runtime)
             }
@@ -151,7 +152,7 @@ impl Engine {
         let moe = self.config.moe.is_some();
         let (mode, passes, mut kernels, simd) = match self.options.mode {
             Mode::Standard => (
-                "standard",
+                CompiledMode::Standard,
                 standard_passes,
                 vec![
                     "Embedding: table rows decoded from the GGUF encoding",
@@ -163,7 +164,7 @@ impl Engine {
                 "fma where present (ggml's summation orders), otherwise portable".to_string(),
             ),
             Mode::Parallel { .. } => (
-                "parallel",
+                CompiledMode::Parallel,
                 [
                     standard_passes,
                     vec!["FusedAttentionCompiler"],

@@ -17,7 +17,7 @@ use crate::model::rotary::rope_tables;
 use super::device::{Device, GpuError, Precision};
 use super::gpu_graph::{self, GpuGraph, LayerCache};
 use super::gpu_weights::{self, HostEmbedding};
-use super::runner::{check_step, EngineError, Features, Logits, Runner};
+use super::runner::{check_step, CompiledMode, EngineError, Features, Logits, Runner};
 
 /// How to build a GPU engine.
 #[derive(Debug, Clone)]
@@ -160,8 +160,8 @@ impl<D: Device> GpuEngine<D> {
         Features {
             backend: self.device.name(),
             mode: match precision {
-                Precision::F32 => "standard",
-                Precision::F16 => "parallel",
+                Precision::F32 => CompiledMode::Standard,
+                Precision::F16 => CompiledMode::Parallel,
             },
             threads: 1,
             simd: format!("none: {} GPU kernels ({})", self.device.name(), precision.name()),

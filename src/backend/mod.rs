@@ -16,6 +16,7 @@ pub mod gpu_engine;
 pub mod gpu_graph;
 pub mod gpu_weights;
 pub mod loader;
+mod options;
 pub mod reference;
 pub mod runner;
 
@@ -29,89 +30,16 @@ compile_error!(
     "feature `metal` needs macOS (Apple GPUs): build without it here, or with `--features cuda` for NVIDIA GPUs"
 );
 
-pub use runner::{check_step, EngineError, Features, Logits, Runner};
-
-use std::sync::Arc;
+pub use options::EngineOptions;
+pub use runner::{check_step, CompiledMode, EngineError, Features, Logits, Runner};
 
 use crate::gguf::GgufFile;
 use crate::model::config::Qwen3Config;
-use crate::trace::Tracer;
+use crate::settings::{BackendChoice, Mode};
 
 use cpu_engine::Engine;
 use device::{GpuError, Precision};
 use gpu_engine::{GpuEngine, GpuOptions};
-
-/// Which compilation path to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// GenericCompiler plus the minimum of our ops: one thread, f32 math on dequantized weights.
-    /// On a GPU: f32.
-    Standard,
-    /// The standard passes plus fused, multi-threaded SIMD kernels on the quantized weights.
-    /// On a GPU: f16 (the enhanced path there).
-    Parallel { threads: usize },
-}
-
-impl Mode {
-    pub fn threads(&self) -> usize {
-        match self {
-            Mode::Standard => 1,
-            Mode::Parallel { threads } => *threads,
-        }
-    }
-}
-
-/// How to build an engine.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    pub mode: Mode,
-    /// Positions the KV cache holds (prompt plus generated tokens).
-    pub max_context: usize,
-    /// Wrap every op in a timing decorator (for `--kernel-timing`; CPU only).
-    pub profile: bool,
-    /// Record the op calls, the pool threads' shares and the kernel searches (`--trace`; op
-    /// spans on the CPU only).
-    pub trace: Option<Arc<Tracer>>,
-}
-
-/// Where the model runs (`--backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum BackendChoice {
-    /// The CPU engine (always built).
-    #[default]
-    Cpu,
-    /// NVIDIA GPU 0 (built with `--features cuda`).
-    Cuda,
-    /// The Apple GPU (built with `--features metal`, macOS).
-    Metal,
-    /// The GPU graph on luminal's stock CPU ops: checks the GPU path without a GPU (slow).
-    #[value(hide = true)]
-    Reference,
-}
-
-impl BackendChoice {
-    /// The name `--backend` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendChoice::Cpu => "cpu",
-            BackendChoice::Cuda => "cuda",
-            BackendChoice::Metal => "metal",
-            BackendChoice::Reference => "reference",
-        }
-    }
-
-    /// The backends this binary was built with.
-    pub fn available() -> Vec<BackendChoice> {
-        let mut out = vec![BackendChoice::Cpu, BackendChoice::Reference];
-        if cfg!(feature = "cuda") {
-            out.push(BackendChoice::Cuda);
-        }
-        if cfg!(all(feature = "metal", target_os = "macos")) {
-            out.push(BackendChoice::Metal);
-        }
-        out
-    }
-}
 
 /// Builds the engine for `choice`. On a GPU the parallel mode selects f16 (the enhanced path
 /// there): half the weight memory and bandwidth, cuBLAS/Metal half-precision matmuls, f16-safe

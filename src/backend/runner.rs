@@ -95,11 +95,36 @@ pub fn check_step(
     Ok(())
 }
 
+/// Which compilation path an engine took: the report's `mode` (`"standard"`, `"parallel"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompiledMode {
+    /// Exact f32 on the CPU; f32 on a GPU.
+    Standard,
+    /// `--parallel`: fused SIMD kernels on the CPU; f16 on a GPU.
+    Parallel,
+}
+
+impl CompiledMode {
+    pub fn is_parallel(self) -> bool {
+        self == CompiledMode::Parallel
+    }
+}
+
+impl std::fmt::Display for CompiledMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CompiledMode::Standard => "standard",
+            CompiledMode::Parallel => "parallel",
+        })
+    }
+}
+
 /// Which enhanced features a compiled engine uses, for the timing report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Features {
     pub backend: &'static str,
-    pub mode: &'static str,
+    pub mode: CompiledMode,
     pub threads: usize,
     /// Instruction set the kernels use.
     pub simd: String,

@@ -4,13 +4,14 @@
 //! thread count and cached beside the kernel plans (`bandwidth.json`), so later runs pay nothing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::plans;
 use super::pool::ThreadPool;
+use crate::atomic_file;
 
 /// Bytes the test reads per round: far beyond any last-level cache of today's CPUs.
 const TEST_BYTES: usize = 256 << 20;
@@ -33,10 +34,11 @@ struct CacheFile {
     machines: BTreeMap<String, f64>,
 }
 
-/// The read bandwidth with `threads` threads: cached, else measured now (and cached).
-pub fn read_bandwidth(threads: usize) -> Bandwidth {
+/// The read bandwidth with `threads` threads: cached in `cache_dir` (when given), else measured
+/// now (and cached).
+pub fn read_bandwidth(threads: usize, cache_dir: Option<&Path>) -> Bandwidth {
     let key = plans::machine_key(threads);
-    let path = cache_path();
+    let path = cache_dir.map(|d| d.join("bandwidth.json"));
     let cached = path
         .as_ref()
         .and_then(|p| std::fs::read(p).ok())
@@ -115,13 +117,9 @@ fn sum_words_body(words: &[u64]) -> u64 {
     acc.iter().fold(tail, |a, w| a.wrapping_add(*w))
 }
 
-fn cache_path() -> Option<PathBuf> {
-    Some(plans::cache_dir()?.join("bandwidth.json"))
-}
-
 /// Adds this machine's figure to the cache file (best effort: a read-only home only costs the
-/// next run another test). Through a temporary file and a rename, as the plans are saved.
-fn save(path: &std::path::Path, key: &str, gb_per_s: f64) {
+/// next run another test), written whole as the plans are.
+fn save(path: &Path, key: &str, gb_per_s: f64) {
     let mut file: CacheFile = std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -130,12 +128,8 @@ fn save(path: &std::path::Path, key: &str, gb_per_s: f64) {
     let (Some(dir), Ok(json)) = (path.parent(), serde_json::to_vec_pretty(&file)) else {
         return;
     };
-    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-    let written = std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::write(&tmp, json))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if std::fs::create_dir_all(dir).is_ok() {
+        let _ = atomic_file::write_bytes(path, &json);
     }
 }
 

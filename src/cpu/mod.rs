@@ -25,7 +25,6 @@ pub mod pool;
 pub mod quantize;
 pub(crate) mod shared;
 pub mod synth;
-pub mod tune;
 
 pub use error::KernelError;
 pub use features::{cpu_features, CpuFeatures, Isa};

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::error::GgufError;
+use super::tensor_info::TensorInfo;
 use super::value::{MetadataArray, MetadataValue, ValueType};
-use super::TensorInfo;
 use crate::quant::GgmlType;
 
 /// GGML_MAX_DIMS: ggml tensors have at most four dimensions.

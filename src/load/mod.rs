@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use crate::gguf::GgufFile;
 use crate::model::config::Qwen3Config;
-use crate::settings::{PromptSource, Settings};
+use crate::settings::{Command, PromptSource, Settings};
 use crate::text::chat::Chat;
 use crate::text::tokenizer::Tokenizer;
 
@@ -47,8 +47,8 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
     let file = GgufFile::open(resolve::model(&model.path)?)?;
     let config = Qwen3Config::from_gguf(&file)?;
     // A sweep runs random ids: it needs no tokenizer either.
-    let need = match (&settings.prompt, &settings.sweep) {
-        (PromptSource::TokenIds(_), _) | (_, Some(_)) => Need::Optional,
+    let need = match (&settings.prompt, settings.command) {
+        (PromptSource::TokenIds(_), _) | (_, Command::Sweep(_)) => Need::Optional,
         _ => Need::Required,
     };
     let tokenizer = resolve::tokenizer(model.tokenizer.as_deref(), &file, &config, need)?;

@@ -8,7 +8,7 @@ use super::blocks::{
     bf16_at, f16_to_f32, BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0,
     BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
 };
-use super::{supported_type_names, GgmlType};
+use super::ggml_type::{supported_type_names, GgmlType};
 
 /// Why a row could not be dequantized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

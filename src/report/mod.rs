@@ -14,8 +14,7 @@ use serde::Serialize;
 
 use crate::backend::Features;
 use crate::cpu::bandwidth::Bandwidth;
-use crate::generate::{Generation, StopReason};
-use crate::ops::instrument::{self, Instruments};
+use crate::generate::{Generation, StopKind, StopReason};
 use crate::ops::profile::{self, KernelTime};
 use crate::timing::{PhaseTiming, RunSpread, WarmupPolicy};
 
@@ -31,7 +30,7 @@ pub struct RunReport {
     pub prompt_token_ids: Vec<u32>,
     pub generated_token_ids: Vec<u32>,
     pub text: String,
-    pub stop_reason: &'static str,
+    pub stop_reason: StopKind,
     pub interrupted: bool,
     /// Rendering the chat template and tokenizing the prompt (0 for `--token-ids`).
     pub prompt_encode_ms: f64,
@@ -85,10 +84,10 @@ impl From<RunInfo> for RunHeader {
             model_size: info.model_size,
             model_n_params: info.model_n_params,
             backend: info.features.backend,
-            parallel: info.features.mode != "standard",
+            parallel: info.features.mode.is_parallel(),
             n_threads: info.features.threads,
             test_time: info.test_time,
-            machine: Machine::detect(),
+            machine: info.machine,
             features: info.features,
             load_ms: info.load_ms,
             compile_ms: info.compile_ms,
@@ -113,26 +112,6 @@ pub struct Machine {
     pub logical_cores: usize,
     pub os: &'static str,
     pub arch: &'static str,
-}
-
-impl Machine {
-    pub fn detect() -> Self {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split_once(':'))
-                    .map(|(_, v)| v.trim().to_string())
-            })
-            .unwrap_or_else(|| "unknown".into());
-        Machine {
-            cpu,
-            logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            os: std::env::consts::OS,
-            arch: std::env::consts::ARCH,
-        }
-    }
 }
 
 /// What profiling itself costs.
@@ -190,12 +169,17 @@ pub struct RunInfo {
     pub compile_ms: f64,
     pub prompt_encode_ms: f64,
     pub features: Features,
+    /// The machine, as the run found it.
+    pub machine: Machine,
+    /// What timing one op call costs, measured by the run when it profiled.
+    pub profiler_ns_per_call: Option<f64>,
 }
 
 impl RunReport {
     pub fn new(info: RunInfo, generation: &Generation) -> Self {
         let (prefill, decode) = phases(generation);
         let prompt_encode_ms = info.prompt_encode_ms;
+        let profiler_ns_per_call = info.profiler_ns_per_call;
         let mut report = Self {
             header: RunHeader::from(info),
             n_prompt: generation.prompt_ids.len(),
@@ -203,7 +187,7 @@ impl RunReport {
             prompt_token_ids: generation.prompt_ids.clone(),
             generated_token_ids: generation.generated_ids.clone(),
             text: generation.text.clone(),
-            stop_reason: generation.stop.name(),
+            stop_reason: generation.stop.kind(),
             interrupted: generation.stop == StopReason::Interrupted,
             prompt_encode_ms,
             ttft_ms: generation
@@ -219,11 +203,11 @@ impl RunReport {
             trace: None,
             repeat: None,
         };
-        report.add_profile(generation);
+        report.add_profile(generation, profiler_ns_per_call);
         report
     }
 
-    fn add_profile(&mut self, generation: &Generation) {
+    fn add_profile(&mut self, generation: &Generation, ns_per_call: Option<f64>) {
         let phase_ns = |p: &Option<PhaseReport>| {
             p.as_ref().map_or(0, |p| {
                 (p.timing.total_ns + u128::from(p.timing.warmup_ns.unwrap_or(0))) as u64
@@ -240,10 +224,9 @@ impl RunReport {
         self.kernel_nodes = Some(profile::top_nodes(records, 10, decode_ns));
         let steps = generation.decode.len().max(1) as f64;
         let calls_per_step = records.iter().map(|r| r.calls).sum::<u64>() as f64 / steps;
-        let ns_per_call = instrument::overhead_per_call_ns(&Instruments {
-            profile: true,
-            trace: None,
-        });
+        let Some(ns_per_call) = ns_per_call else {
+            return;
+        };
         let step_ns = decode_ns as f64 / steps;
         self.profiler_overhead = Some(ProfilerOverhead {
             ns_per_call,
@@ -281,16 +264,6 @@ impl RunReport {
                 0.0
             },
         });
-    }
-
-    /// The short summary printed after generation.
-    pub fn summary(&self) -> String {
-        render::summary(self)
-    }
-
-    /// The `--kernel-timing` report.
-    pub fn detailed(&self) -> String {
-        render::detailed(self)
     }
 }
 

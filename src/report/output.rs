@@ -5,12 +5,13 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use crate::generate::context_full_notice;
+use crate::generate::{context_full_notice, StopKind};
 use crate::settings::ReportSettings;
 use crate::trace::Tracer;
 
 use super::sweep::SweepReport;
-use super::{plot, sweep_plot, trace_file, RepeatReport, RunHeader, RunReport, TraceReport};
+use super::trace_file::{self, TraceCosts};
+use super::{plot, sweep_plot, RepeatReport, RunHeader, RunReport, TraceReport};
 use crate::outfile::OutFile;
 
 /// The chart is written after the run: a folder that does not exist or cannot be written to
@@ -30,16 +31,23 @@ pub fn check_paths(settings: &ReportSettings) -> Result<()> {
     Ok(())
 }
 
-/// Prints the first run's report, with the spread over all `runs`, and writes the trace of
-/// `tracer`; returns whether a Ctrl-C stopped a run.
+/// A run's trace and what recording it cost (measured by the run).
+#[derive(Clone, Copy)]
+pub struct Traced<'a> {
+    pub tracer: &'a Tracer,
+    pub costs: TraceCosts,
+}
+
+/// Prints the first run's report, with the spread over all `runs`, and writes the trace;
+/// returns whether a Ctrl-C stopped a run.
 pub fn print(
     runs: Vec<RunReport>,
     settings: &ReportSettings,
     max_context: usize,
-    tracer: Option<&Tracer>,
+    traced: Option<Traced<'_>>,
 ) -> Result<bool> {
     let interrupted = runs.iter().any(|r| r.interrupted);
-    let context_full = runs.iter().any(|r| r.stop_reason == "context_full");
+    let context_full = runs.iter().any(|r| r.stop_reason == StopKind::ContextFull);
     let repeat = (runs.len() > 1).then(|| RepeatReport::from_runs(&runs));
     let Some(mut report) = runs.into_iter().next() else {
         bail!("no run completed");
@@ -55,7 +63,7 @@ pub fn print(
     if settings.kernel_timing {
         crate::errln!("\n{}", report.detailed());
     }
-    report.trace = write_trace(settings, tracer, &report.header);
+    report.trace = write_trace(settings, traced, &report.header);
     emit(&report, settings, write_plot)?;
     Ok(interrupted)
 }
@@ -102,12 +110,12 @@ pub fn file_name(path: &str) -> &str {
 /// Best effort, as the chart: a trace that cannot be written must not cost the figures.
 fn write_trace(
     settings: &ReportSettings,
-    tracer: Option<&Tracer>,
+    traced: Option<Traced<'_>>,
     header: &RunHeader,
 ) -> Option<TraceReport> {
-    let (path, tracer) = (settings.trace.as_ref()?, tracer?);
+    let (path, traced) = (settings.trace.as_ref()?, traced?);
     let name = file_name(&header.model_filename);
-    match trace_file::write(tracer, path, name, header.n_threads) {
+    match trace_file::write(traced.tracer, path, name, traced.costs) {
         Ok(written) => {
             crate::errln!("{}", trace_file::describe(&written));
             Some(written)
@@ -142,12 +150,12 @@ fn emit<R: serde::Serialize>(
 pub fn print_sweep(
     mut report: SweepReport,
     settings: &ReportSettings,
-    tracer: Option<&Tracer>,
+    traced: Option<Traced<'_>>,
 ) -> Result<()> {
     if report.interrupted {
         crate::errln!("\ninterrupted: the rows above are the depths completed");
     }
-    report.trace = write_trace(settings, tracer, &report.header);
+    report.trace = write_trace(settings, traced, &report.header);
     emit(&report, settings, write_sweep_plot)
 }
 

@@ -3,6 +3,7 @@
 //! Drawn with plotters' SVG backend and its built-in text-size estimate (no `ttf` feature), so it
 //! needs no system fonts: the viewer renders the `<text>` elements with its own sans-serif.
 
+use crate::atomic_file::{self, folder_of};
 use crate::timing::Stats;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -35,24 +36,6 @@ pub enum PlotError {
     },
 }
 
-/// The folder `path` goes in (`.` for a bare file name).
-fn folder_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// A temporary file next to `path`, named for this process and call.
-fn temporary_beside(path: &Path) -> PathBuf {
-    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map_or_else(|| "plot".into(), |n| n.to_string_lossy().to_string());
-    folder_of(path).join(format!(".{name}.{}-{n}.tmp", std::process::id()))
-}
-
 /// Checks that the plot can be written to `path`, by creating (and removing) a file in its
 /// folder: existence alone says nothing of permissions or a read-only file system.
 pub fn check_writable(path: &Path) -> Result<(), PlotError> {
@@ -68,16 +51,8 @@ pub fn check_writable(path: &Path) -> Result<(), PlotError> {
             path: path.to_path_buf(),
         });
     }
-    let probe = temporary_beside(path);
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe);
-    match created {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
+    match atomic_file::probe_writable(path) {
+        Ok(()) => Ok(()),
         Err(source) => Err(PlotError::NotWritable {
             file: path.to_path_buf(),
             folder: folder.to_path_buf(),
@@ -108,15 +83,12 @@ pub fn write_latency_svg_with_note(
     let svg = render_latency_svg(samples_ns, stats, title, note)?;
     // Through a temporary file and a rename: a reader never sees half a chart, and a failed
     // write leaves the previous one in place.
-    let tmp = temporary_beside(path);
-    let written = std::fs::write(&tmp, svg).and_then(|_| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(|source| PlotError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    atomic_file::write_bytes(path, svg.as_bytes())
+        .map(|_| ())
+        .map_err(|source| PlotError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// The chart as an SVG document.

@@ -8,9 +8,21 @@ use crate::report::sparkline::{histogram, sparkline};
 
 const MS: f64 = 1e6;
 
+impl RunReport {
+    /// The short summary printed after generation.
+    pub fn summary(&self) -> String {
+        summary(self)
+    }
+
+    /// The `--kernel-timing` report.
+    pub fn detailed(&self) -> String {
+        detailed(self)
+    }
+}
+
 /// load, compile, prompt tok/s, time to first token, decode tok/s ± sd, and (with a kernel
 /// profile) the share of the machine's read bandwidth decode used.
-pub fn summary(r: &RunReport) -> String {
+fn summary(r: &RunReport) -> String {
     let h = &r.header;
     let mut out = format!(
         "load {:.0} ms, compile {:.0} ms ({} mode, {} thread{})\n",
@@ -80,7 +92,7 @@ pub fn summary(r: &RunReport) -> String {
 }
 
 /// Everything: decode statistics, first tokens, latency chart, features, kernel profile.
-pub fn detailed(r: &RunReport) -> String {
+fn detailed(r: &RunReport) -> String {
     let mut out = String::new();
     if let Some(d) = &r.decode {
         decode_section(&mut out, d);

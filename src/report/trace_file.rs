@@ -6,9 +6,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::ops::instrument::{self, Instruments};
 use crate::outfile::{OutFile, OutFileError};
-use crate::trace::{self, Category, Tracer};
+use crate::trace::{self, Category, StepKind, Tracer};
 
 /// The file `path` as `--trace` names it, for checks and errors.
 pub fn out_file(path: &Path) -> OutFile<'_> {
@@ -44,15 +43,25 @@ pub struct TraceOverhead {
     pub share_of_step: f64,
 }
 
-/// Writes the trace of `tracer` to `path` (atomically), titled `title`; `threads` is the pool's
-/// size (1: no pool).
+/// What recording costs, measured by the run on this machine (the report only multiplies them by
+/// what the trace counted).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceCosts {
+    /// What the trace decorator adds to one op call.
+    pub ns_per_op_call: f64,
+    /// What recording the threads' shares adds to one pool job (0 without a pool).
+    pub ns_per_pool_job: f64,
+}
+
+/// Writes the trace of `tracer` to `path` (atomically), titled `title`, with what recording it
+/// cost per decode step.
 pub fn write(
     tracer: &Tracer,
     path: &Path,
     title: &str,
-    threads: usize,
+    costs: TraceCosts,
 ) -> Result<TraceReport, OutFileError> {
-    let overhead = measure_overhead(tracer, threads);
+    let overhead = overhead(tracer, costs);
     let mut summary = trace::TraceSummary::default();
     let bytes = out_file(path).write(|out| {
         summary = trace::write(tracer, title, out)?;
@@ -68,17 +77,11 @@ pub fn write(
     })
 }
 
-fn measure_overhead(tracer: &Tracer, threads: usize) -> TraceOverhead {
-    let ns_per_op_call = instrument::overhead_per_call_ns(&Instruments {
-        profile: false,
-        trace: Some(Tracer::new()),
-    });
-    let pooled = !tracer.pools().is_empty() && threads > 1;
-    let ns_per_pool_job = if pooled {
-        crate::cpu::pool::trace_overhead_per_job_ns(threads)
-    } else {
-        0.0
-    };
+fn overhead(tracer: &Tracer, costs: TraceCosts) -> TraceOverhead {
+    let TraceCosts {
+        ns_per_op_call,
+        ns_per_pool_job,
+    } = costs;
     let counts = decode_counts(tracer);
     let cost = ns_per_op_call * counts.op_calls_per_step + ns_per_pool_job * counts.jobs_per_step;
     TraceOverhead {
@@ -106,7 +109,7 @@ fn decode_counts(tracer: &Tracer) -> DecodeCounts {
     let steps: Vec<(u64, u64)> = tracer
         .spans()
         .iter()
-        .filter(|s| s.cat == Category::Step && s.name.starts_with("decode"))
+        .filter(|s| s.cat == Category::Step(StepKind::Decode))
         .map(|s| (s.start_ns, s.start_ns + s.dur_ns))
         .collect();
     let mut calls: Vec<u64> = tracer.calls().iter().map(|c| c.start_ns).collect();
@@ -166,9 +169,27 @@ mod tests {
         let at = |us: u64| origin + Duration::from_micros(us);
         let tracer = Tracer::starting_at(origin);
         let d = Duration::from_micros(100);
-        tracer.span("prompt", Category::Step, at(0), d, args([]));
-        tracer.span("decode 1", Category::Step, at(200), d, args([]));
-        tracer.span("decode 2", Category::Step, at(400), d, args([]));
+        tracer.span(
+            "prompt",
+            Category::Step(StepKind::Prompt),
+            at(0),
+            d,
+            args([]),
+        );
+        tracer.span(
+            "decode 1",
+            Category::Step(StepKind::Decode),
+            at(200),
+            d,
+            args([]),
+        );
+        tracer.span(
+            "decode 2",
+            Category::Step(StepKind::Decode),
+            at(400),
+            d,
+            args([]),
+        );
         let op = tracer.register_op(OpInfo {
             name: "Op".into(),
             label: "Op".into(),

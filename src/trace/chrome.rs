@@ -12,7 +12,7 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::{OpCall, OpInfo, Span, Tracer};
+use super::tracer::{args, OpCall, OpInfo, Span, Tracer};
 
 const PID: u32 = 1;
 const MAIN_TID: u32 = 1;
@@ -98,7 +98,7 @@ pub fn write(tracer: &Tracer, title: &str, out: &mut dyn Write) -> std::io::Resu
             events.meta("thread_sort_index", tid, json!({ "sort_index": tid }))?;
             for share in pool.shares(thread) {
                 let owner = owner(&calls, &ops, &spans, share.start_ns, share.end_ns);
-                let args = super::args([
+                let args = args([
                     ("op", owner.into()),
                     ("thread", thread.into()),
                     ("jobs", share.jobs.into()),
@@ -122,7 +122,7 @@ pub fn write(tracer: &Tracer, title: &str, out: &mut dyn Write) -> std::io::Resu
 }
 
 fn op_args(info: &OpInfo) -> Map<String, Value> {
-    super::args([
+    args([
         ("label", info.label.clone().into()),
         ("weights", info.weights.clone().into()),
         ("node", info.node.into()),
@@ -208,7 +208,7 @@ impl<'w> Events<'w> {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::super::{args, Category, OpInfo, Tracer};
+    use super::super::tracer::{args, Category, OpInfo, StepKind, Tracer};
     use super::*;
 
     #[test]
@@ -232,7 +232,7 @@ mod tests {
         );
         tracer.span(
             "decode 1",
-            Category::Step,
+            Category::Step(StepKind::Decode),
             at(200),
             Duration::from_micros(50),
             args([]),

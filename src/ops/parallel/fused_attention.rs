@@ -23,7 +23,7 @@ use super::super::input::{contiguous, f32_data};
 use super::super::rewrite::{self, is_op, op_as, sources, Source};
 use super::super::rms_norm::{rms_norm_row, RmsNorm};
 use super::super::rope::rope_head;
-use super::Runtime;
+use super::runtime::Runtime;
 use crate::cpu::flash::{self, FlashScratch, Partial};
 use crate::cpu::ggml_math::fma_dispatch;
 use crate::cpu::pool::ThreadPool;

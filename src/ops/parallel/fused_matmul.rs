@@ -24,7 +24,7 @@ use super::super::strided::{BinaryKind, StridedBinary};
 use super::super::swiglu::{swiglu_rows, SwiGlu};
 use super::super::weight::{as_weight, WeightData};
 use super::super::weight_matmul::WeightMatMul;
-use super::Runtime;
+use super::runtime::Runtime;
 use crate::cpu::dot::kernel_set;
 use crate::cpu::matmul::{matmul_multi, MatmulPlan, WeightMatrix, MAX_MATRICES};
 use crate::cpu::plans::BATCH_TOKENS;

@@ -20,7 +20,7 @@ use super::super::moe_ffn::{experts_cost, router_cost, MoeExperts, MoeRouter};
 use super::super::rewrite::{self, consumers, op_as, sources, Source};
 use super::super::strided::{BinaryKind, StridedBinary};
 use super::super::weight::{as_weight, WeightData};
-use super::Runtime;
+use super::runtime::Runtime;
 use crate::cpu::matmul::{matmul, MatmulPlan};
 use crate::cpu::moe::{moe_experts, route, ExpertTensor, ExpertWeights, MoePlan, Routing};
 
