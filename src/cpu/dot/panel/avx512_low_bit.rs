@@ -3,16 +3,17 @@
 //!
 //! IQ4_XS enters as blocks of 32 with effective scales `d * (ls - 32)` and its levels + 128
 //! as unsigned quants; the `+ 128` comes back out through the K-quant min term (`m = 128 *
-//! scale` against the activations' `-d * sum` per 32), so it runs [`super::gemm`]. Q2_K and
+//! scale` against the activations' `-d * sum` per 32), so it runs [`super::avx512::gemm`]. Q2_K and
 //! Q3_K change scales every 16 weights: they enter as half-blocks of 16 with effective scales
 //! and mins, and [`gemm16_min`] adds each half's min against the activations' `-d * sum` per 16
 //! (Q2_K: `dmin * m`; Q3_K, whose quants are packed as `q + 4`: `4 * scale`).
 
 use std::arch::x86_64::*;
 
-use super::super::super::kquant::{self, IQ4_XS, Q2_K};
-use super::super::super::legacy::iq4nl_offset_levels;
-use super::{add_scaled, dots, store, transpose, Out, Panel, Tables, ROWS};
+use super::super::kquant::{self, IQ4_XS, Q2_K};
+use super::super::legacy::iq4nl_offset_levels;
+use super::avx512::{add_scaled, dots, store, transpose};
+use super::layout::{Out, Panel, Tables, ROWS};
 use crate::quant::blocks::{f16_at, scale_q3_k};
 
 /// Block `j` (weights 32j..32j+32) of the super-block at `p`, unsigned, in weight order.

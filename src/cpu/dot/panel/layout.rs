@@ -1,0 +1,140 @@
+//! The panel layout every ISA's panel kernels share: rows per panel, the packed panel in a
+//! thread's scratch, where a call writes, and the activation tables a kernel family reads.
+
+use crate::cpu::dot::{kquant, legacy};
+use crate::cpu::quantize::QuantActs;
+use crate::quant::GgmlType;
+
+/// Weight rows per panel: one per 32-bit lane of a 512-bit vector.
+pub const ROWS: usize = 16;
+
+/// Most tokens one kernel call takes (its accumulators must stay in registers).
+pub const MAX_TOKENS: usize = 8;
+
+/// Scratch bytes one panel of `cols` columns needs (alignment slack included).
+pub fn scratch_bytes(cols: usize) -> usize {
+    let nb = cols / 32;
+    nb * (8 * 64 + 4 * 64) + 64
+}
+
+/// One panel in a thread's scratch: quants `[block][4-quant group][row][4]` (unsigned),
+/// then the row scales `[block][row]` (Q6_K, Q2_K, Q3_K: `[half-block][row]`), then the row
+/// mins likewise, all 64-byte aligned.
+pub struct Panel {
+    pub(super) q: *mut u8,
+    pub(super) d: *mut f32,
+    pub(super) m: *mut f32,
+    pub(super) blocks: usize,
+}
+
+impl Panel {
+    /// Lays a panel of `cols` columns out in `buf` (at least [`scratch_bytes`] long).
+    pub fn new(buf: &mut [u8], cols: usize) -> Panel {
+        let blocks = cols / 32;
+        assert!(buf.len() >= scratch_bytes(cols), "panel scratch too small");
+        let off = buf.as_ptr().align_offset(64).min(63);
+        let q = buf[off..].as_mut_ptr();
+        // SAFETY: all three parts lie inside `buf` (checked above), 64-byte aligned.
+        unsafe {
+            let d = q.add(blocks * 512) as *mut f32;
+            Panel {
+                q,
+                d,
+                m: d.add(blocks * 32),
+                blocks,
+            }
+        }
+    }
+}
+
+/// Where one kernel call writes: `y[t * stride + row0 + i]` for the first `valid` panel rows.
+pub struct Out {
+    pub y: *mut f32,
+    pub stride: usize,
+    pub row0: usize,
+    pub valid: usize,
+}
+
+/// The activation tables one family of kernels reads, as base pointers and per-token steps
+/// (checked once per call against the buffers, so a kernel call only adds offsets).
+#[derive(Clone, Copy)]
+pub struct Tables {
+    pub(super) qs: *const i8,
+    pub(super) qs_step: usize,
+    /// Per block of 32: the scale the integer sums are multiplied by.
+    pub(super) d: *const f32,
+    pub(super) d_step: usize,
+    /// Per block of 32 (Q6_K: per 16): the integer sum's starting value (null where the
+    /// kernel starts from zero).
+    pub(super) c: *const i32,
+    pub(super) c_step: usize,
+    /// Per block of 32 (Q2_K, Q3_K: per 16): the factor of the row mins (null for the types
+    /// without a min).
+    pub(super) s: *const f32,
+    pub(super) s_step: usize,
+}
+
+/// The kernel a type's panels run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kernel {
+    /// Blocks of 32, with or without a min term.
+    Blocks { min: bool },
+    /// Q6_K: half-blocks of 16, the `-32` offset in each half's starting sum.
+    Halves,
+    /// Q2_K and Q3_K: half-blocks of 16 with a min each.
+    HalvesMin,
+}
+
+impl Kernel {
+    pub(super) fn of(ty: GgmlType) -> Kernel {
+        match (legacy::code(ty), kquant::code(ty)) {
+            (Some(c), _) => Kernel::Blocks {
+                min: legacy::has_min(c),
+            },
+            (_, Some(kquant::Q6_K)) => Kernel::Halves,
+            (_, Some(kquant::Q2_K | kquant::Q3_K)) => Kernel::HalvesMin,
+            _ => Kernel::Blocks { min: true },
+        }
+    }
+}
+
+/// The base of `v` after checking it holds `n` tokens of `step` entries.
+fn table<T>(v: &[T], n: usize, step: usize, ty: GgmlType) -> *const T {
+    assert!(v.len() >= n * step, "activation tables for {ty}");
+    v.as_ptr()
+}
+
+impl Tables {
+    /// The tables of `ty`'s kernels in `acts` (prepared in `ty`'s format).
+    pub(super) fn new(ty: GgmlType, acts: &QuantActs) -> Tables {
+        let (n, stride) = (acts.n_tokens, acts.stride);
+        let (per32, per16) = (stride / 32, stride / 16);
+        let k = kquant::code(ty).is_some();
+        let d = if k { &acts.d32 } else { &acts.d };
+        let (c, c_step, s, s_step): (&[i32], usize, &[f32], usize) = match Kernel::of(ty) {
+            Kernel::Halves => (&acts.c16, per16, &[], 0),
+            Kernel::HalvesMin => (&[], 0, &acts.s16, per16),
+            Kernel::Blocks { min: false } => (&acts.c32, per32, &[], 0),
+            Kernel::Blocks { min: true } if k => (&acts.c32, per32, &acts.s32, per32),
+            Kernel::Blocks { min: true } => (&acts.c32, per32, &acts.s, per32),
+        };
+        Tables {
+            qs: table(acts.qs(), n, stride, ty),
+            qs_step: stride,
+            d: table(d, n, per32, ty),
+            d_step: per32,
+            c: if c_step == 0 {
+                std::ptr::null()
+            } else {
+                table(c, n, c_step, ty)
+            },
+            c_step,
+            s: if s_step == 0 {
+                std::ptr::null()
+            } else {
+                table(s, n, s_step, ty)
+            },
+            s_step,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Batch (prompt) kernels on row panels, for AVX-512 VNNI: the 32-block types and the
+//! K-quants.
+//!
+//! The tile kernels give each 512-bit lane four *columns* of one row, so every (row, token)
+//! output pays a convert, a scale multiply and an FMA per pair of blocks next to one
+//! `vpdpbusd`: on a prompt the float work, not the integer dots, sets the pace. Here a thread
+//! first repacks 16 consecutive weight rows into a panel where lane `r` holds row `r`:
+//! per block, eight 64-byte vectors of four quants from each row, then the 16 row scales.
+//! One block of one token is then eight `vpdpbusd` (activations broadcast four at a time)
+//! and a single convert, multiply and FMA for all 16 rows. The repack reads each weight
+//! once per call and is paid back over every token of the batch; the weights themselves stay
+//! in place in the memory map (llama.cpp's CPU "repack" keeps a second, interleaved copy).
+//!
+//! Per (row, token) the sum runs block by block, `acc += isum * (d_w * d_a)` (+ `m_w * s_a`
+//! for the types with a min): ggml's scalar `vec_dot` order, the same for every token tile.
+//! K-quants enter as blocks of 32 with their effective scales (`d * sc_j`, `dmin * m_j`) and
+//! the Q8_K activations' per-block tables; Q6_K, whose scales change every 16 weights, as
+//! two half-blocks with the `-32` offset folded into each half's starting sum. IQ4_NL's levels
+//! (+ 128, as Q8_0's sign flip) come from the non-linear table; Q2_K, Q3_K and IQ4_XS have
+//! their own packing in `avx512_low_bit.rs`.
+
+use crate::cpu::features::Isa;
+use crate::cpu::quantize::QuantActs;
+use crate::quant::GgmlType;
+
+use super::{kquant, legacy};
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_low_bit;
+mod layout;
+
+pub use layout::{scratch_bytes, Out, Panel, Tables, MAX_TOKENS, ROWS};
+use layout::Kernel;
+
+/// Whether `ty` has panel kernels on `isa`.
+pub fn supports(ty: GgmlType, isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64")
+        && isa == Isa::Avx512Vnni
+        && (legacy::code(ty).is_some() || kquant::code(ty).is_some())
+}
+
+/// Repacks the rows at `rows` (each `blocks` blocks of `ty`) into `panel`.
+///
+/// # Safety
+/// Every pointer must hold one whole row of the panel's width; `ty` must be supported
+/// ([`supports`]) and the CPU must have AVX-512 VNNI.
+pub unsafe fn pack(ty: GgmlType, rows: &[*const u8; ROWS], panel: &Panel) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use legacy::{IQ4_NL, Q4_0, Q4_1, Q5_0, Q8_0};
+        match (legacy::code(ty), kquant::code(ty)) {
+            (Some(Q8_0), _) => avx512::pack::<Q8_0>(rows, panel),
+            (Some(IQ4_NL), _) => avx512::pack::<IQ4_NL>(rows, panel),
+            (Some(Q4_0), _) => avx512::pack::<Q4_0>(rows, panel),
+            (Some(Q5_0), _) => avx512::pack::<Q5_0>(rows, panel),
+            (Some(Q4_1), _) => avx512::pack::<Q4_1>(rows, panel),
+            (Some(_), _) => avx512::pack::<{ legacy::Q5_1 }>(rows, panel),
+            (_, Some(kquant::Q4_K)) => avx512::pack_k::<{ kquant::Q4_K }>(rows, panel),
+            (_, Some(kquant::Q5_K)) => avx512::pack_k::<{ kquant::Q5_K }>(rows, panel),
+            (_, Some(kquant::Q2_K)) => avx512_low_bit::pack_low_bit::<{ kquant::Q2_K }>(rows, panel),
+            (_, Some(kquant::Q3_K)) => avx512_low_bit::pack_low_bit::<{ kquant::Q3_K }>(rows, panel),
+            (_, Some(kquant::IQ4_XS)) => avx512_low_bit::pack_low_bit::<{ kquant::IQ4_XS }>(rows, panel),
+            (_, Some(_)) => avx512::pack_k::<{ kquant::Q6_K }>(rows, panel),
+            (None, None) => {}
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ty, rows, panel);
+}
+
+/// Tokens `tokens` times the panel, `tile` (at most [`MAX_TOKENS`]) per kernel call, into
+/// `out`.
+///
+/// # Safety
+/// The panel must have been packed from `ty` rows of the activations' width; the
+/// activations must be prepared in `ty`'s format with those tokens; `out` must be valid for
+/// the outputs and owned by this thread; the CPU must have AVX-512 VNNI.
+pub unsafe fn gemm(
+    ty: GgmlType,
+    panel: &Panel,
+    acts: &QuantActs,
+    tokens: std::ops::Range<usize>,
+    tile: usize,
+    out: &Out,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(tokens.end <= acts.n_tokens);
+        let tables = Tables::new(ty, acts);
+        let tile = tile.clamp(1, MAX_TOKENS);
+        let kernel = Kernel::of(ty);
+        let mut t = tokens.start;
+        while t < tokens.end {
+            let n = tile.min(tokens.end - t);
+            match kernel {
+                Kernel::Halves => avx512::for_tokens!(n, avx512::gemm16[](panel, &tables, t, out)),
+                Kernel::HalvesMin => avx512::for_tokens!(n, avx512_low_bit::gemm16_min[](panel, &tables, t, out)),
+                Kernel::Blocks { min: false } => {
+                    avx512::for_tokens!(n, avx512::gemm[false](panel, &tables, t, out))
+                }
+                Kernel::Blocks { min: true } => {
+                    avx512::for_tokens!(n, avx512::gemm[true](panel, &tables, t, out))
+                }
+            }
+            t += n;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ty, panel, acts, tokens, tile, out);
+}
