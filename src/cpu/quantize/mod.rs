@@ -28,90 +28,13 @@ pub enum ActFormat {
 }
 
 /// The reference quantizers, one token row at a time: what the SIMD versions must equal.
-pub mod reference {
-    use super::{round_f16, QK, QK_K};
+pub mod reference;
+mod rows;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
-    /// `roundf`: nearest, ties away from zero (exact for |v| < 2^31, as the quantizers need).
-    #[inline(always)]
-    pub fn round_away(v: f32) -> i32 {
-        let t = v as i32;
-        let r = v - t as f32;
-        if r >= 0.5 {
-            t + 1
-        } else if r <= -0.5 {
-            t - 1
-        } else {
-            t
-        }
-    }
-
-    /// ggml's `nearest_int`: round to nearest even through the 1.5 * 2^23 trick.
-    #[inline(always)]
-    pub fn nearest_int(v: f32) -> i32 {
-        let val = v + 12_582_912.0;
-        (val.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
-    }
-
-    /// One Q8_0 block: returns the unrounded scale `amax / 127` (the block stores it as f16).
-    pub fn q8_block(x: &[f32], qs: &mut [i8]) -> f32 {
-        let amax = x
-            .iter()
-            .fold(0.0f32, |m, v| if m > v.abs() { m } else { v.abs() });
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        for (q, &v) in qs.iter_mut().zip(x) {
-            *q = round_away(v * id) as i8;
-        }
-        d
-    }
-
-    /// `quantize_row_q8_0_ref`: `d` gets the f16-rounded scales, widened.
-    pub fn quantize_q8_0(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
-        for ((xb, qb), db) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).zip(d) {
-            *db = round_f16(q8_block(xb, qb));
-        }
-    }
-
-    /// `quantize_row_q8_1_ref`: as Q8_0, plus `s = f16(d * sum(qs))` per block.
-    pub fn quantize_q8_1(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
-        let blocks = x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK));
-        for ((xb, qb), (db, sb)) in blocks.zip(d.iter_mut().zip(s)) {
-            let dd = q8_block(xb, qb);
-            let sum: i32 = qb.iter().map(|&q| q as i32).sum();
-            *db = round_f16(dd);
-            *sb = round_f16(sum as f32 * dd);
-        }
-    }
-
-    /// `quantize_row_q8_K_ref`: scale `-max/127` of the largest-magnitude value (the first one
-    /// on ties), quants clamped to 127, sums per 16.
-    pub fn quantize_q8_k(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
-        let blocks = x.chunks_exact(QK_K).zip(qs.chunks_exact_mut(QK_K));
-        for ((xb, qb), (db, bs)) in blocks.zip(d.iter_mut().zip(bsums.chunks_exact_mut(16))) {
-            let (mut amax, mut max) = (0.0f32, 0.0f32);
-            for &v in xb {
-                if v.abs() > amax {
-                    amax = v.abs();
-                    max = v;
-                }
-            }
-            if amax == 0.0 {
-                *db = 0.0;
-                qb.fill(0);
-                bs.fill(0);
-                continue;
-            }
-            let iscale = -127.0 / max;
-            for (q, &v) in qb.iter_mut().zip(xb) {
-                *q = nearest_int(iscale * v).min(127) as i8;
-            }
-            for (b, q16) in bs.iter_mut().zip(qb.chunks_exact(16)) {
-                *b = q16.iter().map(|&q| q as i16).sum();
-            }
-            *db = 1.0 / iscale;
-        }
-    }
-}
 
 /// The activations of one matmul call, quantized; buffers grow once and are reused.
 #[derive(Default)]
@@ -518,7 +441,7 @@ impl TokenBufs<'_> {
             ActFormat::F32 => {}
             ActFormat::Q8_0 { offset } => {
                 let nb = cols / QK;
-                simd::q8_row(isa, x, &mut self.qs[..cols], &mut self.d[..nb]);
+                rows::q8_row(isa, x, &mut self.qs[..cols], &mut self.d[..nb]);
                 for d in self.d[..nb].iter_mut() {
                     *d = round_f16(*d);
                 }
@@ -526,7 +449,7 @@ impl TokenBufs<'_> {
             }
             ActFormat::Q8_1 => {
                 let nb = cols / QK;
-                simd::q8_row(isa, x, &mut self.qs[..cols], &mut self.d[..nb]);
+                rows::q8_row(isa, x, &mut self.qs[..cols], &mut self.d[..nb]);
                 for (q, (d, s)) in self.qs[..cols]
                     .chunks_exact(QK)
                     .zip(self.d.iter_mut().zip(self.s.iter_mut()))
@@ -539,7 +462,7 @@ impl TokenBufs<'_> {
             }
             ActFormat::Q8K => {
                 let nb = cols / QK_K;
-                simd::q8k_row(
+                rows::q8k_row(
                     isa,
                     x,
                     &mut self.qs[..cols],
@@ -621,157 +544,3 @@ impl TokenBufs<'_> {
     }
 }
 
-/// Row quantizers dispatched on the ISA; each writes exactly what [`reference`] writes
-/// (Q8_0/Q8_1: the unrounded scale, which the caller rounds).
-mod simd {
-    use super::reference;
-    use super::Isa;
-    use super::{QK, QK_K};
-
-    pub fn q8_row(isa: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        match isa {
-            // SAFETY: `QuantActs::quantize`, the only caller, checked the ISA against the CPU.
-            Isa::Avx512Vnni => return unsafe { x86::q8_row_avx512(x, qs, d) },
-            Isa::Avx2 => return unsafe { x86::q8_row_avx2(x, qs, d) },
-            _ => {}
-        }
-        let _ = isa;
-        for ((xb, qb), db) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).zip(d) {
-            *db = reference::q8_block(xb, qb);
-        }
-    }
-
-    pub fn q8k_row(isa: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
-        #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512Vnni {
-            // SAFETY: `QuantActs::quantize`, the only caller, checked the ISA against the CPU.
-            return unsafe { x86::q8k_row_avx512(x, qs, d, bsums) };
-        }
-        let _ = (isa, QK_K);
-        reference::quantize_q8_k(x, qs, d, bsums);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    mod x86 {
-        use super::{QK, QK_K};
-        use std::arch::x86_64::*;
-
-        const TRUNC: i32 = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
-        const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-
-        /// `roundf` of 16 lanes: truncate, then step away from zero where the rest is >= 0.5.
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        fn round_away_512(v: __m512) -> __m512i {
-            let t = _mm512_roundscale_ps::<TRUNC>(v);
-            let r = _mm512_sub_ps(v, t);
-            let one = _mm512_set1_ps(1.0);
-            let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(r, _mm512_set1_ps(0.5));
-            let down = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(r, _mm512_set1_ps(-0.5));
-            let t = _mm512_mask_add_ps(t, up, t, one);
-            _mm512_cvtps_epi32(_mm512_mask_sub_ps(t, down, t, one))
-        }
-
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-        pub unsafe fn q8_row_avx512(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
-            for ((xb, qb), db) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).zip(d) {
-                let v0 = _mm512_loadu_ps(xb.as_ptr());
-                let v1 = _mm512_loadu_ps(xb.as_ptr().add(16));
-                let amax =
-                    _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-                let dd = amax / 127.0;
-                let id = _mm512_set1_ps(if dd != 0.0 { 1.0 / dd } else { 0.0 });
-                let q0 = _mm512_cvtsepi32_epi8(round_away_512(_mm512_mul_ps(v0, id)));
-                let q1 = _mm512_cvtsepi32_epi8(round_away_512(_mm512_mul_ps(v1, id)));
-                _mm_storeu_si128(qb.as_mut_ptr() as *mut __m128i, q0);
-                _mm_storeu_si128(qb.as_mut_ptr().add(16) as *mut __m128i, q1);
-                *db = dd;
-            }
-        }
-
-        #[inline]
-        #[target_feature(enable = "avx2")]
-        fn round_away_256(v: __m256) -> __m256i {
-            let t = _mm256_round_ps::<TRUNC>(v);
-            let r = _mm256_sub_ps(v, t);
-            let one = _mm256_set1_ps(1.0);
-            let up = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(r, _mm256_set1_ps(0.5)), one);
-            let down = _mm256_and_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(r, _mm256_set1_ps(-0.5)), one);
-            _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_add_ps(t, up), down))
-        }
-
-        #[target_feature(enable = "avx2,fma")]
-        pub unsafe fn q8_row_avx2(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
-            let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-            for ((xb, qb), db) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).zip(d) {
-                let p = xb.as_ptr();
-                let v = [
-                    _mm256_loadu_ps(p),
-                    _mm256_loadu_ps(p.add(8)),
-                    _mm256_loadu_ps(p.add(16)),
-                    _mm256_loadu_ps(p.add(24)),
-                ];
-                let m01 =
-                    _mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask));
-                let m23 =
-                    _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask));
-                let m = _mm256_max_ps(m01, m23);
-                let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
-                let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-                let m = _mm_max_ss(m, _mm_movehdup_ps(m));
-                let amax = _mm_cvtss_f32(m);
-                let dd = amax / 127.0;
-                let id = _mm256_set1_ps(if dd != 0.0 { 1.0 / dd } else { 0.0 });
-                let i: [__m256i; 4] =
-                    std::array::from_fn(|k| round_away_256(_mm256_mul_ps(v[k], id)));
-                let p01 = _mm256_packs_epi32(i[0], i[1]);
-                let p23 = _mm256_packs_epi32(i[2], i[3]);
-                let packed = _mm256_packs_epi16(p01, p23);
-                let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-                let q = _mm256_permutevar8x32_epi32(packed, order);
-                _mm256_storeu_si256(qb.as_mut_ptr() as *mut __m256i, q);
-                *db = dd;
-            }
-        }
-
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-        pub unsafe fn q8k_row_avx512(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
-            let blocks = x.chunks_exact(QK_K).zip(qs.chunks_exact_mut(QK_K));
-            for ((xb, qb), (db, bs)) in blocks.zip(d.iter_mut().zip(bsums.chunks_exact_mut(16))) {
-                let v: [__m512; 16] =
-                    std::array::from_fn(|k| _mm512_loadu_ps(xb.as_ptr().add(16 * k)));
-                let mut m = _mm512_abs_ps(v[0]);
-                for vk in &v[1..] {
-                    m = _mm512_max_ps(m, _mm512_abs_ps(*vk));
-                }
-                let amax = _mm512_reduce_max_ps(m);
-                if amax == 0.0 || amax.is_nan() {
-                    super::reference::quantize_q8_k(xb, qb, std::slice::from_mut(db), bs);
-                    continue;
-                }
-                // The signed value of the first element reaching amax, as the reference scans.
-                let target = _mm512_set1_ps(amax);
-                let mut max = 0.0;
-                for (k, vk) in v.iter().enumerate() {
-                    let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(*vk), target);
-                    if hit != 0 {
-                        max = xb[16 * k + hit.trailing_zeros() as usize];
-                        break;
-                    }
-                }
-                let iscale = -127.0 / max;
-                let is = _mm512_set1_ps(iscale);
-                let cap = _mm512_set1_epi32(127);
-                for (k, vk) in v.iter().enumerate() {
-                    let i = _mm512_cvt_roundps_epi32::<NEAREST>(_mm512_mul_ps(*vk, is));
-                    let i = _mm512_min_epi32(i, cap);
-                    bs[k] = _mm512_reduce_add_epi32(i) as i16;
-                    let q = _mm512_cvtsepi32_epi8(i);
-                    _mm_storeu_si128(qb.as_mut_ptr().add(16 * k) as *mut __m128i, q);
-                }
-                *db = 1.0 / iscale;
-            }
-        }
-    }
-}

@@ -1,0 +1,51 @@
+//! The AVX2 row quantizer (Q8_0/Q8_1), bit for bit the reference one.
+
+use crate::quant::blocks::QK;
+use std::arch::x86_64::*;
+
+const TRUNC: i32 = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn round_away_256(v: __m256) -> __m256i {
+    let t = _mm256_round_ps::<TRUNC>(v);
+    let r = _mm256_sub_ps(v, t);
+    let one = _mm256_set1_ps(1.0);
+    let up = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(r, _mm256_set1_ps(0.5)), one);
+    let down = _mm256_and_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(r, _mm256_set1_ps(-0.5)), one);
+    _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_add_ps(t, up), down))
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn q8_row(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    for ((xb, qb), db) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).zip(d) {
+        let p = xb.as_ptr();
+        let v = [
+            _mm256_loadu_ps(p),
+            _mm256_loadu_ps(p.add(8)),
+            _mm256_loadu_ps(p.add(16)),
+            _mm256_loadu_ps(p.add(24)),
+        ];
+        let m01 =
+            _mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask));
+        let m23 =
+            _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask));
+        let m = _mm256_max_ps(m01, m23);
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        let amax = _mm_cvtss_f32(m);
+        let dd = amax / 127.0;
+        let id = _mm256_set1_ps(if dd != 0.0 { 1.0 / dd } else { 0.0 });
+        let i: [__m256i; 4] =
+            std::array::from_fn(|k| round_away_256(_mm256_mul_ps(v[k], id)));
+        let p01 = _mm256_packs_epi32(i[0], i[1]);
+        let p23 = _mm256_packs_epi32(i[2], i[3]);
+        let packed = _mm256_packs_epi16(p01, p23);
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let q = _mm256_permutevar8x32_epi32(packed, order);
+        _mm256_storeu_si256(qb.as_mut_ptr() as *mut __m256i, q);
+        *db = dd;
+    }
+}
