@@ -198,12 +198,7 @@ impl InPlace<'_> {
     /// would change no bit).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn pv<const R: usize, const CW: usize>(
-        &self,
-        p: &[f32],
-        alpha: &[f32],
-        o: &mut [f32],
-    ) {
+    unsafe fn pv<const R: usize, const CW: usize>(&self, p: &[f32], alpha: &[f32], o: &mut [f32]) {
         let hd = self.hd;
         assert!(p.len() >= R * KEY_BLOCK && alpha.len() >= R && o.len() >= R * hd);
         assert!(self.values.len() >= self.valid * hd && hd.is_multiple_of(16));

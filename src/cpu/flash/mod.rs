@@ -25,8 +25,8 @@ mod avx512;
 mod block;
 mod portable;
 
-pub use block::{FlashScratch, HeadCache, Partial, KEY_BLOCK, SEGMENT};
 use block::{resize, KeyBlock};
+pub use block::{FlashScratch, HeadCache, Partial, KEY_BLOCK, SEGMENT};
 
 /// Which kernels run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

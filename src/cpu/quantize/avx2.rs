@@ -27,10 +27,8 @@ pub unsafe fn q8_row(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
             _mm256_loadu_ps(p.add(16)),
             _mm256_loadu_ps(p.add(24)),
         ];
-        let m01 =
-            _mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask));
-        let m23 =
-            _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask));
+        let m01 = _mm256_max_ps(_mm256_and_ps(v[0], abs_mask), _mm256_and_ps(v[1], abs_mask));
+        let m23 = _mm256_max_ps(_mm256_and_ps(v[2], abs_mask), _mm256_and_ps(v[3], abs_mask));
         let m = _mm256_max_ps(m01, m23);
         let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
         let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -38,8 +36,7 @@ pub unsafe fn q8_row(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
         let amax = _mm_cvtss_f32(m);
         let dd = amax / 127.0;
         let id = _mm256_set1_ps(if dd != 0.0 { 1.0 / dd } else { 0.0 });
-        let i: [__m256i; 4] =
-            std::array::from_fn(|k| round_away_256(_mm256_mul_ps(v[k], id)));
+        let i: [__m256i; 4] = std::array::from_fn(|k| round_away_256(_mm256_mul_ps(v[k], id)));
         let p01 = _mm256_packs_epi32(i[0], i[1]);
         let p23 = _mm256_packs_epi32(i[2], i[3]);
         let packed = _mm256_packs_epi16(p01, p23);

@@ -24,8 +24,7 @@ pub unsafe fn q8_row(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
     for ((xb, qb), db) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).zip(d) {
         let v0 = _mm512_loadu_ps(xb.as_ptr());
         let v1 = _mm512_loadu_ps(xb.as_ptr().add(16));
-        let amax =
-            _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         let dd = amax / 127.0;
         let id = _mm512_set1_ps(if dd != 0.0 { 1.0 / dd } else { 0.0 });
         let q0 = _mm512_cvtsepi32_epi8(round_away_512(_mm512_mul_ps(v0, id)));
@@ -40,8 +39,7 @@ pub unsafe fn q8_row(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
 pub unsafe fn q8k_row(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
     let blocks = x.chunks_exact(QK_K).zip(qs.chunks_exact_mut(QK_K));
     for ((xb, qb), (db, bs)) in blocks.zip(d.iter_mut().zip(bsums.chunks_exact_mut(16))) {
-        let v: [__m512; 16] =
-            std::array::from_fn(|k| _mm512_loadu_ps(xb.as_ptr().add(16 * k)));
+        let v: [__m512; 16] = std::array::from_fn(|k| _mm512_loadu_ps(xb.as_ptr().add(16 * k)));
         let mut m = _mm512_abs_ps(v[0]);
         for vk in &v[1..] {
             m = _mm512_max_ps(m, _mm512_abs_ps(*vk));

@@ -27,14 +27,13 @@ pub enum ActFormat {
     Q8K,
 }
 
-/// The reference quantizers, one token row at a time: what the SIMD versions must equal.
-pub mod reference;
-mod rows;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-
+/// The reference quantizers, one token row at a time: what the SIMD versions must equal.
+pub mod reference;
+mod rows;
 
 /// The activations of one matmul call, quantized; buffers grow once and are reused.
 #[derive(Default)]
@@ -543,4 +542,3 @@ impl TokenBufs<'_> {
         }
     }
 }
-

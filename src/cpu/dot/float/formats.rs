@@ -1,8 +1,8 @@
 //! F32, F16 and BF16 as every ISA's kernels name them: type codes and the one-weight reader
 //! they share.
 
-use crate::quant::GgmlType;
 use crate::quant::blocks::{bf16_at, f16_at};
+use crate::quant::GgmlType;
 
 pub const F32: u8 = 0;
 pub const F16: u8 = 1;

@@ -1,9 +1,9 @@
 //! Float weights (F32, F16, BF16) times f32 activations, with fused multiply-adds.
 
-use crate::quant::GgmlType;
 use super::KernelSet;
 use crate::cpu::features::Isa;
 use crate::cpu::quantize::ActFormat;
+use crate::quant::GgmlType;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -11,9 +11,9 @@ mod avx2;
 pub use avx2::hsum as hsum_avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod formats;
 #[cfg(target_arch = "aarch64")]
 mod neon;
-mod formats;
 mod scalar;
 
 pub use formats::*;

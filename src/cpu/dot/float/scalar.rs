@@ -1,8 +1,8 @@
 //! The portable kernels for F32, F16 and BF16: plain Rust, the reference every SIMD path is tested
 //! against.
 
-use crate::cpu::dot::{tile_table, Tile, TileEntry};
 use super::formats::*;
+use crate::cpu::dot::{tile_table, Tile, TileEntry};
 
 pub(super) fn scalar_tiles(c: u8) -> &'static [TileEntry] {
     match c {

@@ -1,11 +1,10 @@
 //! Super-blocks of 256 (Q2_K ... Q6_K, IQ4_XS) as every ISA's kernels name them: type codes,
 //! block sizes and the decoding helpers they share.
 
-use crate::quant::GgmlType;
 use crate::quant::blocks::{
-    IQ4_XS_BYTES, Q2_K_BYTES, Q3_K_BYTES,
-    Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES,
+    IQ4_XS_BYTES, Q2_K_BYTES, Q3_K_BYTES, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES,
 };
+use crate::quant::GgmlType;
 
 pub const Q4_K: u8 = 0;
 pub const Q5_K: u8 = 1;

@@ -7,18 +7,18 @@
 //! eight sub-blocks of 32. All integer sums are exact; each super-block adds one f32 product
 //! (two with mins).
 
-use crate::quant::GgmlType;
 use super::KernelSet;
 use crate::cpu::features::Isa;
 use crate::cpu::quantize::ActFormat;
+use crate::quant::GgmlType;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod formats;
 #[cfg(target_arch = "aarch64")]
 mod neon;
-mod formats;
 mod scalar;
 
 pub use formats::*;

@@ -1,13 +1,12 @@
 //! The portable kernels for super-blocks of 256 (Q2_K ... Q6_K, IQ4_XS): plain Rust, the
 //! reference every SIMD path is tested against.
 
+use super::formats::*;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
 use crate::cpu::quantize::QuantActs;
 use crate::quant::blocks::{
-    f16_at, scale_q3_k, scales_mins_k4, KVALUES_IQ4NL,
-    Q4_K_BYTES, Q5_K_BYTES, QK_K,
+    f16_at, scale_q3_k, scales_mins_k4, KVALUES_IQ4NL, Q4_K_BYTES, Q5_K_BYTES, QK_K,
 };
-use super::formats::*;
 
 pub(super) fn scalar_tiles(c: u8) -> &'static [TileEntry] {
     match c {

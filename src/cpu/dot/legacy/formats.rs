@@ -1,11 +1,10 @@
 //! Blocks of 32 (Q8_0, Q4_0, Q5_0, IQ4_NL, Q4_1, Q5_1) as every ISA's kernels name them: type
 //! codes, block sizes and the decoding helpers they share.
 
-use crate::quant::GgmlType;
 use crate::quant::blocks::{
-    IQ4_NL_BYTES, Q4_0_BYTES, Q4_1_BYTES, Q5_0_BYTES, Q5_1_BYTES,
-    Q8_0_BYTES,
+    IQ4_NL_BYTES, Q4_0_BYTES, Q4_1_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q8_0_BYTES,
 };
+use crate::quant::GgmlType;
 
 pub const Q8_0: u8 = 0;
 pub const Q4_0: u8 = 1;

@@ -5,10 +5,10 @@
 //! non-linear levels its nibbles index (`KVALUES_IQ4NL`), which the SIMD kernels look up
 //! sixteen or more at a time with a byte shuffle.
 
-use crate::quant::GgmlType;
 use super::KernelSet;
 use crate::cpu::features::Isa;
 use crate::cpu::quantize::ActFormat;
+use crate::quant::GgmlType;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -16,9 +16,9 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::iq4nl_offset_levels;
+mod formats;
 #[cfg(target_arch = "aarch64")]
 mod neon;
-mod formats;
 mod scalar;
 
 pub use formats::*;

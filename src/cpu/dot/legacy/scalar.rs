@@ -1,12 +1,10 @@
 //! The portable kernels for blocks of 32 (Q8_0, Q4_0, Q5_0, IQ4_NL, Q4_1, Q5_1): plain Rust, the
 //! reference every SIMD path is tested against.
 
+use super::formats::*;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
 use crate::cpu::quantize::QuantActs;
-use crate::quant::blocks::{
-    f16_at, KVALUES_IQ4NL, QK,
-};
-use super::formats::*;
+use crate::quant::blocks::{f16_at, KVALUES_IQ4NL, QK};
 
 pub(super) fn scalar_tiles(c: u8) -> &'static [TileEntry] {
     match c {

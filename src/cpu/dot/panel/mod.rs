@@ -31,8 +31,8 @@ mod avx512;
 mod avx512_low_bit;
 mod layout;
 
-pub use layout::{scratch_bytes, Out, Panel, Tables, MAX_TOKENS, ROWS};
 use layout::Kernel;
+pub use layout::{scratch_bytes, Out, Panel, Tables, MAX_TOKENS, ROWS};
 
 /// Whether `ty` has panel kernels on `isa`.
 pub fn supports(ty: GgmlType, isa: Isa) -> bool {
@@ -59,9 +59,15 @@ pub unsafe fn pack(ty: GgmlType, rows: &[*const u8; ROWS], panel: &Panel) {
             (Some(_), _) => avx512::pack::<{ legacy::Q5_1 }>(rows, panel),
             (_, Some(kquant::Q4_K)) => avx512::pack_k::<{ kquant::Q4_K }>(rows, panel),
             (_, Some(kquant::Q5_K)) => avx512::pack_k::<{ kquant::Q5_K }>(rows, panel),
-            (_, Some(kquant::Q2_K)) => avx512_low_bit::pack_low_bit::<{ kquant::Q2_K }>(rows, panel),
-            (_, Some(kquant::Q3_K)) => avx512_low_bit::pack_low_bit::<{ kquant::Q3_K }>(rows, panel),
-            (_, Some(kquant::IQ4_XS)) => avx512_low_bit::pack_low_bit::<{ kquant::IQ4_XS }>(rows, panel),
+            (_, Some(kquant::Q2_K)) => {
+                avx512_low_bit::pack_low_bit::<{ kquant::Q2_K }>(rows, panel)
+            }
+            (_, Some(kquant::Q3_K)) => {
+                avx512_low_bit::pack_low_bit::<{ kquant::Q3_K }>(rows, panel)
+            }
+            (_, Some(kquant::IQ4_XS)) => {
+                avx512_low_bit::pack_low_bit::<{ kquant::IQ4_XS }>(rows, panel)
+            }
             (_, Some(_)) => avx512::pack_k::<{ kquant::Q6_K }>(rows, panel),
             (None, None) => {}
         }
@@ -96,7 +102,9 @@ pub unsafe fn gemm(
             let n = tile.min(tokens.end - t);
             match kernel {
                 Kernel::Halves => avx512::for_tokens!(n, avx512::gemm16[](panel, &tables, t, out)),
-                Kernel::HalvesMin => avx512::for_tokens!(n, avx512_low_bit::gemm16_min[](panel, &tables, t, out)),
+                Kernel::HalvesMin => {
+                    avx512::for_tokens!(n, avx512_low_bit::gemm16_min[](panel, &tables, t, out))
+                }
                 Kernel::Blocks { min: false } => {
                     avx512::for_tokens!(n, avx512::gemm[false](panel, &tables, t, out))
                 }

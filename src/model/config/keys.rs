@@ -1,0 +1,46 @@
+//! The metadata keys of each architecture this program runs (`{arch}.embedding_length`, ...).
+
+pub(super) const ARCH_KEY: &str = "general.architecture";
+/// The architectures this program runs: dense Qwen3 and Qwen3-MoE.
+pub(super) const ARCHES: [&str; 2] = ["qwen3", "qwen3moe"];
+
+/// The metadata keys of one architecture, `{arch}.embedding_length` and so on.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    pub(super) hidden: String,
+    pub(super) layers: String,
+    pub(super) ffn: String,
+    pub(super) heads: String,
+    pub(super) kv_heads: String,
+    pub(super) key_length: String,
+    pub(super) value_length: String,
+    pub(super) rope_theta: String,
+    pub(super) rms_eps: String,
+    pub(super) context: String,
+    pub(super) vocab_size: String,
+    pub(super) experts: String,
+    pub(super) experts_used: String,
+    pub(super) expert_ffn: String,
+}
+
+impl Keys {
+    pub(super) fn new(arch: &str) -> Keys {
+        let k = |suffix: &str| format!("{arch}.{suffix}");
+        Keys {
+            hidden: k("embedding_length"),
+            layers: k("block_count"),
+            ffn: k("feed_forward_length"),
+            heads: k("attention.head_count"),
+            kv_heads: k("attention.head_count_kv"),
+            key_length: k("attention.key_length"),
+            value_length: k("attention.value_length"),
+            rope_theta: k("rope.freq_base"),
+            rms_eps: k("attention.layer_norm_rms_epsilon"),
+            context: k("context_length"),
+            vocab_size: k("vocab_size"),
+            experts: k("expert_count"),
+            experts_used: k("expert_used_count"),
+            expert_ffn: k("expert_feed_forward_length"),
+        }
+    }
+}
