@@ -4,7 +4,7 @@
 # Nothing to install: the `ci-check` feature of luminal_cudarc skips its build script's search for
 # `cuda.h` and the link directives, and the driver/cuBLAS/NVRTC bindings are pre-generated Rust.
 # `cargo check` and `cargo clippy` never link, so no CUDA library is needed either. A real build
-# (`--features cuda`) needs the toolkit: see "GPU backends" in README.md.
+# (`--features cuda`) needs the toolkit: see docs/gpu.md.
 #
 # The `metal` feature cannot be checked off macOS (luminal_metal's dependencies build Objective-C);
 # on other systems it stops with one compile_error! line, which this script also confirms.

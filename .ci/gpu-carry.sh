@@ -38,9 +38,13 @@ die() {
     echo "error: $*" >&2
     exit 1
 }
-# CPU-heavy steps go through this workplace's shared CPU lock where it exists.
+# CPU-heavy steps (the wheel download, the build) run through the command prefix in
+# QWEN_HEAVY_PREFIX when it is set, e.g. QWEN_HEAVY_PREFIX="nice -n 10" or a lock shared with other
+# builds on the same machine.
 heavy() {
-    if [[ -x /work/bin/cpu ]]; then /work/bin/cpu "$@"; else "$@"; fi
+    local prefix=()
+    read -r -a prefix <<<"${QWEN_HEAVY_PREFIX:-}"
+    "${prefix[@]}" "$@"
 }
 
 fetch_wheels() {
@@ -199,7 +203,7 @@ pack() {
         echo "$(rustc --version)"
         echo "linked against wheels: ${PINS[*]}"
         echo "stub driver functions: $(wc -l <"$SDK/stub/symbols.txt")"
-        for file in "$OUTDIR"/bin/*; do
+        for file in "$OUTDIR/bin/"*; do
             echo "$(basename "$file") needs: $(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
         done
     } >"$OUTDIR/BUILD-INFO"
@@ -213,13 +217,13 @@ report_size() {
     echo "$OUTDIR: $size bytes ($((size / 1048576)) MiB)"
     ((size <= LIMIT_BYTES)) || die "$OUTDIR is over 64 MiB"
     if git check-ignore -q "$OUTDIR" 2>/dev/null; then
-        echo "$OUTDIR is ignored by git: name it in the device tool's carry"
+        echo "$OUTDIR is ignored by git: copy it along with the checkout explicitly"
     fi
-    # The device tool's 64 MiB counts the tracked files too.
+    # The 64 MiB a remote runner accepts counts the checkout's tracked files too.
     tracked=$(git ls-files -z 2>/dev/null | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
     echo "tracked files: $tracked bytes; with the carry folder $(((tracked + size) / 1048576)) MiB"
     ((tracked + size <= LIMIT_BYTES)) ||
-        die "tracked files and $OUTDIR together exceed the device tool's 64 MiB: the call would be refused"
+        die "tracked files and $OUTDIR together exceed 64 MiB: a runner with that limit would refuse them"
 }
 
 # run.sh's parts that need no GPU, against the stub driver and the wheels' libraries.

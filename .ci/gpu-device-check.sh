@@ -6,7 +6,7 @@
 #   bash .ci/gpu-carry.sh                     here (no GPU needed): builds target/gpu-carry
 #   bash .ci/gpu-device-check.sh [FOLDER]     on the GPU machine (the same as bash FOLDER/run.sh)
 #
-# Through the device tool: run(command="bash target/gpu-carry/run.sh", carry=["target/gpu-carry"]).
+# On a remote runner: send the checkout with target/gpu-carry, then run bash target/gpu-carry/run.sh.
 # See run.sh (.ci/gpu-run.sh) for what it runs and where the results go.
 set -euo pipefail
 cd "$(dirname "$0")/.."

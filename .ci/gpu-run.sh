@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA check on a GPU machine that has no Rust: `run.sh` of the folder .ci/gpu-carry.sh packs.
 #
-#   bash target/gpu-carry/run.sh             on the GPU machine ($OUT set by the device tool)
+#   bash target/gpu-carry/run.sh             on the GPU machine (results in $OUT)
 #   bash target/gpu-carry/run.sh --dry-run   anywhere: the carried stub driver instead of a GPU
 #
 # Finds the driver and PyTorch's CUDA 13 libraries (cuBLAS, cuBLASLt, NVRTC) and sets the library
@@ -40,7 +40,7 @@ esac
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT" || exit 1
 OUT=$(cd "$OUT" && pwd)
-# A rerun into the same folder starts afresh (the device tool empties $OUT itself).
+# A rerun into the same folder starts afresh.
 rm -f "$OUT"/run.log "$OUT"/numerics.log "$OUT"/bench-*.json "$OUT"/summary.txt
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/qwen-gpu.XXXXXX") || exit 1
 BUDGET=${QWEN_GPU_BUDGET_S:-450}

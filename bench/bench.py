@@ -36,8 +36,8 @@ is measured N times with the engines taking turns (qwen, llama.cpp, ik, qwen, ..
 load spike from another tenant hits one round rather than one engine; figures are then medians
 over the rounds, each ratio the median of the N per-round ratios, printed with their range.
 
-Needs: python3 with `gguf` and `numpy` (pip install gguf numpy); cargo. llama.cpp: see the
-README's "Benchmarks" section (set LLAMA_CPP_DIR or put llama-bench on PATH).
+Needs: python3 with `gguf` and `numpy` (pip install gguf numpy); cargo. llama.cpp: see
+docs/benchmarks.md (set LLAMA_CPP_DIR or put llama-bench on PATH).
 """
 
 import argparse

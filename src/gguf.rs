@@ -88,7 +88,7 @@ impl GgufFile {
         }
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; like every mmap-based model loader we assume the file is
-        // not rewritten by another process while the program runs (the README says so). A
+        // not rewritten by another process while the program runs (docs/errors.md says so). A
         // truncation, which would crash a read past the new end, is caught by the guard.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         let guard = map_guard::register(&map, &shown);

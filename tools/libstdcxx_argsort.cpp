@@ -1,6 +1,6 @@
 // Writes tests/fixtures/moe/libstdcxx_argsort.json: what libstdc++ std::sort (and make_heap + sort_heap)
 // leave for index arrays sorted by key, descending, with many ties (as ggml argsort on the CPU).
-// g++ -O2 -std=c++17 tools/libstdcxx_argsort.cpp -o /tmp/argsort && /tmp/argsort > tests/fixtures/moe/libstdcxx_argsort.json
+// g++ -O2 -std=c++17 tools/libstdcxx_argsort.cpp -o target/argsort && target/argsort > tests/fixtures/moe/libstdcxx_argsort.json
 #include <algorithm>
 #include <cstdio>
 #include <vector>

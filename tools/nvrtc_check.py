@@ -3,7 +3,7 @@
 include folder), so that a missing header or an NVRTC that cannot load shows before the tests do.
 Needs no GPU. Prints the PTX version, which the driver must accept.
 
-  nvrtc_check.py /path/to/libnvrtc.so.13 /usr/local/cuda/include
+  nvrtc_check.py LIBNVRTC_SO INCLUDE_DIR     e.g. nvrtc_check.py libnvrtc.so.13 /usr/local/cuda/include
 """
 import ctypes
 import sys

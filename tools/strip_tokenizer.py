@@ -5,10 +5,10 @@ Made tests/fixtures/models/tiny-moe-qwen3vocab-q4_0.gguf (the tests pass the Qwe
 --tokenizer, so the fixture need not carry a second copy of it):
 
   gunzip -k tests/fixtures/tokenizer/tokenizer.json.gz    # committed gzipped
-  ../shared/tools/make_qwen3_gguf.py /tmp/full.gguf --preset tiny-moe --type q4_0 --vocab qwen3 \
+  ../shared/tools/make_qwen3_gguf.py target/full.gguf --preset tiny-moe --type q4_0 --vocab qwen3 \
       --tokenizer tests/fixtures/tokenizer/tokenizer.json \
       --chat-template tests/fixtures/tokenizer/tokenizer_config.json --set tied=1 --seed 6
-  tools/strip_tokenizer.py /tmp/full.gguf tests/fixtures/models/tiny-moe-qwen3vocab-q4_0.gguf
+  tools/strip_tokenizer.py target/full.gguf tests/fixtures/models/tiny-moe-qwen3vocab-q4_0.gguf
 
 Needs the Python packages gguf and numpy.
 """

@@ -2,8 +2,9 @@
 """Write a Qwen3-shaped GGUF file (F16 or Q8_0) fast, for timing runs on a machine without gguf-py.
 
 Needs only python3 and numpy (the GPU machine has both). The layout (tensor names, shapes,
-metadata keys) is what llama.cpp's converter writes for Qwen3ForCausalLM, as in
-/work/shared/tools/make_qwen3_gguf.py; the model has no tokenizer ("none": feed --token-ids).
+metadata keys) is what llama.cpp's converter writes for Qwen3ForCausalLM (as make_qwen3_gguf.py,
+the gguf-py based maker bench/bench.py uses, writes it); the model has no tokenizer ("none": feed
+--token-ids).
 
 The weights are random but not all independent: each tensor is a small random pool repeated,
 scaled to the variance make_qwen3_gguf.py uses, so a 4B-parameter file is written at disk speed.
