@@ -33,6 +33,47 @@ fn agreement(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// The logits a reference gives before greedy token `k`: after the prompt for `k = 0`, else
+/// after feeding token `k - 1`.
+fn logits_before(r: &Value, k: usize) -> Vec<f32> {
+    let row = match k {
+        0 => r["prefill_logits"].as_array().and_then(|p| p.last()),
+        k => r["step_logits"].get(k - 1),
+    };
+    row.and_then(Value::as_array)
+        .expect("a logit row")
+        .iter()
+        .map(|v| v.as_f64().expect("a full logit row") as f32)
+        .collect()
+}
+
+/// The top-1 minus top-2 logit of a row.
+fn top_gap(row: &[f32]) -> f32 {
+    let mut sorted = row.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    sorted[0] - sorted[1]
+}
+
+/// llama.cpp's own quantized error on a file: the largest logit difference between its run on
+/// the file and on the F32 twin, over the prompt and the steps both runs fed the same tokens.
+fn llama_quantized_error(quant: &Value, deq: &Value) -> f32 {
+    let shared = agreement(&ids(&quant["greedy_ids"]), &ids(&deq["greedy_ids"]));
+    let prefill = |r: &Value| r["prefill_logits"].as_array().expect("prefill").len();
+    let rows = (0..prefill(deq)).map(|i| ("prefill_logits", i));
+    let steps = (0..shared.min(deq["step_logits"].as_array().map_or(0, Vec::len)))
+        .map(|j| ("step_logits", j));
+    rows.chain(steps)
+        .flat_map(|(key, i)| {
+            let (q, d) = (&quant[key][i], &deq[key][i]);
+            let q = q.as_array().expect("row").clone();
+            let d = d.as_array().expect("row").clone();
+            q.into_iter()
+                .zip(d)
+                .map(|(a, b)| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() as f32)
+        })
+        .fold(0.0, f32::max)
+}
+
 /// Runs `stem`'s fixture on its reference prompt for `tokens` tokens with `extra` flags and
 /// returns the JSON report; default plans and a private plan cache, so nothing depends on the
 /// machine's timings or on another run's cache.
@@ -94,11 +135,17 @@ fn parallel_mode_runs_the_simd_kernels_on_every_type() {
         );
         let ours = ids(&r["generated_token_ids"]);
         assert_eq!(ours.len(), twin.len(), "{stem}");
-        let needed = agreement(&llama, &twin).min(2);
-        assert!(
-            agreement(&ours, &twin) >= needed,
-            "{stem}: parallel tokens {ours:?} part from the F32 twin's {twin:?} before llama.cpp's quantized run does"
-        );
+        let (parted, needed) = (agreement(&ours, &twin), agreement(&llama, &twin).min(2));
+        if parted < needed {
+            let gap = top_gap(&logits_before(&deq, parted));
+            let noise = llama_quantized_error(&quant, &deq);
+            assert!(
+                gap <= noise,
+                "{stem}: parallel tokens {ours:?} part from the F32 twin's {twin:?} at token \
+                 {parted}, before llama.cpp's quantized run does, where the twin's top-2 gap \
+                 {gap} exceeds llama.cpp's own quantized error {noise}"
+            );
+        }
         let plans: Vec<&str> = r["features"]["kernel_plans"]
             .as_array()
             .expect("kernel plans listed")
