@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::backend::{EngineError, Logits, Runner};
-use crate::ops::profile::NodeRecord;
+use crate::node_record::NodeRecord;
 use crate::sampler::Sampler;
 use crate::settings::GenerationSettings;
 use crate::text::stream::{Decode, TextStreamer};

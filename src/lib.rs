@@ -12,6 +12,7 @@ pub mod interrupt;
 pub mod load;
 pub mod measure;
 pub mod model;
+pub mod node_record;
 pub mod ops;
 pub mod outfile;
 pub mod prompt;

@@ -74,7 +74,7 @@ fn compiled_ops(model: &str) -> (Vec<(String, String)>, usize) {
             cache_dir: None,
         },
     };
-    let engine = Engine::new(&file, &config, options).unwrap();
+    let mut engine = Engine::new(&file, &config, options).unwrap();
     (engine.graph_ops(), config.layers)
 }
 

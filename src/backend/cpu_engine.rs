@@ -16,9 +16,10 @@ use crate::model::config::Qwen3Config;
 use crate::model::dims::{self, LogitRows, Vocab};
 use crate::model::rotary::{rope_tables, Rotary};
 use crate::model::tensors::{self, stem};
+use crate::node_record::NodeRecord;
 use crate::ops::instrument::{self, Instruments, NodeName};
 use crate::ops::parallel::Runtime;
-use crate::ops::{self, profile::NodeRecord, profile::ProfileBook};
+use crate::ops::{self, profile::ProfileBook};
 
 use super::cpu_graph::{self, StepInputs};
 use super::loader;
@@ -122,18 +123,17 @@ impl Engine {
     /// Every operator of the compiled graph (inputs and weights left out), in node order: its
     /// kind and its label as the kernel profile names them (`FusedMatMul(RmsNorm+MatMulx3)`,
     /// `FusedMatMul(RmsNorm+MatMulx3) blk.3`).
-    pub fn graph_ops(&self) -> Vec<(String, String)> {
-        let graph = &self.cx;
-        graph
-            .graph
-            .node_indices()
+    pub fn graph_ops(&mut self) -> Vec<(String, String)> {
+        let nodes: Vec<NodeIndex> = self.cx.graph.node_indices().collect();
+        nodes
+            .into_iter()
             .filter_map(|node| {
-                let op = graph.graph.node_weight(node)?;
+                let op = self.cx.graph.node_weight_mut(node)?;
                 if op.as_any().is::<luminal::op::Function>() {
                     return None;
                 }
-                let kind = ops::profile::kind_name(&format!("{op:?}"));
-                let label = node_name(graph, node, &kind, &self.weight_names).label;
+                let kind = ops::cost::kind_of(op.as_mut());
+                let label = node_name(&self.cx, node, &kind, &self.weight_names).label;
                 Some((kind, label))
             })
             .collect()

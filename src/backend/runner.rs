@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::ops::profile::NodeRecord;
+use crate::node_record::NodeRecord;
 
 use super::device::GpuError;
 use super::loader::LoadError;

@@ -194,6 +194,8 @@ impl ThreadPool {
         let job: &(dyn Fn(usize) + Sync + '_) = &f;
         // SAFETY: lifetime erased; `wait_done` below outlasts every use of it.
         let job: &'static Job = unsafe { std::mem::transmute(job) };
+        // SAFETY: no worker reads `job` before the epoch below is published, and the busy lock
+        // (or the single-thread path above) keeps any other `run` from writing it.
         unsafe { *s.job.get() = Some(job) };
         s.done.store(0, Ordering::Relaxed);
         let epoch = (epoch_of(s.state.load(Ordering::Relaxed)) + 1) & 0xFFFF_FFFF;
@@ -204,6 +206,8 @@ impl ThreadPool {
         }
         s.work(epoch, 0);
         wait_done(s, n);
+        // SAFETY: every worker is done with this epoch's job (`wait_done`), and the busy lock
+        // is still held: nothing else reads or writes it now.
         unsafe { *s.job.get() = None };
         if s.panicked.swap(false, Ordering::Relaxed) {
             resume_unwind(Box::new("a kernel job panicked"));

@@ -1,10 +1,11 @@
 //! What one call of an op reads and computes, from its inputs' shapes and types: the roofline
 //! figures of the kernel profile (achieved GB/s and GFLOP/s beside each kernel's time).
 //!
-//! Every op of ours implements [`OpCost`] next to its `Operator` and hands its model out through
-//! luminal's `Operator::custom` hook ([`answer`]), which the decorators forward: the profiler
-//! asks each node for it ([`model_of`]) and no list of op types is kept anywhere. An op without a
-//! model shows no figures rather than guessed ones. This module is a leaf: it knows no op.
+//! Every op of ours implements [`OpCost`] next to its `Operator` and hands its model and its
+//! kind out through luminal's `Operator::custom` hook ([`answer`]), which the decorators
+//! forward: the profiler asks each node for them ([`model_of`], [`kind_of`]) and no list of op
+//! types is kept anywhere. An op without a model shows no figures rather than guessed ones. This
+//! module is a leaf: it knows no op.
 //!
 //! The conventions, the same for every op so that kernels compare:
 //! - Bytes read are what the call must read at least once: weights in their stored encoding
@@ -85,8 +86,15 @@ impl std::iter::Sum for Cost {
 
 /// An op's cost model: what one call on `inputs` (dynamic dims resolved, as `process` sees
 /// them) reads and computes. Called before the op runs, only while profiling or tracing.
-pub trait OpCost {
+pub trait OpCost: 'static {
     fn cost(&self, inputs: &[(InputTensor, ShapeTracker)]) -> Cost;
+
+    /// The kernel kind the profile groups calls under: the op's type name, or more where one
+    /// type runs different kernels (`FusedMatMul(RmsNorm+MatMulx3)`, `StridedBinary(Mul)`).
+    fn kind(&self) -> String {
+        let name = std::any::type_name::<Self>();
+        name.rsplit("::").next().unwrap_or(name).to_string()
+    }
 }
 
 /// The cost model of an op, looked up once per graph node.
@@ -94,6 +102,9 @@ pub type CostFn = fn(&dyn Operator, &[(InputTensor, ShapeTracker)]) -> Cost;
 
 /// The `Operator::custom` key under which an op hands out its [`CostFn`].
 pub const COST_MODEL: &str = "qwen.cost_model";
+
+/// The `Operator::custom` key under which an op hands out its kind ([`OpCost::kind`]).
+pub const KIND: &str = "qwen.kind";
 
 fn cost_via<T: OpCost + 'static>(
     op: &dyn Operator,
@@ -104,16 +115,43 @@ fn cost_via<T: OpCost + 'static>(
         .map_or_else(Cost::default, |op| op.cost(inputs))
 }
 
-/// An op's answer to `Operator::custom(key, ..)`: its cost model when asked for [`COST_MODEL`].
-/// Each op of ours calls it from its `custom`, e.g. `cost::answer::<Self>(key)`.
-pub fn answer<T: OpCost + 'static>(key: &str) -> Option<Box<dyn Any>> {
-    (key == COST_MODEL).then(|| Box::new(cost_via::<T> as CostFn) as Box<dyn Any>)
+/// An op's answer to `Operator::custom(key, ..)`: its cost model when asked for [`COST_MODEL`],
+/// its kind for [`KIND`]. Each op of ours calls it from its `custom`: `cost::answer(self, key)`.
+pub fn answer<T: OpCost>(op: &T, key: &str) -> Option<Box<dyn Any>> {
+    match key {
+        COST_MODEL => Some(Box::new(cost_via::<T> as CostFn)),
+        KIND => Some(Box::new(op.kind())),
+        _ => None,
+    }
 }
 
 /// The cost model `op` hands out, if it has one (through any decorators around it).
 pub fn model_of(op: &mut dyn Operator) -> Option<CostFn> {
     let answer = op.custom(COST_MODEL, Box::new(()))?;
     answer.downcast::<CostFn>().ok().map(|f| *f)
+}
+
+/// The kind `op` hands out (ours), else the kind of a stock luminal op from its debug text,
+/// the only name luminal gives them: `SumReduce(2)` and `SumReduce(1)` are one kind, and a
+/// variant stays (`Function(..)` values are dropped).
+pub fn kind_of(op: &mut dyn Operator) -> String {
+    let ours = op.custom(KIND, Box::new(()));
+    match ours.and_then(|k| k.downcast::<String>().ok()) {
+        Some(kind) => *kind,
+        None => stock_kind(&format!("{op:?}")),
+    }
+}
+
+/// A stock op's kind from its debug text.
+fn stock_kind(debug: &str) -> String {
+    let head = debug.split([' ', '{']).next().unwrap_or(debug);
+    match head.split_once('(') {
+        // Keep a variant name (`Function(Add)`), drop values (`SumReduce(2)`, `Constant(h)`).
+        Some((name, rest)) if !rest.starts_with(|c: char| c.is_ascii_uppercase()) => {
+            name.to_string()
+        }
+        _ => head.to_string(),
+    }
 }
 
 fn dim(e: luminal::prelude::symbolic::Expression) -> u64 {
@@ -184,6 +222,14 @@ mod tests {
         let mut padded = plain;
         padded.pad(&[(0.into(), 0.into()), (0.into(), 1.into())]);
         assert_eq!((logical_len(&padded), read_len(&padded)), (45, 40));
+    }
+
+    #[test]
+    fn stock_kinds_drop_values() {
+        assert_eq!(stock_kind("SumReduce(2)"), "SumReduce");
+        assert_eq!(stock_kind("Constant(1e-6)"), "Constant");
+        assert_eq!(stock_kind("Constant(h)"), "Constant");
+        assert_eq!(stock_kind("Function(Add)"), "Function(Add)");
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn install(
         let Some(op) = graph.graph.node_weight_mut(node) else {
             continue;
         };
-        let kind = super::profile::kind_name(&format!("{op:?}"));
+        let kind = cost::kind_of(op.as_mut());
         let cost = cost::model_of(op.as_mut());
         let named = name(graph, node, &kind);
         let record = book.as_ref().map(|b| {

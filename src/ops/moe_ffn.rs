@@ -40,9 +40,9 @@ impl Operator for MoeRouter {
         let router = as_weight(&inp[1].0).expect("moe router: the router must be a bound weight");
         vec![Tensor::new(route_exact(router, self.used, &h).to_rows())]
     }
-    /// The cost model, for the profiler (`cost::model_of`).
+    /// The cost model and kind, for the profiler (`cost::model_of`, `cost::kind_of`).
     fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
-        cost::answer::<Self>(key)
+        cost::answer(self, key)
     }
 }
 
@@ -69,9 +69,9 @@ impl Operator for MoeExperts {
         let routing = Routing::from_rows(rows, self.used, self.experts);
         vec![Tensor::new(experts_exact(&w, &routing, &h))]
     }
-    /// The cost model, for the profiler (`cost::model_of`).
+    /// The cost model and kind, for the profiler (`cost::model_of`, `cost::kind_of`).
     fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
-        cost::answer::<Self>(key)
+        cost::answer(self, key)
     }
 }
 

@@ -163,13 +163,17 @@ impl Operator for StridedBinary {
         };
         vec![Tensor::new(out)]
     }
-    /// The cost model, for the profiler (`cost::model_of`).
+    /// The cost model and kind, for the profiler (`cost::model_of`, `cost::kind_of`).
     fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
-        cost::answer::<Self>(key)
+        cost::answer(self, key)
     }
 }
 
 impl OpCost for StridedBinary {
+    fn kind(&self) -> String {
+        format!("StridedBinary({:?})", self.0)
+    }
+
     /// Both inputs; one operation per output element.
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
         let out = inp.first().map_or(0, |(_, t)| cost::logical_len(t));
@@ -227,13 +231,17 @@ impl Operator for StridedReduce {
         }
         vec![Tensor::new(out)]
     }
-    /// The cost model, for the profiler (`cost::model_of`).
+    /// The cost model and kind, for the profiler (`cost::model_of`, `cost::kind_of`).
     fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
-        cost::answer::<Self>(key)
+        cost::answer(self, key)
     }
 }
 
 impl OpCost for StridedReduce {
+    fn kind(&self) -> String {
+        format!("StridedReduce({:?})", self.kind)
+    }
+
     /// The input; one operation per element reduced.
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
         let n = inp.first().map_or(0, |(_, t)| cost::logical_len(t));
@@ -252,9 +260,9 @@ impl Operator for StridedContiguous {
     fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
         vec![Tensor::new(logical(&inp[0], 0.0).into_owned())]
     }
-    /// The cost model, for the profiler (`cost::model_of`).
+    /// The cost model and kind, for the profiler (`cost::model_of`, `cost::kind_of`).
     fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
-        cost::answer::<Self>(key)
+        cost::answer(self, key)
     }
 }
 

@@ -32,9 +32,9 @@ impl Operator for SwiGlu {
         swiglu_rows(&gate, &up, n, &mut out);
         vec![Tensor::new(out)]
     }
-    /// The cost model, for the profiler (`cost::model_of`).
+    /// The cost model and kind, for the profiler (`cost::model_of`, `cost::kind_of`).
     fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
-        cost::answer::<Self>(key)
+        cost::answer(self, key)
     }
 }
 

@@ -29,9 +29,9 @@ impl Operator for WeightMatMul {
         let x = contiguous(&inp[0].0, &inp[0].1);
         vec![Tensor::new(matmul_dequantized(w, &x))]
     }
-    /// The cost model, for the profiler (`cost::model_of`).
+    /// The cost model and kind, for the profiler (`cost::model_of`, `cost::kind_of`).
     fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
-        cost::answer::<Self>(key)
+        cost::answer(self, key)
     }
 }
 

@@ -2,6 +2,7 @@
 //! the JSON object. Field names follow llama-bench's JSON where they fit (`model_filename`,
 //! `n_threads`, `avg_ns`, `stddev_ts`, `samples_ns`, ...).
 
+pub mod kernels;
 pub mod output;
 pub mod plot;
 mod render;
@@ -15,8 +16,8 @@ use serde::Serialize;
 use crate::backend::Features;
 use crate::cpu::bandwidth::Bandwidth;
 use crate::generate::{Generation, StopKind, StopReason};
-use crate::ops::profile::{self, KernelTime};
 use crate::timing::{PhaseTiming, RunSpread, WarmupPolicy};
+use kernels::KernelTime;
 
 pub use trace_file::TraceReport;
 
@@ -214,14 +215,14 @@ impl RunReport {
             })
         };
         if let Some(records) = &generation.prefill_profile {
-            self.prefill_kernels = Some(profile::by_kind(records, phase_ns(&self.prefill)));
+            self.prefill_kernels = Some(kernels::by_kind(records, phase_ns(&self.prefill)));
         }
         let Some(records) = &generation.decode_profile else {
             return;
         };
         let decode_ns = phase_ns(&self.decode);
-        self.kernels = Some(profile::by_kind(records, decode_ns));
-        self.kernel_nodes = Some(profile::top_nodes(records, 10, decode_ns));
+        self.kernels = Some(kernels::by_kind(records, decode_ns));
+        self.kernel_nodes = Some(kernels::top_nodes(records, 10, decode_ns));
         let steps = generation.decode.len().max(1) as f64;
         let calls_per_step = records.iter().map(|r| r.calls).sum::<u64>() as f64 / steps;
         let Some(ns_per_call) = ns_per_call else {

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
+use super::kernels::KernelTime;
 use super::{PhaseReport, RunReport};
-use crate::ops::profile::KernelTime;
 use crate::report::sparkline::{histogram, sparkline};
 
 const MS: f64 = 1e6;

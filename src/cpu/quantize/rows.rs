@@ -11,7 +11,8 @@ use super::{avx2, avx512};
 pub fn q8_row(isa: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     match isa {
-        // SAFETY: `QuantActs::quantize`, the only caller, checked the ISA against the CPU.
+        // SAFETY (both arms): `QuantActs::quantize`, the only caller, checked the ISA against
+        // the CPU.
         Isa::Avx512Vnni => return unsafe { avx512::q8_row(x, qs, d) },
         Isa::Avx2 => return unsafe { avx2::q8_row(x, qs, d) },
         _ => {}

@@ -139,9 +139,9 @@ impl Operator for FusedAttention {
         self.runtime.buffers.recycle(inp);
         vec![Tensor::new(out)]
     }
-    /// The cost model, for the profiler (`cost::model_of`).
+    /// The cost model and kind, for the profiler (`cost::model_of`, `cost::kind_of`).
     fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
-        cost::answer::<Self>(key)
+        cost::answer(self, key)
     }
 }
 
@@ -285,6 +285,8 @@ impl FusedAttention {
                 };
                 flash::segment_partial(head, q, last, seg, scale(&shape), flash, &mut part);
                 if segs == 1 {
+                    // SAFETY: with one segment per KV head, this job alone writes the head's
+                    // group of query rows.
                     let dst = unsafe { shared.slice(kv * group * hd, group * hd) };
                     flash::finish(&part, hd, dst);
                 }

@@ -56,8 +56,14 @@ pub struct FusedMatMul {
 }
 
 impl std::fmt::Debug for FusedMatMul {
-    /// `FusedMatMul(RmsNorm+MatMulx3)`: the kind the kernel profile groups by.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.kind())
+    }
+}
+
+impl FusedMatMul {
+    /// `FusedMatMul(RmsNorm+MatMulx3)`: what it fuses, the kind the kernel profile groups by.
+    fn fused_kind(&self) -> String {
         let norm = if self.norm_eps.is_some() {
             "RmsNorm+"
         } else {
@@ -72,7 +78,7 @@ impl std::fmt::Debug for FusedMatMul {
             Epilogue::AddResidual => "+Residual",
             Epilogue::SwiGlu => "+SwiGlu",
         };
-        write!(f, "FusedMatMul({norm}MatMul{count}{tail})")
+        format!("FusedMatMul({norm}MatMul{count}{tail})")
     }
 }
 
@@ -88,9 +94,9 @@ impl Operator for FusedMatMul {
         self.runtime.buffers.recycle(inp);
         out.into_iter().map(Tensor::new).collect()
     }
-    /// The cost model, for the profiler (`cost::model_of`).
+    /// The cost model and kind, for the profiler (`cost::model_of`, `cost::kind_of`).
     fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
-        cost::answer::<Self>(key)
+        cost::answer(self, key)
     }
 }
 
@@ -153,6 +159,10 @@ impl FusedMatMul {
 }
 
 impl OpCost for FusedMatMul {
+    fn kind(&self) -> String {
+        self.fused_kind()
+    }
+
     /// The activations (and the norm weight, the residual), every weight in its encoding,
     /// `2 · tokens · rows · cols` per weight, the norm's and the epilogue's arithmetic.
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
