@@ -10,11 +10,12 @@
 //! yet measured on a device.
 
 #[cfg(any(feature = "cuda", all(feature = "metal", target_os = "macos")))]
-mod gpu_common;
+#[path = "common/mod.rs"]
+mod common;
 
 #[cfg(any(feature = "cuda", all(feature = "metal", target_os = "macos")))]
 mod cases {
-    use super::gpu_common::{teacher_forced, Tolerance};
+    use super::common::gpu::{teacher_forced, Tolerance};
     use qwen::backend::gpu_engine::GpuOptions;
 
     pub const F32: Tolerance = Tolerance {
@@ -64,7 +65,7 @@ mod cuda {
     use qwen::backend::cuda::{probe, Cuda};
     use qwen::backend::device::Precision;
 
-    fn run(precision: Precision, tol: super::gpu_common::Tolerance) {
+    fn run(precision: Precision, tol: super::common::gpu::Tolerance) {
         if let Err(why) = probe() {
             assert!(!super::gpu_required(), "QWEN_REQUIRE_GPU=1 but {why}");
             eprintln!("skipped: no CUDA device ({why})");
@@ -90,7 +91,7 @@ mod metal {
     use qwen::backend::device::Precision;
     use qwen::backend::metal::Metal;
 
-    fn run(precision: Precision, tol: super::gpu_common::Tolerance) {
+    fn run(precision: Precision, tol: super::common::gpu::Tolerance) {
         if let Err(why) = Metal::new(precision) {
             assert!(!super::gpu_required(), "QWEN_REQUIRE_GPU=1 but {why}");
             eprintln!("skipped: no Metal device ({why})");

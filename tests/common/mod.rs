@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod fixture_file;
+pub mod gpu;
 pub mod watched;
 
 pub use fixture_file::fixture;

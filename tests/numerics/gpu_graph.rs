@@ -8,9 +8,7 @@
 //! F32 twin. Stock CPU ops are slow: the two larger models are `#[ignore]`d (run them with
 //! `cargo test --release --test gpu_graph -- --ignored`).
 
-mod gpu_common;
-
-use gpu_common::{fixture, teacher_forced, Tolerance};
+use crate::common::gpu::{fixture, teacher_forced, Tolerance};
 use qwen::backend::gpu_engine::{GpuEngine, GpuOptions};
 use qwen::backend::reference::Reference;
 use qwen::backend::{EngineError, Logits, Runner};

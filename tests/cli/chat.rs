@@ -1,9 +1,7 @@
 //! Through the binary: where the tokenizer and chat template come from, `--chat`, `--system`,
 //! `--no-think`, how thinking is shown, `--interactive`, stop conditions and prompt sources.
 
-mod common;
-
-use common::cli::*;
+use crate::common::cli::*;
 use qwen::text::chat::{ChatTemplate, Message, RenderOptions};
 use serde_json::Value;
 

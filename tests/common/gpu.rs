@@ -1,6 +1,5 @@
 //! Teacher-forced comparison of a GPU-graph engine with llama.cpp's logits, shared by the
 //! reference-backend tests (`gpu_graph.rs`) and the device tests (`gpu_numerics.rs`).
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 use qwen::backend::device::Device;
 use qwen::backend::gpu_engine::{GpuEngine, GpuOptions};
@@ -11,9 +10,7 @@ use serde_json::Value;
 
 // `$QWEN_FIXTURES` where set: a test binary carried to a machine without this checkout's
 // build path (see `.ci/gpu-carry.sh`).
-#[path = "../common/fixture_file.rs"]
-mod fixture_file;
-pub use fixture_file::fixture;
+pub use super::fixture;
 
 /// How far a run may be from llama.cpp.
 #[derive(Debug, Clone, Copy)]

@@ -7,9 +7,7 @@
 //! llama.cpp's quantized run does (up to two tokens), and its kernel plans must show that the
 //! SIMD kernels, not a fallback, ran on the file's own type.
 
-mod common;
-
-use common::cli::*;
+use crate::common::cli::*;
 use serde_json::Value;
 
 /// (fixture stem, the type it is about)

@@ -1,12 +1,10 @@
 //! Qwen3Config of every fixture model, and each way a file's metadata can fail to describe a
 //! usable Qwen3 model.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::fixture_file::fixture_names;
-use common::{fixture, qwen3, qwen3moe, Dims, Gguf, T, TINY, TINY_MOE, V};
+use crate::common::fixture_file::fixture_names;
+use crate::common::{fixture, qwen3, qwen3moe, Dims, Gguf, T, TINY, TINY_MOE, V};
 use qwen::gguf::{GgufFile, Storage};
 use qwen::model::config::{ConfigError, MoeConfig, Qwen3Config, DEFAULT_ROPE_THETA};
 use qwen::quant::GgmlType;

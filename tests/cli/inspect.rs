@@ -1,12 +1,10 @@
 //! `qwen --inspect [--json]` run as a process on the fixture models and on bad inputs.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::fixture_file::fixture_names;
-use common::{fixture, qwen3, TINY, V};
+use crate::common::fixture_file::fixture_names;
+use crate::common::{fixture, qwen3, TINY, V};
 use serde_json::Value;
 
 fn qwen(args: &[&str]) -> Output {

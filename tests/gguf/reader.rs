@@ -1,10 +1,8 @@
 //! The GGUF reader on synthetic byte buffers (every value type, both versions, alignment,
 //! malformed files) and on the fixture models, cross-checked with gguf-py.
 
-mod common;
-
-use common::fixture_file::fixture_names;
-use common::{fixture, Gguf, T, V};
+use crate::common::fixture_file::fixture_names;
+use crate::common::{fixture, Gguf, T, V};
 use qwen::gguf::{GgufError, GgufFile, MetadataArray, MetadataValue, ValueType};
 use qwen::quant::GgmlType;
 

@@ -4,14 +4,12 @@
 //! plot that cannot be drawn, input that is not text, Ctrl-C in every phase. Each ends with one
 //! `error: ...` line, a warning or a quiet stop, never a panic, an abort or a crash.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use common::cli::*;
-use common::watched::{self, Stream};
+use crate::common::cli::*;
+use crate::common::watched::{self, Stream};
 use serde_json::Value;
 
 /// Runs the tiny model on a two-token id prompt with `extra` flags, the plan cache in `cache`.

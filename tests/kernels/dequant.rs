@@ -18,9 +18,7 @@ use qwen::quant::{
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-#[path = "common/fixture_file.rs"]
-mod fixture_file;
-use fixture_file::{fixture, fixtures_dir as fixtures};
+use crate::common::fixture_file::{fixture, fixtures_dir as fixtures};
 
 fn model_path(name: &str) -> PathBuf {
     fixture(&format!("models/{name}"))

@@ -2,11 +2,9 @@
 //! op spans inside their steps, thread shares inside their op), the roofline's byte counts
 //! against hand-computed ones, time to first token, `--sweep` and its bad inputs.
 
-mod common;
-
 use serde_json::Value;
 
-use common::cli::*;
+use crate::common::cli::*;
 
 /// The tiny fixture's shapes (`tests/fixtures/models/tiny-q8_0.gguf`): 2 layers, width 32,
 /// 4 query heads and 2 KV heads of 16, feed-forward 96, vocabulary 512, embeddings tied.

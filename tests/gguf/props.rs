@@ -6,14 +6,12 @@
 //! allocation, and refuses any above [`HARD_CAP`] so that a reader bug aborts the test at once
 //! instead of exhausting the machine's memory.
 
-mod common;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::{fixture, qwen3, qwen3moe, TINY, TINY_MOE, V};
+use crate::common::{fixture, qwen3, qwen3moe, TINY, TINY_MOE, V};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;

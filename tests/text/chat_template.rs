@@ -3,12 +3,10 @@
 //! from tokenizer_config.json and from the GGUF, and every missing or broken template is a typed
 //! error.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::fixture;
+use crate::common::fixture;
 use qwen::gguf::GgufFile;
 use qwen::text::chat::{ChatError, ChatTemplate, Message, RenderOptions, Role, TemplateSource};
 use serde_json::Value;

@@ -1,14 +1,12 @@
 //! Through the binary: every bad input gives one `error: ...` line and a non-zero exit, never a
 //! panic, hang or huge allocation; the context limits; Ctrl-C.
 
-mod common;
-
 use std::process::Output;
 use std::time::Duration;
 
-use common::cli::*;
-use common::watched::{self, Stream};
-use common::{qwen3, qwen3moe, T, TINY, TINY_MOE, V};
+use crate::common::cli::*;
+use crate::common::watched::{self, Stream};
+use crate::common::{qwen3, qwen3moe, T, TINY, TINY_MOE, V};
 use qwen::quant::GgmlType;
 
 /// Runs `model` (a path) with a two-token id prompt and `extra` flags.

@@ -33,9 +33,7 @@ use serde_json::Value;
 const TOLERANCE: f32 = 0.01;
 const ARGMAX_GAP: f32 = 0.02;
 
-#[path = "common/fixture_file.rs"]
-mod fixture_file;
-use fixture_file::fixture;
+use crate::common::fixture;
 
 /// One position's reference logits: full rows, or top-k `[id, logit]` pairs.
 fn reference_row(row: &Value) -> Vec<(usize, f32)> {

@@ -52,11 +52,8 @@ const UNFUSED: [&str; 6] = [
     "SumReduce",
 ];
 
-#[path = "common/fixture_file.rs"]
-mod fixture_file;
-
 fn fixture(name: &str) -> PathBuf {
-    fixture_file::fixture(&format!("models/{name}"))
+    crate::common::fixture(&format!("models/{name}"))
 }
 
 /// Kind and label of every operator of `model` compiled in parallel mode, and its layer count.

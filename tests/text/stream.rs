@@ -3,11 +3,8 @@
 use qwen::text::stream::TextStreamer;
 use tokenizers::Tokenizer;
 
-#[path = "common/fixture_file.rs"]
-mod fixture_file;
-
 fn tokenizer() -> Tokenizer {
-    let path = fixture_file::fixture("tokenizer/tokenizer.json");
+    let path = crate::common::fixture("tokenizer/tokenizer.json");
     Tokenizer::from_file(path).expect("fixture tokenizer.json loads")
 }
 

@@ -1,11 +1,9 @@
 //! The tokenizer built from a GGUF file's metadata gives exactly the ids of Qwen3's tokenizer.json,
 //! decodes back to the text, and every malformed or unsupported embedded tokenizer is a typed error.
 
-mod common;
-
 use std::sync::OnceLock;
 
-use common::{fixture, Gguf, V};
+use crate::common::{fixture, Gguf, V};
 use qwen::gguf::GgufFile;
 use qwen::text::stream::TextStreamer;
 use qwen::text::tokenizer::{Source, Specials, Tokenizer, TokenizerError};

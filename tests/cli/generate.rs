@@ -5,11 +5,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-#[path = "common/fixture_file.rs"]
-mod fixture_file;
-
 fn fixture(path: &str) -> String {
-    fixture_file::fixture(path).display().to_string()
+    crate::common::fixture(path).display().to_string()
 }
 
 fn qwen(args: &[&str]) -> Output {

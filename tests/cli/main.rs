@@ -1,0 +1,12 @@
+//! Through the built binary: generation, chat, errors and robustness, every weight type, --inspect and the timing report.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod chat;
+mod errors;
+mod generate;
+mod inspect;
+mod robustness;
+mod timing;
+mod weight_types;

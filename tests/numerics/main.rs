@@ -1,0 +1,8 @@
+//! Numerics against llama.cpp's references: teacher-forced logits in both modes, the fusion contract of --parallel, and the GPU graph on luminal's stock CPU ops.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod fusion_contract;
+mod gpu_graph;
+mod logits;
