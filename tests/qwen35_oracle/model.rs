@@ -131,9 +131,10 @@ struct Delta {
     state: GdnState,
 }
 
+#[allow(clippy::large_enum_variant)] // one per layer
 enum Mixer {
     Attention(Attention),
-    Delta(Box<Delta>),
+    Delta(Delta),
 }
 
 struct Layer {
@@ -306,7 +307,7 @@ impl Layer {
                 norm: &norm,
             };
             let fused = FusedWeights::new(&c.gdn, &weights).unwrap();
-            Mixer::Delta(Box::new(Delta {
+            Mixer::Delta(Delta {
                 qkv: m("attn_qkv.weight"),
                 gate: m("attn_gate.weight"),
                 alpha: m("ssm_alpha.weight"),
@@ -318,7 +319,7 @@ impl Layer {
                 dt_bias,
                 a,
                 norm,
-            }))
+            })
         } else {
             Mixer::Attention(Attention {
                 q: m("attn_q.weight"),

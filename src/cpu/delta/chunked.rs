@@ -14,7 +14,8 @@
 //! Rows stay independent, so the per-row work runs in blocks of rows as in [`super::rows`],
 //! and the state is read and written once per chunk.
 
-use super::rows::{hsum, ROWS};
+use super::rows::ROWS;
+use super::simd::Simd;
 use super::vmath;
 
 /// The largest chunk (the per-row buffers of a chunk live on the stack).
@@ -50,12 +51,18 @@ pub(crate) struct ChunkScratch {
     x: Vec<f32>,
     /// `exp(gc_last - gc_j) k_j`, `[C][S]`.
     kw: Vec<f32>,
+    /// Per token and state row: `delta` and `M[v] · q`, `[C][S]`.
+    delta: Vec<f32>,
+    mq: Vec<f32>,
 }
 
 /// Runs `run` over `state` (`S x S`) in chunks of `size`, token `t`'s output to
 /// `o[t * o_stride..][..S]`.
+///
+/// # Safety
+/// The CPU must support `S`'s ISA.
 #[inline(always)]
-pub(crate) fn run_head<const L: usize>(
+pub(crate) unsafe fn run_head<S: Simd>(
     run: &ChunkRun<'_>,
     state: &mut [f32],
     o: &mut [f32],
@@ -63,28 +70,33 @@ pub(crate) fn run_head<const L: usize>(
     size: usize,
     sc: &mut ChunkScratch,
 ) {
-    let n = run.g.len();
+    let (s, n) = (run.s, run.g.len());
+    assert!(state.len() == s * s && run.q.len() >= n * s && run.k.len() >= n * s);
+    assert!(
+        n == 0 || (run.v.len() >= (n - 1) * run.v_stride + s && o.len() >= (n - 1) * o_stride + s)
+    );
     let size = size.clamp(1, MAX_CHUNK);
     let mut t0 = 0;
     while t0 < n {
         let len = size.min(n - t0);
-        prepare::<L>(run, t0, len, sc);
+        prepare::<S>(run, t0, len, sc);
         let mut r0 = 0;
-        while r0 + ROWS <= run.s {
-            rows_block::<L, ROWS>(run, t0, len, r0, state, o, o_stride, sc);
+        while r0 + ROWS <= s {
+            rows_block::<S, ROWS>(run, t0, len, r0, state, sc);
             r0 += ROWS;
         }
-        while r0 < run.s {
-            rows_block::<L, 1>(run, t0, len, r0, state, o, o_stride, sc);
+        while r0 < s {
+            rows_block::<S, 1>(run, t0, len, r0, state, sc);
             r0 += 1;
         }
+        outputs::<S>(run, len, &mut o[t0 * o_stride..], o_stride, sc);
         t0 += len;
     }
 }
 
 /// The chunk's shared quantities: decays, `A`, `P`, the solve, the weighted keys.
 #[inline(always)]
-fn prepare<const L: usize>(run: &ChunkRun<'_>, t0: usize, len: usize, sc: &mut ChunkScratch) {
+unsafe fn prepare<S: Simd>(run: &ChunkRun<'_>, t0: usize, len: usize, sc: &mut ChunkScratch) {
     let s = run.s;
     for buf in [&mut sc.gc, &mut sc.eg, &mut sc.w] {
         buf.resize(len, 0.0);
@@ -93,7 +105,9 @@ fn prepare<const L: usize>(run: &ChunkRun<'_>, t0: usize, len: usize, sc: &mut C
         buf.resize(len * len, 0.0);
     }
     sc.x.resize(len * 2 * s, 0.0);
-    sc.kw.resize(len * s, 0.0);
+    for buf in [&mut sc.kw, &mut sc.delta, &mut sc.mq] {
+        buf.resize(len * s, 0.0);
+    }
 
     let mut acc = 0.0f32;
     for i in 0..len {
@@ -102,18 +116,18 @@ fn prepare<const L: usize>(run: &ChunkRun<'_>, t0: usize, len: usize, sc: &mut C
     }
     let last = sc.gc[len - 1];
     for i in 0..len {
-        sc.eg[i] = vmath::exp(sc.gc[i]);
-        sc.w[i] = vmath::exp(last - sc.gc[i]);
+        sc.eg[i] = vmath::exp_plain(sc.gc[i]);
+        sc.w[i] = vmath::exp_plain(last - sc.gc[i]);
     }
     let key = |t: usize| &run.k[(t0 + t) * s..(t0 + t + 1) * s];
     let query = |t: usize| &run.q[(t0 + t) * s..(t0 + t + 1) * s];
     for i in 0..len {
         let b = run.beta[t0 + i];
         for j in 0..=i {
-            let d = vmath::exp(sc.gc[i] - sc.gc[j]);
-            sc.p[i * len + j] = vmath::dot::<L>(query(i), key(j)) * d;
+            let d = vmath::exp_plain(sc.gc[i] - sc.gc[j]);
+            sc.p[i * len + j] = vmath::dot::<S>(query(i), key(j)) * d;
             if j < i {
-                sc.a[i * len + j] = b * vmath::dot::<L>(key(i), key(j)) * d;
+                sc.a[i * len + j] = b * vmath::dot::<S>(key(i), key(j)) * d;
             }
         }
     }
@@ -131,7 +145,7 @@ fn prepare<const L: usize>(run: &ChunkRun<'_>, t0: usize, len: usize, sc: &mut C
             *x = bk * k;
         }
         for j in 0..i {
-            vmath::axpy(xi, -sc.a[i * len + j], &done[j * 2 * s..(j + 1) * 2 * s]);
+            vmath::axpy::<S>(xi, -sc.a[i * len + j], &done[j * 2 * s..(j + 1) * 2 * s]);
         }
     }
     for j in 0..len {
@@ -142,95 +156,95 @@ fn prepare<const L: usize>(run: &ChunkRun<'_>, t0: usize, len: usize, sc: &mut C
     }
 }
 
-/// State rows `r0..r0 + R` through the chunk: their deltas, outputs and new values.
+/// State rows `r0..r0 + R` through the chunk: their deltas and `M[v] · q` (into the
+/// scratch), then their new values.
 #[inline(always)]
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // lanes and rows by index
-fn rows_block<const L: usize, const R: usize>(
+#[allow(clippy::needless_range_loop)] // rows by index
+unsafe fn rows_block<S: Simd, const R: usize>(
     run: &ChunkRun<'_>,
     t0: usize,
     len: usize,
     r0: usize,
     state: &mut [f32],
+    sc: &mut ChunkScratch,
+) {
+    let (s, l) = (run.s, S::LANES);
+    let rows = &mut state[r0 * s..(r0 + R) * s];
+    let x = rows.as_mut_ptr();
+    let main = s / l * l;
+    // delta_i[v] = v'_i[v] - M[v] · k_cd_i, and M[v] · q_i, for every token of the chunk
+    for i in 0..len {
+        let kcd = &sc.x[i * 2 * s + s..(i + 1) * 2 * s];
+        let q = &run.q[(t0 + i) * s..(t0 + i + 1) * s];
+        let mut ak = [S::splat(0.0); R];
+        let mut aq = [S::splat(0.0); R];
+        let mut c = 0;
+        while c < main {
+            let kc = S::load(kcd.as_ptr().add(c));
+            let qc = S::load(q.as_ptr().add(c));
+            for r in 0..R {
+                let xr = S::load(x.add(r * s + c));
+                ak[r] = S::fma(xr, kc, ak[r]);
+                aq[r] = S::fma(xr, qc, aq[r]);
+            }
+            c += l;
+        }
+        for r in 0..R {
+            let (mut sk, mut sq) = (S::hsum(ak[r]), S::hsum(aq[r]));
+            for c in main..s {
+                sk = S::fma1(rows[r * s + c], kcd[c], sk);
+                sq = S::fma1(rows[r * s + c], q[c], sq);
+            }
+            sc.delta[i * s + r0 + r] = sc.x[i * 2 * s + r0 + r] - sk;
+            sc.mq[i * s + r0 + r] = sq;
+        }
+    }
+    // the new rows: exp(gc_last) M[v] + sum_j delta_j[v] kw_j, each lane chunk in registers
+    let e_last = sc.eg[len - 1];
+    let ve = S::splat(e_last);
+    let mut c = 0;
+    while c < main {
+        let mut acc: [S::V; R] = std::array::from_fn(|r| S::mul(S::load(x.add(r * s + c)), ve));
+        for j in 0..len {
+            let kw = S::load(sc.kw.as_ptr().add(j * s + c));
+            for r in 0..R {
+                acc[r] = S::fma(kw, S::splat(sc.delta[j * s + r0 + r]), acc[r]);
+            }
+        }
+        for r in 0..R {
+            S::store(x.add(r * s + c), acc[r]);
+        }
+        c += l;
+    }
+    for c in main..s {
+        for r in 0..R {
+            let mut v = rows[r * s + c] * e_last;
+            for j in 0..len {
+                v = S::fma1(sc.kw[j * s + c], sc.delta[j * s + r0 + r], v);
+            }
+            rows[r * s + c] = v;
+        }
+    }
+}
+
+/// The chunk's outputs, all state rows at once: `o_i = (exp(gc_i) M q_i + sum_{j <= i}
+/// P[i][j] delta_j) * scale`, token `i` to `o[i * o_stride..][..S]`.
+#[inline(always)]
+unsafe fn outputs<S: Simd>(
+    run: &ChunkRun<'_>,
+    len: usize,
     o: &mut [f32],
     o_stride: usize,
     sc: &ChunkScratch,
 ) {
     let s = run.s;
-    let rows = &mut state[r0 * s..(r0 + R) * s];
-    let main = s / L * L;
-    // delta[r][i], then the outputs: needs M[v] · k_cd_i and M[v] · q_i for every token.
-    let mut delta = [[0.0f32; MAX_CHUNK]; R];
-    let mut mq = [[0.0f32; MAX_CHUNK]; R];
-    debug_assert!(len <= MAX_CHUNK);
     for i in 0..len {
-        let kcd = &sc.x[i * 2 * s + s..(i + 1) * 2 * s];
-        let q = &run.q[(t0 + i) * s..(t0 + i + 1) * s];
-        let mut ak = [[0.0f32; L]; R];
-        let mut aq = [[0.0f32; L]; R];
-        let mut c = 0;
-        while c < main {
-            let kc: &[f32; L] = kcd[c..c + L].try_into().expect("L lanes");
-            let qc: &[f32; L] = q[c..c + L].try_into().expect("L lanes");
-            for r in 0..R {
-                let x: &[f32; L] = rows[r * s + c..r * s + c + L].try_into().expect("L lanes");
-                for l in 0..L {
-                    ak[r][l] = x[l].mul_add(kc[l], ak[r][l]);
-                    aq[r][l] = x[l].mul_add(qc[l], aq[r][l]);
-                }
-            }
-            c += L;
+        let oi = &mut o[i * o_stride..i * o_stride + s];
+        oi.copy_from_slice(&sc.mq[i * s..(i + 1) * s]);
+        vmath::scale::<S>(oi, sc.eg[i]);
+        for j in 0..=i {
+            vmath::axpy::<S>(oi, sc.p[i * len + j], &sc.delta[j * s..(j + 1) * s]);
         }
-        for r in 0..R {
-            let (mut sk, mut sq) = (hsum(&ak[r]), hsum(&aq[r]));
-            for c in main..s {
-                sk = rows[r * s + c].mul_add(kcd[c], sk);
-                sq = rows[r * s + c].mul_add(q[c], sq);
-            }
-            delta[r][i] = sc.x[i * 2 * s + r0 + r] - sk;
-            mq[r][i] = sq;
-        }
-    }
-    for r in 0..R {
-        for i in 0..len {
-            let p = &sc.p[i * len..i * len + i + 1];
-            let mut intra = 0.0f32;
-            for (pij, d) in p.iter().zip(&delta[r][..=i]) {
-                intra = pij.mul_add(*d, intra);
-            }
-            o[(t0 + i) * o_stride + r0 + r] = sc.eg[i].mul_add(mq[r][i], intra) * run.scale;
-        }
-    }
-    // the new rows: exp(gc_last) M[v] + sum_j delta_j[v] kw_j, each lane chunk in registers
-    let e_last = sc.eg[len - 1];
-    let mut c = 0;
-    while c < main {
-        let mut acc = [[0.0f32; L]; R];
-        for r in 0..R {
-            for l in 0..L {
-                acc[r][l] = rows[r * s + c + l] * e_last;
-            }
-        }
-        for j in 0..len {
-            let kw: &[f32; L] = sc.kw[j * s + c..j * s + c + L].try_into().expect("L lanes");
-            for r in 0..R {
-                let d = delta[r][j];
-                for l in 0..L {
-                    acc[r][l] = kw[l].mul_add(d, acc[r][l]);
-                }
-            }
-        }
-        for r in 0..R {
-            rows[r * s + c..r * s + c + L].copy_from_slice(&acc[r]);
-        }
-        c += L;
-    }
-    for c in main..s {
-        for r in 0..R {
-            let mut x = rows[r * s + c] * e_last;
-            for j in 0..len {
-                x = sc.kw[j * s + c].mul_add(delta[r][j], x);
-            }
-            rows[r * s + c] = x;
-        }
+        vmath::scale::<S>(oi, run.scale);
     }
 }

@@ -19,6 +19,7 @@ use crate::cpu::shared::SharedMut;
 use super::chunked::{self, ChunkRun, ChunkScratch};
 use super::rows::{self, HeadRun};
 use super::shape::{len, GdnInputs, GdnShape, GdnState, GdnWeights, ShapeError};
+use super::simd::{Portable, Simd};
 use super::standard::softplus;
 use super::vmath;
 
@@ -176,7 +177,7 @@ fn group_on(isa: Isa, ctx: &Ctx<'_>, kh: usize, sc: &mut GroupScratch) {
         Isa::Avx512Vnni => {
             #[target_feature(enable = "avx512f,avx2,fma")]
             unsafe fn avx512(ctx: &Ctx<'_>, kh: usize, sc: &mut GroupScratch) {
-                group::<16>(ctx, kh, sc)
+                group::<super::simd::Avx512>(ctx, kh, sc)
             }
             // SAFETY: `isa` is one the CPU supports (FusedOptions' contract).
             unsafe { avx512(ctx, kh, sc) }
@@ -185,17 +186,27 @@ fn group_on(isa: Isa, ctx: &Ctx<'_>, kh: usize, sc: &mut GroupScratch) {
         Isa::Avx2 => {
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2(ctx: &Ctx<'_>, kh: usize, sc: &mut GroupScratch) {
-                group::<8>(ctx, kh, sc)
+                group::<super::simd::Avx2>(ctx, kh, sc)
             }
             // SAFETY: as above.
             unsafe { avx2(ctx, kh, sc) }
         }
-        _ => group::<8>(ctx, kh, sc),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            #[target_feature(enable = "neon")]
+            unsafe fn neon(ctx: &Ctx<'_>, kh: usize, sc: &mut GroupScratch) {
+                group::<super::simd::Neon>(ctx, kh, sc)
+            }
+            // SAFETY: as above.
+            unsafe { neon(ctx, kh, sc) }
+        }
+        // SAFETY: portable code runs anywhere.
+        _ => unsafe { group::<Portable>(ctx, kh, sc) },
     }
 }
 
 #[inline(always)]
-fn group<const L: usize>(ctx: &Ctx<'_>, kh: usize, sc: &mut GroupScratch) {
+unsafe fn group<S: Simd>(ctx: &Ctx<'_>, kh: usize, sc: &mut GroupScratch) {
     let shape = &ctx.w.shape;
     let (s, n, r) = (shape.head_dim, ctx.n, shape.ratio());
     for buf in [&mut sc.q, &mut sc.k] {
@@ -208,31 +219,31 @@ fn group<const L: usize>(ctx: &Ctx<'_>, kh: usize, sc: &mut GroupScratch) {
     sc.o.resize(n * s, 0.0);
 
     // convolution + SiLU of the group's channels
-    conv_span::<L>(ctx, shape.q_channels(kh).start, &mut sc.q, s);
-    conv_span::<L>(ctx, shape.k_channels(kh).start, &mut sc.k, s);
+    conv_span::<S>(ctx, shape.q_channels(kh).start, &mut sc.q, s);
+    conv_span::<S>(ctx, shape.k_channels(kh).start, &mut sc.k, s);
     for m in 0..r {
         let j = shape.value_head(kh, m);
-        conv_span::<L>(ctx, shape.v_channels(j).start, &mut sc.v[m * s..], r * s);
+        conv_span::<S>(ctx, shape.v_channels(j).start, &mut sc.v[m * s..], r * s);
     }
 
     // L2 norms of q and k, and k · q
     for t in 0..n {
         let q = &mut sc.q[t * s..(t + 1) * s];
-        l2_normalize::<L>(q, shape.eps);
+        l2_normalize::<S>(q, shape.eps);
         let k = &mut sc.k[t * s..(t + 1) * s];
-        l2_normalize::<L>(k, shape.eps);
-        sc.kq[t] = vmath::dot::<L>(&sc.k[t * s..(t + 1) * s], &sc.q[t * s..(t + 1) * s]);
+        l2_normalize::<S>(k, shape.eps);
+        sc.kq[t] = vmath::dot::<S>(&sc.k[t * s..(t + 1) * s], &sc.q[t * s..(t + 1) * s]);
     }
 
     for m in 0..r {
         let j = shape.value_head(kh, m);
-        head::<L>(ctx, j, m, sc);
+        head::<S>(ctx, j, m, sc);
     }
 }
 
 /// Value head `j` (the `m`-th of its group): gates, recurrence, gated norm into the output.
 #[inline(always)]
-fn head<const L: usize>(ctx: &Ctx<'_>, j: usize, m: usize, sc: &mut GroupScratch) {
+unsafe fn head<S: Simd>(ctx: &Ctx<'_>, j: usize, m: usize, sc: &mut GroupScratch) {
     let shape = &ctx.w.shape;
     let (s, n, nv, r) = (shape.head_dim, ctx.n, shape.v_heads, shape.ratio());
     for t in 0..n {
@@ -256,10 +267,10 @@ fn head<const L: usize>(ctx: &Ctx<'_>, j: usize, m: usize, sc: &mut GroupScratch
                 beta: &sc.beta,
                 scale,
             };
-            chunked::run_head::<L>(&run, state, &mut sc.o, s, size, &mut sc.chunk);
+            chunked::run_head::<S>(&run, state, &mut sc.o, s, size, &mut sc.chunk);
         }
-        Prefill::Sequential { tile } => sequential::<L>(sc, m, r, state, scale, tile),
-        Prefill::Chunked { .. } => sequential::<L>(sc, m, r, state, scale, 1),
+        Prefill::Sequential { tile } => sequential::<S>(sc, m, r, state, scale, tile),
+        Prefill::Chunked { .. } => sequential::<S>(sc, m, r, state, scale, 1),
     }
 
     // gated RMSNorm, straight into the output
@@ -268,15 +279,13 @@ fn head<const L: usize>(ctx: &Ctx<'_>, j: usize, m: usize, sc: &mut GroupScratch
         let z = &ctx.inputs.z[t * nv * s + j * s..][..s];
         // SAFETY: token t's span of value head j belongs to this job alone.
         let y = unsafe { ctx.out.slice(t * nv * s + j * s, s) };
-        let scale = 1.0 / (vmath::dot::<L>(x, x) / s as f32 + shape.eps).sqrt();
-        for i in 0..s {
-            y[i] = x[i] * scale * ctx.w.norm[i] * vmath::silu(z[i]);
-        }
+        let scale = 1.0 / (vmath::dot::<S>(x, x) / s as f32 + shape.eps).sqrt();
+        vmath::gated_out::<S>(y, x, scale, &ctx.w.norm, z);
     }
 }
 
 #[inline(always)]
-fn sequential<const L: usize>(
+unsafe fn sequential<S: Simd>(
     sc: &mut GroupScratch,
     m: usize,
     r: usize,
@@ -296,22 +305,20 @@ fn sequential<const L: usize>(
         kq: &sc.kq,
         scale,
     };
-    rows::run_lanes::<L>(&run, state, &mut sc.o, s, tile.max(1));
+    rows::run_rows::<S>(&run, state, &mut sc.o, s, tile.max(1));
 }
 
 /// `x / sqrt(sum x^2 + eps)` in place.
 #[inline(always)]
-fn l2_normalize<const L: usize>(x: &mut [f32], eps: f32) {
-    let inv = 1.0 / (vmath::dot::<L>(x, x) + eps).sqrt();
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
+unsafe fn l2_normalize<S: Simd>(x: &mut [f32], eps: f32) {
+    let inv = 1.0 / (vmath::dot::<S>(x, x) + eps).sqrt();
+    vmath::scale::<S>(x, inv);
 }
 
 /// The causal convolution and SiLU of the `S` channels from `c0` over the call's tokens into
 /// `dst[t * stride..][..S]`; then the kept inputs of those channels advance.
 #[inline(always)]
-fn conv_span<const L: usize>(ctx: &Ctx<'_>, c0: usize, dst: &mut [f32], stride: usize) {
+unsafe fn conv_span<S: Simd>(ctx: &Ctx<'_>, c0: usize, dst: &mut [f32], stride: usize) {
     let shape = &ctx.w.shape;
     let (s, cd, kk, n) = (shape.head_dim, shape.conv_dim(), shape.conv_kernel, ctx.n);
     let keep = kk - 1;
@@ -326,12 +333,12 @@ fn conv_span<const L: usize>(ctx: &Ctx<'_>, c0: usize, dst: &mut [f32], stride: 
                 // SAFETY: these channels of the kept rows belong to this job alone, and
                 // nothing writes them until the loop is done.
                 let x = unsafe { ctx.conv_state.slice(at * cd + c0, s) };
-                fma_into(y, x, w);
+                vmath::fma_into::<S>(y, x, w);
             } else {
-                fma_into(y, &qkv[(at - keep) * cd + c0..][..s], w);
+                vmath::fma_into::<S>(y, &qkv[(at - keep) * cd + c0..][..s], w);
             }
         }
-        vmath::silu_in_place(y);
+        vmath::silu_in_place::<S>(y);
     }
     // The kept inputs become the last `keep` rows of [kept; run], oldest first: row `i`
     // takes row `n + i` of that sequence, which is later, so ascending order reads each
@@ -346,13 +353,5 @@ fn conv_span<const L: usize>(ctx: &Ctx<'_>, c0: usize, dst: &mut [f32], stride: 
         } else {
             dst.copy_from_slice(&qkv[(from - keep) * cd + c0..][..s]);
         }
-    }
-}
-
-/// `y += x * w`, element by element.
-#[inline(always)]
-fn fma_into(y: &mut [f32], x: &[f32], w: &[f32]) {
-    for ((y, x), w) in y.iter_mut().zip(x).zip(w) {
-        *y = x.mul_add(*w, *y);
     }
 }

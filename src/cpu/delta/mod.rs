@@ -25,6 +25,7 @@ pub mod chunked;
 pub mod fused;
 pub mod rows;
 pub mod shape;
+mod simd;
 pub mod standard;
 mod vmath;
 

@@ -13,8 +13,9 @@
 //! `x = x * d + delta * k` (with `d = exp(g)`; `x · q` after the update expands into the first
 //! and `k · q`, computed once per token).
 //!
-//! Written once over `L` lanes of `[f32; L]` arrays and compiled per ISA (`L` = 8 for AVX2 and
-//! portable code, which becomes NEON on aarch64; 16 for AVX-512): the arrays auto-vectorise.
+//! Written once over [`Simd`] and compiled per ISA by the callers' entry points.
+
+use super::simd::Simd;
 
 /// State rows computed together (their dot products share each load of the key and query).
 pub const ROWS: usize = 4;
@@ -45,10 +46,12 @@ impl HeadRun<'_> {
 }
 
 /// Runs `run` over `state` (`S x S`), writing token `t`'s output row to `o[t * o_stride..]
-/// [..S]`, `tile` tokens at a time per block of rows. Compiled inside the caller's ISA
-/// function (see `super::fused`).
+/// [..S]`, `tile` tokens at a time per block of rows.
+///
+/// # Safety
+/// The CPU must support `S`'s ISA.
 #[inline(always)]
-pub(crate) fn run_lanes<const L: usize>(
+pub(crate) unsafe fn run_rows<S: Simd>(
     run: &HeadRun<'_>,
     state: &mut [f32],
     o: &mut [f32],
@@ -69,14 +72,14 @@ pub(crate) fn run_lanes<const L: usize>(
         while r0 + ROWS <= s {
             let rows = &mut state[r0 * s..(r0 + ROWS) * s];
             for t in t0..t1 {
-                block::<L, ROWS>(rows, run, t, r0, &mut o[t * o_stride + r0..][..ROWS]);
+                block::<S, ROWS>(rows, run, t, r0, &mut o[t * o_stride + r0..][..ROWS]);
             }
             r0 += ROWS;
         }
         while r0 < s {
             let rows = &mut state[r0 * s..(r0 + 1) * s];
             for t in t0..t1 {
-                block::<L, 1>(rows, run, t, r0, &mut o[t * o_stride + r0..][..1]);
+                block::<S, 1>(rows, run, t, r0, &mut o[t * o_stride + r0..][..1]);
             }
             r0 += 1;
         }
@@ -86,66 +89,62 @@ pub(crate) fn run_lanes<const L: usize>(
 
 /// Token `t` on the `R` rows `rows` (`[R][S]`, state rows `r0..r0 + R`); their outputs to `o`.
 #[inline(always)]
-fn block<const L: usize, const R: usize>(
+#[allow(clippy::needless_range_loop)] // rows by index, as the registers are laid out
+unsafe fn block<S: Simd, const R: usize>(
     rows: &mut [f32],
     run: &HeadRun<'_>,
     t: usize,
     r0: usize,
     o: &mut [f32],
 ) {
-    let s = run.s;
+    let (s, l) = (run.s, S::LANES);
     let k = &run.k[t * s..(t + 1) * s];
     let q = &run.q[t * s..(t + 1) * s];
     let v = &run.v[t * run.v_stride + r0..][..R];
     let (decay, beta, kq) = (run.decay[t], run.beta[t], run.kq[t]);
-    let main = s / L * L;
+    let main = s / l * l;
+    let x = rows.as_mut_ptr();
 
     // Both dot products of every row, sharing the loads of k and q.
-    let mut ak = [[0.0f32; L]; R];
-    let mut aq = [[0.0f32; L]; R];
+    let mut ak = [S::splat(0.0); R];
+    let mut aq = [S::splat(0.0); R];
     let mut c = 0;
     while c < main {
-        let kc: &[f32; L] = k[c..c + L].try_into().expect("L lanes");
-        let qc: &[f32; L] = q[c..c + L].try_into().expect("L lanes");
+        let kc = S::load(k.as_ptr().add(c));
+        let qc = S::load(q.as_ptr().add(c));
         for r in 0..R {
-            let x: &[f32; L] = rows[r * s + c..r * s + c + L].try_into().expect("L lanes");
-            for l in 0..L {
-                ak[r][l] = x[l].mul_add(kc[l], ak[r][l]);
-                aq[r][l] = x[l].mul_add(qc[l], aq[r][l]);
-            }
+            let xr = S::load(x.add(r * s + c));
+            ak[r] = S::fma(xr, kc, ak[r]);
+            aq[r] = S::fma(xr, qc, aq[r]);
         }
-        c += L;
+        c += l;
     }
     let mut delta = [0.0f32; R];
     for r in 0..R {
-        let (mut sk, mut sq) = (hsum(&ak[r]), hsum(&aq[r]));
+        let (mut sk, mut sq) = (S::hsum(ak[r]), S::hsum(aq[r]));
         for c in main..s {
-            sk = rows[r * s + c].mul_add(k[c], sk);
-            sq = rows[r * s + c].mul_add(q[c], sq);
+            sk = S::fma1(rows[r * s + c], k[c], sk);
+            sq = S::fma1(rows[r * s + c], q[c], sq);
         }
         delta[r] = beta * (v[r] - decay * sk);
-        o[r] = decay.mul_add(sq, delta[r] * kq) * run.scale;
+        o[r] = S::fma1(decay, sq, delta[r] * kq) * run.scale;
     }
 
     // The update, one pass per row.
-    for r in 0..R {
-        let row = &mut rows[r * s..(r + 1) * s];
-        for (x, kc) in row.iter_mut().zip(k) {
-            *x = kc.mul_add(delta[r], *x * decay);
+    let vd = S::splat(decay);
+    let dv: [S::V; R] = std::array::from_fn(|r| S::splat(delta[r]));
+    let mut c = 0;
+    while c < main {
+        let kc = S::load(k.as_ptr().add(c));
+        for r in 0..R {
+            let p = x.add(r * s + c);
+            S::store(p, S::fma(kc, dv[r], S::mul(S::load(p), vd)));
+        }
+        c += l;
+    }
+    for c in main..s {
+        for r in 0..R {
+            rows[r * s + c] = S::fma1(k[c], delta[r], rows[r * s + c] * decay);
         }
     }
-}
-
-/// Sum of the lanes, pairwise.
-#[inline(always)]
-pub(crate) fn hsum<const L: usize>(v: &[f32; L]) -> f32 {
-    let mut t = *v;
-    let mut w = L;
-    while w > 1 {
-        w /= 2;
-        for i in 0..w {
-            t[i] += t[i + w];
-        }
-    }
-    t[0]
 }
