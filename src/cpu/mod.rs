@@ -11,8 +11,10 @@
 //! - [`ggml_math`] reproduces ggml's summation orders and `exp` for the standard path's exact
 //!   numerics; [`flash`] holds the parallel attention's tiled loops over the f16 KV cache.
 //! - [`moe`] runs a mixture-of-experts layer's router and routed experts on the same kernels.
+//! - [`delta`] holds the gated DeltaNet layers' convolution, recurrence and norms (Qwen3.5).
 
 pub mod bandwidth;
+pub mod delta;
 pub mod dot;
 pub mod error;
 pub mod features;

@@ -6,3 +6,5 @@ mod common;
 mod fusion_contract;
 mod gpu_graph;
 mod logits;
+mod qwen35_oracle;
+mod qwen35_oracle_model;

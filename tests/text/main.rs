@@ -4,5 +4,7 @@
 mod common;
 
 mod chat_template;
+mod chat_template_qwen35;
+mod qwen35_tokenizer;
 mod stream;
 mod tokenizer;

@@ -27,7 +27,7 @@ pub enum TokenizerError {
 
     #[error(
         "'{gguf}' embeds a BPE tokenizer with pre-tokenizer '{pre}'; only 'qwen2' (Qwen2/Qwen3) \
-         is supported: give --tokenizer tokenizer.json instead"
+         and 'qwen35' (Qwen3.5/3.6) are supported: give --tokenizer tokenizer.json instead"
     )]
     UnsupportedPre { gguf: String, pre: String },
 

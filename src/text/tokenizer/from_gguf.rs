@@ -1,6 +1,7 @@
 //! Builds the byte-level BPE tokenizer from a GGUF file's own metadata (`tokenizer.ggml.*`, as
 //! llama.cpp's convert script writes it) into a `tokenizers::Tokenizer` set up like Qwen's
-//! tokenizer.json: NFC, the Qwen2 split regex, byte-level BPE, byte-level decoding.
+//! tokenizer.json: NFC, the split regex of the file's pre-tokenizer (Qwen2/Qwen3 `qwen2`,
+//! Qwen3.5/3.6 `qwen35`), byte-level BPE, byte-level decoding.
 
 use std::collections::hash_map::Entry;
 
@@ -19,6 +20,12 @@ use crate::gguf::{GgufError, GgufFile};
 /// we keep Qwen's spelling so that ids equal tokenizer.json's even for characters that case-fold
 /// onto ASCII (U+017F, U+212A).
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Qwen3.5/3.6 pre-tokenizer split, verbatim from Qwen3.5's tokenizer.json (llama.cpp's
+/// LLAMA_VOCAB_PRE_TYPE_QWEN35, `tokenizer.ggml.pre` "qwen35"): Qwen2's, with combining marks
+/// (`\p{M}`) counted as part of a word, so that a letter and its accents stay one piece. Same
+/// contraction spelling as [`QWEN2_SPLIT`], for the same reason.
+const QWEN35_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// llama.cpp's token types (`llama_token_type`): which tokens are matched whole in the text.
 const TYPE_CONTROL: i32 = 3;
@@ -43,7 +50,7 @@ pub(super) fn build(gguf: &GgufFile) -> Result<Embedded, TokenizerError> {
         gguf: name.clone(),
         err,
     };
-    check_kind(gguf)?;
+    let regex = check_kind(gguf)?;
     let tokens = gguf.get_str_array("tokenizer.ggml.tokens").map_err(meta)?;
     let types = token_types(gguf, tokens.len())?;
     let merges = parse_merges(gguf)?;
@@ -58,7 +65,7 @@ pub(super) fn build(gguf: &GgufFile) -> Result<Embedded, TokenizerError> {
     let mut tokenizer = tokenizers::Tokenizer::new(bpe);
     let byte_level = ByteLevel::new(false, false, false);
     let split = Split::new(
-        SplitPattern::Regex(QWEN2_SPLIT.to_string()),
+        SplitPattern::Regex(regex.to_string()),
         SplitDelimiterBehavior::Isolated,
         false,
     )
@@ -82,8 +89,9 @@ pub(super) fn build(gguf: &GgufFile) -> Result<Embedded, TokenizerError> {
     })
 }
 
-/// Only byte-level BPE with Qwen2's pre-tokenizer: another split regex would give other ids.
-fn check_kind(gguf: &GgufFile) -> Result<(), TokenizerError> {
+/// Only byte-level BPE with a pre-tokenizer whose split we know (another split regex would
+/// give other ids); returns that split.
+fn check_kind(gguf: &GgufFile) -> Result<&'static str, TokenizerError> {
     let gguf_name = gguf.source().to_string();
     let model = optional(gguf, gguf.get_str("tokenizer.ggml.model"))?;
     match model {
@@ -104,13 +112,14 @@ fn check_kind(gguf: &GgufFile) -> Result<(), TokenizerError> {
     }
     // llama.cpp reads a missing pre-tokenizer as "default" (GPT-2's regex).
     let pre = optional(gguf, gguf.get_str("tokenizer.ggml.pre"))?.unwrap_or("default");
-    if pre != "qwen2" {
-        return Err(TokenizerError::UnsupportedPre {
+    match pre {
+        "qwen2" => Ok(QWEN2_SPLIT),
+        "qwen35" => Ok(QWEN35_SPLIT),
+        _ => Err(TokenizerError::UnsupportedPre {
             gguf: gguf_name,
             pre: pre.to_string(),
-        });
+        }),
     }
-    Ok(())
 }
 
 /// A metadata value that may be absent; present with the wrong type is still an error.
