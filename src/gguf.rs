@@ -221,6 +221,31 @@ impl GgufFile {
         })
     }
 
+    pub fn get_bool_array(&self, key: &str) -> Result<&[bool], GgufError> {
+        self.typed(key, "an array of bool", |v| match v.as_array()? {
+            MetadataArray::Bool(a) => Some(a.as_slice()),
+            _ => None,
+        })
+    }
+
+    /// An array of any GGUF integer type, each element as i128.
+    pub fn get_int_array(&self, key: &str) -> Result<Vec<i128>, GgufError> {
+        self.typed(key, "an array of integers", |v| {
+            let ints: Vec<i128> = match v.as_array()? {
+                MetadataArray::U8(a) => a.iter().map(|&x| x.into()).collect(),
+                MetadataArray::I8(a) => a.iter().map(|&x| x.into()).collect(),
+                MetadataArray::U16(a) => a.iter().map(|&x| x.into()).collect(),
+                MetadataArray::I16(a) => a.iter().map(|&x| x.into()).collect(),
+                MetadataArray::U32(a) => a.iter().map(|&x| x.into()).collect(),
+                MetadataArray::I32(a) => a.iter().map(|&x| x.into()).collect(),
+                MetadataArray::U64(a) => a.iter().map(|&x| x.into()).collect(),
+                MetadataArray::I64(a) => a.iter().map(|&x| x.into()).collect(),
+                _ => return None,
+            };
+            Some(ints)
+        })
+    }
+
     pub fn get_i32_array(&self, key: &str) -> Result<&[i32], GgufError> {
         self.typed(key, "an array of i32", |v| match v.as_array()? {
             MetadataArray::I32(a) => Some(a.as_slice()),

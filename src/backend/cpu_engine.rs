@@ -237,7 +237,12 @@ impl Runner for Engine {
         )?;
         let n = tokens.len();
         let positions: Vec<usize> = (self.position..self.position + n).collect();
-        let (cos, sin) = rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
+        let (cos, sin) = rope_tables(
+            &positions,
+            self.config.rope_dims,
+            self.config.rope_theta,
+            self.config.rope_sections,
+        );
         let cx = &mut self.cx;
         cx.set_dyn_dim(dims::SEQ, n);
         cx.set_dyn_dim(dims::LOGIT_ROWS, if want == Logits::All { n } else { 1 });

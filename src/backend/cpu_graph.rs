@@ -1,17 +1,25 @@
-//! The CPU engine's variation points of the one Qwen3 graph: token ids looked up in the graph by
-//! our embedding op, one attention op per layer that owns that layer's KV cache, and for a
-//! mixture of experts our router and experts ops.
+//! The CPU engine's variation points of the one model graph: token ids looked up in the graph by
+//! our embedding op, one attention op per attention layer that owns that layer's KV cache, for
+//! the hybrid models a gated attention op (with its cache) or a gated DeltaNet op (with its
+//! recurrent state) per layer, and for a mixture of experts our router and experts ops.
 
 use luminal::prelude::*;
 
-use crate::model::config::Qwen3Config;
-use crate::model::dims::{HeadDim, Heads, Hidden, KvDim, KvHeads, QDim, Routing, Seq};
+use crate::cpu::delta::{GdnShape, HeadMap};
+use crate::model::config::{HybridConfig, KeyHeads, Qwen3Config};
+use crate::model::dims::{HeadDim, Heads, Hidden, KvDim, KvHeads, QDim, Routing, Seq, ValueDim};
 use crate::model::ffn::{MixtureOfExperts, MoeFfn};
+use crate::model::mixer::{
+    DeltaNetWeights, DeltaProjectionsOut, GatedAttentionWeights, GatedProjections, HybridMixers,
+};
 use crate::model::norm::NormKind;
 use crate::model::qwen3::{self, Attention, Embedded, Embedding, Parts, Qwen3Graph};
+use crate::model::rotary::Rotary;
 use crate::model::tensors::{stem, TOKEN_EMBD};
 use crate::ops::cached_attention::{cached_attention, AttentionShape, KvCache, KvCacheError};
+use crate::ops::delta_net::{delta_net, DeltaNet, DeltaNetInputs};
 use crate::ops::embedding::embed;
+use crate::ops::gated_attention::{gated_attention, GatedAttention, GatedAttentionInputs};
 use crate::ops::moe_ffn::{moe_experts, moe_router, ExpertNodes};
 
 /// Inputs the host sets before each step.
@@ -29,8 +37,9 @@ pub struct CpuGraph {
     pub inputs: StepInputs,
 }
 
-/// Builds the Qwen3 graph for `config` with a KV cache of `max_context` positions per layer
-/// (an error when memory refuses the caches, which are allocated before the graph is built).
+/// Builds the model graph for `config` with a KV cache of `max_context` positions per
+/// attention layer (an error when memory refuses the caches, which are allocated before the
+/// graph is built).
 pub fn build(
     cx: &mut Graph,
     config: &Qwen3Config,
@@ -45,15 +54,31 @@ pub fn build(
         head_dim: config.head_dim,
         max_context,
     };
-    let caches = (0..config.layers)
-        .map(|_| KvCache::new(shape, config.layers))
+    let layers = config.attention_layers();
+    let caches = (0..layers)
+        .map(|_| KvCache::new(shape, layers))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut attention = OwnedCache {
-        positions: cx.named_tensor("positions"),
-        caches: caches.into_iter(),
+    let positions = cx.named_tensor("positions");
+    // The caches go to the attention layers: Qwen3's through the attention part, a hybrid
+    // model's gated attention layers through its mixers.
+    let (plain, gated) = match config.hybrid {
+        None => (caches, vec![]),
+        Some(_) => (vec![], caches),
     };
+    let mut attention = OwnedCache {
+        positions,
+        caches: plain.into_iter(),
+    };
+    let mut hybrid = config.hybrid.as_ref().map(|h| OwnedState {
+        positions,
+        caches: gated.into_iter(),
+        shape: gdn_shape(h, config.rms_eps),
+        eps: config.rms_eps,
+        rope_dims: config.rope_dims,
+    });
     let parts = Parts {
         embedding: &mut embedding,
+        hybrid: hybrid.as_mut().map(|h| h as &mut dyn HybridMixers),
         attention: &mut attention,
         norm: NormKind::Plain,
         moe: Some(&mut RoutedExperts),
@@ -63,9 +88,24 @@ pub fn build(
         model,
         inputs: StepInputs {
             token_ids: embedding.token_ids,
-            positions: attention.positions,
+            positions,
         },
     })
+}
+
+/// The DeltaNet kernels' geometry of a hybrid config.
+pub fn gdn_shape(h: &HybridConfig, eps: f32) -> GdnShape {
+    GdnShape {
+        k_heads: h.k_heads,
+        v_heads: h.v_heads,
+        head_dim: h.state_size,
+        conv_kernel: h.conv_kernel,
+        map: match h.key_heads {
+            KeyHeads::Tiled => HeadMap::Tiled,
+            KeyHeads::Grouped => HeadMap::Grouped,
+        },
+        eps,
+    }
 }
 
 /// Embedding: the table stays a weight of the graph (in its GGUF encoding, in the memory map)
@@ -102,6 +142,69 @@ impl Attention for OwnedCache {
         // Layers call in order, one each: the config's layer count made exactly that many.
         let cache = self.caches.next().expect("one KV cache per layer");
         cached_attention(q, k, v, self.positions, cache)
+    }
+}
+
+/// The hybrid models' mixers: a [`GatedAttention`] op per gated attention layer, which keeps
+/// that layer's KV cache, and a [`DeltaNet`] op per DeltaNet layer, which keeps its recurrent
+/// state.
+struct OwnedState {
+    positions: GraphTensor<(Seq,)>,
+    /// One per gated attention layer, made before the graph.
+    caches: std::vec::IntoIter<KvCache>,
+    shape: GdnShape,
+    eps: f32,
+    rope_dims: usize,
+}
+
+impl HybridMixers for OwnedState {
+    fn gated_attention(
+        &mut self,
+        p: GatedProjections,
+        w: &GatedAttentionWeights,
+        rotary: Rotary,
+    ) -> GraphTensor<(Seq, QDim)> {
+        // Attention layers call in order, one each: the config made one cache per attention
+        // layer.
+        let cache = self
+            .caches
+            .next()
+            .expect("one KV cache per attention layer");
+        let inputs = GatedAttentionInputs {
+            q_gate: p.q_gate,
+            k: p.k,
+            v: p.v,
+            q_norm: w.attn_q_norm,
+            k_norm: w.attn_k_norm,
+            cos: rotary.cos,
+            sin: rotary.sin,
+            positions: self.positions,
+        };
+        let op = GatedAttention {
+            cache,
+            eps: self.eps,
+            rope_dims: self.rope_dims,
+        };
+        gated_attention(inputs, op)
+    }
+
+    fn delta_net(
+        &mut self,
+        p: DeltaProjectionsOut,
+        w: &DeltaNetWeights,
+    ) -> GraphTensor<(Seq, ValueDim)> {
+        let inputs = DeltaNetInputs {
+            qkv: p.qkv,
+            z: p.z,
+            beta: p.beta,
+            alpha: p.alpha,
+            conv: w.ssm_conv1d,
+            dt: w.ssm_dt,
+            a: w.ssm_a,
+            norm: w.ssm_norm,
+            positions: self.positions,
+        };
+        delta_net(inputs, DeltaNet::new(self.shape))
     }
 }
 

@@ -95,7 +95,12 @@ impl<D: Device> GpuEngine<D> {
         let n = tokens.len();
         let past = self.position + 1; // the sink
         let positions: Vec<usize> = (self.position..self.position + n).collect();
-        let (cos, sin) = rope_tables(&positions, self.config.head_dim, self.config.rope_theta);
+        let (cos, sin) = rope_tables(
+            &positions,
+            self.config.rope_dims,
+            self.config.rope_theta,
+            self.config.rope_sections,
+        );
         let (inputs, rotary) = (self.graph.inputs, self.graph.model.rotary);
         let cx = &mut self.cx;
         let per_step = [

@@ -88,6 +88,7 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, norm: NormKind) -> GpuGraph {
     };
     // Dense Qwen3 only: `backend::open` refuses mixture-of-experts files for GPU engines.
     let parts = Parts {
+        hybrid: None,
         embedding: &mut embedding,
         attention: &mut attention,
         norm,

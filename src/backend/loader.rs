@@ -2,8 +2,9 @@
 //! the graph (whose weights are named by the model's table, `model::tensors`).
 //!
 //! The CPU engine binds matrices as [`WeightData`] views into the memory map, in their GGUF
-//! encoding; only the 1-D norm weights (a few KB) are decoded to f32, because stock luminal ops
-//! read them. The GPU engines take each tensor decoded to f32 ([`decode`]) or raw ([`raw`]), one
+//! encoding; only the small float-only tensors (the 1-D norm weights and the DeltaNet's
+//! parameters and convolution taps, a few KB each) are decoded to f32, because stock luminal
+//! ops and our per-layer ops read them so. The GPU engines take each tensor decoded to f32 ([`decode`]) or raw ([`raw`]), one
 //! at a time.
 
 use luminal::prelude::*;
@@ -11,6 +12,7 @@ use thiserror::Error;
 
 use crate::gguf::{GgufFile, Storage, TensorInfo};
 use crate::model::qwen3::Qwen3Graph;
+use crate::model::tensors;
 use crate::ops::weight::{SharedBytes, WeightData};
 use crate::quant::{self, QuantError};
 
@@ -38,7 +40,7 @@ pub fn bind(cx: &mut Graph, model: &Qwen3Graph, file: &GgufFile) -> Result<(), L
     let bytes: SharedBytes = storage;
     for (name, node) in model.weights() {
         let info = tensor(file, &name)?;
-        let data = if info.dims().len() == 1 {
+        let data = if info.dims().len() == 1 || tensors::decoded_to_f32(&name) {
             Tensor::new(decode(file, info)?)
         } else {
             Tensor::new(matrix(&bytes, file, info)?)

@@ -41,7 +41,8 @@ dims! {
     KvHeads, KV_HEADS = 'g';
     /// Width of one head.
     HeadDim, HEAD_DIM = 'd';
-    /// Half the head dim: NEOX rotary embedding rotates the two halves of each head.
+    /// Rotary pairs of a head: half the rotated dimensions (`rope.dimension_count`, the whole
+    /// head for Qwen3), whose two halves NEOX rotary embedding pairs.
     HalfHeadDim, HALF_HEAD_DIM = 'e';
     /// `heads * head_dim`, which Qwen3 lets differ from `hidden`.
     QDim, Q_DIM = 'q';
@@ -64,6 +65,20 @@ dims! {
     ExpertDownRows, EXPERT_DOWN_ROWS = 'z';
     /// `2 * experts_used`: a token's routing, its expert ids then their weights.
     Routing, ROUTING = 'k';
+    /// Inner width of the shared expert (hybrid mixtures of experts).
+    SharedFfn, SHARED_FFN = 'b';
+    /// Gated attention: query and gate, `2 * heads * head_dim`.
+    QGateDim, Q_GATE_DIM = 'u';
+    /// Gated DeltaNet: the q, k and v channels the convolution runs over.
+    ConvDim, CONV_DIM = 'o';
+    /// Gated DeltaNet: taps of the causal convolution.
+    ConvKernel, CONV_KERNEL = 'n';
+    /// Gated DeltaNet: value width, `v_heads * state_size`.
+    ValueDim, VALUE_DIM = 'i';
+    /// Gated DeltaNet: value heads.
+    VHeads, V_HEADS = 'j';
+    /// Gated DeltaNet: the head size.
+    StateSize, STATE_SIZE = 'm';
 }
 
 /// Sets the model-size dimensions of `cx` from the config (the per-step ones are the engine's).
@@ -75,7 +90,7 @@ pub fn set_model_dims(cx: &mut Graph, c: &Qwen3Config) {
         (HEADS, c.heads),
         (KV_HEADS, c.kv_heads),
         (HEAD_DIM, c.head_dim),
-        (HALF_HEAD_DIM, c.head_dim / 2),
+        (HALF_HEAD_DIM, c.rope_dims / 2),
         (Q_DIM, c.q_dim()),
         (KV_DIM, c.kv_dim()),
         (GROUP, c.heads / c.kv_heads),
@@ -89,6 +104,19 @@ pub fn set_model_dims(cx: &mut Graph, c: &Qwen3Config) {
             (EXPERT_ROWS, m.experts * m.expert_ffn),
             (EXPERT_DOWN_ROWS, m.experts * c.hidden),
             (ROUTING, 2 * m.experts_used),
+            (SHARED_FFN, m.shared_ffn.unwrap_or(0)),
+        ] {
+            cx.set_dyn_dim(dim, size);
+        }
+    }
+    if let Some(h) = &c.hybrid {
+        for (dim, size) in [
+            (Q_GATE_DIM, 2 * c.q_dim()),
+            (CONV_DIM, h.conv_dim()),
+            (CONV_KERNEL, h.conv_kernel),
+            (VALUE_DIM, h.value_dim()),
+            (V_HEADS, h.v_heads),
+            (STATE_SIZE, h.state_size),
         ] {
             cx.set_dyn_dim(dim, size);
         }
@@ -106,6 +134,6 @@ mod tests {
                 panic!("{name} and {other} are both Dyn<'{c}'>: they would be one size");
             }
         }
-        assert_eq!(ALL.len(), 19);
+        assert_eq!(ALL.len(), 26);
     }
 }

@@ -1,4 +1,5 @@
-//! The Qwen3 forward pass in luminal: one definition for every engine and every dense Qwen3 shape.
+//! The Qwen forward pass in luminal: one definition for every engine, every shape and every
+//! architecture this program runs (Qwen3, Qwen3-MoE, and the hybrid Qwen3.5/3.6 models).
 //!
 //! Sizes are the dynamic dimensions of [`super::dims`], set from the file's config, so nothing is
 //! compiled in per model size. Per step the engine sets the step's length (`Seq`), how many
@@ -10,6 +11,9 @@
 //!   the graph; GPU: rows looked up on the host and fed in);
 //! - [`Attention`]: attention over the layer's KV cache with this step's keys and values added
 //!   (CPU: an op that owns the cache; GPU: the cache as graph tensors and a causal mask input);
+//! - [`HybridMixers`]: the hybrid models' gated attention and gated DeltaNet, ops that own their
+//!   layer's cache or recurrent state (CPU only); which layer is which comes from the config
+//!   ([`Mixer`]);
 //! - [`NormKind`]: plain RMSNorm, or the f16-safe form that f16 graphs need;
 //! - [`FeedForward`]: dense SwiGLU, or a mixture of experts whose routed experts come from the
 //!   engine ([`MixtureOfExperts`]; the CPU engine's ops, none on GPU engines).
@@ -22,8 +26,10 @@ use luminal::prelude::symbolic::Expression;
 use luminal::prelude::*;
 
 use super::config::Qwen3Config;
-use super::dims::{self, HeadDim, Heads, Hidden, KvDim, KvHeads, LogitRows, QDim, Seq, Vocab};
+use super::dims::{self, Hidden, LogitRows, Seq, Vocab};
 use super::ffn::{FeedForward, MixtureOfExperts};
+pub use super::mixer::{Attention, HybridMixers};
+use super::mixer::{Mixer, MixerParts};
 use super::norm::{Norm, NormKind};
 use super::rotary::Rotary;
 use super::tensors::{stem, LayerTensor, OUTPUT, OUTPUT_NORM, TOKEN_EMBD};
@@ -41,87 +47,52 @@ pub struct Embedded {
     pub table: Option<GraphTensor<(Vocab, Hidden)>>,
 }
 
-/// Variation point: causal attention over one layer's KV cache.
-pub trait Attention {
-    /// Appends this step's keys `k [seq, kv_heads, head_dim]` and values `v [seq, kv_heads *
-    /// head_dim]` to the cache of the next layer (layers call in order) and attends to it with
-    /// the queries `q [seq, heads, head_dim]`; q and k are normed and rotated. Returns
-    /// `[seq, heads * head_dim]`.
-    fn attend(
-        &mut self,
-        q: GraphTensor<(Seq, Heads, HeadDim)>,
-        k: GraphTensor<(Seq, KvHeads, HeadDim)>,
-        v: GraphTensor<(Seq, KvDim)>,
-    ) -> GraphTensor<(Seq, QDim)>;
-}
-
 /// The variation points an engine builds the graph with.
 pub struct Parts<'a> {
     pub embedding: &'a mut dyn Embedding,
     pub attention: &'a mut dyn Attention,
+    /// The hybrid models' mixers (`None`: the engine runs Qwen3 only).
+    pub hybrid: Option<&'a mut dyn HybridMixers>,
     pub norm: NormKind,
     /// The routed experts of a mixture-of-experts feed-forward (`None`: the engine runs dense
     /// models only).
     pub moe: Option<&'a mut dyn MixtureOfExperts>,
 }
 
-/// The attention half of a block's weights.
-#[derive(Clone, Copy)]
-pub struct AttentionWeights {
-    pub attn_norm: GraphTensor<(Hidden,)>,
-    pub attn_q: GraphTensor<(QDim, Hidden)>,
-    pub attn_k: GraphTensor<(KvDim, Hidden)>,
-    pub attn_v: GraphTensor<(KvDim, Hidden)>,
-    pub attn_q_norm: GraphTensor<(HeadDim,)>,
-    pub attn_k_norm: GraphTensor<(HeadDim,)>,
-    pub attn_output: GraphTensor<(Hidden, QDim)>,
-}
-
 /// The weights of one transformer block, each named for its tensor in the table
 /// (`blk.N.<name>.weight`).
 #[derive(Clone, Copy)]
 pub struct LayerWeights {
-    pub attention: AttentionWeights,
+    pub mixer: Mixer,
+    /// The norm before the feed-forward: `ffn_norm` (Qwen3), `post_attention_norm` (hybrids).
     pub ffn_norm: GraphTensor<(Hidden,)>,
     pub ffn: FeedForward,
 }
 
 impl LayerWeights {
-    /// Weight nodes for one block, in the table's order.
-    fn new(cx: &mut Graph, config: &Qwen3Config) -> Self {
-        use LayerTensor::*;
-        let attention = AttentionWeights {
-            attn_norm: cx.named_tensor(AttnNorm.name()),
-            attn_q: cx.named_tensor(AttnQ.name()),
-            attn_k: cx.named_tensor(AttnK.name()),
-            attn_v: cx.named_tensor(AttnV.name()),
-            attn_q_norm: cx.named_tensor(AttnQNorm.name()),
-            attn_k_norm: cx.named_tensor(AttnKNorm.name()),
-            attn_output: cx.named_tensor(AttnOutput.name()),
-        };
+    /// Weight nodes for block `layer`, in the table's order.
+    fn new(cx: &mut Graph, config: &Qwen3Config, layer: usize) -> Self {
         LayerWeights {
-            attention,
-            ffn_norm: cx.named_tensor(FfnNorm.name()),
+            mixer: Mixer::new(cx, config, layer),
+            ffn_norm: cx.named_tensor(ffn_norm(config).name()),
             ffn: FeedForward::new(cx, config),
         }
     }
 
     /// Each weight node with the table entry whose tensor it takes.
-    pub fn tensors(&self) -> Vec<(LayerTensor, NodeIndex)> {
-        use LayerTensor::*;
-        let a = &self.attention;
-        let mut out = vec![
-            (AttnNorm, a.attn_norm.id),
-            (AttnQ, a.attn_q.id),
-            (AttnK, a.attn_k.id),
-            (AttnV, a.attn_v.id),
-            (AttnQNorm, a.attn_q_norm.id),
-            (AttnKNorm, a.attn_k_norm.id),
-            (AttnOutput, a.attn_output.id),
-            (FfnNorm, self.ffn_norm.id),
-        ];
+    pub fn tensors(&self, config: &Qwen3Config) -> Vec<(LayerTensor, NodeIndex)> {
+        let mut out = self.mixer.tensors();
+        out.push((ffn_norm(config), self.ffn_norm.id));
         out.extend(self.ffn.tensors());
         out
+    }
+}
+
+/// The norm before the feed-forward, by the architecture's name for it.
+fn ffn_norm(config: &Qwen3Config) -> LayerTensor {
+    match config.hybrid {
+        Some(_) => LayerTensor::PostAttentionNorm,
+        None => LayerTensor::FfnNorm,
     }
 }
 
@@ -135,6 +106,8 @@ pub struct Qwen3Graph {
     pub head: GraphTensor<(Vocab, Hidden)>,
     pub tied_embeddings: bool,
     pub layers: Vec<LayerWeights>,
+    /// The config the graph was built for (names of the layers' tensors depend on it).
+    pub config: Qwen3Config,
     /// `[logit_rows, vocab]`, retrieved after each step.
     pub logits: GraphTensor<(LogitRows, Vocab)>,
 }
@@ -159,7 +132,7 @@ impl Qwen3Graph {
         for (i, layer) in self.layers.iter().enumerate() {
             names.extend(
                 layer
-                    .tensors()
+                    .tensors(&self.config)
                     .into_iter()
                     .map(|(t, id)| (t.in_layer(i), id)),
             );
@@ -186,13 +159,17 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, parts: Parts<'_>) -> Qwen3Gra
     };
 
     let layers: Vec<LayerWeights> = (0..config.layers)
-        .map(|_| LayerWeights::new(cx, config))
+        .map(|i| LayerWeights::new(cx, config, i))
         .collect();
     let mut x = x;
     let mut moe = parts.moe;
+    let mut mixers = MixerParts {
+        attention: parts.attention,
+        hybrid: parts.hybrid,
+    };
     for w in &layers {
         let moe = moe.as_mut().map(|m| &mut **m as &mut dyn MixtureOfExperts);
-        x = block(x, w, rotary, norm, parts.attention, moe);
+        x = block(x, w, rotary, norm, &mut mixers, moe);
     }
 
     // Only the trailing `LogitRows` positions need logits: slice before the final norm and the
@@ -212,33 +189,23 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, parts: Parts<'_>) -> Qwen3Gra
         head,
         tied_embeddings: config.tied_embeddings,
         layers,
+        config: config.clone(),
         logits,
     }
 }
 
-/// One transformer block: pre-norm attention and pre-norm feed-forward, each residual.
+/// One transformer block: the pre-norm mixer and the pre-norm feed-forward, each residual.
 fn block(
     x: GraphTensor<(Seq, Hidden)>,
     w: &LayerWeights,
     rotary: Rotary,
     norm: Norm,
-    attention: &mut dyn Attention,
+    mixers: &mut MixerParts<'_>,
     moe: Option<&mut dyn MixtureOfExperts>,
 ) -> GraphTensor<(Seq, Hidden)> {
-    // self-attention
-    let a = &w.attention;
-    let h = norm.rows(x, a.attn_norm);
-    let q = h
-        .matmul(a.attn_q.permute())
-        .reshape::<(Seq, Heads, HeadDim)>(); // [seq, heads, head_dim]
-    let k = h
-        .matmul(a.attn_k.permute())
-        .reshape::<(Seq, KvHeads, HeadDim)>(); // [seq, kv_heads, head_dim]
-    let v = h.matmul(a.attn_v.permute()); // [seq, kv_heads * head_dim]
-    let q = rotary.apply(norm.heads(q, a.attn_q_norm));
-    let k = rotary.apply(norm.heads(k, a.attn_k_norm));
-    let attn = attention.attend(q, k, v);
-    let x = x + attn.matmul(a.attn_output.permute());
+    // attention, gated attention or gated DeltaNet
+    let h = norm.rows(x, w.mixer.norm_weight());
+    let x = x + w.mixer.forward(h, norm, rotary, mixers);
 
     // feed-forward
     let h = norm.rows(x, w.ffn_norm);

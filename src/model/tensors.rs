@@ -1,10 +1,11 @@
-//! The GGUF tensor names of a Qwen3 file, verbatim as llama.cpp's converter writes them, with the
-//! shape each must have: the one table that the graph, the loader, the config check and the GPU
-//! weights read.
+//! The GGUF tensor names of the Qwen files this program runs, verbatim as llama.cpp's converter
+//! writes them, with the shape each must have: the one table that the graph, the loader, the
+//! config check and the GPU weights read.
 //!
 //! Global tensors are named in full (`token_embd.weight`); a block's tensors by the part between
-//! `blk.{i}.` and `.weight` (`attn_q`). Shapes are outermost first, as PyTorch and `--inspect`
-//! print them: a weight matrix is `[rows (outputs), cols (inputs)]`.
+//! `blk.{i}.` and their suffix (`attn_q`), which is `.weight` but for two tensors of the gated
+//! DeltaNet layers: `ssm_dt.bias` and `ssm_a` (no suffix). Shapes are outermost first, as
+//! PyTorch and `--inspect` print them: a weight matrix is `[rows (outputs), cols (inputs)]`.
 
 /// The embedding table, `[vocab, hidden]`; also the head when embeddings are tied.
 pub const TOKEN_EMBD: &str = "token_embd.weight";
@@ -28,6 +29,24 @@ pub enum Dim {
     Experts,
     /// Inner width of one expert.
     ExpertFfn,
+    /// Inner width of the shared expert (`qwen35moe`, `qwen3next`).
+    SharedFfn,
+    /// The gated attention's query-and-gate projection: `2 * heads * head_dim`.
+    QGateDim,
+    /// Gated DeltaNet: its q, k and v channels, `2 * k_heads * state + v_heads * state`.
+    ConvDim,
+    /// Gated DeltaNet: taps of the causal convolution.
+    ConvKernel,
+    /// Gated DeltaNet: the value width `v_heads * state` (`ssm.inner_size`).
+    ValueDim,
+    /// Gated DeltaNet: value heads (`ssm.time_step_rank`).
+    VHeads,
+    /// Gated DeltaNet: `2 * v_heads`, beta and alpha in one projection (`qwen3next`).
+    BetaAlpha,
+    /// Gated DeltaNet: the head size (`ssm.state_size`).
+    StateSize,
+    /// Gated DeltaNet, legacy fused input projection (`qwen3next`): `2 * k_dim + 2 * value_dim`.
+    QkvzDim,
 }
 
 /// The global tensors and their shapes.
@@ -37,7 +56,8 @@ pub const GLOBAL: [(&str, &[Dim]); 3] = [
     (OUTPUT, &[Dim::Vocab, Dim::Hidden]),
 ];
 
-/// A tensor of one transformer block, `blk.{i}.<name>.weight`.
+/// A tensor of one transformer block, `blk.{i}.<name>.weight` (`.bias`, or nothing, for the
+/// two DeltaNet vectors that llama.cpp's converter names so).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LayerTensor {
     AttnNorm,
@@ -55,12 +75,31 @@ pub enum LayerTensor {
     FfnGateExps,
     FfnUpExps,
     FfnDownExps,
+    /// The hybrid models' norm before the feed-forward (Qwen3's `ffn_norm`).
+    PostAttentionNorm,
+    /// Gated attention: query and gate, interleaved per head.
+    AttnQGate,
+    AttnQkv,
+    AttnGate,
+    SsmConv1d,
+    SsmDt,
+    SsmA,
+    SsmBeta,
+    SsmAlpha,
+    SsmBa,
+    SsmIn,
+    SsmNorm,
+    SsmOut,
+    FfnGateInpShexp,
+    FfnGateShexp,
+    FfnUpShexp,
+    FfnDownShexp,
 }
 
 use LayerTensor::*;
 
 /// Every per-layer tensor: its name (verbatim) and shape.
-const LAYER: [(LayerTensor, &str, &[Dim]); 15] = [
+const LAYER: [(LayerTensor, &str, &[Dim]); 32] = [
     (AttnNorm, "attn_norm", &[Dim::Hidden]),
     (AttnQ, "attn_q", &[Dim::QDim, Dim::Hidden]),
     (AttnK, "attn_k", &[Dim::KvDim, Dim::Hidden]),
@@ -89,6 +128,34 @@ const LAYER: [(LayerTensor, &str, &[Dim]); 15] = [
         "ffn_down_exps",
         &[Dim::Experts, Dim::Hidden, Dim::ExpertFfn],
     ),
+    // The hybrid models (qwen35, qwen35moe, qwen3next): gated attention every few layers,
+    // gated DeltaNet in the others, a norm named after the attention before the feed-forward.
+    (PostAttentionNorm, "post_attention_norm", &[Dim::Hidden]),
+    (AttnQGate, "attn_q", &[Dim::QGateDim, Dim::Hidden]),
+    (AttnQkv, "attn_qkv", &[Dim::ConvDim, Dim::Hidden]),
+    (AttnGate, "attn_gate", &[Dim::ValueDim, Dim::Hidden]),
+    (SsmConv1d, "ssm_conv1d", &[Dim::ConvDim, Dim::ConvKernel]),
+    (SsmDt, "ssm_dt", &[Dim::VHeads]),
+    (SsmA, "ssm_a", &[Dim::VHeads]),
+    (SsmBeta, "ssm_beta", &[Dim::VHeads, Dim::Hidden]),
+    (SsmAlpha, "ssm_alpha", &[Dim::VHeads, Dim::Hidden]),
+    (SsmBa, "ssm_ba", &[Dim::BetaAlpha, Dim::Hidden]),
+    (SsmIn, "ssm_in", &[Dim::QkvzDim, Dim::Hidden]),
+    (SsmNorm, "ssm_norm", &[Dim::StateSize]),
+    (SsmOut, "ssm_out", &[Dim::Hidden, Dim::ValueDim]),
+    // The shared expert beside the routed ones (qwen35moe, qwen3next); its gate is a vector.
+    (FfnGateInpShexp, "ffn_gate_inp_shexp", &[Dim::Hidden]),
+    (
+        FfnGateShexp,
+        "ffn_gate_shexp",
+        &[Dim::SharedFfn, Dim::Hidden],
+    ),
+    (FfnUpShexp, "ffn_up_shexp", &[Dim::SharedFfn, Dim::Hidden]),
+    (
+        FfnDownShexp,
+        "ffn_down_shexp",
+        &[Dim::Hidden, Dim::SharedFfn],
+    ),
 ];
 
 impl LayerTensor {
@@ -102,6 +169,28 @@ impl LayerTensor {
     /// The mixture-of-experts feed-forward half (architecture `qwen3moe`), its norm first.
     pub const MOE_FFN: [LayerTensor; 5] =
         [FfnNorm, FfnGateInp, FfnGateExps, FfnUpExps, FfnDownExps];
+    /// A hybrid model's gated-attention half.
+    pub const GATED_ATTENTION: [LayerTensor; 7] = [
+        AttnNorm, AttnQGate, AttnK, AttnV, AttnOutput, AttnQNorm, AttnKNorm,
+    ];
+    /// A hybrid model's gated-DeltaNet half (qwen35's separate beta and alpha projections).
+    pub const DELTA_NET: [LayerTensor; 10] = [
+        AttnNorm, AttnQkv, AttnGate, SsmConv1d, SsmDt, SsmA, SsmBeta, SsmAlpha, SsmNorm, SsmOut,
+    ];
+    /// A hybrid model's dense feed-forward half, its norm first.
+    pub const HYBRID_DENSE_FFN: [LayerTensor; 4] = [PostAttentionNorm, FfnGate, FfnUp, FfnDown];
+    /// A hybrid model's mixture of experts with a shared expert, its norm first.
+    pub const HYBRID_MOE_FFN: [LayerTensor; 9] = [
+        PostAttentionNorm,
+        FfnGateInp,
+        FfnGateExps,
+        FfnUpExps,
+        FfnDownExps,
+        FfnGateInpShexp,
+        FfnGateShexp,
+        FfnUpShexp,
+        FfnDownShexp,
+    ];
 
     fn row(self) -> &'static (LayerTensor, &'static str, &'static [Dim]) {
         LAYER
@@ -110,9 +199,19 @@ impl LayerTensor {
             .expect("every LayerTensor has a row in LAYER")
     }
 
-    /// The name between `blk.{i}.` and `.weight`, e.g. `attn_q`.
+    /// The name between `blk.{i}.` and the suffix, e.g. `attn_q`.
     pub fn name(self) -> &'static str {
         self.row().1
+    }
+
+    /// What follows the name: `.weight`, but `.bias` for `ssm_dt` and nothing for `ssm_a`, as
+    /// llama.cpp's converter names them.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            SsmDt => ".bias",
+            SsmA => "",
+            _ => ".weight",
+        }
     }
 
     /// The shape, outermost first.
@@ -120,14 +219,16 @@ impl LayerTensor {
         self.row().2
     }
 
-    /// A 1-D norm weight (F32, F16 or BF16 in a valid file).
-    pub fn is_norm(self) -> bool {
-        self.shape().len() == 1
+    /// A vector that must stay in a float type (F32, F16 or BF16 in a valid file): the norms,
+    /// and the DeltaNet's small per-head parameters and convolution taps, which llama.cpp's
+    /// converter and llama-quantize keep F32.
+    pub fn is_float_only(self) -> bool {
+        self.shape().len() == 1 || self == SsmConv1d
     }
 
     /// The GGUF name in block `layer`, e.g. `blk.3.attn_q.weight`.
     pub fn in_layer(self, layer: usize) -> String {
-        format!("blk.{layer}.{}.weight", self.name())
+        format!("blk.{layer}.{}{}", self.name(), self.suffix())
     }
 }
 
@@ -135,6 +236,17 @@ impl LayerTensor {
 /// kernel-profile labels.
 pub fn stem(name: &str) -> &str {
     name.strip_suffix(".weight").unwrap_or(name)
+}
+
+/// Whether the tensor a per-layer name names is one the CPU engine decodes to f32 at load: a
+/// float-only one (norms, DeltaNet parameters and convolution taps).
+pub fn decoded_to_f32(name: &str) -> bool {
+    let Some(layer) = layer_of(name) else {
+        return false;
+    };
+    LAYER
+        .iter()
+        .any(|(t, _, _)| t.is_float_only() && t.in_layer(layer) == name)
 }
 
 /// The block a per-layer tensor name belongs to: `blk.3.attn_q.weight` -> 3.
@@ -159,29 +271,63 @@ mod tests {
     }
 
     #[test]
+    fn hybrid_names_are_llama_cpp_s() {
+        assert_eq!(SsmDt.in_layer(0), "blk.0.ssm_dt.bias");
+        assert_eq!(SsmA.in_layer(2), "blk.2.ssm_a");
+        assert_eq!(SsmConv1d.in_layer(1), "blk.1.ssm_conv1d.weight");
+        assert_eq!(AttnQGate.in_layer(3), "blk.3.attn_q.weight");
+        assert_eq!(
+            PostAttentionNorm.in_layer(3),
+            "blk.3.post_attention_norm.weight"
+        );
+    }
+
+    #[test]
     fn every_layer_tensor_is_listed_once() {
-        let mut all: Vec<LayerTensor> = [
+        let halves = [
             &LayerTensor::ATTENTION[..],
             &LayerTensor::DENSE_FFN[..],
             &LayerTensor::MOE_FFN[..],
-        ]
-        .concat();
-        // Both feed-forward halves start with the one norm.
-        all.sort_by_key(|t| t.name());
+            &LayerTensor::GATED_ATTENTION[..],
+            &LayerTensor::DELTA_NET[..],
+            &LayerTensor::HYBRID_DENSE_FFN[..],
+            &LayerTensor::HYBRID_MOE_FFN[..],
+            &[SsmBa, SsmIn][..],
+        ];
+        let mut all: Vec<LayerTensor> = halves.concat();
+        // Halves share their norms and some matrices.
+        all.sort_by_key(|t| format!("{t:?}"));
         all.dedup();
         assert_eq!(all.len(), LAYER.len());
         for (i, (t, name, _)) in LAYER.iter().enumerate() {
             assert!(all.contains(t), "{name} is in no half of the block");
-            assert!(LAYER[..i].iter().all(|r| r.1 != *name), "{name} twice");
+            // Two rows share a name only as two shapes of one tensor: Qwen3's query and the
+            // hybrid models' query and gate.
+            let twin = LAYER[..i].iter().find(|r| r.1 == *name);
+            assert!(
+                twin.is_none() || (twin.unwrap().0, *t) == (AttnQ, AttnQGate),
+                "{name} twice"
+            );
         }
-        let norms: Vec<&str> = LAYER
+        let float_only: Vec<&str> = LAYER
             .iter()
-            .filter(|r| r.0.is_norm())
+            .filter(|r| r.0.is_float_only())
             .map(|r| r.1)
             .collect();
         assert_eq!(
-            norms,
-            ["attn_norm", "attn_q_norm", "attn_k_norm", "ffn_norm"]
+            float_only,
+            [
+                "attn_norm",
+                "attn_q_norm",
+                "attn_k_norm",
+                "ffn_norm",
+                "post_attention_norm",
+                "ssm_conv1d",
+                "ssm_dt",
+                "ssm_a",
+                "ssm_norm",
+                "ffn_gate_inp_shexp"
+            ]
         );
     }
 }

@@ -14,7 +14,9 @@
 pub mod cached_attention;
 pub mod cost;
 mod decorator;
+pub mod delta_net;
 pub mod embedding;
+pub mod gated_attention;
 pub mod input;
 pub mod instrument;
 pub mod interruptible;

@@ -156,6 +156,8 @@ standard_cases! {
     standard_tiny_moe_f32: "tiny-moe-f32.gguf", "tiny-moe-f32.json";
     standard_tiny_moe_q8_0: "tiny-moe-q8_0.gguf", "tiny-moe-q8_0.deq.json";
     standard_small_moe_q4_k_m: "small-moe-q4_k_m.gguf", "small-moe-q4_k_m.deq.json";
+    standard_tiny_qwen35_f32: "tiny-qwen35-f32.gguf", "tiny-qwen35-f32.json";
+    standard_small_qwen35_q8_0: "small-qwen35-q8_0.gguf", "small-qwen35-q8_0.deq.json";
 }
 
 /// `(ids, logits)` of one reference row as a map from id.

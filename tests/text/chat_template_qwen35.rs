@@ -4,7 +4,6 @@
 //! written by tools/chat_template_refs_qwen35.py): thinking on and off, tools, tool calls and
 //! results, reasoning_content, content parts, and the template's own errors.
 
-
 use crate::common::fixture;
 use qwen::text::chat::{
     Chat, ChatError, ChatTemplate, Message, RenderOptions, Role, TemplateSource,

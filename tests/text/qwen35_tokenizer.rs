@@ -9,7 +9,6 @@
 //! added): checked once against the kit's GGUF, whose tokens, types and merges it equals.
 //! A 28 MB model is thereby not committed.
 
-
 use std::sync::OnceLock;
 
 use crate::common::{fixture, Gguf, V};

@@ -8,7 +8,7 @@ use crate::quant::GgmlType;
 /// A file that is not a usable Qwen3 model. Each error names the file and the key or tensor.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("architecture '{found}' is not supported (this program runs qwen3 and qwen3moe); {file} holds a different model")]
+    #[error("architecture '{found}' is not supported (this program runs qwen3, qwen3moe, qwen35, qwen35moe and qwen3next); {file} holds a different model")]
     WrongArchitecture { found: String, file: String },
 
     #[error("metadata key '{key}' not found in {file}; is it a complete Qwen3 GGUF file?")]
@@ -65,6 +65,80 @@ pub enum ConfigError {
         experts: usize,
         used_key: String,
         experts_key: String,
+        file: String,
+    },
+
+    #[error(
+        "{v_heads_key} ({v_heads}) is not a multiple of {k_heads_key} ({k_heads}) in {file}; \
+         each DeltaNet key head serves a whole number of value heads"
+    )]
+    KeyHeadsNotDivisible {
+        v_heads: usize,
+        k_heads: usize,
+        v_heads_key: String,
+        k_heads_key: String,
+        file: String,
+    },
+
+    #[error(
+        "{inner_key} ({inner}) in {file} is not {v_heads_key} x {state_key} ({v_heads} x \
+         {state} = {}): the DeltaNet state sizes contradict each other",
+        v_heads * state
+    )]
+    StateSizeMismatch {
+        inner: usize,
+        v_heads: usize,
+        state: usize,
+        inner_key: String,
+        v_heads_key: String,
+        state_key: String,
+        file: String,
+    },
+
+    #[error(
+        "{key} is 0 in {file}; every layer would be a gated DeltaNet layer with no full \
+         attention, which no Qwen model has (the file is damaged)"
+    )]
+    ZeroInterval { key: String, file: String },
+
+    #[error("{key} in {file} has {found} entries, expected {expected} (one per block)")]
+    RecurrentLayersLength {
+        key: String,
+        found: usize,
+        expected: usize,
+        file: String,
+    },
+
+    #[error(
+        "{mtp_key} ({mtp}) in {file} is not below {layers_key} ({layers}): the trunk would have \
+         no layers"
+    )]
+    TooManyMtpLayers {
+        mtp: usize,
+        layers: usize,
+        mtp_key: String,
+        layers_key: String,
+        file: String,
+    },
+
+    #[error(
+        "{key} ({dims}) in {file} must be even and at most the head size ({head_dim}): rotary \
+         embeddings turn pairs of a head's dimensions"
+    )]
+    BadRopeDims {
+        dims: usize,
+        head_dim: usize,
+        key: String,
+        file: String,
+    },
+
+    #[error(
+        "{key} {sections:?} in {file} covers no rotary pair; the first three sections give \
+         the pairs each position axis turns"
+    )]
+    EmptyRopeSections {
+        sections: [usize; 4],
+        key: String,
         file: String,
     },
 

@@ -5,7 +5,7 @@ use super::super::tensors::{self, Dim, LayerTensor, OUTPUT, TOKEN_EMBD};
 use super::error::ConfigError;
 use super::keys::Keys;
 use super::meta::Meta;
-use super::types::{MoeConfig, Qwen3Config};
+use super::types::{DeltaProjections, Qwen3Config};
 use crate::gguf::TensorInfo;
 use crate::quant::{supported_type_names, GgmlType};
 
@@ -13,7 +13,8 @@ use crate::quant::{supported_type_names, GgmlType};
 struct Expected {
     name: String,
     dims: Vec<(usize, String)>,
-    is_norm: bool,
+    /// A norm or another small vector that must be F32, F16 or BF16.
+    float_only: bool,
 }
 
 impl Meta<'_> {
@@ -50,7 +51,7 @@ impl Meta<'_> {
                 supported: supported_type_names(),
             });
         }
-        if expected.is_norm && !matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+        if expected.float_only && !matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
             return Err(ConfigError::NormNotFloat {
                 tensor: t.name().to_string(),
                 ty,
@@ -60,15 +61,17 @@ impl Meta<'_> {
         Ok(())
     }
 
-    /// A `blk.{n}.` tensor with n >= block_count means the metadata understates the layers.
+    /// A `blk.{n}.` tensor with n >= block_count means the metadata understates the layers
+    /// (a multi-token-prediction block after the trunk counts in block_count).
     fn check_no_extra_layers(&self, c: &Qwen3Config) -> Result<(), ConfigError> {
+        let blocks = c.layers + c.hybrid.as_ref().map_or(0, |h| h.mtp_layers);
         for t in self.file.tensors() {
             if let Some(layer) = tensors::layer_of(t.name()) {
-                if layer >= c.layers {
+                if layer >= blocks {
                     return Err(ConfigError::ExtraLayer {
                         tensor: t.name().to_string(),
                         layer,
-                        layers: c.layers,
+                        layers: blocks,
                         key: self.keys.layers.clone(),
                         file: self.name(),
                     });
@@ -95,30 +98,55 @@ fn mismatch_reason(found: &[u64], dims: &[(usize, String)]) -> String {
     }
 }
 
-/// Every tensor a Qwen3 model needs, with its shape (outermost first) as the metadata implies.
-/// Lazy, so that a corrupt `block_count` of billions stops at the first missing layer instead
-/// of listing billions of tensors first.
-fn expected_tensors(
-    c: &Qwen3Config,
+/// Every tensor of the trunk, with its shape (outermost first) as the metadata implies. Lazy,
+/// so that a corrupt `block_count` of billions stops at the first missing layer instead of
+/// listing billions of tensors first. A multi-token-prediction block is not checked: it is not
+/// run.
+fn expected_tensors<'a>(
+    c: &'a Qwen3Config,
     keys: &Keys,
     has_key_length: bool,
-) -> impl Iterator<Item = Expected> {
+) -> impl Iterator<Item = Expected> + 'a {
     let dims = ExpectedDims::new(c, keys, has_key_length);
     let global: Vec<Expected> = tensors::GLOBAL
         .iter()
-        .map(|(name, shape)| dims.expected(name.to_string(), shape))
+        .map(|(name, shape)| dims.expected(name.to_string(), shape, shape.len() == 1))
         .collect();
-    let ffn = match c.moe {
-        Some(_) => &LayerTensor::MOE_FFN[..],
-        None => &LayerTensor::DENSE_FFN[..],
-    };
-    let layer = [&LayerTensor::ATTENTION[..], ffn].concat();
     global.into_iter().chain((0..c.layers).flat_map(move |i| {
-        layer
-            .iter()
-            .map(|t| dims.expected(t.in_layer(i), t.shape()))
+        layer_tensors(c, i)
+            .into_iter()
+            .map(|t| dims.expected(t.in_layer(i), t.shape(), t.is_float_only()))
             .collect::<Vec<_>>()
     }))
+}
+
+/// The tensors of layer `i`: its mixer (attention, gated attention or gated DeltaNet) and its
+/// feed-forward, each half's norm first.
+pub fn layer_tensors(c: &Qwen3Config, i: usize) -> Vec<LayerTensor> {
+    use LayerTensor::*;
+    let mixer: Vec<LayerTensor> = match &c.hybrid {
+        None => LayerTensor::ATTENTION.to_vec(),
+        Some(_) if !c.is_recurrent(i) => LayerTensor::GATED_ATTENTION.to_vec(),
+        Some(h) => match h.projections {
+            DeltaProjections::Separate => LayerTensor::DELTA_NET.to_vec(),
+            DeltaProjections::FusedBetaAlpha => LayerTensor::DELTA_NET
+                .iter()
+                .filter(|t| !matches!(t, SsmBeta | SsmAlpha))
+                .copied()
+                .chain([SsmBa])
+                .collect(),
+            DeltaProjections::LegacyIn => vec![
+                AttnNorm, SsmIn, SsmBa, SsmConv1d, SsmDt, SsmA, SsmNorm, SsmOut,
+            ],
+        },
+    };
+    let ffn = match (c.hybrid.is_some(), c.moe.is_some()) {
+        (false, false) => &LayerTensor::DENSE_FFN[..],
+        (false, true) => &LayerTensor::MOE_FFN[..],
+        (true, false) => &LayerTensor::HYBRID_DENSE_FFN[..],
+        (true, true) => &LayerTensor::HYBRID_MOE_FFN[..],
+    };
+    [&mixer[..], ffn].concat()
 }
 
 /// Each dimension a tensor shape uses, with the metadata that sets it.
@@ -131,6 +159,15 @@ struct ExpectedDims {
     ffn: (usize, String),
     experts: (usize, String),
     expert_ffn: (usize, String),
+    shared_ffn: (usize, String),
+    q_gate: (usize, String),
+    conv: (usize, String),
+    conv_kernel: (usize, String),
+    value: (usize, String),
+    v_heads: (usize, String),
+    beta_alpha: (usize, String),
+    state: (usize, String),
+    qkvz: (usize, String),
 }
 
 impl ExpectedDims {
@@ -140,11 +177,12 @@ impl ExpectedDims {
         } else {
             format!("{} / {}", k.hidden, k.heads)
         };
-        let moe = c.moe.unwrap_or(MoeConfig {
-            experts: 0,
-            experts_used: 0,
-            expert_ffn: 0,
+        let (experts, expert_ffn, shared_ffn) = c.moe.map_or((0, 0, 0), |m| {
+            (m.experts, m.expert_ffn, m.shared_ffn.unwrap_or(0))
         });
+        let h = c.hybrid.as_ref();
+        let size = |f: fn(&super::types::HybridConfig) -> usize| h.map_or(0, f);
+        let (vh, st, kh) = (&k.v_heads, &k.state_size, &k.k_heads);
         ExpectedDims {
             hidden: (c.hidden, k.hidden.clone()),
             vocab: (c.vocab, format!("the rows of {TOKEN_EMBD}")),
@@ -152,8 +190,23 @@ impl ExpectedDims {
             q: (c.q_dim(), format!("{} x {head_dim_from}", k.heads)),
             kv: (c.kv_dim(), format!("{} x {head_dim_from}", k.kv_heads)),
             ffn: (c.ffn, k.ffn.clone()),
-            experts: (moe.experts, k.experts.clone()),
-            expert_ffn: (moe.expert_ffn, k.expert_ffn.clone()),
+            experts: (experts, k.experts.clone()),
+            expert_ffn: (expert_ffn, k.expert_ffn.clone()),
+            shared_ffn: (shared_ffn, k.shared_ffn.clone()),
+            q_gate: (2 * c.q_dim(), format!("2 x {} x {head_dim_from}", k.heads)),
+            conv: (
+                size(|h| h.conv_dim()),
+                format!("2 x {kh} x {st} + {vh} x {st}"),
+            ),
+            conv_kernel: (size(|h| h.conv_kernel), k.conv_kernel.clone()),
+            value: (size(|h| h.value_dim()), k.inner_size.clone()),
+            v_heads: (size(|h| h.v_heads), vh.clone()),
+            beta_alpha: (size(|h| 2 * h.v_heads), format!("2 x {vh}")),
+            state: (size(|h| h.state_size), st.clone()),
+            qkvz: (
+                size(|h| 2 * h.key_dim() + 2 * h.value_dim()),
+                format!("2 x {kh} x {st} + 2 x {}", k.inner_size),
+            ),
         }
     }
 
@@ -167,15 +220,24 @@ impl ExpectedDims {
             Dim::Ffn => &self.ffn,
             Dim::Experts => &self.experts,
             Dim::ExpertFfn => &self.expert_ffn,
+            Dim::SharedFfn => &self.shared_ffn,
+            Dim::QGateDim => &self.q_gate,
+            Dim::ConvDim => &self.conv,
+            Dim::ConvKernel => &self.conv_kernel,
+            Dim::ValueDim => &self.value,
+            Dim::VHeads => &self.v_heads,
+            Dim::BetaAlpha => &self.beta_alpha,
+            Dim::StateSize => &self.state,
+            Dim::QkvzDim => &self.qkvz,
         }
     }
 
     /// Tensor `name` of the table's `shape`, sized by this file's metadata.
-    fn expected(&self, name: String, shape: &[Dim]) -> Expected {
+    fn expected(&self, name: String, shape: &[Dim], float_only: bool) -> Expected {
         Expected {
             name,
             dims: shape.iter().map(|&d| self.of(d).clone()).collect(),
-            is_norm: shape.len() == 1,
+            float_only,
         }
     }
 }

@@ -1,8 +1,6 @@
 //! The metadata keys of each architecture this program runs (`{arch}.embedding_length`, ...).
 
 pub(super) const ARCH_KEY: &str = "general.architecture";
-/// The architectures this program runs: dense Qwen3 and Qwen3-MoE.
-pub(super) const ARCHES: [&str; 2] = ["qwen3", "qwen3moe"];
 
 /// The metadata keys of one architecture, `{arch}.embedding_length` and so on.
 #[derive(Debug, Clone)]
@@ -21,6 +19,17 @@ pub(super) struct Keys {
     pub(super) experts: String,
     pub(super) experts_used: String,
     pub(super) expert_ffn: String,
+    pub(super) shared_ffn: String,
+    pub(super) rope_dims: String,
+    pub(super) rope_sections: String,
+    pub(super) conv_kernel: String,
+    pub(super) state_size: String,
+    pub(super) k_heads: String,
+    pub(super) v_heads: String,
+    pub(super) inner_size: String,
+    pub(super) interval: String,
+    pub(super) recurrent_layers: String,
+    pub(super) mtp_layers: String,
 }
 
 impl Keys {
@@ -41,6 +50,17 @@ impl Keys {
             experts: k("expert_count"),
             experts_used: k("expert_used_count"),
             expert_ffn: k("expert_feed_forward_length"),
+            shared_ffn: k("expert_shared_feed_forward_length"),
+            rope_dims: k("rope.dimension_count"),
+            rope_sections: k("rope.dimension_sections"),
+            conv_kernel: k("ssm.conv_kernel"),
+            state_size: k("ssm.state_size"),
+            k_heads: k("ssm.group_count"),
+            v_heads: k("ssm.time_step_rank"),
+            inner_size: k("ssm.inner_size"),
+            interval: k("full_attention_interval"),
+            recurrent_layers: k("attention.recurrent_layers"),
+            mtp_layers: k("nextn_predict_layers"),
         }
     }
 }

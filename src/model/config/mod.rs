@@ -21,4 +21,7 @@ mod read;
 mod types;
 
 pub use error::ConfigError;
-pub use types::{MoeConfig, Qwen3Config, DEFAULT_ROPE_THETA};
+pub use expected::layer_tensors;
+pub use types::{
+    Arch, DeltaProjections, HybridConfig, KeyHeads, MoeConfig, Qwen3Config, DEFAULT_ROPE_THETA,
+};

@@ -2,30 +2,33 @@
 
 use super::super::tensors::OUTPUT;
 use super::error::ConfigError;
-use super::keys::{Keys, ARCHES, ARCH_KEY};
+use super::keys::{Keys, ARCH_KEY};
 use super::meta::Meta;
-use super::types::{MoeConfig, Qwen3Config, DEFAULT_ROPE_THETA};
+use super::types::{
+    Arch, DeltaProjections, HybridConfig, KeyHeads, MoeConfig, Qwen3Config, DEFAULT_ROPE_THETA,
+};
 use crate::gguf::GgufFile;
 
 impl Qwen3Config {
-    /// Reads and checks the configuration of a Qwen3 GGUF file.
+    /// Reads and checks the configuration of a GGUF file of one of the architectures this
+    /// program runs ([`Arch`]).
     pub fn from_gguf(file: &GgufFile) -> Result<Qwen3Config, ConfigError> {
         let probe = Meta {
             file,
-            keys: Keys::new(ARCHES[0]),
+            keys: Keys::new(Arch::Qwen3.name()),
         };
-        let arch = probe.required(ARCH_KEY, file.get_str(ARCH_KEY))?;
-        if !ARCHES.contains(&arch) {
+        let name = probe.required(ARCH_KEY, file.get_str(ARCH_KEY))?;
+        let Some(arch) = Arch::from_name(name) else {
             return Err(ConfigError::WrongArchitecture {
-                found: arch.to_string(),
+                found: name.to_string(),
                 file: probe.name(),
             });
-        }
+        };
         let meta = Meta {
             file,
-            keys: Keys::new(arch),
+            keys: Keys::new(name),
         };
-        let config = meta.read_config(arch == "qwen3moe")?;
+        let config = meta.read_config(arch)?;
         meta.check_heads(&config)?;
         meta.check_tensors(&config)?;
         Ok(config)
@@ -33,7 +36,8 @@ impl Qwen3Config {
 }
 
 impl Meta<'_> {
-    pub(super) fn read_config(&self, moe: bool) -> Result<Qwen3Config, ConfigError> {
+    pub(super) fn read_config(&self, arch: Arch) -> Result<Qwen3Config, ConfigError> {
+        let moe = arch.is_moe();
         let (file, k) = (self.file, &self.keys);
         let hidden = self.size(&k.hidden)?;
         let heads = self.size(&k.heads)?;
@@ -53,10 +57,17 @@ impl Meta<'_> {
             None if moe => 0,
             None => self.size(&k.ffn)?,
         };
-        let moe = moe.then(|| self.read_moe(ffn)).transpose()?;
+        let moe = moe.then(|| self.read_moe(arch, ffn)).transpose()?;
+        let blocks = self.size(&k.layers)?;
+        let hybrid = arch
+            .is_hybrid()
+            .then(|| self.read_hybrid(arch, blocks))
+            .transpose()?;
+        let layers = blocks - hybrid.as_ref().map_or(0, |h| h.mtp_layers);
         Ok(Qwen3Config {
+            arch,
             hidden,
-            layers: self.size(&k.layers)?,
+            layers,
             // A mixture of experts without feed_forward_length: the routed experts' width.
             ffn: match (ffn, moe) {
                 (0, Some(m)) => m.expert_ffn * m.experts_used,
@@ -65,18 +76,168 @@ impl Meta<'_> {
             heads,
             kv_heads,
             head_dim,
+            rope_dims: self.rope_dims(head_dim)?,
+            rope_sections: self.rope_sections(arch)?,
             rope_theta: self.positive(&k.rope_theta, rope_theta.unwrap_or(DEFAULT_ROPE_THETA))?,
             rms_eps: self.positive(&k.rms_eps, rms_eps)?,
             context_length: self.size(&k.context)?,
             vocab,
             tied_embeddings: file.tensor(OUTPUT).is_none(),
             moe,
+            hybrid,
         })
+    }
+
+    /// `rope.dimension_count`: the whole head where absent (Qwen3), else even and within it.
+    fn rope_dims(&self, head_dim: usize) -> Result<usize, ConfigError> {
+        let key = &self.keys.rope_dims;
+        let Some(dims) = self.optional(key, self.file.get_u32(key))? else {
+            return Ok(head_dim);
+        };
+        let dims = dims as usize;
+        if dims == 0 || dims % 2 == 1 || dims > head_dim {
+            return Err(ConfigError::BadRopeDims {
+                dims,
+                head_dim,
+                key: key.clone(),
+                file: self.name(),
+            });
+        }
+        Ok(dims)
+    }
+
+    /// `rope.dimension_sections`: required by the Qwen3.5 architectures (llama.cpp reads it
+    /// with `required`), unused by the others.
+    fn rope_sections(&self, arch: Arch) -> Result<Option<[usize; 4]>, ConfigError> {
+        if !matches!(arch, Arch::Qwen35 | Arch::Qwen35Moe) {
+            return Ok(None);
+        }
+        let key = &self.keys.rope_sections;
+        let values = self.required(key, self.file.get_int_array(key))?;
+        let sections: Option<[usize; 4]> = (values.len() == 4)
+            .then(|| std::array::from_fn(|i| usize::try_from(values[i]).ok()))
+            .and_then(|s: [Option<usize>; 4]| {
+                s.iter()
+                    .all(Option::is_some)
+                    .then(|| s.map(Option::unwrap_or_default))
+            });
+        let Some(sections) = sections else {
+            return Err(ConfigError::KeyType {
+                key: key.clone(),
+                expected: "four non-negative integers",
+                found: format!("{values:?}"),
+                file: self.name(),
+            });
+        };
+        if sections[..3].iter().all(|&s| s == 0) {
+            return Err(ConfigError::EmptyRopeSections {
+                sections,
+                key: key.clone(),
+                file: self.name(),
+            });
+        }
+        Ok(Some(sections))
+    }
+
+    /// The gated DeltaNet side of a hybrid model whose metadata says `blocks` blocks.
+    fn read_hybrid(&self, arch: Arch, blocks: usize) -> Result<HybridConfig, ConfigError> {
+        let k = &self.keys;
+        let state_size = self.size(&k.state_size)?;
+        let k_heads = self.size(&k.k_heads)?;
+        let v_heads = self.size(&k.v_heads)?;
+        if !v_heads.is_multiple_of(k_heads) {
+            return Err(ConfigError::KeyHeadsNotDivisible {
+                v_heads,
+                k_heads,
+                v_heads_key: k.v_heads.clone(),
+                k_heads_key: k.k_heads.clone(),
+                file: self.name(),
+            });
+        }
+        let inner = self.size(&k.inner_size)?;
+        if inner != v_heads * state_size {
+            return Err(ConfigError::StateSizeMismatch {
+                inner,
+                v_heads,
+                state: state_size,
+                inner_key: k.inner_size.clone(),
+                v_heads_key: k.v_heads.clone(),
+                state_key: k.state_size.clone(),
+                file: self.name(),
+            });
+        }
+        let mtp_layers = self
+            .optional(&k.mtp_layers, self.file.get_u32(&k.mtp_layers))?
+            .unwrap_or(0) as usize;
+        if mtp_layers >= blocks {
+            return Err(ConfigError::TooManyMtpLayers {
+                mtp: mtp_layers,
+                layers: blocks,
+                mtp_key: k.mtp_layers.clone(),
+                layers_key: k.layers.clone(),
+                file: self.name(),
+            });
+        }
+        let trunk = blocks - mtp_layers;
+        Ok(HybridConfig {
+            recurrent_layers: self.recurrent_layers(blocks, trunk)?,
+            conv_kernel: self.size(&k.conv_kernel)?,
+            state_size,
+            k_heads,
+            v_heads,
+            key_heads: match arch {
+                Arch::Qwen3Next => KeyHeads::Grouped,
+                _ => KeyHeads::Tiled,
+            },
+            projections: self.delta_projections(arch),
+            mtp_layers,
+        })
+    }
+
+    /// Which trunk layers are gated DeltaNet layers: `attention.recurrent_layers` when the file
+    /// has it (one entry per block, MTP blocks included), else every layer but each
+    /// `full_attention_interval`-th (llama.cpp's rule: recurrent iff `(i + 1) % interval != 0`).
+    fn recurrent_layers(&self, blocks: usize, trunk: usize) -> Result<Vec<bool>, ConfigError> {
+        let k = &self.keys;
+        let explicit = self.optional(
+            &k.recurrent_layers,
+            self.file.get_bool_array(&k.recurrent_layers),
+        )?;
+        if let Some(list) = explicit {
+            if list.len() != blocks {
+                return Err(ConfigError::RecurrentLayersLength {
+                    key: k.recurrent_layers.clone(),
+                    found: list.len(),
+                    expected: blocks,
+                    file: self.name(),
+                });
+            }
+            return Ok(list[..trunk].to_vec());
+        }
+        let interval = self.required(&k.interval, self.file.get_u32(&k.interval))? as usize;
+        if interval == 0 {
+            return Err(ConfigError::ZeroInterval {
+                key: k.interval.clone(),
+                file: self.name(),
+            });
+        }
+        Ok((0..trunk).map(|i| (i + 1) % interval != 0).collect())
+    }
+
+    /// The DeltaNet input projections the file stores: qwen3next's fused beta/alpha, and its
+    /// older files' fused `ssm_in`.
+    fn delta_projections(&self, arch: Arch) -> DeltaProjections {
+        let has = |name: &str| self.file.tensors().iter().any(|t| t.name().ends_with(name));
+        match arch {
+            Arch::Qwen3Next if has(".ssm_in.weight") => DeltaProjections::LegacyIn,
+            Arch::Qwen3Next => DeltaProjections::FusedBetaAlpha,
+            _ => DeltaProjections::Separate,
+        }
     }
 
     /// The expert counts and width; `ffn` is `feed_forward_length` (0 when absent), from which
     /// llama.cpp derives the expert width when `expert_feed_forward_length` is absent.
-    pub(super) fn read_moe(&self, ffn: usize) -> Result<MoeConfig, ConfigError> {
+    pub(super) fn read_moe(&self, arch: Arch, ffn: usize) -> Result<MoeConfig, ConfigError> {
         let k = &self.keys;
         let experts = self.size(&k.experts)?;
         let experts_used = self.size(&k.experts_used)?;
@@ -97,10 +258,24 @@ impl Meta<'_> {
                 self.non_zero(&from, ffn / experts_used)?
             }
         };
+        // The shared expert of the hybrid MoE models; without its key llama.cpp takes the
+        // feed-forward length.
+        let shared_ffn = match arch {
+            Arch::Qwen35Moe | Arch::Qwen3Next => {
+                let key = &k.shared_ffn;
+                Some(match self.optional(key, self.file.get_u32(key))? {
+                    Some(n) => self.non_zero(key, n as usize)?,
+                    None if ffn > 0 => ffn,
+                    None => return Err(self.missing(key)),
+                })
+            }
+            _ => None,
+        };
         Ok(MoeConfig {
             experts,
             experts_used,
             expert_ffn,
+            shared_ffn,
         })
     }
 
