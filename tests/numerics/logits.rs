@@ -157,7 +157,8 @@ standard_cases! {
     standard_tiny_moe_q8_0: "tiny-moe-q8_0.gguf", "tiny-moe-q8_0.deq.json";
     standard_small_moe_q4_k_m: "small-moe-q4_k_m.gguf", "small-moe-q4_k_m.deq.json";
     standard_tiny_qwen35_f32: "tiny-qwen35-f32.gguf", "tiny-qwen35-f32.json";
-    standard_small_qwen35_q8_0: "small-qwen35-q8_0.gguf", "small-qwen35-q8_0.deq.json";
+    standard_tiny_qwen35_q8_0: "tiny-qwen35-q8_0.gguf", "tiny-qwen35-q8_0.deq.json";
+    standard_small_qwen35_q4_k_m: "small-qwen35-q4_k_m.gguf", "small-qwen35-q4_k_m.deq.json";
 }
 
 /// `(ids, logits)` of one reference row as a map from id.
@@ -255,6 +256,11 @@ fn parallel_small_f32_greedy() {
 #[test]
 fn parallel_tiny_moe_f32_greedy() {
     parallel_f32_greedy("tiny-moe-f32.gguf");
+}
+
+#[test]
+fn parallel_tiny_qwen35_f32_greedy() {
+    parallel_f32_greedy("tiny-qwen35-f32.gguf");
 }
 
 /// Parallel mode on a quantized file vs llama.cpp's own quantized run, both measured against the
@@ -360,4 +366,6 @@ parallel_quantized_cases! {
     parallel_qwen3vocab_q8_0: "tiny-qwen3vocab-q8_0.gguf";
     parallel_tiny_moe_q8_0: "tiny-moe-q8_0.gguf";
     parallel_small_moe_q4_k_m: "small-moe-q4_k_m.gguf";
+    parallel_tiny_qwen35_q8_0: "tiny-qwen35-q8_0.gguf";
+    parallel_small_qwen35_q4_k_m: "small-qwen35-q4_k_m.gguf";
 }

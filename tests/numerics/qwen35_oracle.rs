@@ -111,17 +111,17 @@ fn tiny_f32_fused_kernels_in_chunks() {
 
 #[test]
 fn small_q8_0_standard_kernels() {
-    let reference = "small-qwen35-q8_0.deq.json";
-    teacher_forced("small-qwen35-q8_0.gguf", reference, Kernels::Standard);
+    let reference = "small-qwen35-q4_k_m.deq.json";
+    teacher_forced("small-qwen35-q4_k_m.gguf", reference, Kernels::Standard);
 }
 
 #[test]
 fn small_q8_0_fused_kernels() {
-    let reference = "small-qwen35-q8_0.deq.json";
+    let reference = "small-qwen35-q4_k_m.deq.json";
     for prefill in [
         Prefill::Sequential { tile: 16 },
         Prefill::Chunked { size: 64 },
     ] {
-        teacher_forced("small-qwen35-q8_0.gguf", reference, fused(prefill));
+        teacher_forced("small-qwen35-q4_k_m.gguf", reference, fused(prefill));
     }
 }

@@ -10,6 +10,7 @@
 //! and block of [`QUERY_BLOCK`] tokens, decode one per KV head and segment of the context, so
 //! that a long context is split across threads even where there are fewer KV heads than threads.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use luminal::prelude::*;
 
 use super::super::cached_attention::{attention_span, AttentionShape, CachedAttention, KvCache};
 use super::super::cost::{self, Cost, OpCost};
+use super::super::gated_attention::{sigmoid, GatedAttention};
 use super::super::input::{contiguous, f32_data};
 use super::super::rewrite::{self, is_op, op_as, sources, Source};
 use super::super::rms_norm::{rms_norm_row, RmsNorm};
@@ -39,6 +41,9 @@ pub const QUERY_BLOCK: usize = 16;
 pub struct FusedAttention {
     cache: KvCache,
     eps: f32,
+    /// The hybrid models' gated attention: input 0 holds per head the query and its gate, and
+    /// each head's output is multiplied by `sigmoid(gate)`.
+    gated: bool,
     runtime: Arc<Runtime>,
     /// Attention scratch, one per pool thread, reused across calls.
     scratch: Vec<Mutex<JobScratch>>,
@@ -81,27 +86,38 @@ impl PartialEq for FusedAttention {
 
 fma_dispatch! {
     /// q or k heads (`[seq, heads, head_dim]`) normalised and rotated into `out` (same length),
-    /// with the numerics of the standard graph's `RmsNorm` and `Rope` ops.
-    fn norm_rope(x: &[f32], norm: &[f32], cos: &[f32], sin: &[f32], eps: f32, out: &mut [f32])
+    /// with the numerics of the standard graph's `RmsNorm` and `Rope` ops; the tables have
+    /// `half` rotary pairs per token.
+    fn norm_rope(x: &[f32], norm: &[f32], tables: (&[f32], &[f32]), half: usize, eps: f32, out: &mut [f32])
         => norm_rope_body
 }
 
+/// The first `2 * half` dimensions of each head turn, the rest (the hybrid models' partial
+/// rotation) pass through.
 #[inline(always)]
-fn norm_rope_body(x: &[f32], norm: &[f32], cos: &[f32], sin: &[f32], eps: f32, out: &mut [f32]) {
+fn norm_rope_body(
+    x: &[f32],
+    norm: &[f32],
+    (cos, sin): (&[f32], &[f32]),
+    half: usize,
+    eps: f32,
+    out: &mut [f32],
+) {
     let hd = norm.len();
-    let half = hd / 2;
     let seq = (cos.len() / half.max(1)).max(1);
+    let rot = 2 * half;
     let heads_per_token = x.len() / hd / seq;
     let mut normed = vec![0.0f32; hd];
     for (i, (o, head)) in out.chunks_exact_mut(hd).zip(x.chunks_exact(hd)).enumerate() {
         let t = i / heads_per_token;
         rms_norm_row(head, norm, eps, &mut normed);
         rope_head(
-            &normed,
+            &normed[..rot],
             &cos[t * half..(t + 1) * half],
             &sin[t * half..(t + 1) * half],
-            o,
+            &mut o[..rot],
         );
+        o[rot..].copy_from_slice(&normed[rot..]);
     }
 }
 
@@ -110,16 +126,17 @@ fn norm_rope_tokens(
     pool: &ThreadPool,
     x: &[f32],
     tables: [&[f32]; 3],
+    half: usize,
     eps: f32,
     out: &mut Vec<f32>,
 ) {
     let [norm, cos, sin] = tables;
     out.resize(x.len(), 0.0);
-    let half = (norm.len() / 2).max(1);
+    let half = half.max(1);
     let n_tokens = cos.len() / half;
     let threads = pool.n_threads().min(n_tokens / 2).max(1);
     if threads == 1 {
-        return norm_rope(x, norm, cos, sin, eps, out);
+        return norm_rope(x, norm, (cos, sin), half, eps, out);
     }
     let (width, per) = (x.len() / n_tokens, n_tokens.div_ceil(threads));
     let shared = SharedMut::new(out);
@@ -129,7 +146,14 @@ fn norm_rope_tokens(
         // SAFETY: each index writes its own tokens' rows.
         let dst = unsafe { shared.slice(span.start, span.len()) };
         let rows = tokens.start * half..tokens.end * half;
-        norm_rope(&x[span], norm, &cos[rows.clone()], &sin[rows], eps, dst);
+        norm_rope(
+            &x[span],
+            norm,
+            (&cos[rows.clone()], &sin[rows]),
+            half,
+            eps,
+            dst,
+        );
     });
 }
 
@@ -169,15 +193,34 @@ impl OpCost for FusedAttention {
 impl FusedAttention {
     fn compute(&mut self, inp: &[(InputTensor, ShapeTracker)]) -> Vec<f32> {
         let input = |i: usize| contiguous(&inp[i].0, &inp[i].1);
-        let (q_proj, k_proj, v) = (input(0), input(1), input(2));
+        let (q_in, k_proj, v) = (input(0), input(1), input(2));
         let vector = |i: usize| f32_data(&inp[i].0).expect("fused attention: f32 input");
         let (q_norm, k_norm) = (vector(3), vector(4));
         let (cos, sin, positions) = (vector(5), vector(6), vector(7));
         let pool = &self.runtime.pool;
+        let half = cos.len() / positions.len().max(1);
+        let (q_proj, gates) = match self.gated {
+            true => split_query_and_gate(&q_in, self.cache.shape().head_dim),
+            false => (q_in, Cow::Borrowed(&[][..])),
+        };
         self.q = self.runtime.buffers.take_stale(q_proj.len());
         self.k = self.runtime.buffers.take_stale(k_proj.len());
-        norm_rope_tokens(pool, &q_proj, [q_norm, cos, sin], self.eps, &mut self.q);
-        norm_rope_tokens(pool, &k_proj, [k_norm, cos, sin], self.eps, &mut self.k);
+        norm_rope_tokens(
+            pool,
+            &q_proj,
+            [q_norm, cos, sin],
+            half,
+            self.eps,
+            &mut self.q,
+        );
+        norm_rope_tokens(
+            pool,
+            &k_proj,
+            [k_norm, cos, sin],
+            half,
+            self.eps,
+            &mut self.k,
+        );
         let start = positions.first().map_or(0, |p| *p as usize);
         self.cache.append(start, &self.k, &v);
 
@@ -186,6 +229,9 @@ impl FusedAttention {
             0 => {}
             1 => self.decode(start, &mut out),
             n => self.prompt(start, n, &mut out),
+        }
+        for (o, g) in out.iter_mut().zip(gates.iter()) {
+            *o *= sigmoid(*g);
         }
         for buf in [std::mem::take(&mut self.q), std::mem::take(&mut self.k)] {
             self.runtime.buffers.give(buf);
@@ -329,6 +375,20 @@ impl FusedAttention {
     }
 }
 
+/// The queries and the gates of a gated attention layer's projection, whose rows hold per head
+/// `[query (head_dim) | gate (head_dim)]`: each `[seq, q_dim]`.
+fn split_query_and_gate(q_gate: &[f32], hd: usize) -> (Cow<'static, [f32]>, Cow<'static, [f32]>) {
+    let (mut q, mut g) = (
+        Vec::with_capacity(q_gate.len() / 2),
+        Vec::with_capacity(q_gate.len() / 2),
+    );
+    for head in q_gate.chunks_exact(2 * hd) {
+        q.extend_from_slice(&head[..hd]);
+        g.extend_from_slice(&head[hd..]);
+    }
+    (Cow::Owned(q), Cow::Owned(g))
+}
+
 /// `1 / sqrt(head_dim)`, the attention scale.
 fn scale(shape: &AttentionShape) -> f32 {
     1.0 / (shape.head_dim as f32).sqrt()
@@ -360,17 +420,46 @@ impl Compiler for FusedAttentionCompiler {
                 .and_then(|op| op.as_any_mut().downcast_mut::<CachedAttention>())
                 .map(|a| a.cache.take())
                 .expect("anchor is a CachedAttention");
-            let threads = self.runtime.pool.n_threads();
-            let op = Box::new(FusedAttention {
-                cache,
-                eps: plan.eps,
-                runtime: self.runtime.clone(),
-                scratch: (0..threads).map(|_| Mutex::default()).collect(),
-                q: vec![],
-                k: vec![],
-                parts: Parts::default(),
-            });
+            let op = Box::new(self.fused(cache, plan.eps, false));
             rewrite::replace(graph, &mut remap, node, op, &plan.inputs);
+        }
+        self.swap_gated(graph);
+    }
+}
+
+impl FusedAttentionCompiler {
+    fn fused(&self, cache: KvCache, eps: f32, gated: bool) -> FusedAttention {
+        let threads = self.runtime.pool.n_threads();
+        FusedAttention {
+            cache,
+            eps,
+            gated,
+            runtime: self.runtime.clone(),
+            scratch: (0..threads).map(|_| Mutex::default()).collect(),
+            q: vec![],
+            k: vec![],
+            parts: Parts::default(),
+        }
+    }
+
+    /// Each [`GatedAttention`] op (the hybrid models' attention layers, already one op with the
+    /// same inputs in the same order) becomes a gated [`FusedAttention`] that takes over its
+    /// cache.
+    fn swap_gated(&self, graph: &mut Graph) {
+        let nodes: Vec<NodeIndex> = graph
+            .graph
+            .node_indices()
+            .filter(|&n| is_op::<GatedAttention>(graph, n))
+            .collect();
+        for node in nodes {
+            let Some(op) = graph.graph.node_weight_mut(node) else {
+                continue;
+            };
+            let Some(gated) = op.as_any_mut().downcast_mut::<GatedAttention>() else {
+                continue;
+            };
+            let (cache, eps) = (gated.cache.take(), gated.eps);
+            *op = Box::new(self.fused(cache, eps, true));
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod buffers;
 pub mod fused_attention;
+pub mod fused_delta_net;
 pub mod fused_matmul;
 pub mod fused_moe;
 mod runtime;
@@ -25,6 +26,9 @@ pub fn compiler(runtime: &Arc<Runtime>, rope_tables: [NodeIndex; 2]) -> impl Com
         fused_attention::FusedAttentionCompiler {
             runtime: runtime.clone(),
             rope_inputs: rope_tables,
+        },
+        fused_delta_net::FusedDeltaNetCompiler {
+            runtime: runtime.clone(),
         },
         fused_moe::FusedMoeCompiler {
             runtime: runtime.clone(),
