@@ -387,18 +387,18 @@ fn unsupported_tensor_types_are_named() {
         tied: true,
     };
     let name = "blk.0.ffn_up.weight";
-    let g = qwen3(d).replace(name, Some(T::new(name, GgmlType::IQ2_XS, &[256, 256])));
+    let g = qwen3(d).replace(name, Some(T::new(name, GgmlType::TQ1_0, &[256, 256])));
     let (err, msg) = err_of(&g);
     assert!(matches!(
         err,
         ConfigError::UnsupportedType {
-            ty: GgmlType::IQ2_XS,
+            ty: GgmlType::TQ1_0,
             ..
         }
     ));
     assert_eq!(
         msg,
-        "unsupported tensor type IQ2_XS in 'blk.0.ffn_up.weight' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)"
+        "unsupported tensor type TQ1_0 in 'blk.0.ffn_up.weight' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, MXFP4)"
     );
     let norm = "blk.0.ffn_norm.weight";
     let g = qwen3(d).replace(norm, Some(T::new(norm, GgmlType::Q8_0, &[256])));

@@ -296,11 +296,11 @@ fn bad_lengths_are_errors_for_every_type() {
 
 #[test]
 fn unsupported_types_are_named_in_the_error() {
-    let err = dequantize_row(GgmlType::IQ2_XS, &[0; 74], &mut [0.0; 256]);
-    assert_eq!(err, Err(QuantError::Unsupported(GgmlType::IQ2_XS)));
+    let err = dequantize_row(GgmlType::TQ1_0, &[0; 54], &mut [0.0; 256]);
+    assert_eq!(err, Err(QuantError::Unsupported(GgmlType::TQ1_0)));
     let message = err.map_err(|e| e.to_string()).unwrap_err();
     assert!(
-        message.contains("IQ2_XS") && message.contains("Q4_K"),
+        message.contains("TQ1_0") && message.contains("IQ2_XS") && message.contains("MXFP4"),
         "{message}"
     );
 }
