@@ -375,7 +375,7 @@ fn layers_beyond_block_count_contradict_it() {
 
 #[test]
 fn unsupported_tensor_types_are_named() {
-    // A model 256 wide so IQ2_XS (256-weight blocks) can hold a row.
+    // A model 256 wide so TQ1_0 (256-weight blocks) can hold a row.
     let d = Dims {
         hidden: 256,
         layers: 1,

@@ -80,6 +80,10 @@ pub static IQ3S_GRID: [u32; 512] = expand4(&IQ3S_POINTS, IQ3S_LEVELS);
 /// IQ1_S and IQ1_M: 2048 points of 8 signed bytes (-1, 0, 1).
 pub static IQ1S_GRID: [u64; 2048] = expand8(&IQ1S_POINTS, iq1_bytes());
 
+/// IQ1_S and IQ1_M with every coordinate times 8 (-8, 0, 8): the grid part of the integer
+/// form's quants `8 g ± 1`, so a kernel adds the delta to a lookup.
+pub static IQ1S_GRID8: [u64; 2048] = expand8(&IQ1S_POINTS, [(-8i8) as u8, 0, 8]);
+
 /// The sign pattern of a 7-bit sign index (ggml's `ksigns_iq2xs`): bit `j` set makes weight
 /// `j` of the group negative. Only 7 signs are stored: the eighth makes the number of negative
 /// weights even (the quantizer flips the smallest weight to get there).

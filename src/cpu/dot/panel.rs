@@ -21,7 +21,7 @@
 
 use crate::quant::GgmlType;
 
-use super::{kquant, legacy};
+use super::{iquant, kquant, legacy};
 use crate::cpu::features::Isa;
 use crate::cpu::quantize::QuantActs;
 
@@ -35,7 +35,7 @@ pub const MAX_TOKENS: usize = 8;
 pub fn supports(ty: GgmlType, isa: Isa) -> bool {
     cfg!(target_arch = "x86_64")
         && isa == Isa::Avx512Vnni
-        && (legacy::code(ty).is_some() || kquant::code(ty).is_some())
+        && (legacy::code(ty).is_some() || kquant::code(ty).is_some() || iquant::code(ty).is_some())
 }
 
 /// Scratch bytes one panel of `cols` columns needs (alignment slack included).
@@ -83,12 +83,16 @@ pub unsafe fn pack(ty: GgmlType, rows: &[*const u8; ROWS], panel: &Panel) {
     #[cfg(target_arch = "x86_64")]
     {
         use legacy::{IQ4_NL, Q4_0, Q4_1, Q5_0, Q8_0};
+        if let Some(c) = iquant::code(ty) {
+            return x86::pack_iquant(c, rows, panel);
+        }
         match (legacy::code(ty), kquant::code(ty)) {
             (Some(Q8_0), _) => x86::pack::<Q8_0>(rows, panel),
             (Some(IQ4_NL), _) => x86::pack::<IQ4_NL>(rows, panel),
             (Some(Q4_0), _) => x86::pack::<Q4_0>(rows, panel),
             (Some(Q5_0), _) => x86::pack::<Q5_0>(rows, panel),
             (Some(Q4_1), _) => x86::pack::<Q4_1>(rows, panel),
+            (Some(legacy::MXFP4), _) => x86::pack_mxfp4(rows, panel),
             (Some(_), _) => x86::pack::<{ legacy::Q5_1 }>(rows, panel),
             (_, Some(kquant::Q4_K)) => x86::pack_k::<{ kquant::Q4_K }>(rows, panel),
             (_, Some(kquant::Q5_K)) => x86::pack_k::<{ kquant::Q5_K }>(rows, panel),
@@ -143,6 +147,12 @@ enum Kernel {
 
 impl Kernel {
     fn of(ty: GgmlType) -> Kernel {
+        if let Some(c) = iquant::code(ty) {
+            return match iquant::scales_per_16(c) {
+                true => Kernel::HalvesMin,
+                false => Kernel::Blocks { min: true },
+            };
+        }
         match (legacy::code(ty), kquant::code(ty)) {
             (Some(c), _) => Kernel::Blocks {
                 min: legacy::has_min(c),
@@ -165,7 +175,7 @@ impl Tables {
     fn new(ty: GgmlType, acts: &QuantActs) -> Tables {
         let (n, stride) = (acts.n_tokens, acts.stride);
         let (per32, per16) = (stride / 32, stride / 16);
-        let k = kquant::code(ty).is_some();
+        let k = kquant::code(ty).is_some() || iquant::code(ty).is_some();
         let d = if k { &acts.d32 } else { &acts.d };
         let (c, c_step, s, s_step): (&[i32], usize, &[f32], usize) = match Kernel::of(ty) {
             Kernel::Halves => (&acts.c16, per16, &[], 0),
@@ -264,7 +274,9 @@ mod x86 {
     }
     pub(super) use for_tokens;
 
+    mod iquant;
     mod low_bit;
+    pub use iquant::{pack_iquant, pack_mxfp4};
     pub use low_bit::{gemm16_min, pack_low_bit};
 
     use super::super::kquant::{self, Q4_K, Q5_K, Q6_K};

@@ -1,9 +1,11 @@
-//! Q8_0, Q4_0, Q5_0, IQ4_NL (Q8_0 activations) and Q4_1, Q5_1 (Q8_1 activations): blocks of 32.
+//! Q8_0, Q4_0, Q5_0, IQ4_NL, MXFP4 (Q8_0 activations) and Q4_1, Q5_1 (Q8_1 activations):
+//! blocks of 32.
 //!
 //! Per block: an exact integer dot of the quants, times `d_w * d_a` (ggml's
 //! `ggml_vec_dot_q*_q8_*`), plus `m_w * s_a` for the types with a min. IQ4_NL's quants are the
 //! non-linear levels its nibbles index (`KVALUES_IQ4NL`), which the SIMD kernels look up
-//! sixteen or more at a time with a byte shuffle.
+//! sixteen or more at a time with a byte shuffle; MXFP4 is the same with the doubled FP4
+//! values (`KVALUES_MXFP4`) and a power-of-two block scale (E8M0, halved) instead of an f16.
 
 use crate::quant::GgmlType;
 
@@ -14,13 +16,15 @@ use crate::quant::blocks::{
     f16_at, IQ4_NL_BYTES, KVALUES_IQ4NL, Q4_0_BYTES, Q4_1_BYTES, Q5_0_BYTES, Q5_1_BYTES,
     Q8_0_BYTES, QK,
 };
+use crate::quant::grids::{e8m0_half, KVALUES_MXFP4};
+use crate::quant::iquants::MXFP4_BYTES;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use avx512::iq4nl_offset_levels;
+pub(crate) use avx512::{iq4nl_offset_levels, mxfp4_offset_levels};
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -30,6 +34,7 @@ pub const Q5_0: u8 = 2;
 pub const Q4_1: u8 = 3;
 pub const Q5_1: u8 = 4;
 pub const IQ4_NL: u8 = 5;
+pub const MXFP4: u8 = 6;
 
 /// Bytes per block.
 pub const fn block_bytes(ty: u8) -> usize {
@@ -39,6 +44,7 @@ pub const fn block_bytes(ty: u8) -> usize {
         Q5_0 => Q5_0_BYTES,
         Q4_1 => Q4_1_BYTES,
         IQ4_NL => IQ4_NL_BYTES,
+        MXFP4 => MXFP4_BYTES,
         _ => Q5_1_BYTES,
     }
 }
@@ -55,7 +61,7 @@ pub const fn offset(ty: u8) -> i32 {
         Q4_0 => 8,
         Q5_0 => 16,
         // The levels span -127..=113: +128 makes every one a byte, as for Q8_0.
-        IQ4_NL => 128,
+        IQ4_NL | MXFP4 => 128,
         _ => 0,
     }
 }
@@ -68,6 +74,7 @@ pub(crate) fn code(ty: GgmlType) -> Option<u8> {
         GgmlType::Q4_1 => Some(Q4_1),
         GgmlType::Q5_1 => Some(Q5_1),
         GgmlType::IQ4_NL => Some(IQ4_NL),
+        GgmlType::MXFP4 => Some(MXFP4),
         _ => None,
     }
 }
@@ -100,16 +107,27 @@ fn scalar_tiles(c: u8) -> &'static [TileEntry] {
         Q5_0 => tile_table!(tile, Q5_0; (1, 1)),
         Q4_1 => tile_table!(tile, Q4_1; (1, 1)),
         IQ4_NL => tile_table!(tile, IQ4_NL; (1, 1)),
+        MXFP4 => tile_table!(tile, MXFP4; (1, 1)),
         _ => tile_table!(tile, Q5_1; (1, 1)),
     }
 }
 
-/// The 32 quants of a block as signed values (`q - 8`, `q - 16` applied, IQ4_NL's levels;
-/// unsigned for the types with a min), with the block's `d` and `m`.
+/// The block scale `d` (MXFP4: half its E8M0 scale, see [`e8m0_half`]).
+#[inline(always)]
+pub fn block_scale<const TY: u8>(b: &[u8]) -> f32 {
+    if TY == MXFP4 {
+        e8m0_half(b[0])
+    } else {
+        f16_at(b, 0)
+    }
+}
+
+/// The 32 quants of a block as signed values (`q - 8`, `q - 16` applied, IQ4_NL's levels,
+/// MXFP4's doubled values; unsigned for the types with a min), with the block's `d` and `m`.
 #[inline(always)]
 pub fn block_values<const TY: u8>(b: &[u8]) -> ([i32; QK], f32, f32) {
     let mut v = [0i32; QK];
-    let d = f16_at(b, 0);
+    let d = block_scale::<TY>(b);
     let m = if has_min(TY) { f16_at(b, 2) } else { 0.0 };
     let nib = |qs: &[u8], j: usize| if j < 16 { qs[j] & 0xF } else { qs[j - 16] >> 4 };
     match TY {
@@ -120,6 +138,11 @@ pub fn block_values<const TY: u8>(b: &[u8]) -> ([i32; QK], f32, f32) {
         IQ4_NL => {
             for (j, v) in v.iter_mut().enumerate() {
                 *v = KVALUES_IQ4NL[usize::from(nib(&b[2..18], j))] as i32;
+            }
+        }
+        MXFP4 => {
+            for (j, v) in v.iter_mut().enumerate() {
+                *v = KVALUES_MXFP4[usize::from(nib(&b[1..17], j))] as i32;
             }
         }
         Q4_0 | Q4_1 => {
