@@ -151,6 +151,7 @@ standard_cases! {
     standard_small_q3_k_m: "small-q3_k_m.gguf", "small-q3_k_m.deq.json";
     standard_small_iq4_nl: "small-iq4_nl.gguf", "small-iq4_nl.deq.json";
     standard_small_iq4_xs: "small-iq4_xs.gguf", "small-iq4_xs.deq.json";
+    standard_small_iq_mix: "small-iq-mix.gguf", "small-iq-mix.deq.json";
     standard_qwen3vocab_q8_0: "tiny-qwen3vocab-q8_0.gguf", "tiny-qwen3vocab-q8_0.deq.json";
     standard_tiny_moe_f32: "tiny-moe-f32.gguf", "tiny-moe-f32.json";
     standard_tiny_moe_q8_0: "tiny-moe-q8_0.gguf", "tiny-moe-q8_0.deq.json";
@@ -351,6 +352,7 @@ parallel_quantized_cases! {
     parallel_small_q3_k_m: "small-q3_k_m.gguf";
     parallel_small_iq4_nl: "small-iq4_nl.gguf";
     parallel_small_iq4_xs: "small-iq4_xs.gguf";
+    parallel_small_iq_mix: "small-iq-mix.gguf";
     parallel_qwen3vocab_q8_0: "tiny-qwen3vocab-q8_0.gguf";
     parallel_tiny_moe_q8_0: "tiny-moe-q8_0.gguf";
     parallel_small_moe_q4_k_m: "small-moe-q4_k_m.gguf";

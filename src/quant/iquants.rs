@@ -125,7 +125,7 @@ impl BlockIq2Xxs<'_> {
 
     /// Sub-block `ib` (0..8): its four grid indices and its signs-and-scale word.
     #[inline]
-    pub fn sub(self, ib: usize) -> ([u8; 4], u32) {
+    pub fn sub_block(self, ib: usize) -> ([u8; 4], u32) {
         let at = 2 + 8 * ib;
         let idx = [self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]];
         (idx, u32_at(self.0, at + 4))
@@ -135,7 +135,7 @@ impl BlockIq2Xxs<'_> {
     pub fn dequantize(self, y: &mut [f32; QK_K]) {
         let d = self.d();
         for (ib, y) in y.chunks_exact_mut(32).enumerate() {
-            let (idx, aux) = self.sub(ib);
+            let (idx, aux) = self.sub_block(ib);
             let db = d * (0.5 + (aux >> 28) as f32) * 0.25;
             for (l, y) in y.chunks_exact_mut(8).enumerate() {
                 let signs = KSIGNS[((aux >> (7 * l)) & 127) as usize];
@@ -151,7 +151,7 @@ impl BlockIq2Xxs<'_> {
             q: [0; QK_K],
         };
         for (ib, q) in f.q.chunks_exact_mut(32).enumerate() {
-            let (idx, aux) = self.sub(ib);
+            let (idx, aux) = self.sub_block(ib);
             let ls = 2 * (aux >> 28) as u8 + 1;
             f.ls[2 * ib..2 * ib + 2].fill(ls);
             for (l, q) in q.chunks_exact_mut(8).enumerate() {
@@ -625,9 +625,9 @@ mod tests {
 
     /// Dequantizing through the integer form gives the same bits as `dequantize`.
     fn integer_form_agrees(f: IntegerForm, factor: f32, y: &[f32; QK_K]) {
-        for i in 0..QK_K {
+        for (i, y) in y.iter().enumerate() {
             let w = f.d * factor * f32::from(f.ls[i / 16]) * f32::from(f.q[i]);
-            assert_eq!(w.to_bits(), y[i].to_bits(), "weight {i}: {w} vs {}", y[i]);
+            assert_eq!(w.to_bits(), y.to_bits(), "weight {i}: {w} vs {y}");
         }
     }
 
@@ -720,6 +720,92 @@ mod tests {
         assert_eq!(y[7], -1.75 * 8.0);
         assert_eq!(y[8], 1.75 * 8.0, "group 1: point 0, no signs");
         assert_eq!(y[32], 2.0, "sub-block 1: 2 * 0.5 * 0.25 * 8");
+    }
+
+    /// Coordinate `j` of an 8-byte grid point, as a level.
+    fn level(point: u64, j: usize) -> f32 {
+        f32::from(point.to_le_bytes()[j])
+    }
+
+    const ONE: [u8; 2] = [0x00, 0x3C];
+
+    #[test]
+    fn iq2_xs_hand_built_block() {
+        let mut b = [0u8; IQ2_XS_BYTES];
+        b[0..2].copy_from_slice(&ONE);
+        // Group 0: grid index 1, sign index 1 (weights 0 and 7 negative).
+        b[2..4].copy_from_slice(&(1u16 | 1 << 9).to_le_bytes());
+        b[66] = 0x21; // sub-block 0: scale 1 for weights 0..16, 2 for 16..32
+        let mut y = [0.0; QK_K];
+        BlockIq2Xs::new(&b).dequantize(&mut y);
+        assert_eq!(y[0], -0.375 * level(IQ2XS_GRID[1], 0));
+        assert_eq!(y[7], -0.375 * level(IQ2XS_GRID[1], 7));
+        assert_eq!(y[1], 0.375 * level(IQ2XS_GRID[1], 1));
+        assert_eq!(y[16], 0.625 * 8.0, "group 2: point 0, the high scale");
+    }
+
+    #[test]
+    fn iq2_s_hand_built_block() {
+        let mut b = [0u8; IQ2_S_BYTES];
+        b[0..2].copy_from_slice(&ONE);
+        b[2] = 5; // group 0: index low bits
+        b[66] = 0b01; // qh[0]: group 0's top bits 1 -> index 261
+        b[34] = 0x02; // group 0's sign mask: weight 1 negative
+        b[74] = 0x03; // scales[0]: 3 for weights 0..16
+        let mut y = [0.0; QK_K];
+        BlockIq2S::new(&b).dequantize(&mut y);
+        assert_eq!(y[0], 0.875 * level(IQ2S_GRID[261], 0));
+        assert_eq!(y[1], -0.875 * level(IQ2S_GRID[261], 1));
+    }
+
+    #[test]
+    fn iq3_xxs_hand_built_block() {
+        let mut b = [0u8; IQ3_XXS_BYTES];
+        b[0..2].copy_from_slice(&ONE);
+        (b[2], b[3]) = (1, 2); // group 0: points 1 (weights 0..4) and 2 (4..8)
+        let aux: u32 = 1 | 2 << 28; // sign index 1: weights 0 and 7; scale 2: db = 2.5 * 0.5
+        b[66..70].copy_from_slice(&aux.to_le_bytes());
+        let mut y = [0.0; QK_K];
+        BlockIq3Xxs::new(&b).dequantize(&mut y);
+        let g = |i: usize, j: usize| f32::from(IQ3XXS_GRID[i].to_le_bytes()[j]);
+        assert_eq!(y[0], -1.25 * g(1, 0));
+        assert_eq!(y[4], 1.25 * g(2, 0));
+        assert_eq!(y[7], -1.25 * g(2, 3));
+    }
+
+    #[test]
+    fn iq3_s_hand_built_block() {
+        let mut b = [0u8; IQ3_S_BYTES];
+        b[0..2].copy_from_slice(&ONE);
+        b[3] = 7; // group 0's second point: low bits 7
+        b[66] = 0b10; // qh[0] bit 1: that point's top bit -> index 263
+        b[74] = 0x10; // group 0's sign mask: weight 4 negative
+        b[106] = 0x30; // sub-block 0 scale 0 (db 1), sub-block 1 scale 3 (db 7)
+        let mut y = [0.0; QK_K];
+        BlockIq3S::new(&b).dequantize(&mut y);
+        assert_eq!(y[4], -f32::from(IQ3S_GRID[263].to_le_bytes()[0]));
+        assert_eq!(y[32], 7.0, "sub-block 1: point 0 (level 1) times 7");
+    }
+
+    #[test]
+    fn iq1_s_hand_built_block() {
+        let mut b = [0u8; IQ1_S_BYTES];
+        b[0..2].copy_from_slice(&0x4000u16.to_le_bytes()); // d = 2
+        b[2] = 3; // group 0: low index bits
+                  // qh[0]: group 0's top bits 1 (index 259), scale 2 (dl = 2 * 5), negative delta.
+        let qh: u16 = 1 | 2 << 12 | 0x8000;
+        b[34..36].copy_from_slice(&qh.to_le_bytes());
+        let mut y = [0.0; QK_K];
+        BlockIq1S::new(&b).dequantize(&mut y);
+        let g = |j: usize| f32::from(IQ1S_GRID[259].to_le_bytes()[j] as i8);
+        assert_eq!(y[0], 10.0 * (g(0) - 0.125));
+        assert_eq!(y[8], 10.0 * (f32::from(IQ1S_GRID[0] as u8 as i8) - 0.125));
+        let g0 = f32::from(IQ1S_GRID[0] as u8 as i8);
+        assert_eq!(
+            y[32],
+            2.0 * (g0 + 0.125),
+            "sub-block 1: point 0, scale 1, +delta"
+        );
     }
 
     #[test]
