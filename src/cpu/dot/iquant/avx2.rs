@@ -1,9 +1,10 @@
 //! AVX2 kernels for the i-quants: one sub-block of 32 weights per 256-bit vector.
 //!
 //! Per sub-block and row: the grid points its indices select (four 8-byte or eight 4-byte
-//! loads gathered into one vector), the signs spread from bits to bytes with one shuffle and
-//! compare, the scales per 16 as 16-bit lanes. Per token: `vpsignb` gives the activations the
-//! weights' signs, `vpmaddubsw` multiplies them with `|q|`, `vpmaddwd` applies the scales, and
+//! loads gathered into one vector: the quants' magnitudes), the signs spread from bits to bytes
+//! with one shuffle and compare, the scales per 16 as 16-bit lanes (IQ1: `8 g ± 1` from an
+//! 8g table and the delta, magnitudes by `vpabsb`). Per token: `vpsignb` gives the activations
+//! the weights' signs, `vpmaddubsw` multiplies them with the magnitudes, `vpmaddwd` applies the scales, and
 //! the 32-bit sums stay exact to the end of the super-block (ggml's AVX2 scheme).
 
 #![allow(clippy::needless_range_loop)]
@@ -94,20 +95,20 @@ fn scales16(lo: u32, hi: u32) -> __m256i {
     _mm256_set_m128i(_mm_set1_epi16(hi as i16), _mm_set1_epi16(lo as i16))
 }
 
-/// Sub-block `ib` (weights 32ib..32ib+32) of the block at `p`: signed quants (none zero) and
-/// the 16-bit scale of each pair sum.
+/// Sub-block `ib` (weights 32ib..32ib+32) of the block at `p`: the quants' magnitudes, a
+/// vector whose bytes carry the quants' signs (and are never zero), and the 16-bit scale of
+/// each pair sum. The signed quants are `_mm256_sign_epi8(u, s)`.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn sub<const TY: u8>(p: *const u8, ib: usize) -> (__m256i, __m256i) {
+pub(crate) unsafe fn sub<const TY: u8>(p: *const u8, ib: usize) -> (__m256i, __m256i, __m256i) {
     let byte = |at: usize| u32::from(*p.add(at));
     match TY {
         IQ2_XXS => {
             let idx = read_unaligned(p.add(2 + 8 * ib) as *const u32);
             let aux = read_unaligned(p.add(6 + 8 * ib) as *const u32);
             let g = std::array::from_fn(|l| IQ2XXS_GRID[((idx >> (8 * l)) & 255) as usize]);
-            let q = _mm256_sign_epi8(points8(g), sign_bytes(parity_signs(aux)));
             let ls = 2 * (aux >> 28) + 1;
-            (q, scales16(ls, ls))
+            (points8(g), sign_bytes(parity_signs(aux)), scales16(ls, ls))
         }
         IQ2_XS => {
             let qs: [u16; 4] = read_unaligned(p.add(2 + 8 * ib) as *const [u16; 4]);
@@ -115,9 +116,9 @@ pub(crate) unsafe fn sub<const TY: u8>(p: *const u8, ib: usize) -> (__m256i, __m
             let signs = (0..4).fold(0u32, |s, l| {
                 s | u32::from(KSIGNS[usize::from(qs[l] >> 9)]) << (8 * l)
             });
-            let q = _mm256_sign_epi8(points8(g), sign_bytes(signs));
             let sc = byte(66 + ib);
-            (q, scales16(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1))
+            let ls = scales16(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1);
+            (points8(g), sign_bytes(signs), ls)
         }
         IQ2_S => {
             let qh = byte(66 + ib);
@@ -125,16 +126,15 @@ pub(crate) unsafe fn sub<const TY: u8>(p: *const u8, ib: usize) -> (__m256i, __m
                 IQ2S_GRID[(byte(2 + 4 * ib + l) | ((qh >> (2 * l)) & 3) << 8) as usize]
             });
             let signs = read_unaligned(p.add(34 + 4 * ib) as *const u32);
-            let q = _mm256_sign_epi8(points8(g), sign_bytes(signs));
             let sc = byte(74 + ib);
-            (q, scales16(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1))
+            let ls = scales16(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1);
+            (points8(g), sign_bytes(signs), ls)
         }
         IQ3_XXS => {
             let g = std::array::from_fn(|k| IQ3XXS_GRID[byte(2 + 8 * ib + k) as usize]);
             let aux = read_unaligned(p.add(66 + 4 * ib) as *const u32);
-            let q = _mm256_sign_epi8(points4(g), sign_bytes(parity_signs(aux)));
             let ls = 2 * (aux >> 28) + 1;
-            (q, scales16(ls, ls))
+            (points4(g), sign_bytes(parity_signs(aux)), scales16(ls, ls))
         }
         IQ3_S => {
             let qh = byte(66 + ib);
@@ -142,9 +142,8 @@ pub(crate) unsafe fn sub<const TY: u8>(p: *const u8, ib: usize) -> (__m256i, __m
                 IQ3S_GRID[(byte(2 + 8 * ib + k) | ((qh >> k) & 1) << 8) as usize]
             });
             let signs = read_unaligned(p.add(74 + 4 * ib) as *const u32);
-            let q = _mm256_sign_epi8(points4(g), sign_bytes(signs));
             let ls = 2 * ((byte(106 + ib / 2) >> (4 * (ib % 2))) & 15) + 1;
-            (q, scales16(ls, ls))
+            (points4(g), sign_bytes(signs), scales16(ls, ls))
         }
         IQ1_S => {
             let qh = u32::from(read_unaligned(p.add(34 + 2 * ib) as *const u16));
@@ -154,7 +153,7 @@ pub(crate) unsafe fn sub<const TY: u8>(p: *const u8, ib: usize) -> (__m256i, __m
             let delta = if qh & 0x8000 != 0 { -1 } else { 1 };
             let q = _mm256_add_epi8(points8(g), _mm256_set1_epi8(delta));
             let ls = 2 * ((qh >> 12) & 7) + 1;
-            (q, scales16(ls, ls))
+            (_mm256_abs_epi8(q), q, scales16(ls, ls))
         }
         _ => {
             // IQ1_M: group k's nibble of qh holds its top index bits and its delta's sign.
@@ -173,7 +172,7 @@ pub(crate) unsafe fn sub<const TY: u8>(p: *const u8, ib: usize) -> (__m256i, __m
             let w = u32::from(read_unaligned(p.add(48 + 2 * (ib / 2)) as *const u16));
             let shift = 6 * (ib % 2);
             let (s1, s2) = ((w >> shift) & 7, (w >> (shift + 3)) & 7);
-            (q, scales16(2 * s1 + 1, 2 * s2 + 1))
+            (_mm256_abs_epi8(q), q, scales16(2 * s1 + 1, 2 * s2 + 1))
         }
     }
 }
@@ -194,14 +193,13 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
         let mut isum = [[zi; T]; R];
         for ib in 0..8 {
             for r in 0..R {
-                let (q, sc) = sub::<TY>(a.w.add(r * a.w_stride + sb * bs), ib);
-                w[r] = (q, _mm256_sign_epi8(q, q), sc);
+                w[r] = sub::<TY>(a.w.add(r * a.w_stride + sb * bs), ib);
             }
             for t in 0..T {
                 let av = _mm256_loadu_si256(qs[t].add(256 * sb + 32 * ib) as *const __m256i);
                 for r in 0..R {
-                    let (q, u, sc) = w[r];
-                    let pairs = _mm256_maddubs_epi16(u, _mm256_sign_epi8(av, q));
+                    let (u, s, sc) = w[r];
+                    let pairs = _mm256_maddubs_epi16(u, _mm256_sign_epi8(av, s));
                     isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(pairs, sc));
                 }
             }

@@ -1,7 +1,7 @@
 //! AVX-512 VNNI kernels for the i-quants: two sub-blocks (64 weights) per 512-bit vector.
 //!
-//! The sub-blocks are decoded exactly as on AVX2 (`avx2::sub`: grid lookups, sign bytes,
-//! scales per 16) and joined in pairs; AVX-512 has no `vpsignb`, so the activations take the
+//! The sub-blocks are decoded exactly as on AVX2 (`avx2::sub`: magnitudes from grid lookups,
+//! sign bytes, scales per 16) and joined in pairs; AVX-512 has no `vpsignb`, so the activations take the
 //! weights' signs by a masked negation (`q`'s sign bits as the mask), `vpmaddubsw` multiplies
 //! them with `|q|`, and `vpdpwssd` applies the scales and accumulates in one instruction. The
 //! integer sums are the AVX2 kernels' (and the scalar path's), so only the order of the f32
@@ -44,13 +44,13 @@ struct Pair {
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512bw")]
 unsafe fn pair<const TY: u8>(p: *const u8, ib: usize) -> Pair {
-    let (q0, s0) = sub::<TY>(p, ib);
-    let (q1, s1) = sub::<TY>(p, ib + 1);
-    let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q0), q1);
+    let (u0, s0, sc0) = sub::<TY>(p, ib);
+    let (u1, s1, sc1) = sub::<TY>(p, ib + 1);
+    let join = |lo: __m256i, hi: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
     Pair {
-        u: _mm512_abs_epi8(q),
-        neg: _mm512_movepi8_mask(q),
-        sc: _mm512_inserti64x4::<1>(_mm512_castsi256_si512(s0), s1),
+        u: join(u0, u1),
+        neg: _mm512_movepi8_mask(join(s0, s1)),
+        sc: join(sc0, sc1),
     }
 }
 

@@ -50,8 +50,8 @@ unsafe fn pack<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
     for sb in 0..panel.blocks / 8 {
         for ib in 0..8 {
             let unsigned = |p: *const u8| {
-                let (q, _) = iquant::sub_avx2::<TY>(p.add(sb * bs), ib);
-                _mm256_xor_si256(q, offset)
+                let (u, s, _) = iquant::sub_avx2::<TY>(p.add(sb * bs), ib);
+                _mm256_xor_si256(_mm256_sign_epi8(u, s), offset)
             };
             let z = std::array::from_fn(|i| {
                 let (lo, hi) = (unsigned(rows[i]), unsigned(rows[i + 8]));
