@@ -4,8 +4,11 @@ ik_llama.cpp's), same files, same run.
 
 Makes Qwen3-0.6B- and Qwen3-4B-shaped GGUF files with random weights (Q8_0 with
 ../shared/tools/make_qwen3_gguf.py; Q4_K_M from the F32 file and the other --types from the
-Q8_0 file with llama.cpp's llama-quantize, when it is found), and on request (`--sizes 30b-a3b`) a Qwen3-30B-A3B-shaped mixture of experts with the real layer
-shape and 2 layers (F16 made, then Q8_0 and Q4_K_M by llama-quantize), measures the machine's
+Q8_0 file with llama.cpp's llama-quantize, when it is found; the low-bit i-quants with an
+importance matrix that llama-imatrix computes on the Q8_0 file over this repository's README), and
+on request (`--sizes 30b-a3b`) a Qwen3-30B-A3B-shaped mixture of experts with the real layer
+shape and 2 layers (F16 made, then Q8_0 and Q4_K_M by llama-quantize, and the `--moe-types`
+asked for: IQ2_M with an importance matrix made on the F16 file), measures the machine's
 read bandwidth, then for each file prints tok/s of four tests:
 
   tg32        decode, 32 tokens after a 64-token prompt
@@ -66,6 +69,13 @@ MOE_LAYERS = {"30b-a3b": 2}
 # the Q8_0 file (--allow-requantize; random weights, so the source's rounding is immaterial).
 TYPES = ["q8_0", "q4_k_m", "q4_1", "q5_0", "q3_k_m", "iq4_xs"]
 ALL_TYPES = TYPES + ["q5_1", "q2_k", "q3_k_s", "q3_k_l", "q4_0", "q5_k_m", "q6_k", "iq4_nl"]
+# The low-bit i-quants of imatrix and unsloth "UD" files (llama-quantize's file types: IQ2_M and
+# IQ3_M mix IQ2_S/IQ3_S with others, IQ3_XXS files hold IQ2_S and IQ3_S tensors too).
+ALL_TYPES += ["iq2_xxs", "iq2_m", "iq3_xxs", "iq3_m", "iq1_m", "iq1_s", "iq2_xs", "iq2_s", "iq3_s"]
+# llama-quantize refuses IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S and IQ3_XXS tensors without an
+# importance matrix; the types whose files hold any of them get one.
+IMATRIX_TYPES = {"iq2_xxs", "iq2_m", "iq3_xxs", "iq3_m", "iq1_m", "iq1_s", "iq2_xs", "iq2_s", "iq3_s"}
+MOE_TYPES = ["q8_0", "q4_k_m", "iq2_m"]
 
 
 def log(msg):
@@ -108,6 +118,34 @@ def vocab_args(models_dir):
     return ["--tokenizer", unpacked]
 
 
+def imatrix_for(model, args):
+    """An importance matrix for `model` from llama-imatrix over the README (English prose and
+    code, ~40 chunks of 128 tokens): the i-quants need one, and which text made it only shifts
+    which weights round best; speed does not depend on it."""
+    out = Path(f"{model}.imatrix.gguf")
+    if out.exists():
+        return out
+    imatrix = find_llama("llama-imatrix", args)
+    if imatrix is None:
+        return None
+    run([imatrix, "-m", model, "-f", ROOT / "README.md", "-o", out, "-c", "128", "--chunks", "40",
+         "-t", str(args.threads)])
+    return out
+
+
+def quantize_cmd(quantize, src, dst, ty, args, imatrix_src=None):
+    """llama-quantize from `src` into `ty` (an imatrix made on `imatrix_src`, default `src`,
+    where the type needs one), or None when a needed tool is missing."""
+    cmd = [quantize, "--allow-requantize"]
+    if ty in IMATRIX_TYPES:
+        im = imatrix_for(imatrix_src or src, args)
+        if im is None:
+            log(f"bench: llama-imatrix not found, no {ty.upper()} file")
+            return None
+        cmd += ["--imatrix", im]
+    return cmd + [src, dst, ty.upper()]
+
+
 def make_models(args, tool):
     out = Path(args.models_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +153,7 @@ def make_models(args, tool):
     files = []
     for size in args.sizes:
         if size in MOE_LAYERS:
-            files += make_moe_models(size, out, tool, quantize)
+            files += make_moe_models(size, out, tool, quantize, args)
             continue
         preset = PRESETS[size]
         q8 = out / f"{preset}-q8_0.gguf"
@@ -136,17 +174,20 @@ def make_models(args, tool):
                     run([quantize, f32, path, "Q4_K_M"])
                     f32.unlink()
                 else:
-                    run([quantize, "--allow-requantize", q8, path, ty.upper()])
+                    cmd = quantize_cmd(quantize, q8, path, ty, args)
+                    if cmd is None:
+                        continue
+                    run(cmd)
             files.append(path)
     return files
 
 
-def make_moe_models(size, out, tool, quantize):
-    """Q8_0 and Q4_K_M of the MoE preset (llama-quantize from F16: the F32 file would be 7 GiB)."""
+def make_moe_models(size, out, tool, quantize, args):
+    """The --moe-types of the MoE preset (llama-quantize from F16: the F32 file would be 7 GiB)."""
     preset, layers = PRESETS[size], MOE_LAYERS[size]
     stem = out / f"{preset}-{layers}l"
     files = []
-    for ty in ["q8_0", "q4_k_m"]:
+    for ty in args.moe_types:
         f = Path(f"{stem}-{ty}.gguf")
         if not f.exists():
             if quantize is None:
@@ -156,7 +197,10 @@ def make_moe_models(size, out, tool, quantize):
             if not f16.exists():
                 run([sys.executable, tool, f16, "--preset", preset, "--layers", str(layers),
                      "--type", "f16", *vocab_args(out)])
-            run([quantize, f16, f, ty.upper()])
+            cmd = quantize_cmd(quantize, f16, f, ty, args)
+            if cmd is None:
+                continue
+            run(cmd)
         files.append(f)
     return files
 
@@ -322,6 +366,8 @@ def main():
     p.add_argument("--no-long", action="store_true", help="skip the long prefill and decode tests")
     p.add_argument("--types", nargs="+", default=TYPES, choices=ALL_TYPES,
                    help="weight types of the --q4km-sizes (default: %(default)s)")
+    p.add_argument("--moe-types", nargs="+", default=MOE_TYPES[:2], choices=MOE_TYPES,
+                   help="weight types of the mixture-of-experts file (default: %(default)s)")
     p.add_argument("--no-standard", action="store_true", help="skip standard mode")
     p.add_argument("--json", help="also write all figures to this JSON file")
     p.add_argument("--rounds", type=int, default=1,

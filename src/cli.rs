@@ -389,18 +389,24 @@ mod tests {
                     .map(|(_, v)| std::ffi::OsString::from(v))
             }
         };
-        let home = plan_options(env(&[("HOME", "/h")]));
+        let home = plan_options(env(&[("HOME", "/nonexistent/h")]));
         assert_eq!(
             home.cache_dir,
-            Some(PathBuf::from("/h/.cache/qwen-luminal"))
+            Some(PathBuf::from("/nonexistent/h/.cache/qwen-luminal"))
         );
         assert!(home.search);
-        let xdg = plan_options(env(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]));
-        assert_eq!(xdg.cache_dir, Some(PathBuf::from("/x/qwen-luminal")));
+        let xdg = plan_options(env(&[
+            ("HOME", "/nonexistent/h"),
+            ("XDG_CACHE_HOME", "/nonexistent/x"),
+        ]));
+        assert_eq!(
+            xdg.cache_dir,
+            Some(PathBuf::from("/nonexistent/x/qwen-luminal"))
+        );
         let relative = plan_options(env(&[("HOME", "h"), ("XDG_CACHE_HOME", "")]));
         assert_eq!(relative.cache_dir, None);
         let off = plan_options(env(&[
-            ("HOME", "/h"),
+            ("HOME", "/nonexistent/h"),
             ("QWEN_PLAN_CACHE", "off"),
             ("QWEN_PLAN_SEARCH", "off"),
         ]));

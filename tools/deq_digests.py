@@ -35,7 +35,10 @@ MODELS = [
     "small-q3_k_m.gguf",
     "small-iq4_nl.gguf",
     "small-iq4_xs.gguf",
+    # Made in this repository by tools/iquant_fixtures.py (not in the kit).
+    "small-iq-mix.gguf",
 ]
+FIXTURE_MODELS = Path("tests/fixtures/models")
 
 
 def digests(model: Path, twin: Path) -> dict:
@@ -53,6 +56,11 @@ def digests(model: Path, twin: Path) -> dict:
     return out
 
 
+def model_path(kit: Path, name: str) -> Path:
+    """The kit's model `name`, or this repository's fixture of that name."""
+    return kit / name if (kit / name).exists() else FIXTURE_MODELS / name
+
+
 def twin_of(kit: Path, name: str, scratch: Path) -> Path:
     """The kit's F32 twin of `name`, or one made now with the kit's dequantize_gguf.py."""
     twin = kit / name.replace(".gguf", ".deq.gguf")
@@ -60,7 +68,7 @@ def twin_of(kit: Path, name: str, scratch: Path) -> Path:
         return twin
     made = scratch / twin.name
     tool = kit.parent.parent / "tools" / "dequantize_gguf.py"
-    subprocess.run([sys.executable, str(tool), str(kit / name), str(made)], check=True)
+    subprocess.run([sys.executable, str(tool), str(model_path(kit, name)), str(made)], check=True)
     return made
 
 
@@ -68,7 +76,7 @@ def main(kit: Path, out_path: Path):
     result = {}
     with tempfile.TemporaryDirectory() as scratch:
         for name in MODELS:
-            result[name] = digests(kit / name, twin_of(kit, name, Path(scratch)))
+            result[name] = digests(model_path(kit, name), twin_of(kit, name, Path(scratch)))
     out_path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
 
 

@@ -8,7 +8,8 @@ operation order):
   fixture models lack (Q4_1, Q5_0, Q5_1) and Q8_0, Q4_0.
 - "random_bytes": seeded random block bytes (every bit pattern a quantizer could write, and
   more), for every supported type, with the f16 scales kept finite. (gguf-py has no quantizer
-  for Q2_K, Q3_K, IQ4_NL and IQ4_XS; the fixture models made by llama-quantize hold real ones.)
+  for Q2_K, Q3_K, IQ4_NL, IQ4_XS, the low-bit i-quants and MXFP4; the fixture models made by
+  llama-quantize hold real ones.)
 
   tools/quant_vectors.py [OUT_JSON]     (default tests/fixtures/quant_vectors.json)
 
@@ -27,6 +28,7 @@ QUANTIZE_TYPES = [T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q4_0]
 BLOCK_TYPES = [T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q4_K, T.Q5_K, T.Q6_K]
 # Appended so the cases above keep their bytes (one seeded stream feeds them all).
 BLOCK_TYPES += [T.Q2_K, T.Q3_K, T.IQ4_NL, T.IQ4_XS]
+BLOCK_TYPES += [T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.IQ1_M, T.MXFP4]
 # Byte offsets of the f16 scales in each block (ggml-common.h).
 F16_FIELDS = {
     T.F16: [0],
@@ -42,6 +44,12 @@ F16_FIELDS = {
     T.Q3_K: [108],
     T.IQ4_NL: [0],
     T.IQ4_XS: [0],
+    T.IQ2_XXS: [0],
+    T.IQ2_XS: [0],
+    T.IQ2_S: [0],
+    T.IQ3_XXS: [0],
+    T.IQ3_S: [0],
+    T.IQ1_S: [0],
 }
 
 
@@ -72,6 +80,10 @@ def random_blocks(rng, qtype) -> np.ndarray:
         raw[:, at + 1] &= np.uint8(0b1111_1011)
     if qtype == T.BF16:
         raw[:, 0] &= np.uint8(0b0111_1111)  # lowest exponent bit clear: finite
+    if qtype == T.IQ1_M:
+        # The f16 scale is spread over the top nibbles of the four scale words; its exponent's
+        # top bit is bit 14 of the last word (byte 55, bit 6).
+        raw[:, 55] &= np.uint8(0b1011_1111)
     return raw
 
 

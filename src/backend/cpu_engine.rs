@@ -4,6 +4,12 @@
 //! One [`Runner::forward`] call is one execution of the graph over a run of tokens at the next
 //! positions (the whole prompt, or one generated token); the KV cache carries over between calls,
 //! so nothing is recompiled.
+//!
+//! A hybrid model's DeltaNet layers carry a recurrent state instead, which cannot be cut back to
+//! a prefix: the engine keeps the sequence so far, has the layers save their state at the end of
+//! each prompt pass (the last [`SAVED_STATES`]), and rewinds to a position by restoring the
+//! nearest saved state before it and running the tokens from there again. Interactive turns
+//! and sweep depths start where a prompt pass ended, so they rewind without recomputing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +23,7 @@ use crate::model::dims::{self, LogitRows, Vocab};
 use crate::model::rotary::{rope_tables, Rotary};
 use crate::model::tensors::{self, stem};
 use crate::node_record::NodeRecord;
+use crate::ops::delta_net::{StateCommand, STATE};
 use crate::ops::instrument::{self, Instruments, NodeName};
 use crate::ops::parallel::Runtime;
 use crate::ops::{self, profile::ProfileBook};
@@ -39,6 +46,8 @@ pub struct Engine {
     config: Qwen3Config,
     options: EngineOptions,
     position: usize,
+    /// The recurrent states of a hybrid model, and the sequence they have folded in.
+    recurrent: Option<Recurrent>,
     compile_time: Duration,
     profile: Option<ProfileBook>,
     runtime: Option<Arc<Runtime>>,
@@ -97,6 +106,7 @@ impl Engine {
         // Outside the timing decorators: they look up each op's cost model on the op itself,
         // and the Ctrl-C check (one load) stays out of the kernels' times.
         ops::interruptible::install(&mut cx);
+        let recurrent = config.hybrid.is_some().then(|| Recurrent::new(&mut cx));
         Ok(Self {
             cx,
             inputs,
@@ -106,6 +116,7 @@ impl Engine {
             config: config.clone(),
             options,
             position: 0,
+            recurrent,
             compile_time,
             profile,
             runtime,
@@ -252,12 +263,21 @@ impl Runner for Engine {
         cx.set_tensor(self.inputs.positions.id, 0, Tensor::new(as_f32(&positions)));
         cx.set_tensor(self.rotary.cos.id, 0, Tensor::new(cos));
         cx.set_tensor(self.rotary.sin.id, 0, Tensor::new(sin));
-        ops::interruptible::execute(cx).map_err(|_| EngineError::Interrupted)?;
+        if ops::interruptible::execute(cx).is_err() {
+            // Some DeltaNet layers may have run: their states are past the position now.
+            if let Some(r) = self.recurrent.as_mut() {
+                r.dirty = true;
+            }
+            return Err(EngineError::Interrupted);
+        }
         self.position += n;
         let out = cx
             .get_tensor(self.logits.id, 0)
             .and_then(|t| t.data.as_any().downcast_ref::<Vec<f32>>().cloned())
             .expect("the compiled graph produces f32 logits");
+        if let Some(r) = self.recurrent.as_mut() {
+            r.advanced(&mut self.cx, tokens, self.position);
+        }
         Ok(out)
     }
 
@@ -271,13 +291,31 @@ impl Runner for Engine {
 
     fn reset(&mut self) {
         self.position = 0;
+        if let Some(r) = self.recurrent.as_mut() {
+            r.rewind(&mut self.cx, 0);
+        }
     }
 
     /// Keeps the first `len` positions (no-op when it holds fewer): the next forward pass
-    /// continues at `len`. Valid because the attention ops write and read their caches at the
-    /// absolute positions of each pass, so later entries are simply overwritten.
+    /// continues at `len`. The attention ops write and read their caches at the absolute
+    /// positions of each pass, so later entries are simply overwritten; a hybrid model's
+    /// recurrent states go back to the nearest saved state and run the tokens from there to
+    /// `len` again (none to run when `len` is where a prompt pass ended).
     fn truncate(&mut self, len: usize) -> usize {
-        self.position = self.position.min(len);
+        let len = self.position.min(len);
+        let Some(r) = self.recurrent.as_mut() else {
+            self.position = len;
+            return len;
+        };
+        if len == self.position && !r.dirty {
+            return len;
+        }
+        let (from, tail) = r.rewind(&mut self.cx, len);
+        self.position = from;
+        if !tail.is_empty() && self.forward(&tail, Logits::Last).is_err() {
+            // Interrupted (or out of room): the states stand where the pass stopped them.
+            return self.position;
+        }
         self.position
     }
 
@@ -329,4 +367,92 @@ fn node_name(
         label,
         weights,
     }
+}
+
+/// How many recurrent states a hybrid model's engine keeps saved to rewind to (the newest
+/// ones), besides the live one: enough for an interactive turn or a sweep depth, which rewind
+/// to where the last prompt pass ended.
+pub const SAVED_STATES: usize = 2;
+
+/// A hybrid model's recurrent layers, as the engine drives them.
+struct Recurrent {
+    /// The DeltaNet ops (the nodes that answer state commands).
+    nodes: Vec<NodeIndex>,
+    /// The tokens the states have folded in, from position 0.
+    history: Vec<u32>,
+    /// Positions with a saved state, ascending.
+    saved: Vec<usize>,
+    /// A pass stopped between ops: some layers' states moved past `history`.
+    dirty: bool,
+}
+
+impl Recurrent {
+    /// Finds the ops that keep a recurrent state (and starts them at position 0).
+    fn new(cx: &mut Graph) -> Self {
+        let mut r = Recurrent {
+            nodes: cx.graph.node_indices().collect(),
+            history: vec![],
+            saved: vec![],
+            dirty: false,
+        };
+        r.nodes = r
+            .nodes
+            .iter()
+            .copied()
+            .filter(|&n| command(cx, n, StateCommand::Restore { at: 0 }))
+            .collect();
+        r
+    }
+
+    fn send(&self, cx: &mut Graph, command_: StateCommand) {
+        for &node in &self.nodes {
+            command(cx, node, command_);
+        }
+    }
+
+    /// A pass of `tokens` ended at `position`: remember them, and after a prompt pass save the
+    /// states there (forgetting the oldest beyond [`SAVED_STATES`]).
+    fn advanced(&mut self, cx: &mut Graph, tokens: &[u32], position: usize) {
+        self.history.truncate(position - tokens.len());
+        self.history.extend_from_slice(tokens);
+        if tokens.len() > 1 && self.saved.last() != Some(&position) {
+            self.send(cx, StateCommand::Save { at: position });
+            self.saved.push(position);
+            while self.saved.len() > SAVED_STATES {
+                let oldest = self.saved.remove(0);
+                self.send(cx, StateCommand::Forget { at: oldest });
+            }
+        }
+    }
+
+    /// Restores the newest saved state at or before `len` (the start of the sequence when none
+    /// is); returns its position and the tokens from there to `len`, which the caller runs again.
+    fn rewind(&mut self, cx: &mut Graph, len: usize) -> (usize, Vec<u32>) {
+        let from = self
+            .saved
+            .iter()
+            .rev()
+            .copied()
+            .find(|&p| p <= len)
+            .unwrap_or(0);
+        self.send(cx, StateCommand::Restore { at: from });
+        for later in self.saved.iter().copied().filter(|&p| p > from) {
+            self.send(cx, StateCommand::Forget { at: later });
+        }
+        self.saved.retain(|&p| p <= from);
+        self.dirty = false;
+        let tail = self.history[from..len.min(self.history.len())].to_vec();
+        self.history.truncate(from);
+        (from, tail)
+    }
+}
+
+/// Sends `command` to the op at `node`; whether it keeps a recurrent state (and did it).
+fn command(cx: &mut Graph, node: NodeIndex, command: StateCommand) -> bool {
+    let Some(op) = cx.graph.node_weight_mut(node) else {
+        return false;
+    };
+    op.custom(STATE, Box::new(command))
+        .and_then(|done| done.downcast::<bool>().ok())
+        .is_some_and(|done| *done)
 }

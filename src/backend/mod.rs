@@ -30,6 +30,7 @@ compile_error!(
     "feature `metal` needs macOS (Apple GPUs): build without it here, or with `--features cuda` for NVIDIA GPUs"
 );
 
+pub use cpu_engine::SAVED_STATES;
 pub use options::EngineOptions;
 pub use runner::{check_step, CompiledMode, EngineError, Features, Logits, Runner};
 

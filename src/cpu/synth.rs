@@ -61,6 +61,23 @@ pub fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> 
             GgmlType::Q3_K => put_f16(b, 108, rng.uniform(-0.01, 0.01)),
             // Levels up to 127 times sub-block scales up to 32.
             GgmlType::IQ4_XS => put_f16(b, 0, rng.uniform(-0.0005, 0.0005)),
+            // Grid levels up to 62 (IQ3_S: 15, IQ1: 9 eighths) times odd scales up to 31.
+            GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ2_S => {
+                put_f16(b, 0, rng.uniform(-0.002, 0.002))
+            }
+            GgmlType::IQ3_XXS => put_f16(b, 0, rng.uniform(-0.001, 0.001)),
+            GgmlType::IQ3_S => put_f16(b, 0, rng.uniform(-0.0005, 0.0005)),
+            GgmlType::IQ1_S => put_f16(b, 0, rng.uniform(-0.01, 0.01)),
+            GgmlType::IQ1_M => {
+                // The f16 scale's four nibbles are the top nibbles of the four scale words.
+                let bits = half::f16::from_f32(rng.uniform(-0.01, 0.01)).to_bits();
+                for w in 0..4 {
+                    let top = ((bits >> (4 * w)) & 0xF) as u8;
+                    b[49 + 2 * w] = (b[49 + 2 * w] & 0x0F) | (top << 4);
+                }
+            }
+            // E8M0: 2^(e - 128) times values up to 12.
+            GgmlType::MXFP4 => b[0] = 118 + (rng.next_u64() % 6) as u8,
             // Q8_0, Q4_0, Q5_0 and anything else with a leading f16 scale.
             _ => put_f16(b, 0, rng.uniform(-0.05, 0.05)),
         }

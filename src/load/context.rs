@@ -4,8 +4,10 @@
 //! The cache ([`crate::ops::cached_attention::KvCache`]) stores keys and values as f16 for every
 //! layer, `2 * layers * kv_heads * head_dim * 2` bytes per position, allocated for the whole
 //! context up front (pages are committed as they are written, but an allocation larger than
-//! memory can still fail outright). The budget is 3/4 of the memory figure after the model
-//! file, whose mapped pages must stay resident; the rest is left for activations. The figure is
+//! memory can still fail outright). A hybrid model has a KV cache only in its attention layers,
+//! and a recurrent state in the others that does not grow with the context. The budget is 3/4
+//! of the memory figure after the model file, whose mapped pages must stay resident, and the
+//! recurrent states; the rest is left for activations. The figure is
 //! `QWEN_MEM_AVAILABLE` (bytes, to try a smaller machine), else `MemAvailable` (Linux
 //! `/proc/meminfo`), else the total memory (`MemTotal`, or the OS's page count, as on macOS),
 //! never more than the address space the process may use (`ulimit -v`, and what a Rust
@@ -13,6 +15,7 @@
 
 use thiserror::Error;
 
+use crate::backend::SAVED_STATES;
 use crate::model::config::Qwen3Config;
 
 /// Environment variable that replaces `/proc/meminfo`'s `MemAvailable`, in bytes.
@@ -93,11 +96,19 @@ pub enum ContextError {
     BadMemoryFigure { value: String },
 }
 
-/// Bytes of KV cache per position of context.
+/// Bytes of KV cache per position of context: the attention layers' (all of Qwen3's, one in a
+/// few of a hybrid model's).
 pub fn kv_bytes_per_position(config: &Qwen3Config) -> u64 {
     // Keys and values, f16.
     let per_layer = 2 * config.kv_heads as u64 * config.head_dim as u64 * 2;
-    per_layer * config.layers as u64
+    per_layer * config.attention_layers() as u64
+}
+
+/// Bytes of recurrent state a hybrid model holds whatever the context: the state the DeltaNet
+/// layers carry and the states the engine saves to rewind to (0 for Qwen3).
+pub fn state_bytes(config: &Qwen3Config) -> u64 {
+    let per_copy = config.hybrid.as_ref().map_or(0, |h| h.state_bytes());
+    per_copy * (1 + SAVED_STATES as u64)
 }
 
 /// The memory figure a run budgets with: `QWEN_MEM_AVAILABLE` (an error when it cannot be
@@ -241,7 +252,8 @@ pub fn choose(
     let wanted = requested.unwrap_or(config.context_length);
     let source = memory.source.describe();
     let per_position = kv_bytes_per_position(config).max(1);
-    let budget = memory.bytes.saturating_sub(model_bytes) / 4 * 3;
+    let fixed = model_bytes.saturating_add(state_bytes(config));
+    let budget = memory.bytes.saturating_sub(fixed) / 4 * 3;
     let fits = usize::try_from(budget / per_position).unwrap_or(usize::MAX);
     if wanted <= fits {
         return Ok(ContextChoice {
@@ -302,18 +314,22 @@ mod tests {
         context_length: usize,
     ) -> Qwen3Config {
         Qwen3Config {
+            arch: crate::model::config::Arch::Qwen3,
             hidden: 64,
             layers,
             ffn: 128,
             heads: kv_heads * 2,
             kv_heads,
             head_dim,
+            rope_dims: head_dim,
+            rope_sections: None,
             rope_theta: 1e6,
             rms_eps: 1e-6,
             context_length,
             vocab: 512,
             tied_embeddings: true,
             moe: None,
+            hybrid: None,
         }
     }
 

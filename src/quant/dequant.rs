@@ -9,6 +9,9 @@ use super::blocks::{
     BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
 };
 use super::ggml_type::{supported_type_names, GgmlType};
+use super::iquants::{
+    BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs, BlockIq2Xxs, BlockIq3S, BlockIq3Xxs, BlockMxfp4,
+};
 
 /// Why a row could not be dequantized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +56,14 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
         GgmlType::Q3_K => dequantize_q3_k(src, dst),
         GgmlType::IQ4_NL => dequantize_iq4_nl(src, dst),
         GgmlType::IQ4_XS => dequantize_iq4_xs(src, dst),
+        GgmlType::IQ2_XXS => dequantize_iq2_xxs(src, dst),
+        GgmlType::IQ2_XS => dequantize_iq2_xs(src, dst),
+        GgmlType::IQ2_S => dequantize_iq2_s(src, dst),
+        GgmlType::IQ3_XXS => dequantize_iq3_xxs(src, dst),
+        GgmlType::IQ3_S => dequantize_iq3_s(src, dst),
+        GgmlType::IQ1_S => dequantize_iq1_s(src, dst),
+        GgmlType::IQ1_M => dequantize_iq1_m(src, dst),
+        GgmlType::MXFP4 => dequantize_mxfp4(src, dst),
         other => Err(QuantError::Unsupported(other)),
     }
 }
@@ -220,6 +231,38 @@ block_row_fn!(
 block_row_fn!(
     /// IQ4_XS: see [`BlockIq4Xs`].
     dequantize_iq4_xs, BlockIq4Xs, GgmlType::IQ4_XS
+);
+block_row_fn!(
+    /// IQ2_XXS: see [`BlockIq2Xxs`].
+    dequantize_iq2_xxs, BlockIq2Xxs, GgmlType::IQ2_XXS
+);
+block_row_fn!(
+    /// IQ2_XS: see [`BlockIq2Xs`].
+    dequantize_iq2_xs, BlockIq2Xs, GgmlType::IQ2_XS
+);
+block_row_fn!(
+    /// IQ2_S: see [`BlockIq2S`].
+    dequantize_iq2_s, BlockIq2S, GgmlType::IQ2_S
+);
+block_row_fn!(
+    /// IQ3_XXS: see [`BlockIq3Xxs`].
+    dequantize_iq3_xxs, BlockIq3Xxs, GgmlType::IQ3_XXS
+);
+block_row_fn!(
+    /// IQ3_S: see [`BlockIq3S`].
+    dequantize_iq3_s, BlockIq3S, GgmlType::IQ3_S
+);
+block_row_fn!(
+    /// IQ1_S: see [`BlockIq1S`].
+    dequantize_iq1_s, BlockIq1S, GgmlType::IQ1_S
+);
+block_row_fn!(
+    /// IQ1_M: see [`BlockIq1M`].
+    dequantize_iq1_m, BlockIq1M, GgmlType::IQ1_M
+);
+block_row_fn!(
+    /// MXFP4: see [`BlockMxfp4`].
+    dequantize_mxfp4, BlockMxfp4, GgmlType::MXFP4
 );
 
 #[cfg(test)]

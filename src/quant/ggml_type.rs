@@ -42,8 +42,9 @@ pub enum GgmlType {
 /// The types this program computes on: every type that the Qwen3 GGUF files people download
 /// (the Qwen team's, bartowski's, unsloth's) hold: F32/F16/BF16, Q8_0, the legacy 4- and 5-bit
 /// formats, the K-quants (Q2_K ... Q6_K: what Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M and Q6_K
-/// files mix) and the non-linear IQ4_NL and IQ4_XS.
-pub const SUPPORTED_TYPES: [GgmlType; 15] = [
+/// files mix), the non-linear IQ4_NL and IQ4_XS, the low-bit i-quants of imatrix and "UD"
+/// files (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S) and MXFP4.
+pub const SUPPORTED_TYPES: [GgmlType; 23] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -59,6 +60,14 @@ pub const SUPPORTED_TYPES: [GgmlType; 15] = [
     GgmlType::Q6_K,
     GgmlType::IQ4_NL,
     GgmlType::IQ4_XS,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ2_S,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
+    GgmlType::MXFP4,
 ];
 
 impl GgmlType {

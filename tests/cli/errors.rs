@@ -96,18 +96,19 @@ fn models_that_are_not_usable_qwen3_say_why() {
         &["tensor 'blk.1.attn_v.weight' not found", "missing.gguf"],
     );
 
-    // MXFP4: a 32-block type no Qwen3 file uses (gpt-oss's).
-    let mxfp4 = T::new("blk.0.ffn_up.weight", GgmlType::MXFP4, &[96, 32]);
-    let odd_type = qwen3(TINY).replace("blk.0.ffn_up.weight", Some(mxfp4));
-    let model = synthetic(dir.path(), "mxfp4.gguf", &odd_type.build());
+    // Q8_1: a 32-block type ggml uses for activations, never in a published Qwen3 file.
+    let q8_1 = T::new("blk.0.ffn_up.weight", GgmlType::Q8_1, &[96, 32]);
+    let odd_type = qwen3(TINY).replace("blk.0.ffn_up.weight", Some(q8_1));
+    let model = synthetic(dir.path(), "q8_1.gguf", &odd_type.build());
     assert_one_line_error(
         &run_ids(&model, &[]),
         &[
-            "MXFP4",
+            "Q8_1",
             "blk.0.ffn_up.weight",
             "supported: ",
             "Q8_0",
-            "IQ4_XS",
+            "IQ2_XXS",
+            "MXFP4",
         ],
     );
 

@@ -1,5 +1,6 @@
 //! Through the binary, both modes, on the fixtures of the weight types published Qwen3 files use
-//! besides Q8_0/Q4_0/Q4_K_M/Q5_K_M/Q6_K: Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_M, IQ4_NL, IQ4_XS.
+//! besides Q8_0/Q4_0/Q4_K_M/Q5_K_M/Q6_K: Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_M, IQ4_NL, IQ4_XS, and the
+//! low-bit i-quants and MXFP4 in one file mixed as a UD-IQ1_S file mixes them.
 //!
 //! Standard mode is llama.cpp's F32-twin run bit for bit, so its 32 greedy tokens must be that
 //! run's. `--parallel` quantizes activations as llama.cpp's own quantized run does, and greedy
@@ -10,16 +11,32 @@
 use crate::common::cli::*;
 use serde_json::Value;
 
-/// (fixture stem, the type it is about)
-const MODELS: [(&str, &str); 7] = [
-    ("small-q4_1", "Q4_1"),
-    ("small-q5_0", "Q5_0"),
-    ("small-q5_1", "Q5_1"),
-    ("small-q2_k", "Q2_K"),
-    ("small-q3_k_m", "Q3_K"),
-    ("small-iq4_nl", "IQ4_NL"),
-    ("small-iq4_xs", "IQ4_XS"),
+/// (fixture stem, the types it is about)
+const MODELS: [(&str, &[&str]); 8] = [
+    ("small-q4_1", &["Q4_1"]),
+    ("small-q5_0", &["Q5_0"]),
+    ("small-q5_1", &["Q5_1"]),
+    ("small-q2_k", &["Q2_K"]),
+    ("small-q3_k_m", &["Q3_K"]),
+    ("small-iq4_nl", &["IQ4_NL"]),
+    ("small-iq4_xs", &["IQ4_XS"]),
+    (
+        "small-iq-mix",
+        &[
+            "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "MXFP4", "IQ4_XS",
+        ],
+    ),
 ];
+
+/// Whether the plan line `plan` (`TYPE:RxC+TYPE:RxC... decode: ...`) is of a `class` job
+/// ("decode" or "batch") with a matrix of type `ty`.
+fn plan_covers(plan: &str, ty: &str, class: &str) -> bool {
+    let mut words = plan.split(' ');
+    let mats = words.next().unwrap_or("");
+    let prefix = format!("{ty}:");
+    words.next() == Some(&format!("{class}:")[..])
+        && mats.split('+').any(|m| m.starts_with(&prefix))
+}
 
 fn reference(name: &str) -> Value {
     let text = std::fs::read_to_string(path(&format!("refs/{name}"))).expect("reference");
@@ -118,7 +135,7 @@ fn standard_mode_gives_the_f32_twins_greedy_tokens() {
 
 #[test]
 fn parallel_mode_runs_the_simd_kernels_on_every_type() {
-    for (stem, ty) in MODELS {
+    for (stem, types) in MODELS {
         let (deq, quant) = (
             reference(&format!("{stem}.deq.json")),
             reference(&format!("{stem}.json")),
@@ -150,19 +167,14 @@ fn parallel_mode_runs_the_simd_kernels_on_every_type() {
             .iter()
             .filter_map(Value::as_str)
             .collect();
-        let prefix = format!("{ty}:");
-        assert!(
-            plans
-                .iter()
-                .any(|p| p.starts_with(&prefix) && p.contains(" decode:")),
-            "{stem}: no decode plan on {ty} weights in {plans:?}"
-        );
-        assert!(
-            plans
-                .iter()
-                .any(|p| p.starts_with(&prefix) && p.contains(" batch:")),
-            "{stem}: no batch plan on {ty} weights in {plans:?}"
-        );
+        for ty in types.iter() {
+            for class in ["decode", "batch"] {
+                assert!(
+                    plans.iter().any(|p| plan_covers(p, ty, class)),
+                    "{stem}: no {class} plan on {ty} weights in {plans:?}"
+                );
+            }
+        }
         let kernels = r["kernels"].as_array().expect("kernel profile");
         assert!(
             kernels

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use crate::common::fixture_file::fixture_names;
 use crate::common::{fixture, qwen3, qwen3moe, Dims, Gguf, T, TINY, TINY_MOE, V};
 use qwen::gguf::{GgufFile, Storage};
-use qwen::model::config::{ConfigError, MoeConfig, Qwen3Config, DEFAULT_ROPE_THETA};
+use qwen::model::config::{
+    Arch, ConfigError, DeltaProjections, HybridConfig, KeyHeads, MoeConfig, Qwen3Config,
+    DEFAULT_ROPE_THETA,
+};
 use qwen::quant::GgmlType;
 
 /// Parses `g` as a file named "synthetic.gguf" and reads its config.
@@ -25,19 +28,26 @@ fn err_of(g: &Gguf) -> (ConfigError, String) {
 /// The sizes the fixture README gives for each model family.
 fn expected(model: &str) -> Qwen3Config {
     let tiny = Qwen3Config {
+        arch: Arch::Qwen3,
         hidden: 32,
         layers: 2,
         ffn: 96,
         heads: 4,
         kv_heads: 2,
         head_dim: 16,
+        rope_dims: 16,
+        rope_sections: None,
         rope_theta: 1e6,
         rms_eps: 1e-6,
         context_length: 40960,
         vocab: 512,
         tied_embeddings: true,
         moe: None,
+        hybrid: None,
     };
+    if model.contains("qwen35") {
+        return expected_qwen35(model, tiny);
+    }
     if model.contains("-moe") {
         return expected_moe(model, tiny);
     }
@@ -67,6 +77,7 @@ fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
             experts,
             experts_used,
             expert_ffn,
+            shared_ffn: None,
         })
     };
     if model.starts_with("small") {
@@ -94,6 +105,40 @@ fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
     }
 }
 
+/// The Qwen3.5 fixtures (the kit's HYBRID.md, section 1): four layers, the last one attention.
+fn expected_qwen35(model: &str, tiny: Qwen3Config) -> Qwen3Config {
+    let small = model.starts_with("small");
+    let (hidden, heads, head_dim, rot, ffn) = match small {
+        true => (256, 8, 64, 16, 768),
+        false => (64, 4, 32, 8, 192),
+    };
+    let (k_heads, v_heads, state) = if small { (4, 8, 32) } else { (2, 4, 16) };
+    Qwen3Config {
+        arch: Arch::Qwen35,
+        hidden,
+        layers: 4,
+        ffn,
+        heads,
+        head_dim,
+        rope_dims: rot,
+        rope_sections: Some(if small { [3, 3, 2, 0] } else { [2, 1, 1, 0] }),
+        rope_theta: 1e7,
+        context_length: 262144,
+        tied_embeddings: !small,
+        hybrid: Some(HybridConfig {
+            recurrent_layers: vec![true, true, true, false],
+            conv_kernel: 4,
+            state_size: state,
+            k_heads,
+            v_heads,
+            key_heads: KeyHeads::Tiled,
+            projections: DeltaProjections::Separate,
+            mtp_layers: 0,
+        }),
+        ..tiny
+    }
+}
+
 #[test]
 fn config_of_every_fixture_model() {
     let mut checked = 0;
@@ -108,7 +153,7 @@ fn config_of_every_fixture_model() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 25);
+    assert_eq!(checked, fixture_names("models").len());
 }
 
 #[test]
@@ -373,7 +418,7 @@ fn layers_beyond_block_count_contradict_it() {
 
 #[test]
 fn unsupported_tensor_types_are_named() {
-    // A model 256 wide so IQ2_XS (256-weight blocks) can hold a row.
+    // A model 256 wide so TQ1_0 (256-weight blocks) can hold a row.
     let d = Dims {
         hidden: 256,
         layers: 1,
@@ -385,18 +430,18 @@ fn unsupported_tensor_types_are_named() {
         tied: true,
     };
     let name = "blk.0.ffn_up.weight";
-    let g = qwen3(d).replace(name, Some(T::new(name, GgmlType::IQ2_XS, &[256, 256])));
+    let g = qwen3(d).replace(name, Some(T::new(name, GgmlType::TQ1_0, &[256, 256])));
     let (err, msg) = err_of(&g);
     assert!(matches!(
         err,
         ConfigError::UnsupportedType {
-            ty: GgmlType::IQ2_XS,
+            ty: GgmlType::TQ1_0,
             ..
         }
     ));
     assert_eq!(
         msg,
-        "unsupported tensor type IQ2_XS in 'blk.0.ffn_up.weight' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)"
+        "unsupported tensor type TQ1_0 in 'blk.0.ffn_up.weight' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, MXFP4)"
     );
     let norm = "blk.0.ffn_norm.weight";
     let g = qwen3(d).replace(norm, Some(T::new(norm, GgmlType::Q8_0, &[256])));

@@ -40,13 +40,9 @@ fn is_float(ty: GgmlType) -> bool {
 /// Activation block length of the integer path for `ty` (32 or 256), 1 for float weights.
 fn act_block(ty: GgmlType) -> usize {
     match ty {
-        GgmlType::Q2_K
-        | GgmlType::Q3_K
-        | GgmlType::Q4_K
-        | GgmlType::Q5_K
-        | GgmlType::Q6_K
-        | GgmlType::IQ4_XS => 256,
         t if is_float(t) => 1,
+        // The K-quants, IQ4_XS and the low-bit i-quants: Q8_K super-blocks.
+        t if t.block_size() == 256 => 256,
         _ => 32,
     }
 }
@@ -429,8 +425,8 @@ fn bad_inputs_are_errors_not_panics() {
     ));
     // unsupported type
     assert_eq!(
-        WeightMatrix::new(GgmlType::IQ2_XS, 1, 256, &data).unwrap_err(),
-        KernelError::UnsupportedType(GgmlType::IQ2_XS)
+        WeightMatrix::new(GgmlType::TQ1_0, 1, 256, &data).unwrap_err(),
+        KernelError::UnsupportedType(GgmlType::TQ1_0)
     );
     let w = WeightMatrix::new(GgmlType::Q8_0, 4, 32, &data).unwrap();
     let mut y = vec![0.0; 8];

@@ -116,15 +116,15 @@ unsafe fn prepare<S: Simd>(run: &ChunkRun<'_>, t0: usize, len: usize, sc: &mut C
     }
     let last = sc.gc[len - 1];
     for i in 0..len {
-        sc.eg[i] = vmath::exp_plain(sc.gc[i]);
-        sc.w[i] = vmath::exp_plain(last - sc.gc[i]);
+        sc.eg[i] = super::simd::exp_plain(sc.gc[i]);
+        sc.w[i] = super::simd::exp_plain(last - sc.gc[i]);
     }
     let key = |t: usize| &run.k[(t0 + t) * s..(t0 + t + 1) * s];
     let query = |t: usize| &run.q[(t0 + t) * s..(t0 + t + 1) * s];
     for i in 0..len {
         let b = run.beta[t0 + i];
         for j in 0..=i {
-            let d = vmath::exp_plain(sc.gc[i] - sc.gc[j]);
+            let d = super::simd::exp_plain(sc.gc[i] - sc.gc[j]);
             sc.p[i * len + j] = vmath::dot::<S>(query(i), key(j)) * d;
             if j < i {
                 sc.a[i * len + j] = b * vmath::dot::<S>(key(i), key(j)) * d;

@@ -21,7 +21,7 @@ pub(crate) trait Simd: Copy {
     unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn hsum(v: Self::V) -> f32;
     /// `exp(x)` for SiLU: ggml's range reduction and polynomial on the input clamped to
-    /// [-87, 88] (see `super::vmath::exp`, the same steps one lane at a time).
+    /// [-87, 88] (see [`exp_plain`], the same steps one lane at a time).
     unsafe fn exp(x: Self::V) -> Self::V;
     /// `a * b + c` on one lane (a fused multiply-add where the ISA has one).
     fn fma1(a: f32, b: f32, c: f32) -> f32;
@@ -69,7 +69,7 @@ impl Simd for Portable {
     }
     #[inline(always)]
     unsafe fn exp(x: [f32; 8]) -> [f32; 8] {
-        std::array::from_fn(|i| super::vmath::exp_plain(x[i]))
+        std::array::from_fn(|i| exp_plain(x[i]))
     }
     #[inline(always)]
     fn fma1(a: f32, b: f32, c: f32) -> f32 {
@@ -327,4 +327,19 @@ mod arm {
             a.mul_add(b, c)
         }
     }
+}
+/// `exp(x)` one lane at a time without fused multiply-adds (the portable vector's lanes): the
+/// input clamped to [-87, 88] (SiLU's results do not change at f32 precision), ggml's range
+/// reduction and polynomial (its `v_expf`), `2^n` from exponent bits; within 2 ulp of `exp`.
+#[inline(always)]
+pub fn exp_plain(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let c = f32::from_bits;
+    let r = c(0x4b40_0000); // 0x1.8p23: adding it rounds to an integer
+    let n = (x * c(0x3fb8_aa3b) + r) - r; // round(x log2(e))
+    let b = (x - n * c(0x3f31_7200)) - n * c(0x35bf_be8e);
+    let u = b * b;
+    let p = (c(0x3c07_2010) * b + c(0x3d2b_9f17)) * u + (c(0x3e2a_af33) * b + c(0x3eff_fedb));
+    let j = p * u + (c(0x3f7f_fff6) * b + 1.0);
+    j * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }

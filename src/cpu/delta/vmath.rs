@@ -2,23 +2,7 @@
 //! scaling; each a vector loop and a scalar tail. `#[inline(always)]`, so they compile inside
 //! the callers' ISA entry points.
 
-use super::simd::Simd;
-
-/// `exp(x)` one lane at a time without fused multiply-adds (the portable vector's lanes): the
-/// input clamped to [-87, 88] (SiLU's results do not change at f32 precision), ggml's range
-/// reduction and polynomial (its `v_expf`), `2^n` from exponent bits; within 2 ulp of `exp`.
-#[inline(always)]
-pub fn exp_plain(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    let c = f32::from_bits;
-    let r = c(0x4b40_0000); // 0x1.8p23: adding it rounds to an integer
-    let n = (x * c(0x3fb8_aa3b) + r) - r; // round(x log2(e))
-    let b = (x - n * c(0x3f31_7200)) - n * c(0x35bf_be8e);
-    let u = b * b;
-    let p = (c(0x3c07_2010) * b + c(0x3d2b_9f17)) * u + (c(0x3e2a_af33) * b + c(0x3eff_fedb));
-    let j = p * u + (c(0x3f7f_fff6) * b + 1.0);
-    j * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
+use super::simd::{exp_plain, Simd};
 
 /// `a · b` (same lengths): four accumulators, so that a head-sized dot product is not one
 /// chain of dependent FMAs.

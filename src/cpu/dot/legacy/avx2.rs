@@ -9,10 +9,11 @@
 use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
-use super::{block_bytes, has_min, IQ4_NL, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+use super::{block_bytes, has_min, IQ4_NL, MXFP4, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
 use crate::cpu::dot::float::hsum_avx2 as hsum;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
 use crate::quant::blocks::KVALUES_IQ4NL;
+use crate::quant::grids::{e8m0_half, KVALUES_MXFP4};
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
@@ -26,6 +27,7 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
         Q5_0 => shapes!(Q5_0),
         Q4_1 => shapes!(Q4_1),
         IQ4_NL => shapes!(IQ4_NL),
+        MXFP4 => shapes!(MXFP4),
         _ => shapes!(Q5_1),
     }
 }
@@ -56,12 +58,17 @@ fn bit_bytes(bits: u32) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn unpack<const TY: u8>(p: *const u8) -> (__m256i, f32, f32) {
-    let d = f16_at(p);
+    let d = if TY == MXFP4 {
+        e8m0_half(*p)
+    } else {
+        f16_at(p)
+    };
     let m = if has_min(TY) { f16_at(p.add(2)) } else { 0.0 };
     if TY == Q8_0 {
         return (_mm256_loadu_si256(p.add(2) as *const __m256i), d, m);
     }
     let qs = match TY {
+        MXFP4 => 1,
         Q4_0 | IQ4_NL => 2,
         Q4_1 => 4,
         Q5_0 => 6,
@@ -72,9 +79,14 @@ unsafe fn unpack<const TY: u8>(p: *const u8) -> (__m256i, f32, f32) {
     let lo = _mm_and_si128(x, nib);
     let hi = _mm_and_si128(_mm_srli_epi16::<4>(x), nib);
     let mut q = _mm256_set_m128i(hi, lo);
-    if TY == IQ4_NL {
+    if TY == IQ4_NL || TY == MXFP4 {
         // The signed levels, looked up by nibble.
-        let levels = _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i);
+        let table = if TY == MXFP4 {
+            &KVALUES_MXFP4
+        } else {
+            &KVALUES_IQ4NL
+        };
+        let levels = _mm_loadu_si128(table.as_ptr() as *const __m128i);
         return (
             _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), q),
             d,

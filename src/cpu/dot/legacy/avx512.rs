@@ -10,9 +10,10 @@
 use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
-use super::{block_bytes, has_min, offset, IQ4_NL, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+use super::{block_bytes, has_min, offset, IQ4_NL, MXFP4, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
 use crate::cpu::dot::{tile_table, Tile, TileEntry, PREFETCH};
 use crate::quant::blocks::KVALUES_IQ4NL;
+use crate::quant::grids::{e8m0_half, KVALUES_MXFP4};
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
@@ -26,6 +27,7 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
         Q5_0 => shapes!(Q5_0),
         Q4_1 => shapes!(Q4_1),
         IQ4_NL => shapes!(IQ4_NL),
+        MXFP4 => shapes!(MXFP4),
         _ => shapes!(Q5_1),
     }
 }
@@ -52,7 +54,13 @@ unsafe fn scale_lanes(p: *const u8, next: usize, off: usize) -> __m512 {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
 unsafe fn unpack<const TY: u8>(p: *const u8, next: usize) -> Pair {
-    let d = scale_lanes(p, next, 0);
+    let d = if TY == MXFP4 {
+        // E8M0 scales: lanes 0-7 the first block's, 8-15 the second's.
+        let (a, b) = (e8m0_half(*p), e8m0_half(*p.add(next)));
+        _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b))
+    } else {
+        scale_lanes(p, next, 0)
+    };
     let m = if has_min(TY) {
         scale_lanes(p, next, 2)
     } else {
@@ -65,6 +73,7 @@ unsafe fn unpack<const TY: u8>(p: *const u8, next: usize) -> Pair {
         _mm512_xor_si512(v, _mm512_set1_epi8(-128))
     } else {
         let qs = match TY {
+            MXFP4 => 1,
             Q4_0 | IQ4_NL => 2,
             Q4_1 => 4,
             Q5_0 => 6,
@@ -84,6 +93,9 @@ unsafe fn unpack<const TY: u8>(p: *const u8, next: usize) -> Pair {
         if TY == IQ4_NL {
             q = _mm512_shuffle_epi8(iq4nl_offset_levels(), q);
         }
+        if TY == MXFP4 {
+            q = _mm512_shuffle_epi8(mxfp4_offset_levels(), q);
+        }
         if TY == Q5_0 || TY == Q5_1 {
             // Bit i of qh is the fifth bit of weight i: byte i of this vector.
             let qh = if TY == Q5_0 { 2 } else { 4 };
@@ -100,7 +112,20 @@ unsafe fn unpack<const TY: u8>(p: *const u8, next: usize) -> Pair {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(crate) fn iq4nl_offset_levels() -> __m512i {
-    let bytes: [u8; 16] = std::array::from_fn(|i| (KVALUES_IQ4NL[i] as u8) ^ 0x80);
+    offset_levels(&KVALUES_IQ4NL)
+}
+
+/// MXFP4's doubled values + 128, as [`iq4nl_offset_levels`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) fn mxfp4_offset_levels() -> __m512i {
+    offset_levels(&KVALUES_MXFP4)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn offset_levels(levels: &[i8; 16]) -> __m512i {
+    let bytes: [u8; 16] = std::array::from_fn(|i| (levels[i] as u8) ^ 0x80);
     // SAFETY: 16 bytes read from a 16-byte array.
     let lane = unsafe { _mm_loadu_si128(bytes.as_ptr() as *const __m128i) };
     _mm512_broadcast_i32x4(lane)

@@ -4,6 +4,7 @@
 use crate::quant::blocks::{
     IQ4_NL_BYTES, Q4_0_BYTES, Q4_1_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q8_0_BYTES,
 };
+use crate::quant::iquants::MXFP4_BYTES;
 use crate::quant::GgmlType;
 
 pub const Q8_0: u8 = 0;
@@ -12,6 +13,7 @@ pub const Q5_0: u8 = 2;
 pub const Q4_1: u8 = 3;
 pub const Q5_1: u8 = 4;
 pub const IQ4_NL: u8 = 5;
+pub const MXFP4: u8 = 6;
 
 /// Bytes per block.
 pub const fn block_bytes(ty: u8) -> usize {
@@ -21,6 +23,7 @@ pub const fn block_bytes(ty: u8) -> usize {
         Q5_0 => Q5_0_BYTES,
         Q4_1 => Q4_1_BYTES,
         IQ4_NL => IQ4_NL_BYTES,
+        MXFP4 => MXFP4_BYTES,
         _ => Q5_1_BYTES,
     }
 }
@@ -37,7 +40,7 @@ pub const fn offset(ty: u8) -> i32 {
         Q4_0 => 8,
         Q5_0 => 16,
         // The levels span -127..=113: +128 makes every one a byte, as for Q8_0.
-        IQ4_NL => 128,
+        IQ4_NL | MXFP4 => 128,
         _ => 0,
     }
 }
@@ -50,6 +53,7 @@ pub(crate) fn code(ty: GgmlType) -> Option<u8> {
         GgmlType::Q4_1 => Some(Q4_1),
         GgmlType::Q5_1 => Some(Q5_1),
         GgmlType::IQ4_NL => Some(IQ4_NL),
+        GgmlType::MXFP4 => Some(MXFP4),
         _ => None,
     }
 }

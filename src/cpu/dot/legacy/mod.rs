@@ -1,9 +1,11 @@
-//! Q8_0, Q4_0, Q5_0, IQ4_NL (Q8_0 activations) and Q4_1, Q5_1 (Q8_1 activations): blocks of 32.
+//! Q8_0, Q4_0, Q5_0, IQ4_NL, MXFP4 (Q8_0 activations) and Q4_1, Q5_1 (Q8_1 activations):
+//! blocks of 32.
 //!
 //! Per block: an exact integer dot of the quants, times `d_w * d_a` (ggml's
 //! `ggml_vec_dot_q*_q8_*`), plus `m_w * s_a` for the types with a min. IQ4_NL's quants are the
 //! non-linear levels its nibbles index (`KVALUES_IQ4NL`), which the SIMD kernels look up
-//! sixteen or more at a time with a byte shuffle.
+//! sixteen or more at a time with a byte shuffle; MXFP4 is the same with the doubled FP4
+//! values (`KVALUES_MXFP4`) and a power-of-two block scale (E8M0, halved) instead of an f16.
 
 use super::KernelSet;
 use crate::cpu::features::Isa;
@@ -15,7 +17,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use avx512::iq4nl_offset_levels;
+pub(crate) use avx512::{iq4nl_offset_levels, mxfp4_offset_levels};
 mod formats;
 #[cfg(target_arch = "aarch64")]
 mod neon;

@@ -6,11 +6,12 @@
 use std::arch::aarch64::*;
 use std::ptr::read_unaligned;
 
-use super::{block_bytes, has_min, IQ4_NL, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
+use super::{block_bytes, block_scale, has_min, IQ4_NL, MXFP4, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
 use crate::cpu::dot::neon::dot;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
 use crate::cpu::features::cpu_features;
 use crate::quant::blocks::{f16_at, KVALUES_IQ4NL};
+use crate::quant::grids::KVALUES_MXFP4;
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
@@ -33,6 +34,7 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
         Q5_0 => pick!(Q5_0),
         Q4_1 => pick!(Q4_1),
         IQ4_NL => pick!(IQ4_NL),
+        MXFP4 => pick!(MXFP4),
         _ => pick!(Q5_1),
     }
 }
@@ -48,7 +50,7 @@ unsafe fn bit_bytes(bits: u32) -> uint8x16_t {
 #[inline(always)]
 unsafe fn unpack<const TY: u8>(p: *const u8) -> (int8x16_t, int8x16_t, f32, f32) {
     let blk = std::slice::from_raw_parts(p, block_bytes(TY));
-    let d = f16_at(blk, 0);
+    let d = block_scale::<TY>(blk);
     let m = if has_min(TY) { f16_at(blk, 2) } else { 0.0 };
     if TY == Q8_0 {
         return (
@@ -59,6 +61,7 @@ unsafe fn unpack<const TY: u8>(p: *const u8) -> (int8x16_t, int8x16_t, f32, f32)
         );
     }
     let qs = match TY {
+        MXFP4 => 1,
         Q4_0 | IQ4_NL => 2,
         Q4_1 => 4,
         Q5_0 => 6,
@@ -67,9 +70,14 @@ unsafe fn unpack<const TY: u8>(p: *const u8) -> (int8x16_t, int8x16_t, f32, f32)
     let x = vld1q_u8(p.add(qs));
     let mut lo = vandq_u8(x, vdupq_n_u8(0x0F));
     let mut hi = vshrq_n_u8::<4>(x);
-    if TY == IQ4_NL {
+    if TY == IQ4_NL || TY == MXFP4 {
         // The signed levels, looked up by nibble.
-        let levels = vld1q_s8(KVALUES_IQ4NL.as_ptr());
+        let table = if TY == MXFP4 {
+            &KVALUES_MXFP4
+        } else {
+            &KVALUES_IQ4NL
+        };
+        let levels = vld1q_s8(table.as_ptr());
         return (vqtbl1q_s8(levels, lo), vqtbl1q_s8(levels, hi), d, m);
     }
     if TY == Q5_0 || TY == Q5_1 {

@@ -5,6 +5,7 @@ use super::formats::*;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
 use crate::cpu::quantize::QuantActs;
 use crate::quant::blocks::{f16_at, KVALUES_IQ4NL, QK};
+use crate::quant::grids::{e8m0_half, KVALUES_MXFP4};
 
 pub(super) fn scalar_tiles(c: u8) -> &'static [TileEntry] {
     match c {
@@ -13,16 +14,27 @@ pub(super) fn scalar_tiles(c: u8) -> &'static [TileEntry] {
         Q5_0 => tile_table!(tile, Q5_0; (1, 1)),
         Q4_1 => tile_table!(tile, Q4_1; (1, 1)),
         IQ4_NL => tile_table!(tile, IQ4_NL; (1, 1)),
+        MXFP4 => tile_table!(tile, MXFP4; (1, 1)),
         _ => tile_table!(tile, Q5_1; (1, 1)),
     }
 }
 
-/// The 32 quants of a block as signed values (`q - 8`, `q - 16` applied, IQ4_NL's levels;
-/// unsigned for the types with a min), with the block's `d` and `m`.
+/// The block scale `d` (MXFP4: half its E8M0 scale, see [`e8m0_half`]).
+#[inline(always)]
+pub fn block_scale<const TY: u8>(b: &[u8]) -> f32 {
+    if TY == MXFP4 {
+        e8m0_half(b[0])
+    } else {
+        f16_at(b, 0)
+    }
+}
+
+/// The 32 quants of a block as signed values (`q - 8`, `q - 16` applied, IQ4_NL's levels,
+/// MXFP4's doubled values; unsigned for the types with a min), with the block's `d` and `m`.
 #[inline(always)]
 pub fn block_values<const TY: u8>(b: &[u8]) -> ([i32; QK], f32, f32) {
     let mut v = [0i32; QK];
-    let d = f16_at(b, 0);
+    let d = block_scale::<TY>(b);
     let m = if has_min(TY) { f16_at(b, 2) } else { 0.0 };
     let nib = |qs: &[u8], j: usize| if j < 16 { qs[j] & 0xF } else { qs[j - 16] >> 4 };
     match TY {
@@ -33,6 +45,11 @@ pub fn block_values<const TY: u8>(b: &[u8]) -> ([i32; QK], f32, f32) {
         IQ4_NL => {
             for (j, v) in v.iter_mut().enumerate() {
                 *v = KVALUES_IQ4NL[usize::from(nib(&b[2..18], j))] as i32;
+            }
+        }
+        MXFP4 => {
+            for (j, v) in v.iter_mut().enumerate() {
+                *v = KVALUES_MXFP4[usize::from(nib(&b[1..17], j))] as i32;
             }
         }
         Q4_0 | Q4_1 => {

@@ -1,7 +1,7 @@
 //! The panel layout every ISA's panel kernels share: rows per panel, the packed panel in a
 //! thread's scratch, where a call writes, and the activation tables a kernel family reads.
 
-use crate::cpu::dot::{kquant, legacy};
+use crate::cpu::dot::{iquant, kquant, legacy};
 use crate::cpu::quantize::QuantActs;
 use crate::quant::GgmlType;
 
@@ -87,6 +87,12 @@ pub(super) enum Kernel {
 
 impl Kernel {
     pub(super) fn of(ty: GgmlType) -> Kernel {
+        if let Some(c) = iquant::code(ty) {
+            return match iquant::scales_per_16(c) {
+                true => Kernel::HalvesMin,
+                false => Kernel::Blocks { min: true },
+            };
+        }
         match (legacy::code(ty), kquant::code(ty)) {
             (Some(c), _) => Kernel::Blocks {
                 min: legacy::has_min(c),
@@ -109,7 +115,7 @@ impl Tables {
     pub(super) fn new(ty: GgmlType, acts: &QuantActs) -> Tables {
         let (n, stride) = (acts.n_tokens, acts.stride);
         let (per32, per16) = (stride / 32, stride / 16);
-        let k = kquant::code(ty).is_some();
+        let k = kquant::code(ty).is_some() || iquant::code(ty).is_some();
         let d = if k { &acts.d32 } else { &acts.d };
         let (c, c_step, s, s_step): (&[i32], usize, &[f32], usize) = match Kernel::of(ty) {
             Kernel::Halves => (&acts.c16, per16, &[], 0),

@@ -23,10 +23,12 @@ use crate::cpu::features::Isa;
 use crate::cpu::quantize::QuantActs;
 use crate::quant::GgmlType;
 
-use super::{kquant, legacy};
+use super::{iquant, kquant, legacy};
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_iquant;
 #[cfg(target_arch = "x86_64")]
 mod avx512_low_bit;
 mod layout;
@@ -38,7 +40,7 @@ pub use layout::{scratch_bytes, Out, Panel, Tables, MAX_TOKENS, ROWS};
 pub fn supports(ty: GgmlType, isa: Isa) -> bool {
     cfg!(target_arch = "x86_64")
         && isa == Isa::Avx512Vnni
-        && (legacy::code(ty).is_some() || kquant::code(ty).is_some())
+        && (legacy::code(ty).is_some() || kquant::code(ty).is_some() || iquant::code(ty).is_some())
 }
 
 /// Repacks the rows at `rows` (each `blocks` blocks of `ty`) into `panel`.
@@ -50,12 +52,16 @@ pub unsafe fn pack(ty: GgmlType, rows: &[*const u8; ROWS], panel: &Panel) {
     #[cfg(target_arch = "x86_64")]
     {
         use legacy::{IQ4_NL, Q4_0, Q4_1, Q5_0, Q8_0};
+        if let Some(c) = iquant::code(ty) {
+            return avx512_iquant::pack_iquant(c, rows, panel);
+        }
         match (legacy::code(ty), kquant::code(ty)) {
             (Some(Q8_0), _) => avx512::pack::<Q8_0>(rows, panel),
             (Some(IQ4_NL), _) => avx512::pack::<IQ4_NL>(rows, panel),
             (Some(Q4_0), _) => avx512::pack::<Q4_0>(rows, panel),
             (Some(Q5_0), _) => avx512::pack::<Q5_0>(rows, panel),
             (Some(Q4_1), _) => avx512::pack::<Q4_1>(rows, panel),
+            (Some(legacy::MXFP4), _) => avx512_iquant::pack_mxfp4(rows, panel),
             (Some(_), _) => avx512::pack::<{ legacy::Q5_1 }>(rows, panel),
             (_, Some(kquant::Q4_K)) => avx512::pack_k::<{ kquant::Q4_K }>(rows, panel),
             (_, Some(kquant::Q5_K)) => avx512::pack_k::<{ kquant::Q5_K }>(rows, panel),
