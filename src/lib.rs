@@ -15,6 +15,7 @@ pub mod outfile;
 pub mod prompt;
 pub mod quant;
 pub mod report;
+pub mod rng;
 pub mod run;
 pub mod sampler;
 pub mod settings;
