@@ -89,6 +89,7 @@ pub fn run(settings: &Settings) -> Result<Outcome> {
         let generation = job.generate(engine.as_mut(), run == 0)?;
         let info = RunInfo {
             model_filename: settings.model.path.display().to_string(),
+            model_digest: loaded.model_digest.clone(),
             model_size: loaded.file.file_size(),
             model_n_params: loaded.file.n_elements(),
             test_time: test_time.clone(),
@@ -226,6 +227,7 @@ impl SweepJob<'_> {
         })?;
         let info = RunInfo {
             model_filename: settings.model.path.display().to_string(),
+            model_digest: self.loaded.model_digest.clone(),
             model_size: self.loaded.file.file_size(),
             model_n_params: self.loaded.file.n_elements(),
             test_time: self.test_time,

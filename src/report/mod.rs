@@ -64,6 +64,9 @@ pub struct RunReport {
 #[derive(Debug, Serialize)]
 pub struct RunHeader {
     pub model_filename: String,
+    /// SHA-256 of the file's header, tensor table and both ends of every tensor's data
+    /// ([`crate::gguf::GgufFile::digest`]): `qwen compare` refuses runs of different models.
+    pub model_digest: String,
     /// File size in bytes.
     pub model_size: u64,
     pub model_n_params: u64,
@@ -82,6 +85,7 @@ impl From<RunInfo> for RunHeader {
     fn from(info: RunInfo) -> Self {
         RunHeader {
             model_filename: info.model_filename,
+            model_digest: info.model_digest,
             model_size: info.model_size,
             model_n_params: info.model_n_params,
             backend: info.features.backend,
@@ -183,6 +187,7 @@ impl RepeatReport {
 /// Identity and set-up timing of a run, apart from the generation itself.
 pub struct RunInfo {
     pub model_filename: String,
+    pub model_digest: String,
     pub model_size: u64,
     pub model_n_params: u64,
     pub test_time: String,
