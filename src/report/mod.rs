@@ -168,6 +168,18 @@ pub struct MemoryBandwidth {
 pub struct RepeatReport {
     pub prefill: Option<RunSpread>,
     pub decode: Option<RunSpread>,
+    /// Every run's own step samples, the first run's included (its statistics are the report's
+    /// `prefill` and `decode`): with them `qwen compare` treats the runs as its independent
+    /// units.
+    pub runs: Vec<RunSamples>,
+}
+
+/// One run of `--repeat`: its prompt pass and decode steps, in nanoseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSamples {
+    pub prefill_ns: Vec<u64>,
+    pub decode_ns: Vec<u64>,
+    pub interrupted: bool,
 }
 
 impl RepeatReport {
@@ -180,6 +192,20 @@ impl RepeatReport {
         RepeatReport {
             prefill: spread(&|r| r.prefill.as_ref().map(|p| p.timing.avg_ts)),
             decode: spread(&|r| r.decode.as_ref().map(|p| p.timing.avg_ts)),
+            runs: runs
+                .iter()
+                .map(|r| {
+                    let ns = |p: &Option<PhaseReport>| {
+                        p.as_ref()
+                            .map_or_else(Vec::new, |p| p.timing.samples_ns.clone())
+                    };
+                    RunSamples {
+                        prefill_ns: ns(&r.prefill),
+                        decode_ns: ns(&r.decode),
+                        interrupted: r.interrupted,
+                    }
+                })
+                .collect(),
         }
     }
 }
@@ -237,11 +263,16 @@ impl RunReport {
         if let Some(records) = &generation.prefill_profile {
             self.prefill_kernels = Some(profile::by_kind(records, phase_ns(&self.prefill)));
         }
-        let Some(records) = &generation.decode_profile else {
+        let Some(steps) = &generation.decode_profile else {
             return;
         };
+        let records = steps.records();
         let decode_ns = phase_ns(&self.decode);
-        self.kernels = Some(profile::by_kind(records, decode_ns));
+        let mut kinds = profile::by_kind(records, decode_ns);
+        for k in &mut kinds {
+            k.samples_ns = steps.kind_samples(&k.name);
+        }
+        self.kernels = Some(kinds);
         self.kernel_nodes = Some(profile::top_nodes(records, 10, decode_ns));
         let steps = generation.decode.len().max(1) as f64;
         let calls_per_step = records.iter().map(|r| r.calls).sum::<u64>() as f64 / steps;
