@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod compare;
 pub mod cpu;
 pub mod generate;
 pub mod gguf;
