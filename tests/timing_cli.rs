@@ -1,8 +1,11 @@
 //! Through the binary, the timing analysis beyond the summary: the `--trace` timeline (parses,
 //! op spans inside their steps, thread shares inside their op), the roofline's byte counts
-//! against hand-computed ones, time to first token, `--sweep` and its bad inputs.
+//! against hand-computed ones, time to first token, `--sweep` and its bad inputs; `qwen compare`
+//! (in `timing_cli/compare.rs`).
 
 mod common;
+#[path = "timing_cli/compare.rs"]
+mod compare;
 
 use serde_json::Value;
 

@@ -131,34 +131,56 @@ fn comparison(out: &mut String, c: &Comparison, style: Style) {
     }
     if !c.phases.is_empty() {
         phases(out, &c.phases, style);
+        phase_notes(out, &c.phases, style);
     }
-    // A blank line between the phases' table and the next section.
-    let gap = !c.phases.is_empty();
+    // A blank line between sections.
+    let gap = if c.phases.is_empty() { "" } else { "\n" };
     if !c.kernels.is_empty() {
-        out.push_str(if gap { "\n" } else { "" });
+        out.push_str(gap);
         kernels(out, &c.kernels, style);
     }
     if !c.sweep.is_empty() {
-        out.push_str(if gap { "\n" } else { "" });
+        out.push_str(gap);
         sweep(out, c, style);
     }
-    let notes = c
-        .phases
-        .iter()
-        .filter_map(|p| p.note.as_ref().map(|n| (p.test_b.as_str(), n)));
-    let notes: Vec<(&str, &String)> = notes.collect();
-    let lines = notes.len() + c.warnings.len() + c.not_compared.len();
-    if lines > 0 && style == Style::Markdown {
+    let lines = c.warnings.len() + c.not_compared.len();
+    if lines > 0 && (style == Style::Markdown || !c.kernels.is_empty()) {
         out.push('\n');
-    }
-    for (test, note) in notes {
-        item(out, &format!("note ({test})"), note, style);
     }
     for w in &c.warnings {
         item(out, "warning", w, style);
     }
     for n in &c.not_compared {
         item(out, "not compared", n, style);
+    }
+}
+
+/// Under the phases' table: each side's noise and why a phase shows no difference.
+fn phase_notes(out: &mut String, rows: &[PhaseRow], style: Style) {
+    if style == Style::Markdown {
+        out.push('\n');
+    }
+    let cv: Vec<String> = rows
+        .iter()
+        .map(|p| {
+            format!(
+                "{} A {:.1}%, B {:.1}%",
+                p.test_b,
+                p.a.cv * 100.0,
+                p.b.cv * 100.0
+            )
+        })
+        .collect();
+    item(out, "noise (cv of the units' rates)", &cv.join("; "), style);
+    for p in rows {
+        if let Some(note) = &p.note {
+            item(
+                out,
+                &format!("note ({} {})", p.phase, p.test_b),
+                note,
+                style,
+            );
+        }
     }
 }
 
@@ -382,6 +404,7 @@ mod tests {
             median_ts: m,
             mean_ts: m + 1.0,
             n: 16,
+            cv: 0.05,
         };
         Report {
             first: Comparison {

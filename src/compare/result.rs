@@ -143,6 +143,9 @@ pub struct SideStats {
     pub median_ts: f64,
     pub mean_ts: f64,
     pub n: usize,
+    /// Coefficient of variation of the units' rates (sample sd over mean; 0 for one unit):
+    /// the noise docs/compare.md's table of sample sizes is read with.
+    pub cv: f64,
 }
 
 /// One phase: B's rate against A's.
@@ -267,10 +270,12 @@ fn rates(t: &Test, unit: Unit) -> Vec<f64> {
 }
 
 fn side_stats(v: &[f64]) -> SideStats {
+    let (mean, sd) = crate::timing::mean_sd(v).unwrap_or((0.0, 0.0));
     SideStats {
         median_ts: stats::median_in_place(&mut v.to_vec()),
-        mean_ts: v.iter().sum::<f64>() / v.len() as f64,
+        mean_ts: mean,
         n: v.len(),
+        cv: if mean > 0.0 { sd / mean } else { 0.0 },
     }
 }
 
@@ -423,16 +428,16 @@ fn sweep(sa: &Sweep, sb: &Sweep, how: Resampling, out: &mut Comparison) {
             ua, ub
         ));
     }
-    let pick = |f: fn(&DepthRow) -> (f64, f64)| -> (Vec<f64>, Vec<f64>) {
-        out.sweep.iter().map(f).unzip()
-    };
-    let phases: [(&'static str, fn(&DepthRow) -> (f64, f64)); 2] = [
-        ("prefill", |r| (r.pp_ts_a, r.pp_ts_b)),
-        ("decode", |r| (r.tg_ts_a, r.tg_ts_b)),
-    ];
     let mut summaries = Vec::new();
-    for (phase, f) in phases {
-        let (xa, xb) = pick(f);
+    for phase in ["prefill", "decode"] {
+        let (xa, xb): (Vec<f64>, Vec<f64>) = out
+            .sweep
+            .iter()
+            .map(|r| match phase {
+                "prefill" => (r.pp_ts_a, r.pp_ts_b),
+                _ => (r.tg_ts_a, r.tg_ts_b),
+            })
+            .unzip();
         if let Some(e) = stats::estimate_paired(&xa, &xb, how) {
             summaries.push(SweepSummary {
                 phase,
