@@ -39,9 +39,9 @@ impl Method {
                     (each run's tokens over its time), else over the steps of the one run; \
                     kernels: B's mean time per step over A's",
             ci95: "percentile bootstrap, each side resampled on its own",
-            p_value: "two-sided Mann-Whitney U, exact (ties at mean ranks) up to about 100 \
-                      units, else normal with tie correction; sweeps: Wilcoxon signed-rank \
-                      over depths",
+            p_value: "two-sided Mann-Whitney U, exact (ties at mean ranks) up to about 60 \
+                      units a side, else normal with tie correction; sweeps: exact Wilcoxon \
+                      signed-rank over depths",
             verdict: "faster or slower only when p < alpha and the interval excludes 1",
         }
     }
