@@ -241,9 +241,12 @@ impl Args {
 /// What `qwen` can do besides running the model.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Is B faster than A? Compare reports of qwen --json (with or without --repeat,
-    /// --kernel-timing, --sweep) and llama-bench -o json: per phase the ratio B/A with a 95%
-    /// bootstrap interval, a rank test and a verdict; per kernel and per sweep depth alike.
+    /// Is B faster than A? Compare runs' JSON reports, with statistics.
+    ///
+    /// Reads reports of qwen --json (with or without --repeat, --kernel-timing, --sweep) and
+    /// llama-bench -o json. Per phase: the ratio B/A of median tok/s with a 95% bootstrap
+    /// interval, a rank test and a verdict (faster, slower, or no difference the data can show);
+    /// per kernel and per sweep depth alike. See docs/compare.md.
     Compare(CompareArgs),
 }
 

@@ -184,9 +184,10 @@ pub struct Run {
 impl Run {
     /// Tokens over the run's total time (llama-bench's rate of a repetition).
     pub fn rate(&self) -> f64 {
-        let ns: u64 = self.samples_ns.iter().sum();
-        let tokens = self.tokens_per_sample * self.samples_ns.len() as u64;
-        tokens as f64 * 1e9 / ns.max(1) as f64
+        // Summed as f64: a file's values are not trusted to fit a u64 sum.
+        let ns: f64 = self.samples_ns.iter().map(|&ns| ns as f64).sum();
+        let tokens = self.tokens_per_sample as f64 * self.samples_ns.len() as f64;
+        tokens * 1e9 / ns.max(1.0)
     }
 
     /// Each sample's tokens per second.
@@ -454,9 +455,12 @@ fn merge_kernels(into: &mut Vec<Kernel>, more: Vec<Kernel>) {
     for k in more {
         match into.iter_mut().find(|t| t.name == k.name) {
             Some(t) => {
-                t.total_ns += k.total_ns;
+                t.total_ns = t.total_ns.saturating_add(k.total_ns);
                 t.steps += k.steps;
-                t.bytes_read = t.bytes_read.zip(k.bytes_read).map(|(a, b)| a + b);
+                t.bytes_read = t
+                    .bytes_read
+                    .zip(k.bytes_read)
+                    .map(|(a, b)| a.saturating_add(b));
                 t.samples_ns = match (t.samples_ns.take(), k.samples_ns) {
                     (Some(mut a), Some(b)) => {
                         a.extend(b);
@@ -632,6 +636,15 @@ fn qwen_sweep(path: &str, items: &[Value]) -> Result<Source, InputError> {
         });
     }
     let s: QwenSweepIn = typed(path, 0, "qwen sweep", &items[0])?;
+    let bad = |v: f64| !(v.is_finite() && v > 0.0);
+    if let Some(row) = s.sweep.iter().find(|r| bad(r.pp_ts) || bad(r.tg_ts)) {
+        return Err(InputError::Shape {
+            path: path.to_string(),
+            item: 1,
+            what: "qwen sweep",
+            detail: format!("the rates at depth {} are not positive numbers", row.n_kv),
+        });
+    }
     if s.sweep.is_empty() {
         return Err(InputError::NoSamples {
             path: path.to_string(),

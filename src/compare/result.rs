@@ -348,7 +348,9 @@ fn kernel_side(k: &Kernel) -> KernelSide {
     let seconds = k.total_ns as f64 / 1e9;
     KernelSide {
         ms_per_step: match &k.samples_ns {
-            Some(s) if !s.is_empty() => s.iter().sum::<u64>() as f64 / s.len() as f64 / 1e6,
+            Some(s) if !s.is_empty() => {
+                s.iter().map(|&ns| ns as f64).sum::<f64>() / s.len() as f64 / 1e6
+            }
             _ => k.total_ns as f64 / k.steps.max(1) as f64 / 1e6,
         },
         gb_per_s: k
