@@ -618,7 +618,7 @@ fn same_model(
             Err(InputError::Differs {
                 path: path.to_string(),
                 detail: format!(
-                    "its reports measure different models ({} and {}): one model per file",
+                    "its items measure different models ({} and {}): one model per file",
                     m.base_name(),
                     model.base_name()
                 ),
