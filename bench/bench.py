@@ -37,7 +37,9 @@ Figures are medians over runs after a warm-up run (as llama-bench does), all mea
 invocation: on a shared machine only same-run ratios mean anything. With `--rounds N` every file
 is measured N times with the engines taking turns (qwen, llama.cpp, ik, qwen, ...), so that a
 load spike from another tenant hits one round rather than one engine; figures are then medians
-over the rounds, each ratio the median of the N per-round ratios, printed with their range.
+over the rounds. Each ratio is `qwen compare`'s: the runs of every round pooled (qwen's warm-up
+run left out), the ratio of median tok/s with its 95% bootstrap interval and a verdict (faster,
+slower, or no difference the data can show; see docs/compare.md), printed under each row.
 
 Needs: python3 with `gguf` and `numpy` (pip install gguf numpy); cargo. llama.cpp: see
 docs/benchmarks.md (set LLAMA_CPP_DIR or put llama-bench on PATH).
@@ -254,7 +256,18 @@ def qwen_run(binary, model, extra, repeat, prompt_tokens=PROMPT_TOKENS, gen_toke
         "prefill": median_after_warmup("prefill"),
         "rss": int(rss.group(1)) * 1024 if rss else None,
         "report": report,
+        "measured": without_warmup(report),
     }
+
+
+def without_warmup(report):
+    """The report as `qwen compare` should read it: its first run (the warm-up) left out of
+    repeat.runs, the runs compare treats as its units."""
+    out = dict(report)
+    runs = (report.get("repeat") or {}).get("runs") or []
+    if len(runs) > 1:
+        out["repeat"] = dict(report["repeat"], runs=runs[1:])
+    return out
 
 
 def qwen(binary, model, extra, repeat, long_prompt, depth):
@@ -263,14 +276,18 @@ def qwen(binary, model, extra, repeat, long_prompt, depth):
     after `depth` tokens of context unless 0."""
     base = qwen_run(binary, model, extra, repeat)
     out = {"decode": base["decode"], "prefill": base["prefill"], "rss": base["rss"],
-           "report": base["report"]}
+           "report": base["report"],
+           "measured": {"decode": [base["measured"]], "prefill": [base["measured"]]}}
     if long_prompt:
-        out["long"] = qwen_run(binary, model, extra, repeat, long_prompt, 1)["prefill"]
+        long = qwen_run(binary, model, extra, repeat, long_prompt, 1)
+        out["long"] = long["prefill"]
+        out["measured"]["long"] = [long["measured"]]
     if depth:
         # Each run prefills `depth` tokens: one measured run after the warm-up.
         deep = qwen_run(binary, model, extra, 1, depth, GEN_TOKENS)
         out["depth"] = deep["decode"]
         out["depth_rss"] = deep["rss"]
+        out["measured"]["depth"] = [deep["measured"]]
     return out
 
 
@@ -295,21 +312,26 @@ def llama_bench(binary, model, threads, repeat, long_prompt, depth, ik=False):
     if depth:
         runs.append(["-p", "0", "-n", "0", "-gp", f"{depth},{GEN_TOKENS}"] if ik
                     else ["-p", "0", "-n", str(GEN_TOKENS), "-d", str(depth)])
-    out = {}
+    out = {"measured": {}}
     for extra in runs:
         res = run(common + extra)
         for test in json.loads(res.stdout):
             key = classify(test, long_prompt)
             if key:
                 out[key] = test["avg_ts"]
+                out["measured"][key] = [test]
             out["flash_attn"] = test.get("flash_attn")
     return out
 
 
-def combine(rounds):
-    """One figure per engine and test from the rounds: the median (peak memory: the largest),
-    and each ratio of --parallel to another engine as the list of its per-round values."""
-    out, paired = {}, {}
+# The phase of `qwen compare`'s output that each test is.
+PHASE_OF = {"decode": "decode", "prefill": "prefill", "long": "prefill", "depth": "decode"}
+
+
+def combine(rounds, binary):
+    """One figure per engine and test from the rounds: the median (peak memory: the largest);
+    and each ratio of --parallel to another engine from `qwen compare` over every round's runs."""
+    out = {}
     for name in rounds[0]:
         merged = dict(rounds[0][name])
         for key, value in rounds[0][name].items():
@@ -317,13 +339,38 @@ def combine(rounds):
             if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                 merged[key] = max(values) if key.endswith("rss") else statistics.median(values)
         out[name] = merged
+    compared = {}
     for other in [n for n in rounds[0] if n != "parallel"]:
-        for key in ["decode", "prefill", "long", "depth"]:
-            pairs = [(r["parallel"].get(key), r[other].get(key)) for r in rounds]
-            if all(a and b for a, b in pairs):
-                paired[("parallel", other, key)] = [a / b for a, b in pairs]
-    out["paired"] = paired
+        for key in PHASE_OF:
+            result = compare(binary, rounds, other, "parallel", key)
+            if result:
+                compared[("parallel", other, key)] = result
+    out["compared"] = compared
     return out
+
+
+def compare(binary, rounds, a, b, key):
+    """`qwen compare` of engine `b` against engine `a` on test `key`, every round's measured
+    runs pooled in one file per engine; its row for the test's phase, or None."""
+    items = {name: [x for r in rounds for x in (r[name].get("measured") or {}).get(key, [])]
+             for name in (a, b)}
+    if not all(items.values()):
+        return None
+    with tempfile.TemporaryDirectory(prefix="qwen-bench-compare-") as tmp:
+        paths = []
+        for name in (a, b):
+            path = Path(tmp) / f"{name}-{key}.json"
+            path.write_text(json.dumps(items[name]))
+            paths.append(str(path))
+        # Standard mode runs one thread, --parallel many: the thread counts differ by design.
+        force = ["--force"] if "standard" in (a, b) else []
+        res = subprocess.run([str(binary), "compare", *paths, "--json", *force], text=True,
+                             capture_output=True)
+    if res.returncode != 0:
+        log(f"bench: compare {b} with {a} on {key}: {res.stderr.strip()}")
+        return None
+    phases = [p for p in json.loads(res.stdout)["phases"] if p["phase"] == PHASE_OF[key]]
+    return phases[0] if phases else None
 
 
 def find_ik(args):
@@ -372,7 +419,7 @@ def main():
     p.add_argument("--json", help="also write all figures to this JSON file")
     p.add_argument("--rounds", type=int, default=1,
                    help="measure each file N times, the engines taking turns; medians over rounds, "
-                   "ratios paired within a round (default: %(default)s)")
+                   "ratios by qwen compare over every round's runs (default: %(default)s)")
     args = p.parse_args()
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
@@ -421,7 +468,7 @@ def report(args, tool, ik, long_prompt, depth):
             if args.rounds > 1:
                 log(f"bench: {f.name}: round {i + 1} of {args.rounds}")
             rounds.append({name: measure() for name, measure in engines.items()})
-        row.update(combine(rounds))
+        row.update(combine(rounds, binary))
         rows.append(row)
 
     print(f"\nmachine: {rows[0]['parallel']['report']['machine']['cpu'] if rows else '?'}, "
@@ -434,9 +481,8 @@ def report(args, tool, ik, long_prompt, depth):
     summary = []
     fmt = lambda v: format(v, "9.1f") if v else f"{'-':>9}"
     def ratio(r, key, a, b, w=9):
-        paired = r.get("paired", {}).get((a, b, key))
-        value = statistics.median(paired) if paired else None
-        return format(value, f"{w - 1}.2f") + "x" if value else f"{'-':>{w}}"
+        c = r.get("compared", {}).get((a, b, key))
+        return format(c["ratio"], f"{w - 1}.2f") + "x" if c else f"{'-':>{w}}"
 
     for r in rows:
         bound = bw * 1e9 / r["active"]  # the weight bytes a token reads, each once
@@ -453,18 +499,21 @@ def report(args, tool, ik, long_prompt, depth):
             if key == "decode" and par:
                 line += f" {bound:9.1f} {100 * par / bound:7.0f}%"
             print(line)
-            if args.rounds > 1:
-                spreads = [f"par/{b} {min(v):.2f}-{max(v):.2f}x" for b in ["llama", "ik", "standard"]
-                           if (v := r["paired"].get(("parallel", b, key)))]
-                if spreads:
-                    print(f"{'':<28} {'':<11} over {args.rounds} rounds: {', '.join(spreads)}")
+            compared = {b: c for b in ["llama", "ik", "standard"]
+                        if (c := r["compared"].get(("parallel", b, key)))}
+            for b, c in compared.items():
+                print(f"{'':<28} {'':<11} par/{b} {c['ratio']:.2f}x, 95% CI "
+                      f"[{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}], runs {c['b']['n']} and "
+                      f"{c['a']['n']}, p {c['p_value']:.3g}: {verdict_words(c['verdict'])}")
             summary.append({"file": r["file"], "test": label, "standard_ts": std,
                             "parallel_ts": par, "llama_ts": ll, "ik_rtr_ts": ikv,
                             "active_bytes": r["active"],
                             "bandwidth_bound_ts": bound if key == "decode" else None,
                             "rounds": args.rounds,
-                            "paired_ratios": {b: v for b in ["llama", "ik", "standard"]
-                                              if (v := r["paired"].get(("parallel", b, key)))}})
+                            "ratios": {b: {k: c[k] for k in
+                                           ["ratio", "ci95", "p_value", "verdict", "unit"]}
+                                       | {"n_parallel": c["b"]["n"], "n_other": c["a"]["n"]}
+                                       for b, c in compared.items()}})
         par = r["parallel"]
         if par.get("long") and par.get("prefill"):
             print(f"{'':<28} pp{long_prompt} / pp{PROMPT_TOKENS} of --parallel: "
@@ -483,6 +532,10 @@ def report(args, tool, ik, long_prompt, depth):
     if args.json:
         Path(args.json).write_text(json.dumps({"bandwidth_gbs": bw, "threads": args.threads,
                                                "rows": summary}, indent=2))
+
+
+def verdict_words(verdict):
+    return "no difference the data can show" if verdict == "no difference" else verdict
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ use clap::Parser;
 use crate::cpu::plans::PlanOptions;
 use crate::sampler::SamplerConfig;
 use crate::settings::{
-    BackendChoice, ChatSettings, Command, GenerationSettings, Mode, ModelSettings, PromptSource,
-    ReportSettings, Settings, SweepSettings,
+    BackendChoice, ChatSettings, Command, CompareOutput, CompareSettings, GenerationSettings, Mode,
+    ModelSettings, PromptSource, ReportSettings, Settings, SweepSettings,
 };
 
 /// `--ubatch` when not given, as llama.cpp's.
@@ -19,8 +19,18 @@ const DEFAULT_UBATCH: usize = 512;
 
 /// Run Qwen3 GGUF models on luminal, streaming text and timing every decode step.
 #[derive(Debug, Parser)]
-#[command(version, about, allow_negative_numbers = true)]
+#[command(
+    version,
+    about,
+    allow_negative_numbers = true,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
 pub struct Args {
+    /// A command other than running the model (none: run it, with the flags below).
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+
     /// Prompt text; `-` reads it from standard input. Special-token text such as
     /// `<|im_start|>` is read as that token.
     #[arg(short, long, value_name = "TEXT")]
@@ -247,6 +257,72 @@ pub fn plan_options(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> PlanOpt
         cache_dir: base
             .filter(|_| !off("QWEN_PLAN_CACHE"))
             .map(|b| b.join("qwen-luminal")),
+    }
+}
+
+/// What `qwen` can do besides running the model.
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
+    /// Is B faster than A? Compare runs' JSON reports, with statistics.
+    ///
+    /// Reads reports of qwen --json (with or without --repeat, --kernel-timing, --sweep) and
+    /// llama-bench -o json. Per phase: the ratio B/A of median tok/s with a 95% bootstrap
+    /// interval, a rank test and a verdict (faster, slower, or no difference the data can show);
+    /// per kernel and per sweep depth alike. See docs/compare.md.
+    Compare(CompareArgs),
+}
+
+/// `qwen compare` flags.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Reports to compare: the first is the baseline A, each other one is compared with it. A
+    /// file may hold several reports of one set-up (a JSON array, or one per line): their
+    /// runs are pooled.
+    #[arg(value_name = "FILE.json", num_args = 2.., required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Compare even files that differ in model, thread count, prompt length or decode count
+    /// (each difference becomes a warning).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print one JSON object (phases, kernels, sweep, warnings, method).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+
+    /// Print Markdown tables, for an issue or a pull request.
+    #[arg(long)]
+    pub markdown: bool,
+
+    /// Draw each file's decode time per token (every step, or every run) side by side.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// Seed of the bootstrap resampling (default: 1); the same seed gives the same intervals.
+    #[arg(long, value_name = "N", default_value_t = 1, hide_default_value = true)]
+    pub seed: u64,
+
+    /// Bootstrap resamples per interval, at least 1000 (default: 10000).
+    #[arg(long, value_name = "N", default_value_t = 10_000, hide_default_value = true,
+          value_parser = clap::value_parser!(u32).range(1000..=10_000_000))]
+    pub resamples: u32,
+}
+
+impl CompareArgs {
+    /// The typed settings of the comparison these flags describe.
+    pub fn settings(self) -> CompareSettings {
+        CompareSettings {
+            files: self.files,
+            force: self.force,
+            output: match (self.json, self.markdown) {
+                (true, _) => CompareOutput::Json,
+                (_, true) => CompareOutput::Markdown,
+                _ => CompareOutput::Text,
+            },
+            plot: self.plot,
+            seed: self.seed,
+            resamples: self.resamples as usize,
+        }
     }
 }
 

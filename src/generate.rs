@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::backend::{EngineError, Logits, Runner};
-use crate::node_record::NodeRecord;
+use crate::node_record::{NodeRecord, StepProfile};
 use crate::sampler::Sampler;
 use crate::settings::GenerationSettings;
 use crate::text::stream::{Decode, TextStreamer};
@@ -118,9 +118,10 @@ pub struct Generation {
     /// sampling of its logits); `None` when no token was sampled (interrupted before).
     pub first_token: Option<Duration>,
     pub stop: StopReason,
-    /// Per-node timings of the prompt pass and of the decode steps, when profiling.
+    /// Per-node timings of the prompt pass and of the decode steps (these taken step by step),
+    /// when profiling.
     pub prefill_profile: Option<Vec<NodeRecord>>,
-    pub decode_profile: Option<Vec<NodeRecord>>,
+    pub decode_profile: Option<StepProfile>,
 }
 
 #[derive(Debug, Error)]
@@ -194,6 +195,7 @@ where
     // Never more steps than the context has room for, however large the request (`-t 4000000000`).
     let room = engine.max_context().saturating_sub(engine.position());
     let mut decode = Samples::with_capacity(options.max_new_tokens.min(room));
+    let mut decode_profile: Option<StepProfile> = None;
     let stop = loop {
         if generated.len() >= options.max_new_tokens {
             break StopReason::MaxTokens;
@@ -232,6 +234,12 @@ where
         };
         let took = step_start.elapsed();
         decode.record(took);
+        // Taken after the clock stopped: the copy is not in the step's time.
+        if let Some(step) = engine.take_profile() {
+            decode_profile
+                .get_or_insert_with(StepProfile::default)
+                .add_step(step);
+        }
         if let Some(t) = options.trace {
             let name = format!("decode {}", decode.len());
             t.span(
@@ -244,7 +252,11 @@ where
         }
     };
     out.finish(sink)?;
-    let decode_profile = engine.take_profile();
+    if let Some(rest) = engine.take_profile() {
+        decode_profile
+            .get_or_insert_with(StepProfile::default)
+            .add_rest(rest);
+    }
     Ok(Generation {
         prompt_ids: prompt.to_vec(),
         generated_ids: generated,

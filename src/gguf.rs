@@ -4,6 +4,7 @@
 //! Follows the GGUF spec (ggml/docs/gguf.md). Every count, length, dimension and offset is
 //! validated before it is used; see [`GgufError`] for what can be wrong with a file.
 
+mod digest;
 mod error;
 mod map_guard;
 mod parse;
@@ -178,6 +179,12 @@ impl GgufFile {
         let start = usize::try_from(info.file_offset).ok()?;
         let end = start.checked_add(usize::try_from(info.n_bytes).ok()?)?;
         self.storage.bytes().get(start..end)
+    }
+
+    /// SHA-256 of the header, metadata, tensor table and both ends of every tensor's data, as
+    /// 64 hex digits: what tells two model files apart (see [`digest`]).
+    pub fn digest(&self) -> String {
+        digest::model_digest(self)
     }
 
     /// Total elements over all tensors: the parameter count.

@@ -3,6 +3,7 @@
 pub mod atomic_file;
 pub mod backend;
 pub mod cli;
+pub mod compare;
 pub mod cpu;
 pub mod generate;
 pub mod gguf;
@@ -18,6 +19,7 @@ pub mod outfile;
 pub mod prompt;
 pub mod quant;
 pub mod report;
+pub mod rng;
 pub mod run;
 pub mod sampler;
 pub mod settings;

@@ -200,6 +200,7 @@ impl Run<'_> {
     fn info(&self, loaded: &Loaded, engine: &dyn Runner, machine: report::Machine) -> RunInfo {
         RunInfo {
             model_filename: self.settings.model.path.display().to_string(),
+            model_digest: loaded.model_digest.clone(),
             model_size: loaded.file.file_size(),
             model_n_params: loaded.file.n_elements(),
             test_time: self.test_time.clone(),

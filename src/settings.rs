@@ -164,3 +164,26 @@ impl BackendChoice {
         out
     }
 }
+
+/// `qwen compare`: the files to compare (the first is the baseline) and how to print the
+/// comparison.
+#[derive(Debug, Clone)]
+pub struct CompareSettings {
+    pub files: Vec<PathBuf>,
+    /// Compare files that differ in model, threads, prompt length or decode count.
+    pub force: bool,
+    pub output: CompareOutput,
+    /// Where to draw the per-step decode distributions (SVG).
+    pub plot: Option<PathBuf>,
+    /// The bootstrap's seed and resample count.
+    pub seed: u64,
+    pub resamples: usize,
+}
+
+/// The form `qwen compare` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOutput {
+    Text,
+    Json,
+    Markdown,
+}

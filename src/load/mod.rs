@@ -25,6 +25,8 @@ pub struct Loaded {
     pub chat: Option<Chat>,
     pub max_context: usize,
     pub load_ms: f64,
+    /// What tells this model file apart from another ([`GgufFile::digest`]).
+    pub model_digest: String,
 }
 
 impl Loaded {
@@ -69,6 +71,7 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
     if let Some(notice) = &choice.notice {
         crate::errln!("{notice}");
     }
+    let model_digest = file.digest();
     Ok(Loaded {
         file,
         config,
@@ -76,5 +79,6 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
         chat,
         max_context: choice.size,
         load_ms: started.elapsed().as_secs_f64() * 1e3,
+        model_digest,
     })
 }

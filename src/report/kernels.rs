@@ -28,6 +28,10 @@ pub struct KernelTime {
     pub gb_per_s: Option<f64>,
     /// `flops` over `total_ns`, in GFLOP/s.
     pub gflop_per_s: Option<f64>,
+    /// The kind's time in each decode step, in step order (decode kinds only): the samples
+    /// `qwen compare` puts its intervals on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples_ns: Option<Vec<u64>>,
 }
 
 impl KernelTime {
@@ -44,6 +48,7 @@ impl KernelTime {
             flops: None,
             gb_per_s: None,
             gflop_per_s: None,
+            samples_ns: None,
         }
     }
 

@@ -64,6 +64,9 @@ pub struct RunReport {
 #[derive(Debug, Serialize)]
 pub struct RunHeader {
     pub model_filename: String,
+    /// SHA-256 of the file's header, tensor table and both ends of every tensor's data
+    /// ([`crate::gguf::GgufFile::digest`]): `qwen compare` refuses runs of different models.
+    pub model_digest: String,
     /// File size in bytes.
     pub model_size: u64,
     pub model_n_params: u64,
@@ -82,6 +85,7 @@ impl From<RunInfo> for RunHeader {
     fn from(info: RunInfo) -> Self {
         RunHeader {
             model_filename: info.model_filename,
+            model_digest: info.model_digest,
             model_size: info.model_size,
             model_n_params: info.model_n_params,
             backend: info.features.backend,
@@ -144,6 +148,18 @@ pub struct MemoryBandwidth {
 pub struct RepeatReport {
     pub prefill: Option<RunSpread>,
     pub decode: Option<RunSpread>,
+    /// Every run's own step samples, the first run's included (its statistics are the report's
+    /// `prefill` and `decode`): with them `qwen compare` treats the runs as its independent
+    /// units.
+    pub runs: Vec<RunSamples>,
+}
+
+/// One run of `--repeat`: its prompt pass and decode steps, in nanoseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSamples {
+    pub prefill_ns: Vec<u64>,
+    pub decode_ns: Vec<u64>,
+    pub interrupted: bool,
 }
 
 impl RepeatReport {
@@ -156,6 +172,20 @@ impl RepeatReport {
         RepeatReport {
             prefill: spread(&|r| r.prefill.as_ref().map(|p| p.timing.avg_ts)),
             decode: spread(&|r| r.decode.as_ref().map(|p| p.timing.avg_ts)),
+            runs: runs
+                .iter()
+                .map(|r| {
+                    let ns = |p: &Option<PhaseReport>| {
+                        p.as_ref()
+                            .map_or_else(Vec::new, |p| p.timing.samples_ns.clone())
+                    };
+                    RunSamples {
+                        prefill_ns: ns(&r.prefill),
+                        decode_ns: ns(&r.decode),
+                        interrupted: r.interrupted,
+                    }
+                })
+                .collect(),
         }
     }
 }
@@ -163,6 +193,7 @@ impl RepeatReport {
 /// Identity and set-up timing of a run, apart from the generation itself.
 pub struct RunInfo {
     pub model_filename: String,
+    pub model_digest: String,
     pub model_size: u64,
     pub model_n_params: u64,
     pub test_time: String,
@@ -217,11 +248,16 @@ impl RunReport {
         if let Some(records) = &generation.prefill_profile {
             self.prefill_kernels = Some(kernels::by_kind(records, phase_ns(&self.prefill)));
         }
-        let Some(records) = &generation.decode_profile else {
+        let Some(steps) = &generation.decode_profile else {
             return;
         };
+        let records = steps.records();
         let decode_ns = phase_ns(&self.decode);
-        self.kernels = Some(kernels::by_kind(records, decode_ns));
+        let mut kinds = kernels::by_kind(records, decode_ns);
+        for k in &mut kinds {
+            k.samples_ns = steps.kind_samples(&k.name);
+        }
+        self.kernels = Some(kinds);
         self.kernel_nodes = Some(kernels::top_nodes(records, 10, decode_ns));
         let steps = generation.decode.len().max(1) as f64;
         let calls_per_step = records.iter().map(|r| r.calls).sum::<u64>() as f64 / steps;

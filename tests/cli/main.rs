@@ -4,6 +4,7 @@
 mod common;
 
 mod chat;
+mod compare;
 mod errors;
 mod generate;
 mod inspect;

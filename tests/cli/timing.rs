@@ -1,6 +1,7 @@
 //! Through the binary, the timing analysis beyond the summary: the `--trace` timeline (parses,
 //! op spans inside their steps, thread shares inside their op), the roofline's byte counts
-//! against hand-computed ones, time to first token, `--sweep` and its bad inputs.
+//! against hand-computed ones, time to first token, `--sweep` and its bad inputs (`qwen compare`:
+//! `compare.rs`).
 
 use serde_json::Value;
 

@@ -84,11 +84,10 @@ fn code_of(source: &str) -> String {
 /// `'x'` or `'\n'` rather than a lifetime `'a`.
 fn is_char_literal(rest: &str) -> bool {
     let mut chars = rest.chars().skip(1);
-    match (chars.next(), chars.next()) {
-        (Some('\\'), _) => true,
-        (Some(_), Some('\'')) => true,
-        _ => false,
-    }
+    matches!(
+        (chars.next(), chars.next()),
+        (Some('\\'), _) | (Some(_), Some('\''))
+    )
 }
 
 /// Removes every item that follows `#[cfg(test)]` (a brace-delimited module or function).

@@ -69,29 +69,27 @@ pub enum ConfigError {
     },
 
     #[error(
-        "{v_heads_key} ({v_heads}) is not a multiple of {k_heads_key} ({k_heads}) in {file}; \
-         each DeltaNet key head serves a whole number of value heads"
+        "{arch}.ssm.time_step_rank ({v_heads}) is not a multiple of {arch}.ssm.group_count \
+         ({k_heads}) in {file}; each DeltaNet key head serves a whole number of value heads"
     )]
     KeyHeadsNotDivisible {
         v_heads: usize,
         k_heads: usize,
-        v_heads_key: String,
-        k_heads_key: String,
+        arch: &'static str,
         file: String,
     },
 
     #[error(
-        "{inner_key} ({inner}) in {file} is not {v_heads_key} x {state_key} ({v_heads} x \
-         {state} = {}): the DeltaNet state sizes contradict each other",
+        "{arch}.ssm.inner_size ({inner}) in {file} is not {arch}.ssm.time_step_rank x \
+         {arch}.ssm.state_size ({v_heads} x {state} = {}): the DeltaNet state sizes contradict \
+         each other",
         v_heads * state
     )]
     StateSizeMismatch {
         inner: usize,
         v_heads: usize,
         state: usize,
-        inner_key: String,
-        v_heads_key: String,
-        state_key: String,
+        arch: &'static str,
         file: String,
     },
 

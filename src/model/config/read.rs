@@ -149,8 +149,7 @@ impl Meta<'_> {
             return Err(ConfigError::KeyHeadsNotDivisible {
                 v_heads,
                 k_heads,
-                v_heads_key: k.v_heads.clone(),
-                k_heads_key: k.k_heads.clone(),
+                arch: arch.name(),
                 file: self.name(),
             });
         }
@@ -160,9 +159,7 @@ impl Meta<'_> {
                 inner,
                 v_heads,
                 state: state_size,
-                inner_key: k.inner_size.clone(),
-                v_heads_key: k.v_heads.clone(),
-                state_key: k.state_size.clone(),
+                arch: arch.name(),
                 file: self.name(),
             });
         }
