@@ -45,12 +45,52 @@ pub struct Report {
     /// Parameters one token's forward pass reads (a mixture of experts: only the routed experts;
     /// dense: all of them). Absent when the config is invalid.
     pub n_active_params: Option<u64>,
+    /// A hybrid model's layer pattern and recurrent state (absent for Qwen3).
+    pub hybrid: Option<HybridSummary>,
     pub type_counts: Vec<TypeCount>,
     pub tokenizer_embedded: bool,
     pub tokenizer: Option<TokenizerSummary>,
     pub chat_template_embedded: bool,
     pub metadata: Vec<MetadataEntry>,
     pub tensors: Vec<TensorEntry>,
+}
+
+/// What a hybrid model's layers are, and what state one sequence carries.
+#[derive(Debug, Serialize)]
+pub struct HybridSummary {
+    /// One letter per trunk layer: `D` gated DeltaNet (recurrent), `A` gated attention.
+    pub layer_pattern: String,
+    pub recurrent_layers: usize,
+    pub attention_layers: usize,
+    /// f32 values of one DeltaNet layer's state: the convolution's last inputs and the
+    /// `state x state` matrix of each value head.
+    pub state_floats_per_layer: usize,
+    /// Bytes of recurrent state per sequence, every DeltaNet layer together.
+    pub state_bytes_per_sequence: u64,
+    /// KV-cache bytes per position (f16 keys and values of the attention layers only).
+    pub kv_bytes_per_position: u64,
+    /// A multi-token-prediction block after the trunk (not run).
+    pub mtp_layers: usize,
+}
+
+impl HybridSummary {
+    fn of(c: &Qwen3Config) -> Option<Self> {
+        let h = c.hybrid.as_ref()?;
+        let pattern = h
+            .recurrent_layers
+            .iter()
+            .map(|&r| if r { 'D' } else { 'A' })
+            .collect();
+        Some(HybridSummary {
+            layer_pattern: pattern,
+            recurrent_layers: h.recurrent_count(),
+            attention_layers: c.attention_layers(),
+            state_floats_per_layer: h.state_floats_per_layer(),
+            state_bytes_per_sequence: h.state_bytes(),
+            kv_bytes_per_position: 4 * (c.kv_dim() * c.attention_layers()) as u64,
+            mtp_layers: h.mtp_layers,
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -141,6 +181,7 @@ impl Report {
             config_error: error.map(ToString::to_string),
             n_params: file.n_elements(),
             n_active_params: config.map(Qwen3Config::n_active_params),
+            hybrid: config.and_then(HybridSummary::of),
             type_counts: type_counts(file),
             tokenizer_embedded: tokenizer
                 .as_ref()
@@ -262,6 +303,38 @@ fn config_lines(r: &Report, line: &mut impl FnMut(String)) {
         "no".to_string()
     };
     line(format!("  tied_embeddings {tied}"));
+    if c.rope_dims != c.head_dim || c.rope_sections.is_some() {
+        let sections = c
+            .rope_sections
+            .map(|s| format!(", sections {s:?}"))
+            .unwrap_or_default();
+        line(format!(
+            "  rope            first {} of {} dims of each head{sections}",
+            c.rope_dims, c.head_dim
+        ));
+    }
+    if let (Some(h), Some(s)) = (&c.hybrid, &r.hybrid) {
+        line(format!(
+            "  layers by kind  {} (D gated DeltaNet: {}, A gated attention: {})",
+            s.layer_pattern, s.recurrent_layers, s.attention_layers
+        ));
+        line(format!(
+            "  deltanet        {} key / {} value heads of {}, conv {} taps, {:?} key heads",
+            h.k_heads, h.v_heads, h.state_size, h.conv_kernel, h.key_heads
+        ));
+        line(format!(
+            "  state           {} per sequence ({} f32 per DeltaNet layer); KV cache {} per position",
+            human_bytes(s.state_bytes_per_sequence),
+            s.state_floats_per_layer,
+            human_bytes(s.kv_bytes_per_position)
+        ));
+        if s.mtp_layers > 0 {
+            line(format!(
+                "  mtp             {} multi-token-prediction block(s) after the trunk (not run)",
+                s.mtp_layers
+            ));
+        }
+    }
 }
 
 fn tokenizer_text(r: &Report) -> String {

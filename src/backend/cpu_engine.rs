@@ -161,6 +161,7 @@ impl Engine {
             "StridedCompiler",
         ];
         let moe = self.config.moe.is_some();
+        let hybrid = self.config.hybrid.is_some();
         let (mode, passes, mut kernels, simd) = match self.options.mode {
             Mode::Standard => (
                 CompiledMode::Standard,
@@ -179,6 +180,7 @@ impl Engine {
                 [
                     standard_passes,
                     vec!["FusedAttentionCompiler"],
+                    if hybrid { vec!["FusedDeltaNetCompiler"] } else { vec![] },
                     if moe { vec!["FusedMoeCompiler"] } else { vec![] },
                     vec!["FusedMatMulCompiler (+ kernel search)"],
                 ]
@@ -194,6 +196,9 @@ impl Engine {
         if moe {
             kernels.extend(moe_kernels(self.options.mode));
         }
+        if hybrid {
+            kernels.extend(hybrid_kernels(self.options.mode));
+        }
         let plans = self.runtime.as_ref().map(|r| &r.plans);
         Features {
             backend: "cpu",
@@ -202,10 +207,7 @@ impl Engine {
             simd,
             compiler_passes: passes,
             kernels,
-            kv_cache: format!(
-                "{} positions x {} layers, f16 keys and values",
-                self.options.max_context, self.config.layers
-            ),
+            kv_cache: self.cache_description(),
             experts: self.config.moe.map(|m| {
                 format!(
                     "{} per layer, {} used per token (expert ffn {}): {:.1}% of the expert weights read per token",
@@ -221,6 +223,41 @@ impl Engine {
                 .and_then(|p| p.cache_path())
                 .map(|p| p.display().to_string()),
         }
+    }
+}
+
+impl Engine {
+    /// The KV cache (the attention layers' only, for a hybrid model) and the recurrent states.
+    fn cache_description(&self) -> String {
+        let c = &self.config;
+        let kv = format!(
+            "{} positions x {} attention layers, f16 keys and values",
+            self.options.max_context,
+            c.attention_layers()
+        );
+        let Some(h) = &c.hybrid else {
+            return kv;
+        };
+        format!(
+            "{kv}; recurrent state {:.2} MiB per sequence ({} DeltaNet layers, f32), kept at the \
+             end of the last {SAVED_STATES} prompt passes to rewind to",
+            h.state_bytes() as f64 / (1u64 << 20) as f64,
+            h.recurrent_count()
+        )
+    }
+}
+
+/// What the hybrid models' mixer ops do in `mode`.
+fn hybrid_kernels(mode: Mode) -> [&'static str; 2] {
+    match mode {
+        Mode::Standard => [
+            "GatedAttention: q/k RMSNorm, partial sectioned RoPE, KV cache, causal GQA, sigmoid gate",
+            "DeltaNet: causal conv1d + SiLU, L2 norms, decay and beta gates, the delta rule on an f32 state per value head, gated RMSNorm, in llama.cpp's order",
+        ],
+        Mode::Parallel { .. } => [
+            "FusedAttention (gated): the query and gate split per head, partial rotation, tiled attention, sigmoid gate",
+            "FusedDeltaNet: conv, norms, gates, delta rule and gated norm fused per key-head group, the state read and written once per step, groups across the pool, SIMD",
+        ],
     }
 }
 

@@ -75,10 +75,13 @@ pub enum GpuError {
     #[error("weight '{name}' is not read through an upload op after compiling (found {found})")]
     Unbindable { name: String, found: String },
     #[error(
-        "the {backend} GPU graph runs dense Qwen3 only, and this file is a mixture of experts \
-         (qwen3moe): run it on the CPU (without --backend {backend})"
+        "the {backend} GPU graph runs dense Qwen3 only (qwen3), and this file is {arch}: run it \
+         on the CPU (without --backend {backend})"
     )]
-    DenseOnly { backend: &'static str },
+    CpuOnly {
+        backend: &'static str,
+        arch: &'static str,
+    },
     #[error(
         "this qwen was built without the {backend} backend: rebuild with \
          `cargo build --release --features {backend}` ({needs})"

@@ -35,7 +35,7 @@ pub use options::EngineOptions;
 pub use runner::{check_step, CompiledMode, EngineError, Features, Logits, Runner};
 
 use crate::gguf::GgufFile;
-use crate::model::config::Qwen3Config;
+use crate::model::config::{Arch, Qwen3Config};
 use crate::settings::{BackendChoice, Mode};
 
 use cpu_engine::Engine;
@@ -56,10 +56,12 @@ pub fn open(
         Mode::Parallel { .. } => Precision::F16,
     };
     let gpu = GpuOptions::new(options.max_context);
-    if config.moe.is_some() && choice != BackendChoice::Cpu {
-        // The GPU graph is stock luminal ops, which cannot express the routing.
-        return Err(GpuError::DenseOnly {
+    if config.arch != Arch::Qwen3 && choice != BackendChoice::Cpu {
+        // The GPU graph is stock luminal ops, which cannot express the routing or the
+        // recurrent layers: the CPU engine's ops do.
+        return Err(GpuError::CpuOnly {
             backend: choice.name(),
+            arch: config.arch.name(),
         }
         .into());
     }

@@ -48,6 +48,15 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
     let model = &settings.model;
     let file = GgufFile::open(resolve::model(&model.path)?)?;
     let config = Qwen3Config::from_gguf(&file)?;
+    if let Some(h) = config.hybrid.as_ref().filter(|h| h.mtp_layers > 0) {
+        crate::errln!(
+            "notice: {} holds a multi-token-prediction block after its {} layers \
+             (nextn_predict_layers = {}); it is not run",
+            model.path.display(),
+            config.layers,
+            h.mtp_layers
+        );
+    }
     // A sweep runs random ids: it needs no tokenizer either.
     let need = match (&settings.prompt, settings.command) {
         (PromptSource::TokenIds(_), _) | (_, Command::Sweep(_)) => Need::Optional,

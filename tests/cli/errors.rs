@@ -118,6 +118,79 @@ fn models_that_are_not_usable_qwen3_say_why() {
 }
 
 #[test]
+fn a_hybrid_model_runs_on_the_cpu_and_is_refused_by_gpu_backends() {
+    let model = path("models/tiny-qwen35-f32.gguf");
+    for mode in [&[][..], &["--parallel", "--threads", "2"][..]] {
+        let out = run_ids(&model, &[&["--json"][..], mode].concat());
+        assert_eq!(ids(&json(&out)["generated_token_ids"]).len(), 2, "{mode:?}");
+    }
+    assert_one_line_error(
+        &run_ids(&model, &["--backend", "reference"]),
+        &[
+            "reference GPU graph runs dense Qwen3 only",
+            "qwen35",
+            "on the CPU",
+        ],
+    );
+}
+
+/// The tiny qwen35 fixture with `edit` applied to its bytes, written in `dir`.
+fn broken_qwen35(dir: &std::path::Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut bytes = std::fs::read(path("models/tiny-qwen35-f32.gguf")).unwrap();
+    edit(&mut bytes);
+    synthetic(dir, name, &bytes)
+}
+
+#[test]
+fn hybrid_files_that_contradict_themselves_are_refused_naming_the_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let set_u32 = |bytes: &mut Vec<u8>, key: &str, v: u32| {
+        let at = u32_value_at(bytes, key);
+        bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    };
+    // Interval 0: llama.cpp would divide by it.
+    let zero = broken_qwen35(dir.path(), "interval0.gguf", |b| {
+        set_u32(b, "qwen35.full_attention_interval", 0)
+    });
+    assert_one_line_error(
+        &run_ids(&zero, &[]),
+        &["qwen35.full_attention_interval", "is 0"],
+    );
+    // The value width must be value heads x head size (4 x 16 = 64 here).
+    let inner = broken_qwen35(dir.path(), "inner.gguf", |b| {
+        set_u32(b, "qwen35.ssm.inner_size", 96)
+    });
+    assert_one_line_error(
+        &run_ids(&inner, &[]),
+        &["qwen35.ssm.inner_size (96)", "4 x 16 = 64"],
+    );
+    // Value heads that key heads do not divide.
+    let uneven = broken_qwen35(dir.path(), "uneven.gguf", |b| {
+        set_u32(b, "qwen35.ssm.group_count", 3)
+    });
+    assert_one_line_error(
+        &run_ids(&uneven, &[]),
+        &[
+            "qwen35.ssm.time_step_rank (4)",
+            "qwen35.ssm.group_count (3)",
+        ],
+    );
+    // A DeltaNet tensor renamed away: missing, by name.
+    let missing = broken_qwen35(dir.path(), "no-a.gguf", |b| {
+        patch(b, b"blk.1.ssm_a", b"blk.1.ssm_x")
+    });
+    assert_one_line_error(&run_ids(&missing, &[]), &["blk.1.ssm_a", "not found"]);
+    // A rotary count beyond the head.
+    let rope = broken_qwen35(dir.path(), "rope.gguf", |b| {
+        set_u32(b, "qwen35.rope.dimension_count", 48)
+    });
+    assert_one_line_error(
+        &run_ids(&rope, &[]),
+        &["qwen35.rope.dimension_count (48)", "head size (32)"],
+    );
+}
+
+#[test]
 fn a_mixture_of_experts_runs_on_the_cpu_and_is_refused_by_gpu_backends() {
     let model = path("models/tiny-moe-f32.gguf");
     for mode in [&[][..], &["--parallel", "--threads", "2"][..]] {

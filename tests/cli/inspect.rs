@@ -95,6 +95,12 @@ fn json_of_every_fixture_matches_the_file() {
             .sum();
         assert_eq!(counted, tensors.len() as u64);
         let c = &json["config"];
+        if name.contains("qwen35") {
+            assert_eq!(json["architecture"], "qwen35", "{name}");
+            check_hybrid_config(&name, &json);
+            checked += 1;
+            continue;
+        }
         if name.contains("-moe") {
             assert_eq!(json["architecture"], "qwen3moe", "{name}");
             check_moe_config(&name, &json);
@@ -115,7 +121,7 @@ fn json_of_every_fixture_matches_the_file() {
         assert_eq!(json["chat_template_embedded"], embeds, "{name}");
         checked += 1;
     }
-    assert_eq!(checked, 25);
+    assert_eq!(checked, 29);
 }
 
 /// The sizes tests/fixtures/README.md gives for the dense fixtures.
@@ -135,6 +141,39 @@ fn check_dense_config(name: &str, c: &Value) {
     assert_eq!(c["vocab"], vocab);
     assert_eq!(c["tied_embeddings"], !small);
     assert_eq!(c["experts"], Value::Null, "{name}: dense");
+}
+
+/// The Qwen3.5 fixtures (the kit's HYBRID.md, section 1): three gated DeltaNet layers, then one
+/// gated attention layer, and the recurrent state one sequence carries, counted by hand.
+fn check_hybrid_config(name: &str, json: &Value) {
+    let c = &json["config"];
+    let small = name.starts_with("small");
+    // (hidden, key heads, value heads, head size, KV width)
+    let (hidden, k_heads, v_heads, state, kv) = match small {
+        true => (256, 4, 8, 32, 2 * 64),
+        false => (64, 2, 4, 16, 2 * 32),
+    };
+    assert_eq!(c["hidden"], hidden, "{name}");
+    assert_eq!(c["layers"], 4, "{name}");
+    assert_eq!(
+        c["recurrent_layers"],
+        serde_json::json!([true, true, true, false])
+    );
+    assert_eq!(
+        (c["k_heads"].clone(), c["v_heads"].clone()),
+        (k_heads.into(), v_heads.into())
+    );
+    let h = &json["hybrid"];
+    assert_eq!(h["layer_pattern"], "DDDA", "{name}");
+    // Per DeltaNet layer: the last 3 of the 4 convolution taps' inputs over the q/k/v channels,
+    // and a state x state matrix per value head.
+    let conv = 2 * k_heads * state + v_heads * state;
+    let floats = 3 * conv + v_heads * state * state;
+    assert_eq!(h["state_floats_per_layer"], floats, "{name}");
+    assert_eq!(h["state_bytes_per_sequence"], 3 * 4 * floats, "{name}");
+    // One attention layer: f16 keys and values.
+    assert_eq!(h["kv_bytes_per_position"], 2 * 2 * kv, "{name}");
+    assert_eq!(json["n_active_params"], json["n_params"], "{name}: dense");
 }
 
 /// The Qwen3-MoE fixtures: their expert counts, and parameters active per token counted from
