@@ -173,6 +173,14 @@ pub struct Args {
     /// Print what the model file holds and exit.
     #[arg(long)]
     pub inspect: bool,
+
+    /// Speculative decoding with the file's multi-token-prediction block (Qwen3.5/3.6): draft up
+    /// to N tokens per step and verify them in one pass of the model, at least 1 (default when
+    /// given without N: 3, as llama.cpp's; default: off). Greedy output is the same as without.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "3",
+          value_parser = at_least_one,
+          conflicts_with_all = ["interactive", "sweep", "inspect"])]
+    pub mtp: Option<u32>,
 }
 
 impl Args {
@@ -230,6 +238,7 @@ impl Args {
                 sampling: self.sampling.config(),
                 ignore_eos: self.ignore_eos,
                 stop_strings: self.stop,
+                mtp: self.mtp.map(|n| n as usize),
             },
             report: ReportSettings {
                 json: self.json,

@@ -13,6 +13,7 @@ use crate::backend::{EngineError, Logits, Runner};
 use crate::node_record::{NodeRecord, StepProfile};
 use crate::sampler::Sampler;
 use crate::settings::GenerationSettings;
+use crate::speculative::stats::SpeculativeStats;
 use crate::text::stream::{Decode, TextStreamer};
 use crate::timing::Samples;
 use crate::trace::{self, Category, StepKind, Tracer};
@@ -122,6 +123,9 @@ pub struct Generation {
     /// when profiling.
     pub prefill_profile: Option<Vec<NodeRecord>>,
     pub decode_profile: Option<StepProfile>,
+    /// What speculative decoding did (`--mtp`); `decode` then holds each round's time split
+    /// evenly over the tokens it kept.
+    pub speculative: Option<SpeculativeStats>,
 }
 
 #[derive(Debug, Error)]
@@ -267,6 +271,7 @@ where
         stop,
         prefill_profile,
         decode_profile,
+        speculative: None,
     })
 }
 
@@ -283,6 +288,7 @@ impl Generation {
             stop: StopReason::Interrupted,
             prefill_profile: None,
             decode_profile: None,
+            speculative: None,
         }
     }
 }
@@ -294,11 +300,12 @@ pub fn step_args(n_tokens: usize, position: usize) -> serde_json::Map<String, se
 
 /// Streamed text with `--stop` strings: text that might begin a stop string is held back until it
 /// is known not to, so nothing after a stop string is ever shown.
-struct Output<'s, D> {
+pub struct Output<'s, D> {
     streamer: TextStreamer<D>,
     stops: &'s [String],
     pending: String,
-    text: String,
+    /// The text emitted so far.
+    pub text: String,
     stopped: bool,
 }
 
@@ -307,7 +314,7 @@ where
     D: Decode,
     D::Error: std::fmt::Display,
 {
-    fn new(streamer: TextStreamer<D>, stops: &'s [String]) -> Self {
+    pub fn new(streamer: TextStreamer<D>, stops: &'s [String]) -> Self {
         Self {
             streamer,
             stops,
@@ -318,7 +325,7 @@ where
     }
 
     /// Adds a token; returns the stop string if the text now contains one.
-    fn push(
+    pub fn push(
         &mut self,
         token: u32,
         sink: &mut dyn FnMut(&str),
@@ -333,7 +340,8 @@ where
         Ok(self.release(sink))
     }
 
-    fn finish(&mut self, sink: &mut dyn FnMut(&str)) -> Result<(), GenerateError> {
+    /// Emits what is left (the end of a generation).
+    pub fn finish(&mut self, sink: &mut dyn FnMut(&str)) -> Result<(), GenerateError> {
         if self.stopped {
             return Ok(());
         }

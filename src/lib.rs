@@ -23,6 +23,7 @@ pub mod rng;
 pub mod run;
 pub mod sampler;
 pub mod settings;
+pub mod speculative;
 pub mod sweep;
 pub mod text;
 pub mod timing;

@@ -19,6 +19,7 @@ use crate::report::output::{self, Traced};
 use crate::report::{self, RunInfo, RunReport};
 use crate::sampler::Sampler;
 use crate::settings::{Command, Settings, SweepSettings};
+use crate::speculative::{self, Drafter, SpeculativeOptions};
 use crate::sweep;
 use crate::text::console;
 use crate::text::display::TextOut;
@@ -94,7 +95,13 @@ impl Run<'_> {
             prompt => prompt?,
         };
         check_fits(prompt.ids.len(), loaded.max_context)?;
-        let mut engine = self.phase("compile", || self.compile(loaded, true))?;
+        let (mut engine, mut drafter) = match settings.generation.mtp {
+            Some(_) => {
+                let (engine, drafter) = self.phase("compile", || self.compile_drafting(loaded))?;
+                (engine, Some(drafter))
+            }
+            None => (self.phase("compile", || self.compile(loaded, true))?, None),
+        };
         let job = Job {
             settings,
             loaded,
@@ -105,7 +112,7 @@ impl Run<'_> {
         };
         let mut generations = Vec::new();
         for run in 0..settings.report.repeat {
-            let generation = job.generate(engine.as_mut(), run == 0)?;
+            let generation = job.generate(engine.as_mut(), drafter.as_mut(), run == 0)?;
             let stopped = generation.stop == StopReason::Interrupted;
             generations.push(generation);
             if stopped {
@@ -228,14 +235,31 @@ impl Run<'_> {
     /// has a tracer.
     fn compile(&self, loaded: &Loaded, traced: bool) -> Result<Box<dyn Runner>> {
         let model = &self.settings.model;
-        let options = EngineOptions {
+        let options = self.engine_options(loaded, traced);
+        Ok(backend::open(
+            model.backend,
+            &loaded.file,
+            &loaded.config,
+            options,
+        )?)
+    }
+
+    fn engine_options(&self, loaded: &Loaded, traced: bool) -> EngineOptions {
+        let model = &self.settings.model;
+        EngineOptions {
             mode: model.mode,
             max_context: loaded.max_context,
             profile: self.settings.report.kernel_timing,
             trace: self.tracer.filter(|_| traced).cloned(),
             plans: model.plans.clone(),
-        };
-        Ok(backend::open(
+        }
+    }
+
+    /// `--mtp`: the engine keeping its hidden rows, and the drafter over the file's block.
+    fn compile_drafting(&self, loaded: &Loaded) -> Result<(Box<dyn Runner>, Drafter)> {
+        let model = &self.settings.model;
+        let options = self.engine_options(loaded, true);
+        Ok(speculative::setup::open(
             model.backend,
             &loaded.file,
             &loaded.config,
@@ -301,8 +325,13 @@ struct Job<'a> {
 
 impl Job<'_> {
     /// One generation from an empty cache, its text streamed to stdout (to stderr with
-    /// `--json`) when `show` is set.
-    fn generate(&self, engine: &mut dyn Runner, show: bool) -> Result<Generation> {
+    /// `--json`) when `show` is set; speculative when there is a drafter (`--mtp`).
+    fn generate(
+        &self,
+        engine: &mut dyn Runner,
+        drafter: Option<&mut Drafter>,
+        show: bool,
+    ) -> Result<Generation> {
         engine.reset();
         let mut sampler = Sampler::new(self.settings.generation.sampling.clone())?;
         let options = GenerateOptions {
@@ -321,14 +350,27 @@ impl Job<'_> {
                 out.piece(piece);
             }
         };
-        let generation = generate(
-            engine,
-            &prompt.ids,
-            &mut sampler,
-            &options,
-            text_decoder(self.loaded.tokenizer.as_ref()),
-            &mut sink,
-        )?;
+        let decoder = text_decoder(self.loaded.tokenizer.as_ref());
+        let generation = match (drafter, self.settings.generation.mtp) {
+            (Some(drafter), Some(draft_max)) => speculative::generate(
+                engine,
+                drafter,
+                &prompt.ids,
+                &mut sampler,
+                &options,
+                SpeculativeOptions { draft_max },
+                decoder,
+                &mut sink,
+            )?,
+            _ => generate(
+                engine,
+                &prompt.ids,
+                &mut sampler,
+                &options,
+                decoder,
+                &mut sink,
+            )?,
+        };
         if let Some(out) = out.as_mut() {
             out.finish();
         }

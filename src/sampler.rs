@@ -143,6 +143,67 @@ impl Sampler {
     }
 }
 
+impl Sampler {
+    /// The distribution [`Sampler::sample`] draws from: each token it can pick with its
+    /// probability (summing to 1), after the penalty and the filters. Greedy sampling gives its
+    /// one token with probability 1. What speculative decoding's acceptance rule compares a
+    /// draft against.
+    pub fn distribution(&self, logits: &[f32], history: &[u32]) -> Vec<(u32, f64)> {
+        let mut cands: Vec<Candidate> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| Candidate {
+                id: i as u32,
+                logit: if l.is_nan() { f32::NEG_INFINITY } else { l },
+            })
+            .collect();
+        let c = &self.config;
+        apply_repeat_penalty(&mut cands, history, c.repeat_last_n, c.repeat_penalty);
+        if c.is_greedy() {
+            return vec![(argmax_candidates(&cands), 1.0)];
+        }
+        top_k(&mut cands, c.top_k);
+        top_p(&mut cands, c.top_p);
+        min_p(&mut cands, c.min_p);
+        let weights = softmax_weights(&cands, c.temperature);
+        let total: f64 = weights.iter().sum();
+        if total <= 0.0 || !total.is_finite() {
+            return vec![(argmax_candidates(&cands), 1.0)];
+        }
+        cands
+            .iter()
+            .zip(weights)
+            .filter(|(_, w)| *w > 0.0)
+            .map(|(c, w)| (c.id, w / total))
+            .collect()
+    }
+
+    /// A uniform draw in [0, 1) from the sampler's generator (seeded runs stay reproducible).
+    pub fn uniform(&mut self) -> f64 {
+        self.rng.next_f64()
+    }
+}
+
+/// A draw from `dist` (token, weight; weights need not sum to 1) with `r` in [0, 1): inverse
+/// CDF in the order given; `None` when every weight is zero.
+pub fn draw_from(dist: &[(u32, f64)], r: f64) -> Option<u32> {
+    let total: f64 = dist.iter().map(|d| d.1).sum();
+    if total <= 0.0 || !total.is_finite() {
+        return None;
+    }
+    let target = r * total;
+    let mut cum = 0.0;
+    let mut last = None;
+    for &(id, w) in dist.iter().filter(|d| d.1 > 0.0) {
+        cum += w;
+        last = Some(id);
+        if target < cum {
+            return Some(id);
+        }
+    }
+    last
+}
+
 /// Index of the largest logit, ties to the lowest index, NaN ignored; 0 when none qualifies.
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best: Option<(usize, f32)> = None;

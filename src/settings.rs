@@ -87,6 +87,9 @@ pub struct GenerationSettings {
     pub ignore_eos: bool,
     /// Stop when the text contains one of these; the text ends before it.
     pub stop_strings: Vec<String>,
+    /// Speculative decoding with the file's multi-token-prediction block, drafting up to this
+    /// many tokens per round (`--mtp N`; `None`: off).
+    pub mtp: Option<usize>,
 }
 
 /// What is printed and written about the run.

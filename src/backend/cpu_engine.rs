@@ -19,7 +19,7 @@ use luminal::prelude::*;
 
 use crate::gguf::GgufFile;
 use crate::model::config::Qwen3Config;
-use crate::model::dims::{self, LogitRows, Vocab};
+use crate::model::dims::{self, Hidden, LogitRows, Seq, Vocab};
 use crate::model::rotary::{rope_tables, Rotary};
 use crate::model::tensors::{self, stem};
 use crate::node_record::NodeRecord;
@@ -41,6 +41,10 @@ pub struct Engine {
     inputs: StepInputs,
     rotary: Rotary,
     logits: GraphTensor<(LogitRows, Vocab)>,
+    /// The final-normed hidden state of every position, when built for multi-token prediction
+    /// (none or one), and its rows from the last pass.
+    hidden: Vec<GraphTensor<(Seq, Hidden)>>,
+    hidden_rows: Option<Vec<f32>>,
     /// Weight nodes by the GGUF tensor they take, without `.weight`: names for kernel labels.
     weight_names: HashMap<NodeIndex, String>,
     config: Qwen3Config,
@@ -60,9 +64,32 @@ impl Engine {
         config: &Qwen3Config,
         options: EngineOptions,
     ) -> Result<Self, EngineError> {
+        Self::build(file, config, options, false)
+    }
+
+    /// [`Engine::new`], keeping also every position's final-normed hidden state
+    /// ([`Runner::hidden_rows`]), which a multi-token-prediction block reads.
+    pub fn with_hidden_rows(
+        file: &GgufFile,
+        config: &Qwen3Config,
+        options: EngineOptions,
+    ) -> Result<Self, EngineError> {
+        Self::build(file, config, options, true)
+    }
+
+    fn build(
+        file: &GgufFile,
+        config: &Qwen3Config,
+        options: EngineOptions,
+        keep_hidden: bool,
+    ) -> Result<Self, EngineError> {
         let mut cx = Box::new(Graph::new());
         let graph = cpu_graph::build(&mut cx, config, options.max_context)?;
         loader::bind(&mut cx, &graph.model, file)?;
+        let mut hidden: Vec<_> = keep_hidden
+            .then(|| graph.model.normed_hidden())
+            .into_iter()
+            .collect();
         let (mut inputs, mut rotary, mut logits) =
             (graph.inputs, graph.model.rotary, graph.model.logits);
         let start = Instant::now();
@@ -73,6 +100,7 @@ impl Engine {
             &mut rotary.cos,
             &mut rotary.sin,
             &mut logits,
+            &mut hidden,
         );
         let runtime = match options.mode {
             Mode::Standard => {
@@ -112,6 +140,8 @@ impl Engine {
             inputs,
             rotary,
             logits,
+            hidden,
+            hidden_rows: None,
             weight_names,
             config: config.clone(),
             options,
@@ -129,6 +159,12 @@ impl Engine {
 
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// The thread pool and scratch of `--parallel` (none in standard mode), for an engine that
+    /// runs beside this one (the multi-token-prediction block).
+    pub fn runtime(&self) -> Option<Arc<Runtime>> {
+        self.runtime.clone()
     }
 
     /// Every operator of the compiled graph (inputs and weights left out), in node order: its
@@ -292,6 +328,7 @@ impl Runner for Engine {
             self.config.rope_sections,
         );
         let cx = &mut self.cx;
+        self.hidden_rows = None;
         cx.set_dyn_dim(dims::SEQ, n);
         cx.set_dyn_dim(dims::LOGIT_ROWS, if want == Logits::All { n } else { 1 });
         let as_f32 = |v: &[usize]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
@@ -312,10 +349,27 @@ impl Runner for Engine {
             .get_tensor(self.logits.id, 0)
             .and_then(|t| t.data.as_any().downcast_ref::<Vec<f32>>().cloned())
             .expect("the compiled graph produces f32 logits");
+        // Taken every pass: a retrieved tensor left in the graph would stop the next pass
+        // from computing it again.
+        self.hidden_rows = self.hidden.first().map(|h| {
+            cx.get_tensor(h.id, 0)
+                .and_then(|t| t.data.as_any().downcast_ref::<Vec<f32>>().cloned())
+                .expect("the compiled graph produces f32 hidden rows")
+        });
         if let Some(r) = self.recurrent.as_mut() {
             r.advanced(&mut self.cx, tokens, self.position);
         }
         Ok(out)
+    }
+
+    fn hidden_rows(&mut self) -> Option<Vec<f32>> {
+        self.hidden_rows.take()
+    }
+
+    fn keep_steps(&mut self) {
+        if let Some(r) = self.recurrent.as_mut() {
+            r.keep_steps(&mut self.cx, self.position);
+        }
     }
 
     fn position(&self) -> usize {
@@ -421,6 +475,10 @@ struct Recurrent {
     saved: Vec<usize>,
     /// A pass stopped between ops: some layers' states moved past `history`.
     dirty: bool,
+    /// The next pass keeps its steps ([`StateCommand::KeepSteps`]); after it, the positions
+    /// it covers, `(start, end)`, any of which a rewind restores without recompute.
+    keep_next: bool,
+    steps: Option<(usize, usize)>,
 }
 
 impl Recurrent {
@@ -431,6 +489,8 @@ impl Recurrent {
             history: vec![],
             saved: vec![],
             dirty: false,
+            keep_next: false,
+            steps: None,
         };
         r.nodes = r
             .nodes
@@ -452,6 +512,12 @@ impl Recurrent {
     fn advanced(&mut self, cx: &mut Graph, tokens: &[u32], position: usize) {
         self.history.truncate(position - tokens.len());
         self.history.extend_from_slice(tokens);
+        // A pass that kept its steps (a speculative verification) is rewound through them.
+        self.steps =
+            std::mem::take(&mut self.keep_next).then_some((position - tokens.len(), position));
+        if self.steps.is_some() {
+            return;
+        }
         if tokens.len() > 1 && self.saved.last() != Some(&position) {
             self.send(cx, StateCommand::Save { at: position });
             self.saved.push(position);
@@ -462,9 +528,23 @@ impl Recurrent {
         }
     }
 
+    /// Has the next pass, which starts at `position`, keep the state after each token.
+    fn keep_steps(&mut self, cx: &mut Graph, position: usize) {
+        self.send(cx, StateCommand::KeepSteps { at: position });
+        self.keep_next = true;
+    }
+
     /// Restores the newest saved state at or before `len` (the start of the sequence when none
-    /// is); returns its position and the tokens from there to `len`, which the caller runs again.
+    /// is), or the state the last pass kept at `len`; returns its position and the tokens from
+    /// there to `len`, which the caller runs again.
     fn rewind(&mut self, cx: &mut Graph, len: usize) -> (usize, Vec<u32>) {
+        if let Some((start, end)) = self.steps.take() {
+            if start < len && len < end {
+                self.send(cx, StateCommand::Restore { at: len });
+                self.history.truncate(len);
+                return (len, vec![]);
+            }
+        }
         let from = self
             .saved
             .iter()

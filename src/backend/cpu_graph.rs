@@ -6,12 +6,13 @@
 use luminal::prelude::*;
 
 use crate::cpu::delta::{GdnShape, HeadMap};
-use crate::model::config::{HybridConfig, KeyHeads, Qwen3Config};
+use crate::model::config::{HybridConfig, KeyHeads, MtpBlock, Qwen3Config};
 use crate::model::dims::{HeadDim, Heads, Hidden, KvDim, KvHeads, QDim, Routing, Seq, ValueDim};
 use crate::model::ffn::{MixtureOfExperts, MoeFfn};
 use crate::model::mixer::{
     DeltaNetWeights, DeltaProjectionsOut, GatedAttentionWeights, GatedProjections, HybridMixers,
 };
+use crate::model::mtp::{self, MtpGraph};
 use crate::model::norm::NormKind;
 use crate::model::qwen3::{self, Attention, Embedded, Embedding, Parts, Qwen3Graph};
 use crate::model::rotary::Rotary;
@@ -85,6 +86,61 @@ pub fn build(
     };
     let model = qwen3::build(cx, config, parts);
     Ok(CpuGraph {
+        model,
+        inputs: StepInputs {
+            token_ids: embedding.token_ids,
+            positions,
+        },
+    })
+}
+
+/// The CPU graph of a multi-token-prediction block.
+pub struct CpuMtpGraph {
+    pub model: MtpGraph,
+    pub inputs: StepInputs,
+}
+
+/// Builds the prediction block `mtp` of `config`, with its own KV cache of `max_context`
+/// positions, on the same parts as the trunk.
+pub fn build_mtp(
+    cx: &mut Graph,
+    config: &Qwen3Config,
+    hybrid: &HybridConfig,
+    mtp: &MtpBlock,
+    max_context: usize,
+) -> Result<CpuMtpGraph, KvCacheError> {
+    let mut embedding = TableLookup {
+        token_ids: cx.named_tensor("token_ids"),
+    };
+    let shape = AttentionShape {
+        heads: config.heads,
+        kv_heads: config.kv_heads,
+        head_dim: config.head_dim,
+        max_context,
+    };
+    let cache = KvCache::new(shape, 1)?;
+    let positions = cx.named_tensor("positions");
+    let mut attention = OwnedCache {
+        positions,
+        caches: vec![].into_iter(),
+    };
+    // The block is a gated attention layer: the DeltaNet shape is never used.
+    let mut hybrid = OwnedState {
+        positions,
+        caches: vec![cache].into_iter(),
+        shape: gdn_shape(hybrid, config.rms_eps),
+        eps: config.rms_eps,
+        rope_dims: config.rope_dims,
+    };
+    let parts = Parts {
+        embedding: &mut embedding,
+        hybrid: Some(&mut hybrid),
+        attention: &mut attention,
+        norm: NormKind::Plain,
+        moe: Some(&mut RoutedExperts),
+    };
+    let model = mtp::build(cx, config, mtp, parts);
+    Ok(CpuMtpGraph {
         model,
         inputs: StepInputs {
             token_ids: embedding.token_ids,

@@ -36,9 +36,18 @@ pub enum LoadError {
 
 /// Sets every weight node's data from `file` and marks it kept across executions.
 pub fn bind(cx: &mut Graph, model: &Qwen3Graph, file: &GgufFile) -> Result<(), LoadError> {
+    bind_named(cx, model.weights(), file)
+}
+
+/// Sets each of `weights` (a node and the GGUF tensor it takes) from `file` and marks it kept.
+pub fn bind_named(
+    cx: &mut Graph,
+    weights: Vec<(String, NodeIndex)>,
+    file: &GgufFile,
+) -> Result<(), LoadError> {
     let storage: std::sync::Arc<Storage> = file.storage();
     let bytes: SharedBytes = storage;
-    for (name, node) in model.weights() {
+    for (name, node) in weights {
         let info = tensor(file, &name)?;
         let data = if info.dims().len() == 1 || tensors::decoded_to_f32(&name) {
             Tensor::new(decode(file, info)?)

@@ -7,11 +7,15 @@
 //!   only, on a [`device::Device`]: `cuda` (`--features cuda`), `metal` (`--features metal`,
 //!   macOS), or `reference` (luminal's stock CPU ops: how the default test suite checks the GPU
 //!   graph's numerics on a machine without a GPU).
+//! - `cpu_mtp`: a file's multi-token-prediction block as a [`DraftHead`] beside the CPU
+//!   engine (`--mtp`).
 //! - `loader`: GGUF tensors to graph weights, for every engine.
 
 pub mod cpu_engine;
 pub mod cpu_graph;
+pub mod cpu_mtp;
 pub mod device;
+pub mod draft_head;
 pub mod gpu_engine;
 pub mod gpu_graph;
 pub mod gpu_weights;
@@ -31,11 +35,12 @@ compile_error!(
 );
 
 pub use cpu_engine::SAVED_STATES;
+pub use draft_head::{DraftHead, DraftStep};
 pub use options::EngineOptions;
 pub use runner::{check_step, CompiledMode, EngineError, Features, Logits, Runner};
 
 use crate::gguf::GgufFile;
-use crate::model::config::{Arch, Qwen3Config};
+use crate::model::config::{Arch, MtpBlock, Qwen3Config};
 use crate::settings::{BackendChoice, Mode};
 
 use cpu_engine::Engine;
@@ -76,6 +81,40 @@ pub fn open(
         }
         BackendChoice::Metal => open_metal(file, config, gpu, precision)?,
     })
+}
+
+/// Builds the CPU engine keeping its hidden rows, and the prediction block `mtp` beside it on
+/// the same compilation path and thread pool (`--mtp`; the GPU engines run no hybrid file).
+pub fn open_drafting(
+    choice: BackendChoice,
+    file: &GgufFile,
+    config: &Qwen3Config,
+    mtp: &MtpBlock,
+    options: EngineOptions,
+) -> Result<(Box<dyn Runner>, Box<dyn DraftHead>), EngineError> {
+    let hybrid = match (&config.hybrid, choice) {
+        (Some(h), BackendChoice::Cpu) => h,
+        _ => {
+            return Err(GpuError::CpuOnly {
+                backend: choice.name(),
+                arch: config.arch.name(),
+            }
+            .into())
+        }
+    };
+    let (mode, max_context) = (options.mode, options.max_context);
+    let trunk = Engine::with_hidden_rows(file, config, options)?;
+    let runtime = trunk.runtime();
+    let head = cpu_mtp::MtpEngine::new(
+        file,
+        config,
+        hybrid,
+        mtp,
+        mode,
+        max_context,
+        runtime.as_ref(),
+    )?;
+    Ok((Box::new(trunk), Box::new(head)))
 }
 
 #[cfg(feature = "cuda")]

@@ -36,6 +36,15 @@ pub trait Runner {
     fn take_profile(&mut self) -> Option<Vec<NodeRecord>> {
         None
     }
+    /// The final-normed hidden state of every position of the last pass, `[tokens, hidden]`,
+    /// when the engine was built to keep them (for a multi-token-prediction block).
+    fn hidden_rows(&mut self) -> Option<Vec<f32>> {
+        None
+    }
+    /// Has the next pass keep what it needs to be cut back to any position inside it without
+    /// running tokens again (a speculative verification: a hybrid model's recurrent states
+    /// after each token). The KV cache needs nothing: later entries are overwritten.
+    fn keep_steps(&mut self) {}
 }
 
 /// Which positions of a forward pass need logits.

@@ -48,14 +48,18 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
     let model = &settings.model;
     let file = GgufFile::open(resolve::model(&model.path)?)?;
     let config = Qwen3Config::from_gguf(&file)?;
-    if let Some(h) = config.hybrid.as_ref().filter(|h| h.mtp_layers > 0) {
+    let mtp = config.hybrid.as_ref().filter(|h| h.mtp_layers > 0);
+    if let Some(h) = mtp.filter(|_| settings.generation.mtp.is_none()) {
         crate::errln!(
             "notice: {} holds a multi-token-prediction block after its {} layers \
-             (nextn_predict_layers = {}); it is not run",
+             (nextn_predict_layers = {}); it runs only with --mtp (speculative decoding)",
             model.path.display(),
             config.layers,
             h.mtp_layers
         );
+    }
+    if settings.generation.mtp.is_some() {
+        crate::speculative::setup::block(&file, &config)?;
     }
     // A sweep runs random ids: it needs no tokenizer either.
     let need = match (&settings.prompt, settings.command) {

@@ -79,6 +79,8 @@ dims! {
     VHeads, V_HEADS = 'j';
     /// Gated DeltaNet: the head size.
     StateSize, STATE_SIZE = 'm';
+    /// Multi-token prediction: an embedding and a hidden state side by side, `2 * hidden`.
+    EhDim, EH_DIM = 'E';
 }
 
 /// Sets the model-size dimensions of `cx` from the config (the per-step ones are the engine's).
@@ -117,6 +119,7 @@ pub fn set_model_dims(cx: &mut Graph, c: &Qwen3Config) {
             (VALUE_DIM, h.value_dim()),
             (V_HEADS, h.v_heads),
             (STATE_SIZE, h.state_size),
+            (EH_DIM, 2 * c.hidden),
         ] {
             cx.set_dyn_dim(dim, size);
         }

@@ -71,7 +71,7 @@ pub struct LayerWeights {
 
 impl LayerWeights {
     /// Weight nodes for block `layer`, in the table's order.
-    fn new(cx: &mut Graph, config: &Qwen3Config, layer: usize) -> Self {
+    pub fn new(cx: &mut Graph, config: &Qwen3Config, layer: usize) -> Self {
         LayerWeights {
             mixer: Mixer::new(cx, config, layer),
             ffn_norm: cx.named_tensor(ffn_norm(config).name()),
@@ -110,9 +110,19 @@ pub struct Qwen3Graph {
     pub config: Qwen3Config,
     /// `[logit_rows, vocab]`, retrieved after each step.
     pub logits: GraphTensor<(LogitRows, Vocab)>,
+    /// The last block's output, every position (before the final norm).
+    pub last_block: GraphTensor<(Seq, Hidden)>,
+    pub norm: Norm,
 }
 
 impl Qwen3Graph {
+    /// Adds the final norm of every position's last hidden state, retrieved: what a
+    /// multi-token-prediction block reads (llama.cpp's `h_nextn`). A second norm beside the one
+    /// before the head, which normalises only the logit rows.
+    pub fn normed_hidden(&self) -> GraphTensor<(Seq, Hidden)> {
+        self.norm.rows(self.last_block, self.output_norm).retrieve()
+    }
+
     /// Every weight node with the GGUF name of the tensor it takes, each node once.
     pub fn weights(&self) -> Vec<(String, NodeIndex)> {
         let mut names = vec![];
@@ -191,11 +201,13 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, parts: Parts<'_>) -> Qwen3Gra
         layers,
         config: config.clone(),
         logits,
+        last_block: x,
+        norm,
     }
 }
 
 /// One transformer block: the pre-norm mixer and the pre-norm feed-forward, each residual.
-fn block(
+pub fn block(
     x: GraphTensor<(Seq, Hidden)>,
     w: &LayerWeights,
     rotary: Rotary,

@@ -47,6 +47,9 @@ pub enum Dim {
     StateSize,
     /// Gated DeltaNet, legacy fused input projection (`qwen3next`): `2 * k_dim + 2 * value_dim`.
     QkvzDim,
+    /// Multi-token prediction: the token's embedding and the trunk's hidden state side by side,
+    /// `2 * hidden`.
+    EhDim,
 }
 
 /// The global tensors and their shapes.
@@ -232,6 +235,97 @@ impl LayerTensor {
     }
 }
 
+/// A tensor of a multi-token-prediction ("nextn") block of its own, `blk.{n}.nextn.<name>.weight`,
+/// where `n` is the trunk's depth (the block comes after the trunk). Besides these the block has
+/// the tensors of a trunk attention layer ([`LayerTensor::GATED_ATTENTION`] and its feed-forward
+/// half), under the same `blk.{n}.` (llama.cpp's `load_block_mtp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MtpTensor {
+    /// The projection of `[RMSNorm(embedding) * enorm ; RMSNorm(hidden) * hnorm]` back to the
+    /// model width, `[hidden, 2 * hidden]`.
+    EhProj,
+    /// The norm of the token's embedding.
+    ENorm,
+    /// The norm of the trunk's hidden state.
+    HNorm,
+    /// Its own embedding table; optional (`token_embd` when absent).
+    EmbedTokens,
+    /// Its own head; optional (the trunk's head when absent).
+    SharedHeadHead,
+    /// The norm before the head; optional (`output_norm` when absent).
+    SharedHeadNorm,
+}
+
+/// Every multi-token-prediction tensor: its name (verbatim), shape and whether a file must have
+/// it (llama.cpp loads the last three as `TENSOR_NOT_REQUIRED`; published files leave out the
+/// embedding table and the head).
+const MTP: [(MtpTensor, &str, &[Dim], bool); 6] = [
+    (
+        MtpTensor::EhProj,
+        "nextn.eh_proj",
+        &[Dim::Hidden, Dim::EhDim],
+        true,
+    ),
+    (MtpTensor::ENorm, "nextn.enorm", &[Dim::Hidden], true),
+    (MtpTensor::HNorm, "nextn.hnorm", &[Dim::Hidden], true),
+    (
+        MtpTensor::EmbedTokens,
+        "nextn.embed_tokens",
+        &[Dim::Vocab, Dim::Hidden],
+        false,
+    ),
+    (
+        MtpTensor::SharedHeadHead,
+        "nextn.shared_head_head",
+        &[Dim::Vocab, Dim::Hidden],
+        false,
+    ),
+    (
+        MtpTensor::SharedHeadNorm,
+        "nextn.shared_head_norm",
+        &[Dim::Hidden],
+        false,
+    ),
+];
+
+impl MtpTensor {
+    /// Every one, in the table's order.
+    pub const ALL: [MtpTensor; 6] = [
+        MtpTensor::EhProj,
+        MtpTensor::ENorm,
+        MtpTensor::HNorm,
+        MtpTensor::EmbedTokens,
+        MtpTensor::SharedHeadHead,
+        MtpTensor::SharedHeadNorm,
+    ];
+
+    fn row(self) -> &'static (MtpTensor, &'static str, &'static [Dim], bool) {
+        MTP.iter()
+            .find(|r| r.0 == self)
+            .expect("every MtpTensor has a row in MTP")
+    }
+
+    /// The name between `blk.{n}.` and `.weight`, e.g. `nextn.eh_proj`.
+    pub fn name(self) -> &'static str {
+        self.row().1
+    }
+
+    /// The shape, outermost first.
+    pub fn shape(self) -> &'static [Dim] {
+        self.row().2
+    }
+
+    /// Whether a file with the block must have it.
+    pub fn required(self) -> bool {
+        self.row().3
+    }
+
+    /// The GGUF name in block `layer`, e.g. `blk.4.nextn.eh_proj.weight`.
+    pub fn in_layer(self, layer: usize) -> String {
+        format!("blk.{layer}.{}.weight", self.name())
+    }
+}
+
 /// The tensor's name without `.weight` (`token_embd`, `blk.3.attn_q`): graph node names and
 /// kernel-profile labels.
 pub fn stem(name: &str) -> &str {
@@ -268,6 +362,28 @@ mod tests {
         assert_eq!(stem(&AttnKNorm.in_layer(12)), "blk.12.attn_k_norm");
         assert_eq!(layer_of("blk.12.ffn_up.weight"), Some(12));
         assert_eq!(layer_of(OUTPUT), None);
+    }
+
+    #[test]
+    fn mtp_names_are_llama_cpp_s() {
+        assert_eq!(MtpTensor::EhProj.in_layer(4), "blk.4.nextn.eh_proj.weight");
+        assert_eq!(MtpTensor::ENorm.in_layer(4), "blk.4.nextn.enorm.weight");
+        assert_eq!(MtpTensor::HNorm.in_layer(4), "blk.4.nextn.hnorm.weight");
+        assert_eq!(
+            MtpTensor::EmbedTokens.in_layer(4),
+            "blk.4.nextn.embed_tokens.weight"
+        );
+        assert_eq!(
+            MtpTensor::SharedHeadHead.in_layer(4),
+            "blk.4.nextn.shared_head_head.weight"
+        );
+        assert_eq!(
+            MtpTensor::SharedHeadNorm.in_layer(4),
+            "blk.4.nextn.shared_head_norm.weight"
+        );
+        let required: Vec<bool> = MtpTensor::ALL.iter().map(|t| t.required()).collect();
+        assert_eq!(required, [true, true, true, false, false, false]);
+        assert_eq!(layer_of(&MtpTensor::EhProj.in_layer(24)), Some(24));
     }
 
     #[test]

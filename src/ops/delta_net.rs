@@ -8,6 +8,8 @@
 //! A recurrent state cannot be cut back to a prefix as a KV cache can: the engine saves it at
 //! chosen positions and restores one when it rewinds ([`StateCommand`], sent through luminal's
 //! `Operator::custom` hook, which the decorators forward); it re-runs the tokens from there.
+//! A speculative verification pass instead keeps the state after each of its tokens
+//! ([`StateCommand::KeepSteps`]), so that rejected drafts are undone by a restore alone.
 //!
 //! Inputs: `qkv [seq, conv_dim]`, `z [seq, value_dim]`, `beta`, `alpha [seq, v_heads]`,
 //! `ssm_conv1d [conv_dim, conv_kernel]`, `ssm_dt [v_heads]`, `ssm_a [v_heads]`, `ssm_norm
@@ -34,6 +36,10 @@ pub enum StateCommand {
     Restore { at: usize },
     /// Forget the state saved at `at`.
     Forget { at: usize },
+    /// Run the next pass, which starts at position `at`, token by token and keep the state
+    /// after each of its tokens (but the last, which is the live state) until the pass after it:
+    /// a restore to any position inside the pass then needs no recompute.
+    KeepSteps { at: usize },
 }
 
 /// One layer's recurrent state for one sequence, and the states saved at earlier positions.
@@ -42,6 +48,13 @@ pub struct LayerState {
     pub shape: GdnShape,
     pub now: GdnState,
     saved: BTreeMap<usize, GdnState>,
+    /// The states after each token of the last pass, when it kept them (`steps[i]` is at
+    /// `steps_at + i + 1`); only the first `steps_len` are current (the buffers are reused).
+    steps: Vec<GdnState>,
+    steps_len: usize,
+    steps_at: usize,
+    /// Set by [`StateCommand::KeepSteps`] for the next pass.
+    keep_next: Option<usize>,
 }
 
 impl LayerState {
@@ -50,7 +63,51 @@ impl LayerState {
             shape,
             now: GdnState::new(&shape),
             saved: BTreeMap::new(),
+            steps: vec![],
+            steps_len: 0,
+            steps_at: 0,
+            keep_next: None,
         }
+    }
+
+    /// Runs one pass over `inputs` with `layer` (a kernel over any run of tokens): in one call,
+    /// or, when the engine asked to keep the steps, token by token, keeping the state after each
+    /// token but the last.
+    pub fn run(
+        &mut self,
+        inputs: &GdnInputs<'_>,
+        out: &mut [f32],
+        mut layer: impl FnMut(&mut GdnState, &GdnInputs<'_>, &mut [f32]),
+    ) {
+        self.steps_len = 0;
+        let Some(at) = self.keep_next.take() else {
+            return layer(&mut self.now, inputs, out);
+        };
+        self.steps_at = at;
+        let shape = self.shape;
+        let n = inputs.n_tokens(&shape);
+        let (cd, vd, vh) = (shape.conv_dim(), shape.value_dim(), shape.v_heads);
+        for (t, out) in out.chunks_exact_mut(vd).enumerate().take(n) {
+            let one = GdnInputs {
+                qkv: &inputs.qkv[t * cd..(t + 1) * cd],
+                z: &inputs.z[t * vd..(t + 1) * vd],
+                alpha: &inputs.alpha[t * vh..(t + 1) * vh],
+                beta: &inputs.beta[t * vh..(t + 1) * vh],
+            };
+            layer(&mut self.now, &one, out);
+            if t + 1 < n {
+                self.keep_step();
+            }
+        }
+    }
+
+    /// Appends the live state to the kept steps, reusing a buffer where there is one.
+    fn keep_step(&mut self) {
+        match self.steps.get_mut(self.steps_len) {
+            Some(s) => s.clone_from(&self.now),
+            None => self.steps.push(self.now.clone()),
+        }
+        self.steps_len += 1;
     }
 
     /// Carries out `command`; `false` when a restore finds nothing saved at that position.
@@ -60,13 +117,19 @@ impl LayerState {
                 self.saved.insert(at, self.now.clone());
             }
             StateCommand::Restore { at: 0 } => self.now.reset(),
-            StateCommand::Restore { at } => match self.saved.get(&at) {
-                Some(s) => self.now.clone_from(s),
-                None => return false,
-            },
+            StateCommand::Restore { at } => {
+                let kept = self.steps[..self.steps_len].get(step_index(self.steps_at, at));
+                match self.saved.get(&at).or(kept) {
+                    Some(s) => self.now.clone_from(s),
+                    None => return false,
+                }
+                // The steps after `at` are gone with the tokens they folded in.
+                self.steps_len = 0;
+            }
             StateCommand::Forget { at } => {
                 self.saved.remove(&at);
             }
+            StateCommand::KeepSteps { at } => self.keep_next = Some(at),
         }
         true
     }
@@ -83,6 +146,12 @@ impl LayerState {
         let command = input.downcast::<StateCommand>().ok()?;
         Some(Box::new(self.apply(*command)))
     }
+}
+
+/// Where the state at position `at` is among the steps of a pass that started at `steps_at`
+/// (`usize::MAX`, found nowhere, for a position at or before the start).
+fn step_index(steps_at: usize, at: usize) -> usize {
+    at.checked_sub(steps_at + 1).unwrap_or(usize::MAX)
 }
 
 /// The layer's per-call inputs, contiguous.
@@ -160,15 +229,11 @@ impl Operator for DeltaNet {
         let inputs = projections.inputs();
         let mut out = vec![0.0; inputs.n_tokens(&shape) * shape.value_dim()];
         let weights = weights(&inp);
-        delta::standard::layer(
-            &shape,
-            &weights,
-            &mut self.state.now,
-            &inputs,
-            &mut out,
-            &mut self.scratch,
-        )
-        .expect("the graph gives a DeltaNet op inputs of its config's shape");
+        let scratch = &mut self.scratch;
+        self.state.run(&inputs, &mut out, |state, inputs, out| {
+            delta::standard::layer(&shape, &weights, state, inputs, out, scratch)
+                .expect("the graph gives a DeltaNet op inputs of its config's shape");
+        });
         vec![Tensor::new(out)]
     }
 
@@ -272,7 +337,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::delta::HeadMap;
+    use crate::cpu::delta::{GdnWeights, HeadMap};
 
     fn shape() -> GdnShape {
         GdnShape {
@@ -301,6 +366,88 @@ mod tests {
         assert!(s.now.ssm.iter().chain(&s.now.conv).all(|&v| v == 0.0));
         assert!(s.apply(StateCommand::Forget { at: 3 }));
         assert!(!s.apply(StateCommand::Restore { at: 3 }));
+    }
+
+    #[test]
+    fn kept_steps_restore_any_position_inside_the_pass() {
+        let sh = shape();
+        let mut s = LayerState::new(sh);
+        let n = 4;
+        let inputs_of = |n: usize| {
+            let f = |len: usize, k: f32| (0..n * len).map(|i| (i as f32 * k).sin()).collect();
+            (
+                f(sh.conv_dim(), 0.7),
+                f(sh.value_dim(), 0.3),
+                f(sh.v_heads, 1.1),
+                f(sh.v_heads, 0.5),
+            )
+        };
+        let (qkv, z, alpha, beta): (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) = inputs_of(n);
+        let inputs = GdnInputs {
+            qkv: &qkv,
+            z: &z,
+            alpha: &alpha,
+            beta: &beta,
+        };
+        let weights_data = (
+            vec![0.25; sh.conv_dim() * sh.conv_kernel],
+            vec![0.1; 2],
+            vec![-0.5; 2],
+            vec![1.0; 2],
+        );
+        let w = GdnWeights {
+            conv: &weights_data.0,
+            dt_bias: &weights_data.1,
+            a: &weights_data.2,
+            norm: &weights_data.3,
+        };
+        let mut scratch = StandardScratch::default();
+        let mut run = |s: &mut LayerState, inputs: &GdnInputs<'_>, out: &mut [f32]| {
+            s.run(inputs, out, |state, inputs, out| {
+                delta::standard::layer(&sh, &w, state, inputs, out, &mut scratch).unwrap();
+            });
+        };
+        // The states one token at a time, from position 10.
+        let mut reference = vec![];
+        let mut one = LayerState::new(sh);
+        let mut out1 = vec![0.0; sh.value_dim()];
+        let vd = sh.value_dim();
+        let (cd, vh) = (sh.conv_dim(), sh.v_heads);
+        for t in 0..n {
+            let step = GdnInputs {
+                qkv: &qkv[t * cd..(t + 1) * cd],
+                z: &z[t * vd..(t + 1) * vd],
+                alpha: &alpha[t * vh..(t + 1) * vh],
+                beta: &beta[t * vh..(t + 1) * vh],
+            };
+            run(&mut one, &step, &mut out1);
+            reference.push(one.now.clone());
+        }
+        let mut out = vec![0.0; n * vd];
+        assert!(s.apply(StateCommand::KeepSteps { at: 10 }));
+        run(&mut s, &inputs, &mut out);
+        assert_eq!(
+            s.now.ssm,
+            reference[n - 1].ssm,
+            "the live state is the last token's"
+        );
+        for k in (1..n).rev() {
+            let mut back = s.clone();
+            assert!(
+                back.apply(StateCommand::Restore { at: 10 + k }),
+                "step {k} kept"
+            );
+            assert_eq!(back.now.ssm, reference[k - 1].ssm);
+            assert_eq!(back.now.conv, reference[k - 1].conv);
+            assert!(!back.apply(StateCommand::Restore { at: 10 + k + 1 }) || k + 1 == n);
+        }
+        assert!(
+            !s.clone().apply(StateCommand::Restore { at: 10 }),
+            "the pass's start is not kept"
+        );
+        // An ordinary pass forgets the steps.
+        run(&mut s, &inputs, &mut out);
+        assert!(!s.apply(StateCommand::Restore { at: 11 }));
     }
 
     #[test]

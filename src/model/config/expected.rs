@@ -1,7 +1,7 @@
 //! The tensors a configuration needs, with the shape each must have as the metadata implies,
 //! checked against the file (shape, type, norms as floats, no layer beyond the count).
 
-use super::super::tensors::{self, Dim, LayerTensor, OUTPUT, TOKEN_EMBD};
+use super::super::tensors::{self, Dim, LayerTensor, MtpTensor, OUTPUT, TOKEN_EMBD};
 use super::error::ConfigError;
 use super::keys::Keys;
 use super::meta::Meta;
@@ -15,6 +15,8 @@ struct Expected {
     dims: Vec<(usize, String)>,
     /// A norm or another small vector that must be F32, F16 or BF16.
     float_only: bool,
+    /// A file may leave it out (the optional tensors of a multi-token-prediction block).
+    optional: bool,
 }
 
 impl Meta<'_> {
@@ -24,7 +26,7 @@ impl Meta<'_> {
             match self.file.tensor(&expected.name) {
                 Some(t) => self.check_tensor(t, &expected)?,
                 // Tied embeddings: the output head is token_embd.weight, checked above.
-                None if expected.name == OUTPUT => {}
+                None if expected.name == OUTPUT || expected.optional => {}
                 None => self.tensor(&expected.name).map(|_| ())?,
             }
         }
@@ -98,10 +100,10 @@ fn mismatch_reason(found: &[u64], dims: &[(usize, String)]) -> String {
     }
 }
 
-/// Every tensor of the trunk, with its shape (outermost first) as the metadata implies. Lazy,
-/// so that a corrupt `block_count` of billions stops at the first missing layer instead of
-/// listing billions of tensors first. A multi-token-prediction block is not checked: it is not
-/// run.
+/// Every tensor of the trunk and of its multi-token-prediction blocks, with its shape
+/// (outermost first) as the metadata implies. Lazy, so that a corrupt `block_count` of billions
+/// stops at the first missing layer instead of listing billions of tensors first. The
+/// prediction blocks are checked even when not run, as llama.cpp checks them.
 fn expected_tensors<'a>(
     c: &'a Qwen3Config,
     keys: &Keys,
@@ -112,12 +114,27 @@ fn expected_tensors<'a>(
         .iter()
         .map(|(name, shape)| dims.expected(name.to_string(), shape, shape.len() == 1))
         .collect();
-    global.into_iter().chain((0..c.layers).flat_map(move |i| {
+    let mtp_layers = c.hybrid.as_ref().map_or(0, |h| h.mtp_layers);
+    let mtp_dims = dims.clone();
+    let trunk = global.into_iter().chain((0..c.layers).flat_map(move |i| {
         layer_tensors(c, i)
             .into_iter()
             .map(|t| dims.expected(t.in_layer(i), t.shape(), t.is_float_only()))
             .collect::<Vec<_>>()
-    }))
+    }));
+    let mtp = (c.layers..c.layers + mtp_layers).flat_map(move |i| {
+        let dims = &mtp_dims;
+        let nextn = MtpTensor::ALL.map(|t| Expected {
+            optional: !t.required(),
+            ..dims.expected(t.in_layer(i), t.shape(), t.shape().len() == 1)
+        });
+        layer_tensors(c, i)
+            .into_iter()
+            .map(|t| dims.expected(t.in_layer(i), t.shape(), t.is_float_only()))
+            .chain(nextn)
+            .collect::<Vec<_>>()
+    });
+    trunk.chain(mtp)
 }
 
 /// The tensors of layer `i`: its mixer (attention, gated attention or gated DeltaNet) and its
@@ -150,6 +167,7 @@ pub fn layer_tensors(c: &Qwen3Config, i: usize) -> Vec<LayerTensor> {
 }
 
 /// Each dimension a tensor shape uses, with the metadata that sets it.
+#[derive(Clone)]
 struct ExpectedDims {
     hidden: (usize, String),
     vocab: (usize, String),
@@ -168,6 +186,7 @@ struct ExpectedDims {
     beta_alpha: (usize, String),
     state: (usize, String),
     qkvz: (usize, String),
+    eh: (usize, String),
 }
 
 impl ExpectedDims {
@@ -207,6 +226,7 @@ impl ExpectedDims {
                 size(|h| 2 * h.key_dim() + 2 * h.value_dim()),
                 format!("2 x {kh} x {st} + 2 x {}", k.inner_size),
             ),
+            eh: (2 * c.hidden, format!("2 x {}", k.hidden)),
         }
     }
 
@@ -229,6 +249,7 @@ impl ExpectedDims {
             Dim::BetaAlpha => &self.beta_alpha,
             Dim::StateSize => &self.state,
             Dim::QkvzDim => &self.qkvz,
+            Dim::EhDim => &self.eh,
         }
     }
 
@@ -238,6 +259,7 @@ impl ExpectedDims {
             name,
             dims: shape.iter().map(|&d| self.of(d).clone()).collect(),
             float_only,
+            optional: false,
         }
     }
 }

@@ -17,11 +17,13 @@ mod error;
 mod expected;
 mod keys;
 mod meta;
+mod mtp;
 mod read;
 mod types;
 
 pub use error::ConfigError;
 pub use expected::layer_tensors;
+pub use mtp::MtpBlock;
 pub use types::{
     Arch, DeltaProjections, HybridConfig, KeyHeads, MoeConfig, Qwen3Config, DEFAULT_ROPE_THETA,
 };

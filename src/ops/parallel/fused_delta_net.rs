@@ -51,16 +51,11 @@ impl Operator for FusedDeltaNet {
         let inputs = projections.inputs();
         let n = inputs.n_tokens(&shape);
         let mut out = self.runtime.buffers.take_stale(n * shape.value_dim());
-        delta::fused::layer(
-            &self.runtime.pool,
-            fused,
-            &mut self.state.now,
-            &inputs,
-            &mut out,
-            &mut self.scratch,
-            self.options,
-        )
-        .expect("the graph gives a DeltaNet op inputs of its config's shape");
+        let (pool, scratch, options) = (&self.runtime.pool, &mut self.scratch, self.options);
+        self.state.run(&inputs, &mut out, |state, inputs, out| {
+            delta::fused::layer(pool, fused, state, inputs, out, scratch, options)
+                .expect("the graph gives a DeltaNet op inputs of its config's shape");
+        });
         drop(projections);
         self.runtime.buffers.recycle(inp);
         vec![Tensor::new(out)]
