@@ -12,7 +12,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::gguf::{GgufError, GgufFile, MetadataValue};
-use crate::model::config::{ConfigError, Qwen3Config};
+use crate::model::config::{ConfigError, MtpBlock, Qwen3Config};
 use crate::model::tensors::OUTPUT;
 use crate::quant::GgmlType;
 
@@ -69,12 +69,14 @@ pub struct HybridSummary {
     pub state_bytes_per_sequence: u64,
     /// KV-cache bytes per position (f16 keys and values of the attention layers only).
     pub kv_bytes_per_position: u64,
-    /// A multi-token-prediction block after the trunk (not run).
+    /// Multi-token-prediction blocks after the trunk (`--mtp` runs the first).
     pub mtp_layers: usize,
+    /// The block `--mtp` runs: its index and which optional tensors of its own it has.
+    pub mtp: Option<MtpBlock>,
 }
 
 impl HybridSummary {
-    fn of(c: &Qwen3Config) -> Option<Self> {
+    fn of(c: &Qwen3Config, file: &GgufFile) -> Option<Self> {
         let h = c.hybrid.as_ref()?;
         let pattern = h
             .recurrent_layers
@@ -89,6 +91,7 @@ impl HybridSummary {
             state_bytes_per_sequence: h.state_bytes(),
             kv_bytes_per_position: 4 * (c.kv_dim() * c.attention_layers()) as u64,
             mtp_layers: h.mtp_layers,
+            mtp: MtpBlock::of(file, c),
         })
     }
 }
@@ -181,7 +184,7 @@ impl Report {
             config_error: error.map(ToString::to_string),
             n_params: file.n_elements(),
             n_active_params: config.map(Qwen3Config::n_active_params),
-            hybrid: config.and_then(HybridSummary::of),
+            hybrid: config.and_then(|c| HybridSummary::of(c, file)),
             type_counts: type_counts(file),
             tokenizer_embedded: tokenizer
                 .as_ref()
@@ -328,10 +331,20 @@ fn config_lines(r: &Report, line: &mut impl FnMut(String)) {
             s.state_floats_per_layer,
             human_bytes(s.kv_bytes_per_position)
         ));
-        if s.mtp_layers > 0 {
+        if let Some(m) = &s.mtp {
+            let own = |has: bool, own: &str, trunk: &str| match has {
+                true => format!("own {own}"),
+                false => format!("trunk's {trunk}"),
+            };
             line(format!(
-                "  mtp             {} multi-token-prediction block(s) after the trunk (not run)",
-                s.mtp_layers
+                "  mtp             {} multi-token-prediction block(s) after the trunk: blk.{} \
+                 (nextn.eh_proj, enorm, hnorm; gated attention + feed-forward; {}, {}, {}); \
+                 run with --mtp N",
+                s.mtp_layers,
+                m.layer,
+                own(m.own_embedding, "embed_tokens", "token_embd"),
+                own(m.own_head_norm, "shared_head_norm", "output_norm"),
+                own(m.own_head, "shared_head_head", "head"),
             ));
         }
     }

@@ -3,6 +3,7 @@
 //! `n_threads`, `avg_ns`, `stddev_ts`, `samples_ns`, ...).
 
 pub mod kernels;
+pub mod mtp;
 pub mod output;
 pub mod plot;
 mod render;
@@ -57,6 +58,9 @@ pub struct RunReport {
     pub trace: Option<TraceReport>,
     /// Run-to-run spread (with `--repeat N`, N > 1).
     pub repeat: Option<RepeatReport>,
+    /// What speculative decoding did (with `--mtp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtp: Option<mtp::MtpReport>,
 }
 
 /// What every report (a run's, a sweep's) opens with: the model, the engine, the machine, and
@@ -234,6 +238,7 @@ impl RunReport {
             memory_bandwidth: None,
             trace: None,
             repeat: None,
+            mtp: generation.speculative.as_ref().map(mtp::MtpReport::new),
         };
         report.add_profile(generation, profiler_ns_per_call);
         report

@@ -64,6 +64,9 @@ fn summary(r: &RunReport) -> String {
             let _ = write!(out, "generate {:>5} tokens", r.n_gen);
         }
     }
+    if let Some(m) = &r.mtp {
+        let _ = write!(out, "\n{}", m.lines());
+    }
     if let Some(b) = &r.memory_bandwidth {
         let _ = write!(
             out,

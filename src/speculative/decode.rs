@@ -125,7 +125,7 @@ where
                 break 'generation StopReason::StopString(found);
             }
         }
-        // As plain generation: the last token wanted is shown, never run.
+        // The last token wanted is shown, never run (plain generation runs it, to no use).
         if generated.len() >= options.max_new_tokens {
             break StopReason::MaxTokens;
         }

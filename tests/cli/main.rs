@@ -8,6 +8,7 @@ mod compare;
 mod errors;
 mod generate;
 mod inspect;
+mod mtp;
 mod robustness;
 mod timing;
 mod weight_types;

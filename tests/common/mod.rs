@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod fixture_file;
 pub mod gpu;
+pub mod mtp_model;
 pub mod watched;
 
 pub use fixture_file::fixture;

@@ -6,5 +6,6 @@ mod common;
 mod fusion_contract;
 mod gpu_graph;
 mod logits;
+mod mtp;
 mod qwen35_oracle;
 mod qwen35_oracle_model;
