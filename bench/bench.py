@@ -207,6 +207,12 @@ def make_moe_models(size, out, tool, quantize, args):
     return files
 
 
+def has_mtp_block(binary, model):
+    """Whether the file has a multi-token-prediction block that `--mtp` runs."""
+    info = json.loads(run([binary, "-m", model, "--inspect", "--json"]).stdout)
+    return bool((info.get("hybrid") or {}).get("mtp"))
+
+
 def active_bytes(binary, model):
     """Bytes of weights one decode step reads: every tensor, the expert tensors (`*_exps`) only
     for the experts a token is routed to, and the embedding table only when it is also the
@@ -417,6 +423,9 @@ def main():
                    help="weight types of the mixture-of-experts file (default: %(default)s)")
     p.add_argument("--no-standard", action="store_true", help="skip standard mode")
     p.add_argument("--json", help="also write all figures to this JSON file")
+    p.add_argument("--mtp", type=int, metavar="N",
+                   help="time qwen with --mtp N (speculative decoding) on files that have a "
+                        "multi-token-prediction block; the others run without it")
     p.add_argument("--rounds", type=int, default=1,
                    help="measure each file N times, the engines taking turns; medians over rounds, "
                    "ratios by qwen compare over every round's runs (default: %(default)s)")
@@ -454,9 +463,10 @@ def report(args, tool, ik, long_prompt, depth):
         row = {"file": f.name, "size": size, "active": active_bytes(binary, f)}
         big = "4b" in f.name or "30b" in f.name
         engines = {}
+        mtp = ["--mtp", str(args.mtp)] if args.mtp and has_mtp_block(binary, f) else []
         if not args.no_standard and (not big or args.standard_4b):
-            engines["standard"] = lambda: qwen(binary, f, [], 1, long_prompt, 0)
-        par_flags = ["--parallel", "--threads", str(args.threads)]
+            engines["standard"] = lambda: qwen(binary, f, mtp, 1, long_prompt, 0)
+        par_flags = ["--parallel", "--threads", str(args.threads)] + mtp
         engines["parallel"] = lambda: qwen(binary, f, par_flags, args.repeat, long_prompt, depth)
         if lb:
             engines["llama"] = lambda: llama_bench(lb, f, args.threads, args.repeat, long_prompt, depth)

@@ -83,6 +83,9 @@ pub fn open(
     })
 }
 
+/// A trunk that keeps its hidden rows and the draft model beside it.
+pub type Drafting = (Box<dyn Runner>, Box<dyn DraftHead>);
+
 /// Builds the CPU engine keeping its hidden rows, and the prediction block `mtp` beside it on
 /// the same compilation path and thread pool (`--mtp`; the GPU engines run no hybrid file).
 pub fn open_drafting(
@@ -91,7 +94,7 @@ pub fn open_drafting(
     config: &Qwen3Config,
     mtp: &MtpBlock,
     options: EngineOptions,
-) -> Result<(Box<dyn Runner>, Box<dyn DraftHead>), EngineError> {
+) -> Result<Drafting, EngineError> {
     let hybrid = match (&config.hybrid, choice) {
         (Some(h), BackendChoice::Cpu) => h,
         _ => {
