@@ -137,6 +137,6 @@ mod tests {
                 panic!("{name} and {other} are both Dyn<'{c}'>: they would be one size");
             }
         }
-        assert_eq!(ALL.len(), 26);
+        assert_eq!(ALL.len(), 27);
     }
 }
