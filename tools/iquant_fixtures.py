@@ -32,6 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import gguf
 import numpy as np
 from gguf import GGUFReader, GGUFWriter, GGUFValueType as V
 
@@ -156,9 +157,15 @@ def main(work: Path):
          "-t", "2"])
 
     out = FIXTURES / f"models/{NAME}.gguf"
+    quantized = work / f"{NAME}.with-imatrix-paths.gguf"
     types = [a for name, ty in TENSOR_TYPES.items() for a in ("--tensor-type", f"{name}={ty}")]
     run([llama / "llama-quantize", "--imatrix", imatrix, *types, "--token-embedding-type", "q4_k",
-         "--output-tensor-type", "q6_k", SOURCE, out, "IQ2_XXS", "2"])
+         "--output-tensor-type", "q6_k", SOURCE, quantized, "IQ2_XXS", "2"])
+    # llama-quantize records where the importance matrix and its text were (paths of this
+    # machine); the committed file leaves them out. Tensors are copied unchanged.
+    new_metadata = Path(gguf.__file__).parent / "scripts/gguf_new_metadata.py"
+    run([sys.executable, new_metadata, "--force", "--remove-metadata", "quantize.imatrix.file",
+         "--remove-metadata", "quantize.imatrix.dataset", quantized, out], stdin=subprocess.DEVNULL)
 
     twin = work / f"{NAME}.deq.gguf"
     run([sys.executable, kit / "dequantize_gguf.py", out, twin])

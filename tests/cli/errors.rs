@@ -177,7 +177,9 @@ fn hybrid_files_that_contradict_themselves_are_refused_naming_the_fault() {
     );
     // A DeltaNet tensor renamed away: missing, by name.
     let missing = broken_qwen35(dir.path(), "no-a.gguf", |b| {
-        patch(b, b"blk.1.ssm_a", b"blk.1.ssm_x")
+        // The length prefix tells the tensor from `blk.1.ssm_alpha.weight`.
+        let name = |n: &[u8]| [&(n.len() as u64).to_le_bytes()[..], n].concat();
+        patch(b, &name(b"blk.1.ssm_a"), &name(b"blk.1.ssm_x"))
     });
     assert_one_line_error(&run_ids(&missing, &[]), &["blk.1.ssm_a", "not found"]);
     // A rotary count beyond the head.

@@ -279,7 +279,7 @@ fn another_architecture_is_reported_then_refused() {
     let (json, out) = inspect_json(&file.0);
     assert_one_line_error(
         &out,
-        "architecture 'llama' is not supported (this program runs qwen3 and qwen3moe)",
+        "architecture 'llama' is not supported (this program runs qwen3, qwen3moe, qwen35",
     );
     assert_eq!(json["architecture"], "llama");
     assert_eq!(json["config"], Value::Null);

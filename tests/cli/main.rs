@@ -7,6 +7,7 @@ mod chat;
 mod compare;
 mod errors;
 mod generate;
+mod hybrid_chat;
 mod inspect;
 mod robustness;
 mod timing;

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod fixture_file;
 pub mod gpu;
+pub mod qwen35_vocab;
 pub mod watched;
 
 pub use fixture_file::fixture;

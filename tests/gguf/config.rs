@@ -56,6 +56,7 @@ fn expected(model: &str) -> Qwen3Config {
             hidden: 256,
             heads: 8,
             head_dim: 64,
+            rope_dims: 64,
             ffn: 768,
             tied_embeddings: false,
             ..tiny
@@ -85,8 +86,10 @@ fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
             hidden: 256,
             heads: 8,
             head_dim: 64,
+            rope_dims: 64,
             ffn: 1024,
             tied_embeddings: false,
+            arch: Arch::Qwen3Moe,
             moe: experts(16, 4, 256),
             ..tiny
         };
@@ -100,6 +103,7 @@ fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
             512
         },
         tied_embeddings: model.contains("qwen3vocab"),
+        arch: Arch::Qwen3Moe,
         moe: experts(8, 2, 32),
         ..tiny
     }
@@ -220,7 +224,7 @@ fn another_architecture_is_named() {
         assert!(matches!(err, ConfigError::WrongArchitecture { .. }));
         assert!(
             msg.starts_with(&format!(
-                "architecture '{arch}' is not supported (this program runs qwen3 and qwen3moe)"
+                "architecture '{arch}' is not supported (this program runs qwen3, qwen3moe, qwen35"
             )),
             "{msg}"
         );

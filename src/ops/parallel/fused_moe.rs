@@ -120,12 +120,22 @@ impl OpCost for FusedMoeRouter {
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
         router_cost(inp)
     }
+
+    /// The standard router's kind: the same computation, only on the pool.
+    fn kind(&self) -> String {
+        "MoeRouter".to_string()
+    }
 }
 
 impl OpCost for FusedMoeExperts {
     /// As the standard op's; a folded-in residual (input 5) counts as activations read.
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
         experts_cost(inp, self.experts, self.used)
+    }
+
+    /// What was fused in (`MoeExperts(GateUp+SwiGlu+Down+Residual)`), as the debug text says.
+    fn kind(&self) -> String {
+        format!("{self:?}")
     }
 }
 
