@@ -60,8 +60,8 @@ pub struct Report {
 pub struct HybridSummary {
     /// One letter per trunk layer: `D` gated DeltaNet (recurrent), `A` gated attention.
     pub layer_pattern: String,
-    pub recurrent_layers: usize,
-    pub attention_layers: usize,
+    pub recurrent_layer_count: usize,
+    pub attention_layer_count: usize,
     /// f32 values of one DeltaNet layer's state: the convolution's last inputs and the
     /// `state x state` matrix of each value head.
     pub state_floats_per_layer: usize,
@@ -83,8 +83,8 @@ impl HybridSummary {
             .collect();
         Some(HybridSummary {
             layer_pattern: pattern,
-            recurrent_layers: h.recurrent_count(),
-            attention_layers: c.attention_layers(),
+            recurrent_layer_count: h.recurrent_count(),
+            attention_layer_count: c.attention_layers(),
             state_floats_per_layer: h.state_floats_per_layer(),
             state_bytes_per_sequence: h.state_bytes(),
             kv_bytes_per_position: 4 * (c.kv_dim() * c.attention_layers()) as u64,
@@ -180,7 +180,9 @@ impl Report {
             config: config.cloned(),
             config_error: error.map(ToString::to_string),
             n_params: file.n_elements(),
-            n_active_params: config.map(Qwen3Config::n_active_params),
+            // The file's tensors, not the config's count: an MTP block's weights are in the
+            // file, and only idle experts are not read.
+            n_active_params: config.map(|c| file.n_elements() - c.idle_expert_params()),
             hybrid: config.and_then(HybridSummary::of),
             type_counts: type_counts(file),
             tokenizer_embedded: tokenizer
@@ -316,7 +318,7 @@ fn config_lines(r: &Report, line: &mut impl FnMut(String)) {
     if let (Some(h), Some(s)) = (&c.hybrid, &r.hybrid) {
         line(format!(
             "  layers by kind  {} (D gated DeltaNet: {}, A gated attention: {})",
-            s.layer_pattern, s.recurrent_layers, s.attention_layers
+            s.layer_pattern, s.recurrent_layer_count, s.attention_layer_count
         ));
         line(format!(
             "  deltanet        {} key / {} value heads of {}, conv {} taps, {:?} key heads",

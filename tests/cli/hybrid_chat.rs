@@ -127,3 +127,27 @@ fn interactive_turns_reuse_the_state_and_answer_as_fresh_runs() {
         }
     }
 }
+
+#[test]
+fn the_files_own_tokenizer_comes_before_the_setup_default() {
+    // Qwen3's tokenizer as setup/tokenizer.json: its ids all fit the 248k vocabulary, so only the
+    // order keeps it from being used on a Qwen3.5 file.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("setup")).unwrap();
+    let qwen3 = fixture(TOKENIZER);
+    std::fs::copy(&qwen3, dir.path().join("setup/tokenizer.json")).unwrap();
+    let text = "Hello, 世界! 12345 éa";
+    let out = qwen()
+        .current_dir(dir.path())
+        .args(["-m", &model(), "-p", text, "-t", "1", "--json"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let prompt = ids(&json(&out)["prompt_token_ids"]);
+    assert_eq!(prompt, qwen35_ids(text));
+    let qwen3_ids = Tokenizer::from_file(&qwen3)
+        .unwrap()
+        .encode(text, true)
+        .unwrap();
+    assert_ne!(prompt, qwen3_ids, "the text tells the two tokenizers apart");
+}

@@ -165,6 +165,14 @@ fn check_hybrid_config(name: &str, json: &Value) {
     );
     let h = &json["hybrid"];
     assert_eq!(h["layer_pattern"], "DDDA", "{name}");
+    assert_eq!(
+        (
+            h["recurrent_layer_count"].clone(),
+            h["attention_layer_count"].clone()
+        ),
+        (3.into(), 1.into()),
+        "{name}"
+    );
     // Per DeltaNet layer: the last 3 of the 4 convolution taps' inputs over the q/k/v channels,
     // and a state x state matrix per value head.
     let conv = 2 * k_heads * state + v_heads * state;
@@ -344,4 +352,38 @@ fn default_model_path_is_setup_qwen3_4b() {
         .output()
         .unwrap();
     assert_one_line_error(&out, "setup/qwen3-4b.gguf");
+}
+
+/// A dense hybrid file whose last block is its MTP block: inspected, every weight of the file is
+/// read per token (no "active" line), and the MTP layer is named; a run says it is skipped.
+#[test]
+fn a_dense_file_with_an_mtp_block_is_all_active() {
+    let base = qwen::gguf::GgufFile::open(fixture("models/tiny-qwen35-f32.gguf")).unwrap();
+    let g = crate::common::rewrite::read(&base).set("qwen35.nextn_predict_layers", Some(V::U32(1)));
+    let file = TempFile::new("mtp.gguf", &g.build());
+    let (json, out) = inspect_json(&file.0);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["n_active_params"], json["n_params"]);
+    assert_eq!(json["hybrid"]["mtp_layers"], 1);
+    let text = qwen(&["-m", file.0.to_str().unwrap(), "--inspect"]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(!text.contains("active:"), "{text}");
+    let run = qwen(&[
+        "-m",
+        file.0.to_str().unwrap(),
+        "--token-ids",
+        "1,2",
+        "-t",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "{err}");
+    assert!(
+        err.contains("multi-token-prediction") && err.contains("nextn_predict_layers = 1"),
+        "{err}"
+    );
 }

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod fixture_file;
 pub mod gpu;
 pub mod qwen35_vocab;
+pub mod rewrite;
 pub mod watched;
 
 pub use fixture_file::fixture;

@@ -8,12 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use qwen::gguf::{GgufFile, MetadataArray, MetadataValue};
+use qwen::gguf::GgufFile;
 use qwen::quant::GgmlType;
 use qwen::rng::Xoshiro256;
 use serde_json::Value;
 
 use super::fixture_file::{fixture, write_atomically};
+use super::rewrite;
 use super::{Gguf, T, V};
 
 /// Rows of the Qwen3.5 vocabulary (tokens, added tokens and padding).
@@ -72,7 +73,7 @@ pub fn tiny_model() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let base = fixture("models/tiny-qwen35-q8_0.gguf");
-        let mut g = from_file(&GgufFile::open(&base).unwrap());
+        let mut g = rewrite::read(&GgufFile::open(&base).unwrap());
         g.kv.retain(|(k, _)| !k.starts_with("tokenizer."));
         let embd = g.tensors.iter().find(|t| t.name == "token_embd.weight");
         let hidden = embd.expect("the fixture has an embedding").dims[0];
@@ -98,70 +99,5 @@ fn random_f32(name: &str, shape: &[u64], seed: u64) -> T {
         dims: shape.iter().rev().copied().collect(),
         type_id: GgmlType::F32.id(),
         data,
-    }
-}
-
-/// Everything `file` holds, as a writer that gives the same file back.
-pub fn from_file(file: &GgufFile) -> Gguf {
-    let kv = file
-        .metadata()
-        .iter()
-        .filter(|(k, _)| k != "general.alignment")
-        .map(|(k, v)| (k.clone(), value(v)))
-        .collect();
-    let tensors = file
-        .tensors()
-        .iter()
-        .map(|t| T {
-            name: t.name().to_string(),
-            dims: t.dims().to_vec(),
-            type_id: t.ggml_type().id(),
-            data: file.data_of(t).unwrap().to_vec(),
-        })
-        .collect();
-    Gguf {
-        kv,
-        tensors,
-        alignment: file.alignment() as usize,
-        ..Gguf::default()
-    }
-}
-
-fn value(v: &MetadataValue) -> V {
-    match v {
-        MetadataValue::U8(x) => V::U8(*x),
-        MetadataValue::I8(x) => V::I8(*x),
-        MetadataValue::U16(x) => V::U16(*x),
-        MetadataValue::I16(x) => V::I16(*x),
-        MetadataValue::U32(x) => V::U32(*x),
-        MetadataValue::I32(x) => V::I32(*x),
-        MetadataValue::F32(x) => V::F32(*x),
-        MetadataValue::Bool(x) => V::Bool(*x),
-        MetadataValue::String(x) => V::Str(x.clone()),
-        MetadataValue::U64(x) => V::U64(*x),
-        MetadataValue::I64(x) => V::I64(*x),
-        MetadataValue::F64(x) => V::F64(*x),
-        MetadataValue::Array(a) => array(a),
-    }
-}
-
-fn array(a: &MetadataArray) -> V {
-    fn arr<X: Copy>(id: u32, xs: &[X], f: impl Fn(X) -> V) -> V {
-        V::Arr(id, xs.iter().map(|x| f(*x)).collect())
-    }
-    match a {
-        MetadataArray::U8(x) => arr(0, x, V::U8),
-        MetadataArray::I8(x) => arr(1, x, V::I8),
-        MetadataArray::U16(x) => arr(2, x, V::U16),
-        MetadataArray::I16(x) => arr(3, x, V::I16),
-        MetadataArray::U32(x) => arr(4, x, V::U32),
-        MetadataArray::I32(x) => arr(5, x, V::I32),
-        MetadataArray::F32(x) => arr(6, x, V::F32),
-        MetadataArray::Bool(x) => arr(7, x, V::Bool),
-        MetadataArray::String(x) => V::Arr(8, x.iter().cloned().map(V::Str).collect()),
-        MetadataArray::Array(x) => V::Arr(9, x.iter().map(array).collect()),
-        MetadataArray::U64(x) => arr(10, x, V::U64),
-        MetadataArray::I64(x) => arr(11, x, V::I64),
-        MetadataArray::F64(x) => arr(12, x, V::F64),
     }
 }

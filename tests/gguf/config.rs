@@ -549,3 +549,82 @@ fn moe_errors_name_the_key_or_tensor() {
         "{msg}"
     );
 }
+
+/// The tiny qwen35 fixture as the test writer holds it (four blocks, the last one attention).
+fn tiny_qwen35() -> Gguf {
+    let file = GgufFile::open(fixture("models/tiny-qwen35-f32.gguf")).unwrap();
+    crate::common::rewrite::read(&file)
+}
+
+#[test]
+fn an_explicit_layer_list_wins_over_the_interval_and_must_cover_every_block() {
+    let list = |v: &[bool]| Some(V::Arr(7, v.iter().map(|&b| V::Bool(b)).collect()));
+    // An interval of 2 would make blocks 1 and 3 attention; the list keeps the file's pattern.
+    let g = tiny_qwen35()
+        .set("qwen35.full_attention_interval", Some(V::U32(2)))
+        .set(
+            "qwen35.attention.recurrent_layers",
+            list(&[true, true, true, false]),
+        );
+    let c = config_of(&g).unwrap();
+    let kinds: Vec<bool> = (0..4).map(|l| c.is_recurrent(l)).collect();
+    assert_eq!(kinds, [true, true, true, false]);
+    // A list that makes block 0 attention asks for its attention tensors.
+    let g = tiny_qwen35().set(
+        "qwen35.attention.recurrent_layers",
+        list(&[false, true, true, false]),
+    );
+    let (err, msg) = err_of(&g);
+    assert!(matches!(err, ConfigError::MissingTensor { .. }), "{msg}");
+    assert!(msg.contains("blk.0.attn_q.weight"), "{msg}");
+    // The interval alone gives the fixture's own pattern.
+    let c = config_of(&tiny_qwen35()).unwrap();
+    let kinds: Vec<bool> = (0..4).map(|l| c.is_recurrent(l)).collect();
+    assert_eq!(kinds, [true, true, true, false]);
+
+    let short = tiny_qwen35().set("qwen35.attention.recurrent_layers", list(&[true, false]));
+    let (err, msg) = err_of(&short);
+    assert!(
+        matches!(err, ConfigError::RecurrentLayersLength { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("qwen35.attention.recurrent_layers") && msg.contains("2 entries"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn mtp_layers_shorten_the_trunk_and_may_not_take_all_of_it() {
+    let g = tiny_qwen35().set("qwen35.nextn_predict_layers", Some(V::U32(1)));
+    let c = config_of(&g).unwrap();
+    assert_eq!((c.layers, c.hybrid.as_ref().unwrap().mtp_layers), (3, 1));
+    for mtp in [4, 5] {
+        let g = tiny_qwen35().set("qwen35.nextn_predict_layers", Some(V::U32(mtp)));
+        let (err, msg) = err_of(&g);
+        assert!(matches!(err, ConfigError::TooManyMtpLayers { .. }), "{msg}");
+        assert!(
+            msg.contains("qwen35.nextn_predict_layers") && msg.contains("qwen35.block_count"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn rope_sections_must_turn_some_pair_and_be_integers() {
+    let sections = |v: [i32; 4]| Some(V::Arr(5, v.into_iter().map(V::I32).collect()));
+    let g = tiny_qwen35().set("qwen35.rope.dimension_sections", sections([0, 0, 0, 0]));
+    let (err, msg) = err_of(&g);
+    assert!(
+        matches!(err, ConfigError::EmptyRopeSections { .. }),
+        "{msg}"
+    );
+    assert!(msg.contains("qwen35.rope.dimension_sections"), "{msg}");
+    let mistyped = Some(V::Arr(8, vec![V::s("2"), V::s("2"), V::s("0"), V::s("0")]));
+    let g = tiny_qwen35().set("qwen35.rope.dimension_sections", mistyped);
+    let (_, msg) = err_of(&g);
+    assert!(msg.contains("qwen35.rope.dimension_sections"), "{msg}");
+    let g = tiny_qwen35().set("qwen35.rope.dimension_sections", None);
+    let (_, msg) = err_of(&g);
+    assert!(msg.contains("qwen35.rope.dimension_sections"), "{msg}");
+}

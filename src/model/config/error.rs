@@ -179,7 +179,10 @@ pub enum ConfigError {
         supported: String,
     },
 
-    #[error("norm weight '{tensor}' in {file} is {ty}; norm weights must be F32, F16 or BF16")]
+    #[error(
+        "'{tensor}' in {file} is {ty}; norm weights and the other small per-channel vectors \
+         (DeltaNet conv taps, dt bias, decay) must be F32, F16 or BF16"
+    )]
     NormNotFloat {
         tensor: String,
         ty: GgmlType,

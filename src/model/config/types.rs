@@ -262,13 +262,15 @@ impl Qwen3Config {
     /// experts, the routed experts' instead of every expert's (the embedding table counted whole,
     /// as the model cards count it).
     pub fn n_active_params(&self) -> u64 {
-        match self.moe {
-            Some(m) => {
-                let idle = (m.experts - m.experts_used) as u64 * self.expert_params();
-                self.n_params() - self.layers as u64 * idle
-            }
-            None => self.n_params(),
-        }
+        self.n_params() - self.idle_expert_params()
+    }
+
+    /// Weights of the experts one token is not routed to, over all layers (0 for a dense model).
+    pub fn idle_expert_params(&self) -> u64 {
+        self.moe.map_or(0, |m| {
+            let idle = (m.experts - m.experts_used) as u64 * self.expert_params();
+            self.layers as u64 * idle
+        })
     }
 
     /// Weights of one expert (gate, up and down), 0 for a dense model.
