@@ -5,6 +5,7 @@ pub mod cli;
 pub mod fixture_file;
 pub mod gpu;
 pub mod synthetic;
+pub mod twin;
 pub mod watched;
 
 pub use fixture_file::fixture;

@@ -128,7 +128,7 @@ fn normal_rows(seed: u64, rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// Where the files of this module are written: beside the unpacked fixtures.
-fn synthetic_dir() -> PathBuf {
+pub fn synthetic_dir() -> PathBuf {
     option_env!("CARGO_TARGET_TMPDIR")
         .map(PathBuf::from)
         .filter(|d| d.is_dir())

@@ -152,7 +152,7 @@ fn config_of_every_fixture_model() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 28);
+    assert_eq!(checked, 27);
 }
 
 #[test]
