@@ -1,4 +1,4 @@
-//! Through the built binary: generation, chat, errors and robustness, every weight type, --inspect and the timing report.
+//! Through the built binary: generation, chat, errors and robustness, every weight type, --inspect, progress on a terminal and the timing report.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -8,6 +8,8 @@ mod compare;
 mod errors;
 mod generate;
 mod inspect;
+#[cfg(unix)]
+mod progress;
 mod robustness;
 mod timing;
 mod weight_types;
