@@ -3,7 +3,8 @@
 
 small-iq-mix mixes types as an unsloth UD-IQ1_S file does, one type per weight tensor so one small
 file holds every new type: IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S and MXFP4 with
-IQ4_XS and K-quants (Q4_K embedding, Q6_K output head, Q4_K/Q5_K elsewhere), from small-f32.gguf.
+IQ4_XS and K-quants (Q4_K embedding, Q6_K output head, Q4_K/Q5_K elsewhere), from the reference
+kit's small-f32.gguf (`fixtures/models/` beside KIT_TOOLS; not committed here).
 
 Steps (llama.cpp's tools from LLAMA_BIN, the reference kit's tools from KIT_TOOLS):
  1. llama-quantize refuses IQ1/IQ2/IQ3_XXS tensors without an importance matrix, and llama-imatrix
@@ -37,7 +38,8 @@ import numpy as np
 from gguf import GGUFReader, GGUFWriter, GGUFValueType as V
 
 FIXTURES = Path("tests/fixtures")
-SOURCE = FIXTURES / "models/small-f32.gguf"
+KIT = Path(os.environ.get("KIT_TOOLS", "../shared/tools")).parent
+SOURCE = KIT / "fixtures/models/small-f32.gguf"
 NAME = "small-iq-mix"
 PROMPT = "3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3"
 TEXT_BYTES = 8000

@@ -115,13 +115,12 @@ fn json_of_every_fixture_matches_the_file() {
         assert_eq!(c["rope_theta"], 1e6);
         assert_eq!(c["rms_eps"], 1e-6);
         assert_eq!(c["context_length"], 40960);
-        // The MoE file with the full vocabulary has its tokenizer stripped (tests pass one).
-        let embeds = name.contains("qwen3vocab") && !name.contains("-moe");
+        let embeds = name.contains("qwen3vocab");
         assert_eq!(json["tokenizer_embedded"], embeds, "{name}");
         assert_eq!(json["chat_template_embedded"], embeds, "{name}");
         checked += 1;
     }
-    assert_eq!(checked, 29);
+    assert_eq!(checked, 27);
 }
 
 /// The sizes tests/fixtures/README.md gives for the dense fixtures.

@@ -6,6 +6,8 @@ pub mod fixture_file;
 pub mod gpu;
 pub mod qwen35_vocab;
 pub mod rewrite;
+pub mod synthetic;
+pub mod twin;
 pub mod watched;
 
 pub use fixture_file::fixture;

@@ -10,7 +10,7 @@
 //! slower standard ops; here it fails, naming the layer and the operator that is missing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use qwen::backend::cpu_engine::Engine;
 use qwen::backend::EngineOptions;
@@ -18,6 +18,8 @@ use qwen::cpu::plans::PlanOptions;
 use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
 use qwen::settings::Mode;
+
+use crate::common::twin;
 
 /// What each layer must hold after the parallel passes, by operator kind.
 const PER_LAYER: [(&str, usize); 4] = [
@@ -63,8 +65,12 @@ const UNFUSED: [&str; 6] = [
     "SumReduce",
 ];
 
+/// Fixture model `name`, or the file at `name` when it is a path (a twin written at test time).
 fn fixture(name: &str) -> PathBuf {
-    crate::common::fixture(&format!("models/{name}"))
+    match Path::new(name).is_absolute() {
+        true => PathBuf::from(name),
+        false => crate::common::fixture(&format!("models/{name}")),
+    }
 }
 
 /// Kind and label of every operator of `model` compiled in parallel mode, and its layer count.
@@ -200,9 +206,10 @@ fn untied_head_k_quants_fuse_every_layer() {
     check_contract("small-q4_k_m.gguf");
 }
 
+/// On the F32 twin of `small-q4_k_m`, written at test time.
 #[test]
 fn untied_head_f32_fuses_every_layer() {
-    check_contract("small-f32.gguf");
+    check_contract(&twin::f32_twin("small-q4_k_m.gguf").display().to_string());
 }
 
 #[test]
