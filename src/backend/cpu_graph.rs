@@ -20,7 +20,7 @@ use crate::ops::cached_attention::{cached_attention, AttentionShape, KvCache, Kv
 use crate::ops::delta_net::{delta_net, DeltaNet, DeltaNetInputs};
 use crate::ops::embedding::embed;
 use crate::ops::gated_attention::{gated_attention, GatedAttention, GatedAttentionInputs};
-use crate::ops::moe_ffn::{moe_experts, moe_router, ExpertNodes};
+use crate::ops::moe_ffn::{moe_experts, moe_router, ExpertNodes, SharedNodes};
 
 /// Inputs the host sets before each step.
 #[derive(Clone, Copy)]
@@ -209,8 +209,9 @@ impl HybridMixers for OwnedState {
 }
 
 /// Mixture of experts: [`crate::ops::moe_ffn::MoeRouter`] picks each token's experts and their
-/// weights, [`crate::ops::moe_ffn::MoeExperts`] sums those experts' feed-forwards (both exact
-/// f32 in standard mode; `--parallel` swaps in its fused versions).
+/// weights, [`crate::ops::moe_ffn::MoeExperts`] sums those experts' feed-forwards and adds the
+/// gated shared expert where there is one (both exact f32 in standard mode; `--parallel` swaps
+/// in its fused versions).
 struct RoutedExperts;
 
 impl MixtureOfExperts for RoutedExperts {
@@ -221,6 +222,12 @@ impl MixtureOfExperts for RoutedExperts {
             up: w.up,
             down: w.down,
         };
-        moe_experts(h, routing, nodes, w.experts, w.experts_used)
+        let shared = w.shared.map(|s| SharedNodes {
+            gate_inp: s.gate_inp,
+            gate: s.gate,
+            up: s.up,
+            down: s.down,
+        });
+        moe_experts(h, routing, nodes, shared, w.experts, w.experts_used)
     }
 }

@@ -159,6 +159,7 @@ standard_cases! {
     standard_tiny_qwen35_f32: "tiny-qwen35-f32.gguf", "tiny-qwen35-f32.json";
     standard_tiny_qwen35_q8_0: "tiny-qwen35-q8_0.gguf", "tiny-qwen35-q8_0.deq.json";
     standard_small_qwen35_q4_k_m: "small-qwen35-q4_k_m.gguf", "small-qwen35-q4_k_m.deq.json";
+    standard_tiny_qwen35moe_q8_0: "tiny-qwen35moe-q8_0.gguf", "tiny-qwen35moe-q8_0.deq.json";
 }
 
 /// The low-bit i-quant mix. Its references were made with a llama.cpp built for this

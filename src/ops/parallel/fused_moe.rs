@@ -85,6 +85,8 @@ pub struct FusedMoeExperts {
     runtime: Arc<Runtime>,
     experts: usize,
     used: usize,
+    /// Inputs 5..=8 are a shared expert (see [`MoeExperts`]).
+    shared: bool,
     residual: bool,
     decode: MoePlan,
     batch: MoePlan,
@@ -123,9 +125,9 @@ impl OpCost for FusedMoeRouter {
 }
 
 impl OpCost for FusedMoeExperts {
-    /// As the standard op's; a folded-in residual (input 5) counts as activations read.
+    /// As the standard op's; a folded-in residual (the last input) counts as activations read.
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
-        experts_cost(inp, self.experts, self.used)
+        experts_cost(inp, self.experts, self.used, self.shared)
     }
 }
 
@@ -147,7 +149,8 @@ impl FusedMoeExperts {
             up: tensor(3, per_expert),
             down: tensor(4, per_expert),
         };
-        let residual = self.residual.then(|| contiguous(&inp[5].0, &inp[5].1));
+        let at = if self.shared { 9 } else { 5 };
+        let residual = self.residual.then(|| contiguous(&inp[at].0, &inp[at].1));
         let mut out = rt.buffers.take(h.len());
         let plan = if routing.n_tokens == 1 {
             &self.decode
@@ -194,12 +197,13 @@ impl Compiler for FusedMoeCompiler {
                 };
                 swap_op(graph, &mut remap, node, Box::new(op), None);
             } else if let Some(experts) = op_as::<MoeExperts>(graph, node) {
-                let (n_experts, used) = (experts.experts, experts.used);
+                let (n_experts, used, shared) = (experts.experts, experts.used, experts.shared);
                 let residual = residual_add(graph, node);
                 let op = FusedMoeExperts {
                     runtime: self.runtime.clone(),
                     experts: n_experts,
                     used,
+                    shared,
                     residual: residual.is_some(),
                     decode: MoePlan::new(),
                     batch: MoePlan::new(),
