@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod fixture_file;
 pub mod gpu;
+pub mod rewrite;
 pub mod watched;
 
 pub use fixture_file::fixture;

@@ -88,7 +88,12 @@ fn compare(ours: &[f32], reference: &Value, what: &str) -> f32 {
 
 fn teacher_forced(model: &str, reference: &str, mode: Mode) {
     let file = GgufFile::open(fixture(&format!("models/{model}"))).unwrap();
-    let config = Qwen3Config::from_gguf(&file).unwrap();
+    teacher_forced_on(&file, model, reference, mode);
+}
+
+/// [`teacher_forced`] on a file made at test time, `model` naming it in messages.
+fn teacher_forced_on(file: &GgufFile, model: &str, reference: &str, mode: Mode) {
+    let config = Qwen3Config::from_gguf(file).unwrap();
     let refs: Value = serde_json::from_str(
         &std::fs::read_to_string(fixture(&format!("refs/{reference}"))).unwrap(),
     )
@@ -101,7 +106,7 @@ fn teacher_forced(model: &str, reference: &str, mode: Mode) {
         trace: None,
         plans: default_plans(),
     };
-    let mut engine = Engine::new(&file, &config, options).unwrap();
+    let mut engine = Engine::new(file, &config, options).unwrap();
     let vocab = config.vocab;
 
     let prefill = engine.forward(&prompt, Logits::All).unwrap();
@@ -160,6 +165,65 @@ standard_cases! {
     standard_tiny_qwen35_q8_0: "tiny-qwen35-q8_0.gguf", "tiny-qwen35-q8_0.deq.json";
     standard_small_qwen35_q4_k_m: "small-qwen35-q4_k_m.gguf", "small-qwen35-q4_k_m.deq.json";
     standard_tiny_qwen35moe_q8_0: "tiny-qwen35moe-q8_0.gguf", "tiny-qwen35moe-q8_0.deq.json";
+    standard_tiny_qwen3next_q8_0: "tiny-qwen3next-q8_0.gguf", "tiny-qwen3next-q8_0.deq.json";
+}
+
+/// Qwen3-Next files converted before late 2025 store q, k, v and z in one `ssm_in` per layer
+/// (per key head: its q and k, then the v and z of its value heads). Made here from
+/// `tiny-qwen3next-q8_0` by stacking the rows of `attn_qkv` and `attn_gate` in that order
+/// (Q8_0 rows are independent blocks, so the weights are the same bit for bit): its logits
+/// must be the non-fused file's, within the tolerance (one matmul of more rows may sum in
+/// another order where llama.cpp would hand it to tinyBLAS).
+#[test]
+fn standard_tiny_qwen3next_legacy_ssm_in() {
+    let file = GgufFile::open(fixture("models/tiny-qwen3next-q8_0.gguf")).unwrap();
+    let legacy = GgufFile::from_bytes(legacy_ssm_in(&file).build()).unwrap();
+    let config = Qwen3Config::from_gguf(&legacy).unwrap();
+    assert_eq!(
+        config.hybrid.as_ref().map(|h| h.projections),
+        Some(qwen::model::config::DeltaProjections::LegacyIn)
+    );
+    teacher_forced_on(
+        &legacy,
+        "tiny-qwen3next-q8_0 with ssm_in",
+        "tiny-qwen3next-q8_0.deq.json",
+        Mode::Standard,
+    );
+}
+
+/// `file` (a qwen3next file with `attn_qkv` and `attn_gate`) with each DeltaNet layer's two
+/// projections fused into the legacy `ssm_in`.
+fn legacy_ssm_in(file: &GgufFile) -> crate::common::Gguf {
+    let config = Qwen3Config::from_gguf(file).unwrap();
+    let h = config.hybrid.clone().unwrap();
+    let (s, r) = (h.state_size, h.v_heads / h.k_heads);
+    let mut g = crate::common::rewrite::read(file);
+    for layer in (0..config.layers).filter(|&i| config.is_recurrent(i)) {
+        let name = |t: &str| format!("blk.{layer}.{t}.weight");
+        let take = |g: &mut crate::common::Gguf, t: &str| {
+            let i = g.tensors.iter().position(|x| x.name == name(t)).unwrap();
+            g.tensors.remove(i)
+        };
+        let (qkv, gate) = (take(&mut g, "attn_qkv"), take(&mut g, "attn_gate"));
+        let row = qkv.data.len() / h.conv_dim();
+        let rows = |t: &crate::common::T, first: usize, n: usize| {
+            t.data[first * row..(first + n) * row].to_vec()
+        };
+        let mut data = vec![];
+        for k in 0..h.k_heads {
+            data.extend(rows(&qkv, k * s, s));
+            data.extend(rows(&qkv, h.key_dim() + k * s, s));
+            data.extend(rows(&qkv, 2 * h.key_dim() + k * r * s, r * s));
+            data.extend(rows(&gate, k * r * s, r * s));
+        }
+        g.tensors.push(crate::common::T {
+            name: name("ssm_in"),
+            dims: vec![qkv.dims[0], (2 * h.key_dim() + 2 * h.value_dim()) as u64],
+            type_id: qkv.type_id,
+            data,
+        });
+    }
+    g
 }
 
 /// The low-bit i-quant mix. Its references were made with a llama.cpp built for this
