@@ -162,7 +162,7 @@ mod tests {
             InputTensor::Borrowed(&data),
             ShapeTracker::new(&[2.into(), 3.into()]),
         )]);
-        let got = out[0].downcast_ref::<Vec<f32>>().unwrap();
+        let got = out[0].data.as_any().downcast_ref::<Vec<f32>>().unwrap();
         assert_eq!(got, &vec![3.0, 1.0, 6.0, 4.0]);
     }
 }
