@@ -273,9 +273,8 @@ fn default_plans() -> PlanOptions {
 }
 
 /// Greedy tokens of `steps` decode steps after `prompt`.
-fn greedy(model: &str, mode: Mode, prompt: &[u32], steps: usize) -> Vec<u32> {
-    let file = GgufFile::open(fixture(&format!("models/{model}"))).unwrap();
-    let config = Qwen3Config::from_gguf(&file).unwrap();
+fn greedy_on(file: &GgufFile, mode: Mode, prompt: &[u32], steps: usize) -> Vec<u32> {
+    let config = Qwen3Config::from_gguf(file).unwrap();
     let options = EngineOptions {
         mode,
         max_context: 256,
@@ -283,7 +282,7 @@ fn greedy(model: &str, mode: Mode, prompt: &[u32], steps: usize) -> Vec<u32> {
         trace: None,
         plans: default_plans(),
     };
-    let mut engine = Engine::new(&file, &config, options).unwrap();
+    let mut engine = Engine::new(file, &config, options).unwrap();
     let argmax = |l: &[f32]| (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
     let mut tokens = vec![argmax(&engine.forward(prompt, Logits::Last).unwrap())];
     while tokens.len() < steps {
@@ -297,17 +296,19 @@ fn greedy(model: &str, mode: Mode, prompt: &[u32], steps: usize) -> Vec<u32> {
 
 /// On F32 files the parallel path gives llama.cpp's greedy tokens, and the standard path's.
 fn parallel_f32_greedy(model: &str) {
+    let file = GgufFile::open(fixture(&format!("models/{model}"))).unwrap();
+    parallel_f32_greedy_on(&file, model, &model.replace(".gguf", ".json"));
+}
+
+/// [`parallel_f32_greedy`] on a file made at test time, with its reference `reference`.
+fn parallel_f32_greedy_on(file: &GgufFile, model: &str, reference: &str) {
     let refs: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture(&format!(
-            "refs/{}",
-            model.replace(".gguf", ".json")
-        )))
-        .unwrap(),
+        &std::fs::read_to_string(fixture(&format!("refs/{reference}"))).unwrap(),
     )
     .unwrap();
     let (prompt, expected) = (ids(&refs["prompt_ids"]), ids(&refs["greedy_ids"]));
-    let parallel = greedy(
-        model,
+    let parallel = greedy_on(
+        file,
         Mode::Parallel { threads: 2 },
         &prompt,
         expected.len(),
@@ -316,7 +317,7 @@ fn parallel_f32_greedy(model: &str) {
         parallel, expected,
         "{model}: parallel greedy tokens differ from llama.cpp's"
     );
-    let standard = greedy(model, Mode::Standard, &prompt, expected.len());
+    let standard = greedy_on(file, Mode::Standard, &prompt, expected.len());
     assert_eq!(
         parallel, standard,
         "{model}: parallel and standard tokens differ"
@@ -341,6 +342,27 @@ fn parallel_tiny_moe_f32_greedy() {
 #[test]
 fn parallel_tiny_qwen35_f32_greedy() {
     parallel_f32_greedy("tiny-qwen35-f32.gguf");
+}
+
+/// The hybrid mixtures of experts on their F32 twins, written at test time from the Q8_0
+/// fixtures (the twins' references are the `*.deq.json` ones): the fused experts op with the
+/// shared expert in it gives llama.cpp's greedy tokens. A router near-tie would show here as
+/// a token where parallel and standard part; none occurs on these files.
+fn parallel_twin_greedy(model: &str) {
+    let file = GgufFile::open(fixture(&format!("models/{model}"))).unwrap();
+    let twin = GgufFile::from_bytes(crate::common::rewrite::f32_twin(&file).build()).unwrap();
+    let reference = model.replace(".gguf", ".deq.json");
+    parallel_f32_greedy_on(&twin, &format!("{model} (F32 twin)"), &reference);
+}
+
+#[test]
+fn parallel_tiny_qwen35moe_twin_greedy() {
+    parallel_twin_greedy("tiny-qwen35moe-q8_0.gguf");
+}
+
+#[test]
+fn parallel_tiny_qwen3next_twin_greedy() {
+    parallel_twin_greedy("tiny-qwen3next-q8_0.gguf");
 }
 
 /// Parallel mode on a quantized file vs llama.cpp's own quantized run, both measured against the
@@ -449,4 +471,6 @@ parallel_quantized_cases! {
     parallel_small_moe_q4_k_m: "small-moe-q4_k_m.gguf";
     parallel_tiny_qwen35_q8_0: "tiny-qwen35-q8_0.gguf";
     parallel_small_qwen35_q4_k_m: "small-qwen35-q4_k_m.gguf";
+    parallel_tiny_qwen35moe_q8_0: "tiny-qwen35moe-q8_0.gguf";
+    parallel_tiny_qwen3next_q8_0: "tiny-qwen3next-q8_0.gguf";
 }

@@ -22,7 +22,9 @@ use super::super::strided::{BinaryKind, StridedBinary};
 use super::super::weight::{as_weight, WeightData};
 use super::runtime::Runtime;
 use crate::cpu::matmul::{matmul, MatmulPlan};
-use crate::cpu::moe::{moe_experts, route, ExpertTensor, ExpertWeights, MoePlan, Routing};
+use crate::cpu::moe::{
+    moe_experts, route, ExpertTensor, ExpertWeights, MoePlan, Routing, SharedExpert,
+};
 
 /// Inputs: `h [seq, hidden]` (normalised), the router `[experts, hidden]`. Output: the routing
 /// `[seq, 2 used]` (see `super::super::moe_ffn`).
@@ -148,6 +150,19 @@ impl FusedMoeExperts {
             gate: tensor(2, per_expert),
             up: tensor(3, per_expert),
             down: tensor(4, per_expert),
+            shared: self.shared.then(|| {
+                let one = |i: usize| {
+                    let w = as_weight(&inp[i].0).expect("moe experts: bound shared expert");
+                    ExpertTensor::new(w.ty, 1, w.rows, w.cols, w.bytes())
+                        .unwrap_or_else(|e| panic!("moe experts on validated tensors failed: {e}"))
+                };
+                SharedExpert {
+                    gate_inp: f32_data(&inp[5].0).expect("moe experts: the shared gate as f32"),
+                    gate: one(6),
+                    up: one(7),
+                    down: one(8),
+                }
+            }),
         };
         let at = if self.shared { 9 } else { 5 };
         let residual = self.residual.then(|| contiguous(&inp[at].0, &inp[at].1));
