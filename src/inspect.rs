@@ -42,8 +42,9 @@ pub struct Report {
     pub config_error: Option<String>,
     /// Elements over all tensors.
     pub n_params: u64,
-    /// Parameters one token's forward pass reads (a mixture of experts: only the routed experts;
-    /// dense: all of them). Absent when the config is invalid.
+    /// Parameters one token's forward pass reads (a mixture of experts: only the routed experts,
+    /// and the shared one where there is one; dense: all of them). Absent when the config is
+    /// invalid.
     pub n_active_params: Option<u64>,
     /// A hybrid model's layer pattern and recurrent state (absent for Qwen3).
     pub hybrid: Option<HybridSummary>,
@@ -230,8 +231,18 @@ impl Report {
             self.n_params
         ));
         if let Some(active) = self.n_active_params.filter(|&n| n != self.n_params) {
+            let shared = self
+                .config
+                .as_ref()
+                .and_then(|c| c.moe)
+                .is_some_and(|m| m.shared_ffn.is_some());
+            let which = if shared {
+                "the routed experts and the shared one"
+            } else {
+                "the routed experts only"
+            };
             line(format!(
-                "active:         {} ({active}) per token, the routed experts only",
+                "active:         {} ({active}) per token, {which}",
                 human_count(active)
             ));
         }
@@ -294,6 +305,11 @@ fn config_lines(r: &Report, line: &mut impl FnMut(String)) {
             m.experts, m.experts_used
         ));
         line(format!("  expert_ffn      {}", m.expert_ffn));
+        if let Some(width) = m.shared_ffn {
+            line(format!(
+                "  shared_ffn      {width} (one shared expert, every token)"
+            ));
+        }
     }
     line(format!("  vocab           {}", c.vocab));
     line(format!("  rope_theta      {}", c.rope_theta));

@@ -79,6 +79,10 @@ dims! {
     VHeads, V_HEADS = 'j';
     /// Gated DeltaNet: the head size.
     StateSize, STATE_SIZE = 'm';
+    /// Gated DeltaNet: `2 * v_heads`, beta and alpha from one projection (`qwen3next`).
+    BetaAlphaDim, BETA_ALPHA_DIM = 'B';
+    /// Gated DeltaNet: `2 * key_dim + 2 * value_dim`, the legacy fused q/k/v/z projection.
+    QkvzDim, QKVZ_DIM = 'Q';
 }
 
 /// Sets the model-size dimensions of `cx` from the config (the per-step ones are the engine's).
@@ -117,6 +121,8 @@ pub fn set_model_dims(cx: &mut Graph, c: &Qwen3Config) {
             (VALUE_DIM, h.value_dim()),
             (V_HEADS, h.v_heads),
             (STATE_SIZE, h.state_size),
+            (BETA_ALPHA_DIM, 2 * h.v_heads),
+            (QKVZ_DIM, 2 * h.key_dim() + 2 * h.value_dim()),
         ] {
             cx.set_dyn_dim(dim, size);
         }
@@ -134,6 +140,6 @@ mod tests {
                 panic!("{name} and {other} are both Dyn<'{c}'>: they would be one size");
             }
         }
-        assert_eq!(ALL.len(), 26);
+        assert_eq!(ALL.len(), 28);
     }
 }

@@ -181,6 +181,70 @@ standard_cases! {
     standard_tiny_qwen35_f32: "tiny-qwen35-f32.gguf", "tiny-qwen35-f32.json";
     standard_tiny_qwen35_q8_0: "tiny-qwen35-q8_0.gguf", "tiny-qwen35-q8_0.deq.json";
     standard_small_qwen35_q4_k_m: "small-qwen35-q4_k_m.gguf", "small-qwen35-q4_k_m.deq.json";
+    standard_tiny_qwen35moe_q8_0: "tiny-qwen35moe-q8_0.gguf", "tiny-qwen35moe-q8_0.deq.json";
+    standard_tiny_qwen3next_q8_0: "tiny-qwen3next-q8_0.gguf", "tiny-qwen3next-q8_0.deq.json";
+}
+
+/// Qwen3-Next files converted before late 2025 store q, k, v and z in one `ssm_in` per layer
+/// (per key head: its q and k, then the v and z of its value heads). Made here from
+/// `tiny-qwen3next-q8_0` by stacking the rows of `attn_qkv` and `attn_gate` in that order
+/// (Q8_0 rows are independent blocks, so the weights are the same bit for bit): its logits
+/// must be the non-fused file's, within the tolerance (one matmul of more rows may sum in
+/// another order where llama.cpp would hand it to tinyBLAS).
+#[test]
+fn standard_tiny_qwen3next_legacy_ssm_in() {
+    let file = GgufFile::open(fixture("models/tiny-qwen3next-q8_0.gguf")).unwrap();
+    let bytes = legacy_ssm_in(&file).build();
+    let legacy = GgufFile::from_bytes(bytes.clone()).unwrap();
+    let config = Qwen3Config::from_gguf(&legacy).unwrap();
+    assert_eq!(
+        config.hybrid.as_ref().map(|h| h.projections),
+        Some(qwen::model::config::DeltaProjections::LegacyIn)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-qwen3next-q8_0-ssm_in.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    teacher_forced_at(
+        &path,
+        "tiny-qwen3next-q8_0 with ssm_in",
+        "tiny-qwen3next-q8_0.deq.json",
+        Mode::Standard,
+    );
+}
+
+/// `file` (a qwen3next file with `attn_qkv` and `attn_gate`) with each DeltaNet layer's two
+/// projections fused into the legacy `ssm_in`.
+fn legacy_ssm_in(file: &GgufFile) -> crate::common::Gguf {
+    let config = Qwen3Config::from_gguf(file).unwrap();
+    let h = config.hybrid.clone().unwrap();
+    let (s, r) = (h.state_size, h.v_heads / h.k_heads);
+    let mut g = crate::common::rewrite::read(file);
+    for layer in (0..config.layers).filter(|&i| config.is_recurrent(i)) {
+        let name = |t: &str| format!("blk.{layer}.{t}.weight");
+        let take = |g: &mut crate::common::Gguf, t: &str| {
+            let i = g.tensors.iter().position(|x| x.name == name(t)).unwrap();
+            g.tensors.remove(i)
+        };
+        let (qkv, gate) = (take(&mut g, "attn_qkv"), take(&mut g, "attn_gate"));
+        let row = qkv.data.len() / h.conv_dim();
+        let rows = |t: &crate::common::T, first: usize, n: usize| {
+            t.data[first * row..(first + n) * row].to_vec()
+        };
+        let mut data = vec![];
+        for k in 0..h.k_heads {
+            data.extend(rows(&qkv, k * s, s));
+            data.extend(rows(&qkv, h.key_dim() + k * s, s));
+            data.extend(rows(&qkv, 2 * h.key_dim() + k * r * s, r * s));
+            data.extend(rows(&gate, k * r * s, r * s));
+        }
+        g.tensors.push(crate::common::T {
+            name: name("ssm_in"),
+            dims: vec![qkv.dims[0], (2 * h.key_dim() + 2 * h.value_dim()) as u64],
+            type_id: qkv.type_id,
+            data,
+        });
+    }
+    g
 }
 
 /// The F32 path on the small shapes (untied head, 64-wide heads), on the F32 twin of
@@ -283,12 +347,7 @@ fn parallel_f32_greedy(model: &str) {
 fn parallel_f32_greedy_at(model: &Path, reference: &str) {
     let refs = load_refs(reference);
     let (prompt, expected) = (ids(&refs["prompt_ids"]), ids(&refs["greedy_ids"]));
-    let parallel = greedy(
-        model,
-        Mode::Parallel { threads: 2 },
-        &prompt,
-        expected.len(),
-    );
+    let parallel = greedy(model, Mode::Parallel { threads: 2 }, &prompt, expected.len());
     assert_eq!(
         parallel,
         expected,
@@ -322,6 +381,28 @@ fn parallel_tiny_moe_f32_greedy() {
 #[test]
 fn parallel_tiny_qwen35_f32_greedy() {
     parallel_f32_greedy("tiny-qwen35-f32.gguf");
+}
+
+/// The hybrid mixtures of experts on their F32 twins, written at test time from the Q8_0
+/// fixtures (the twins' references are the `*.deq.json` ones): the fused experts op with the
+/// shared expert in it gives llama.cpp's greedy tokens. A router near-tie would show here as
+/// a token where parallel and standard part; none occurs on these files.
+fn parallel_twin_greedy(model: &str) {
+    let file = GgufFile::open(fixture(&format!("models/{model}"))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let twin = dir.path().join(model.replace(".gguf", ".deq.gguf"));
+    std::fs::write(&twin, crate::common::rewrite::f32_twin(&file).build()).unwrap();
+    parallel_f32_greedy_at(&twin, &model.replace(".gguf", ".deq.json"));
+}
+
+#[test]
+fn parallel_tiny_qwen35moe_twin_greedy() {
+    parallel_twin_greedy("tiny-qwen35moe-q8_0.gguf");
+}
+
+#[test]
+fn parallel_tiny_qwen3next_twin_greedy() {
+    parallel_twin_greedy("tiny-qwen3next-q8_0.gguf");
 }
 
 /// Parallel mode on a quantized file vs llama.cpp's own quantized run, both measured against the
@@ -430,4 +511,6 @@ parallel_quantized_cases! {
     parallel_small_moe_q4_k_m: "small-moe-q4_k_m.gguf";
     parallel_tiny_qwen35_q8_0: "tiny-qwen35-q8_0.gguf";
     parallel_small_qwen35_q4_k_m: "small-qwen35-q4_k_m.gguf";
+    parallel_tiny_qwen35moe_q8_0: "tiny-qwen35moe-q8_0.gguf";
+    parallel_tiny_qwen3next_q8_0: "tiny-qwen3next-q8_0.gguf";
 }
