@@ -304,7 +304,9 @@ fn config_lines(r: &Report, line: &mut impl FnMut(String)) {
         ));
         line(format!("  expert_ffn      {}", m.expert_ffn));
         if let Some(width) = m.shared_ffn {
-            line(format!("  shared_ffn      {width} (one shared expert, every token)"));
+            line(format!(
+                "  shared_ffn      {width} (one shared expert, every token)"
+            ));
         }
     }
     line(format!("  vocab           {}", c.vocab));

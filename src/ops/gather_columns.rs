@@ -110,7 +110,10 @@ impl FusedLayout {
         let part = |offset: usize, len: usize| {
             (0..self.k_heads).flat_map(move |h| (0..len).map(move |c| (h * g + offset + c) as u32))
         };
-        part(0, s).chain(part(s, s)).chain(part(2 * s, rs)).collect()
+        part(0, s)
+            .chain(part(s, s))
+            .chain(part(2 * s, rs))
+            .collect()
     }
 
     /// `ssm_in`'s columns of `z`, by value head.

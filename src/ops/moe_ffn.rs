@@ -26,8 +26,8 @@ use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
 use super::cost::{self, Cost, OpCost};
-use super::input::{contiguous, f32_data};
 use super::gated_attention::sigmoid;
+use super::input::{contiguous, f32_data};
 use super::swiglu::{swiglu_row, swiglu_rows};
 use super::weight::{as_weight, WeightData};
 use super::weight_matmul::matmul_dequantized;

@@ -21,7 +21,10 @@ pub fn read(file: &GgufFile) -> Gguf {
             name: info.name().to_string(),
             dims: info.dims().to_vec(),
             type_id: info.ggml_type().id(),
-            data: file.data_of(info).expect("tensor data in the file").to_vec(),
+            data: file
+                .data_of(info)
+                .expect("tensor data in the file")
+                .to_vec(),
         });
     }
     g

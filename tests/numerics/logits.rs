@@ -307,12 +307,7 @@ fn parallel_f32_greedy_on(file: &GgufFile, model: &str, reference: &str) {
     )
     .unwrap();
     let (prompt, expected) = (ids(&refs["prompt_ids"]), ids(&refs["greedy_ids"]));
-    let parallel = greedy_on(
-        file,
-        Mode::Parallel { threads: 2 },
-        &prompt,
-        expected.len(),
-    );
+    let parallel = greedy_on(file, Mode::Parallel { threads: 2 }, &prompt, expected.len());
     assert_eq!(
         parallel, expected,
         "{model}: parallel greedy tokens differ from llama.cpp's"

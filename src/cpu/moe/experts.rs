@@ -480,7 +480,15 @@ fn pass(
                     &u,
                 ),
                 (_, Some(sw), Some(sh)) => (
-                    Product::new(&sw.gate, span, sh.gate, shared_gate_acts, x, hs.as_ptr(), plan),
+                    Product::new(
+                        &sw.gate,
+                        span,
+                        sh.gate,
+                        shared_gate_acts,
+                        x,
+                        hs.as_ptr(),
+                        plan,
+                    ),
                     Product::new(&sw.up, span, sh.up, shared_up_acts, x, us.as_ptr(), plan),
                     width,
                     &hs,
