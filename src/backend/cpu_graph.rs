@@ -203,13 +203,13 @@ impl HybridMixers for OwnedState {
             v_heads: self.shape.v_heads,
             state: self.shape.head_dim,
         };
-        let (qkv, z): (GraphTensor<(Seq, ConvDim)>, GraphTensor<(Seq, ValueDim)>) = match p.qkvz {
+        let (qkv, z) = match p.qkvz {
             QkvZ::Separate { qkv, z } => (qkv, z),
             QkvZ::Fused(x) => {
                 let width = layout.qkvz_width();
                 (
-                    gather_columns(x, width, layout.qkv()),
-                    gather_columns(x, width, layout.z()),
+                    gather_columns::<_, _, ConvDim>(x, width, layout.qkv()),
+                    gather_columns::<_, _, ValueDim>(x, width, layout.z()),
                 )
             }
         };

@@ -84,6 +84,9 @@ pub struct DeltaProjectionsOut {
 }
 
 /// The convolution's channels and the output gate.
+// Graph tensors carry their shape trackers (~5 KB each): the variants differ by one of them, one
+// value per layer while the graph is built, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy)]
 pub enum QkvZ {
     /// `qkv [seq, conv_dim]` (`[q | k | v]`, each all heads) and `z [seq, value_dim]`.
@@ -97,6 +100,9 @@ pub enum QkvZ {
 }
 
 /// Per value head: beta (before its sigmoid) and alpha (before the decay).
+// Graph tensors carry their shape trackers (~5 KB each): the variants differ by one of them, one
+// value per layer while the graph is built, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy)]
 pub enum BetaAlpha {
     Separate {
@@ -151,6 +157,9 @@ pub struct DeltaNetWeights {
 }
 
 /// The q/k/v and gate projections as stored.
+// Graph tensors carry their shape trackers (~5 KB each): the variants differ by one of them, one
+// value per layer while the graph is built, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy)]
 pub enum QkvZWeights {
     Separate {
@@ -164,6 +173,9 @@ pub enum QkvZWeights {
 }
 
 /// The beta and alpha projections as stored.
+// Graph tensors carry their shape trackers (~5 KB each): the variants differ by one of them, one
+// value per layer while the graph is built, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy)]
 pub enum BetaAlphaWeights {
     Separate {

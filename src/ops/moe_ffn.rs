@@ -177,13 +177,13 @@ fn shared_cost(inp: &[(InputTensor, ShapeTracker)], tokens: u64) -> Cost {
     let mut total = Cost::default();
     for i in 6..=8 {
         if let Some(w) = inp.get(i).and_then(|(t, _)| as_weight(t)) {
-            total = total + w.matmul_cost(tokens);
+            total += w.matmul_cost(tokens);
         }
     }
     // The gate vector, f32.
     if let Some(g) = inp.get(5).and_then(|(t, _)| f32_data(t)) {
         let n = g.len() as u64;
-        total = total + Cost::matmul(4 * n, 1, n, tokens);
+        total += Cost::matmul(4 * n, 1, n, tokens);
     }
     let width = inp
         .get(6)

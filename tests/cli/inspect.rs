@@ -95,8 +95,12 @@ fn json_of_every_fixture_matches_the_file() {
             .sum();
         assert_eq!(counted, tensors.len() as u64);
         let c = &json["config"];
-        if name.contains("qwen35") {
-            assert_eq!(json["architecture"], "qwen35", "{name}");
+        if name.contains("qwen35") || name.contains("qwen3next") {
+            let arch = ["qwen35moe", "qwen3next", "qwen35"]
+                .into_iter()
+                .find(|a| name.contains(a))
+                .unwrap();
+            assert_eq!(json["architecture"], arch, "{name}");
             check_hybrid_config(&name, &json);
             checked += 1;
             continue;
@@ -120,7 +124,7 @@ fn json_of_every_fixture_matches_the_file() {
         assert_eq!(json["chat_template_embedded"], embeds, "{name}");
         checked += 1;
     }
-    assert_eq!(checked, 27);
+    assert_eq!(checked, 29);
 }
 
 /// The sizes tests/fixtures/README.md gives for the dense fixtures.
@@ -180,7 +184,18 @@ fn check_hybrid_config(name: &str, json: &Value) {
     assert_eq!(h["state_bytes_per_sequence"], 3 * 4 * floats, "{name}");
     // One attention layer: f16 keys and values.
     assert_eq!(h["kv_bytes_per_position"], 2 * 2 * kv, "{name}");
-    assert_eq!(json["n_active_params"], json["n_params"], "{name}: dense");
+    if c["experts"].is_null() {
+        assert_eq!(json["n_active_params"], json["n_params"], "{name}: dense");
+    } else {
+        // Active: all but the 6 idle experts' 3 x 32 x 64 of each layer (the shared one runs).
+        assert_eq!(c["shared_ffn"], 64, "{name}");
+        let total = json["n_params"].as_u64().unwrap();
+        assert_eq!(
+            json["n_active_params"],
+            total - 4 * 6 * 3 * 32 * 64,
+            "{name}"
+        );
+    }
 }
 
 /// The Qwen3-MoE fixtures: their expert counts, and parameters active per token counted from
@@ -234,6 +249,31 @@ fn text_report_of_a_mixture_of_experts() {
         "  expert_ffn      32",
         "  blk.0.ffn_gate_exps.weight   Q8_0   [8, 32, 64]",
         "  blk.0.ffn_gate_inp.weight    F32    [8, 64]",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn text_report_of_a_mixture_of_experts_with_a_shared_expert() {
+    let model = fixture("models/tiny-qwen35moe-q8_0.gguf");
+    let out = qwen(&["--model", model.to_str().unwrap(), "--inspect"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // 399304 in all; per token 2 of the 8 routed experts and the shared one, every layer:
+    // 399304 - 4 layers * 6 idle * 3 * 32 * 64.
+    for expected in [
+        "architecture:   qwen35moe",
+        "parameters:     399.3K (399304)",
+        "active:         251.8K (251848) per token, the routed experts and the shared one",
+        "  experts         8 (2 used per token)",
+        "  expert_ffn      32",
+        "  shared_ffn      64 (one shared expert, every token)",
+        "  blk.0.ffn_gate_inp_shexp.weight F32    [64]",
+        "  blk.0.ffn_down_shexp.weight  Q8_0   [64, 64]",
     ] {
         assert!(
             text.contains(expected),

@@ -45,6 +45,9 @@ fn expected(model: &str) -> Qwen3Config {
         moe: None,
         hybrid: None,
     };
+    if model.contains("qwen35moe") || model.contains("qwen3next") {
+        return expected_hybrid_moe(model, tiny);
+    }
     if model.contains("qwen35") {
         return expected_qwen35(model, tiny);
     }
@@ -56,6 +59,7 @@ fn expected(model: &str) -> Qwen3Config {
             hidden: 256,
             heads: 8,
             head_dim: 64,
+            rope_dims: 64,
             ffn: 768,
             rope_dims: 64,
             tied_embeddings: false,
@@ -83,9 +87,11 @@ fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
     };
     if model.starts_with("small") {
         return Qwen3Config {
+            arch: Arch::Qwen3Moe,
             hidden: 256,
             heads: 8,
             head_dim: 64,
+            rope_dims: 64,
             ffn: 1024,
             rope_dims: 64,
             tied_embeddings: false,
@@ -95,12 +101,49 @@ fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
         };
     }
     Qwen3Config {
+        arch: Arch::Qwen3Moe,
         hidden: 64,
         ffn: 192,
         tied_embeddings: false,
         moe: experts(8, 2, 32),
         arch: Arch::Qwen3Moe,
         ..tiny
+    }
+}
+
+/// The tiny hybrid mixtures of experts (the kit's HYBRID.md, section 1): tiny-qwen35's shape
+/// with 8 experts of 32, 2 used, and a shared expert of 64; Qwen3-Next writes the dense width
+/// (192), has no rotary sections, reads key heads grouped and stores beta and alpha fused.
+fn expected_hybrid_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
+    let dense = expected_qwen35("tiny-qwen35", tiny);
+    let moe = Some(MoeConfig {
+        experts: 8,
+        experts_used: 2,
+        expert_ffn: 32,
+        shared_ffn: Some(64),
+    });
+    let hybrid = dense.hybrid.clone().unwrap();
+    if model.contains("qwen3next") {
+        return Qwen3Config {
+            arch: Arch::Qwen3Next,
+            rope_sections: None,
+            tied_embeddings: false,
+            moe,
+            hybrid: Some(HybridConfig {
+                key_heads: KeyHeads::Grouped,
+                projections: DeltaProjections::FusedBetaAlpha,
+                ..hybrid
+            }),
+            ..dense
+        };
+    }
+    Qwen3Config {
+        arch: Arch::Qwen35Moe,
+        // No feed_forward_length: the routed experts' width, 2 x 32.
+        ffn: 64,
+        tied_embeddings: false,
+        moe,
+        ..dense
     }
 }
 
@@ -152,7 +195,7 @@ fn config_of_every_fixture_model() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 27);
+    assert_eq!(checked, 29);
 }
 
 #[test]

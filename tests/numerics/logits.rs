@@ -347,7 +347,12 @@ fn parallel_f32_greedy(model: &str) {
 fn parallel_f32_greedy_at(model: &Path, reference: &str) {
     let refs = load_refs(reference);
     let (prompt, expected) = (ids(&refs["prompt_ids"]), ids(&refs["greedy_ids"]));
-    let parallel = greedy(model, Mode::Parallel { threads: 2 }, &prompt, expected.len());
+    let parallel = greedy(
+        model,
+        Mode::Parallel { threads: 2 },
+        &prompt,
+        expected.len(),
+    );
     assert_eq!(
         parallel,
         expected,
