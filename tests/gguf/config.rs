@@ -61,7 +61,6 @@ fn expected(model: &str) -> Qwen3Config {
             head_dim: 64,
             rope_dims: 64,
             ffn: 768,
-            rope_dims: 64,
             tied_embeddings: false,
             ..tiny
         }
@@ -93,10 +92,8 @@ fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
             head_dim: 64,
             rope_dims: 64,
             ffn: 1024,
-            rope_dims: 64,
             tied_embeddings: false,
             moe: experts(16, 4, 256),
-            arch: Arch::Qwen3Moe,
             ..tiny
         };
     }
@@ -106,7 +103,6 @@ fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
         ffn: 192,
         tied_embeddings: false,
         moe: experts(8, 2, 32),
-        arch: Arch::Qwen3Moe,
         ..tiny
     }
 }
