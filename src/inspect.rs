@@ -331,6 +331,13 @@ fn config_lines(r: &Report, line: &mut impl FnMut(String)) {
             c.rope_dims, c.head_dim
         ));
     }
+    if c.arch.is_vision_language() {
+        line(format!(
+            "  images          not supported: text only ({} deepstack layers, which add image \
+             features, add nothing to text)",
+            c.deepstack_layers
+        ));
+    }
     if let (Some(h), Some(s)) = (&c.hybrid, &r.hybrid) {
         line(format!(
             "  layers by kind  {} (D gated DeltaNet: {}, A gated attention: {})",

@@ -13,4 +13,5 @@ mod inspect;
 mod progress;
 mod robustness;
 mod timing;
+mod vision_language;
 mod weight_types;

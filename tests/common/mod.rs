@@ -8,6 +8,7 @@ pub mod qwen35_vocab;
 pub mod rewrite;
 pub mod synthetic;
 pub mod twin;
+pub mod vision_language;
 pub mod watched;
 
 pub use fixture_file::fixture;

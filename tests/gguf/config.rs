@@ -44,6 +44,7 @@ fn expected(model: &str) -> Qwen3Config {
         tied_embeddings: true,
         moe: None,
         hybrid: None,
+        deepstack_layers: 0,
     };
     if model.contains("qwen35moe") || model.contains("qwen3next") {
         return expected_hybrid_moe(model, tiny);
@@ -258,7 +259,7 @@ fn another_architecture_is_named() {
         assert!(matches!(err, ConfigError::WrongArchitecture { .. }));
         assert!(
             msg.starts_with(&format!(
-                "architecture '{arch}' is not supported (this program runs qwen3, qwen3moe, qwen35, qwen35moe and qwen3next)"
+                "architecture '{arch}' is not supported (this program runs qwen3, qwen3moe, qwen35, qwen35moe, qwen3next, qwen3vl and qwen3vlmoe)"
             )),
             "{msg}"
         );
@@ -661,4 +662,39 @@ fn rope_sections_must_turn_some_pair_and_be_integers() {
     let g = tiny_qwen35().set("qwen35.rope.dimension_sections", None);
     let (_, msg) = err_of(&g);
     assert!(msg.contains("qwen35.rope.dimension_sections"), "{msg}");
+}
+
+/// A Qwen3-VL language model is the Qwen3 (or Qwen3-MoE) it is made from, with its rotary
+/// sections and deepstack layer count; without the sections (llama.cpp requires them) it is
+/// refused, naming the key.
+#[test]
+fn vision_language_models_are_qwen3_with_sections() {
+    use crate::common::vision_language::{DEEPSTACK_LAYERS, QWEN3VL, QWEN3VLMOE};
+    for (vl, arch) in [(QWEN3VL, Arch::Qwen3Vl), (QWEN3VLMOE, Arch::Qwen3VlMoe)] {
+        let plain = GgufFile::open(fixture(&format!("models/{}", vl.source))).unwrap();
+        let plain = Qwen3Config::from_gguf(&plain).unwrap();
+        let c = config_of(&vl.gguf()).unwrap();
+        let sections = vl.sections.map(|s| s as usize);
+        assert_eq!(
+            c,
+            Qwen3Config {
+                arch,
+                rope_sections: Some(sections),
+                deepstack_layers: DEEPSTACK_LAYERS as usize,
+                ..plain
+            }
+        );
+        let key = format!("{}.rope.dimension_sections", vl.arch);
+        let (err, msg) = err_of(&vl.gguf().set(&key, None));
+        assert!(matches!(err, ConfigError::MissingKey { .. }), "{msg}");
+        assert!(msg.contains(&key), "{msg}");
+        // Without a deepstack count (llama.cpp's default) there are none.
+        let key = format!("{}.n_deepstack_layers", vl.arch);
+        assert_eq!(
+            config_of(&vl.gguf().set(&key, None))
+                .unwrap()
+                .deepstack_layers,
+            0
+        );
+    }
 }

@@ -185,6 +185,37 @@ standard_cases! {
     standard_tiny_qwen3next_q8_0: "tiny-qwen3next-q8_0.gguf", "tiny-qwen3next-q8_0.deq.json";
 }
 
+/// Qwen3-VL's language models, derived at test time from the tiny Qwen3 fixtures
+/// (`common::vision_language`): the dense one with sections that leave rotary pairs unturned
+/// by a text position, the MoE one with sections covering every pair. Their references were
+/// made by an AVX2 build of llama.cpp, which sums in another order than the AVX-512 build of
+/// every other reference (the one `cpu::ggml_math` follows): measured, the MoE one's reference
+/// lies up to 3.05e-3 from `tiny-moe-f32.json` on the same weights (its sections turn every
+/// pair, so the two models are one), and ours lies the same 3.05e-3 from it.
+#[test]
+fn standard_tiny_qwen3vl_f32() {
+    let vl = crate::common::vision_language::QWEN3VL;
+    teacher_forced_at(&vl.path(), vl.arch, &vl.reference(), Mode::Standard);
+}
+
+#[test]
+fn standard_tiny_qwen3vlmoe_f32() {
+    let vl = crate::common::vision_language::QWEN3VLMOE;
+    teacher_forced_at(&vl.path(), vl.arch, &vl.reference(), Mode::Standard);
+}
+
+#[test]
+fn parallel_tiny_qwen3vl_f32_greedy() {
+    let vl = crate::common::vision_language::QWEN3VL;
+    parallel_f32_greedy_at(&vl.path(), &vl.reference());
+}
+
+#[test]
+fn parallel_tiny_qwen3vlmoe_f32_greedy() {
+    let vl = crate::common::vision_language::QWEN3VLMOE;
+    parallel_f32_greedy_at(&vl.path(), &vl.reference());
+}
+
 /// Qwen3-Next files converted before late 2025 store q, k, v and z in one `ssm_in` per layer
 /// (per key head: its q and k, then the v and z of its value heads). Made here from
 /// `tiny-qwen3next-q8_0` by stacking the rows of `attn_qkv` and `attn_gate` in that order
