@@ -8,7 +8,9 @@ Q8_0 file with llama.cpp's llama-quantize, when it is found; the low-bit i-quant
 importance matrix that llama-imatrix computes on the Q8_0 file over this repository's README), and
 on request (`--sizes 30b-a3b`) a Qwen3-30B-A3B-shaped mixture of experts with the real layer
 shape and 2 layers (F16 made, then Q8_0 and Q4_K_M by llama-quantize, and the `--moe-types`
-asked for: IQ2_M with an importance matrix made on the F16 file), measures the machine's
+asked for: IQ2_M with an importance matrix made on the F16 file), and the hybrid Qwen3.5 shapes
+(`--sizes 3.5-0.8b 3.5-4b`: gated DeltaNet and gated attention, the Qwen3.5 vocabulary, the 4B
+shape with 8 of its 32 layers), measures the machine's
 read bandwidth, then for each file prints tok/s of four tests:
 
   tg32        decode, 32 tokens after a 64-token prompt
@@ -62,7 +64,12 @@ PROMPT_TOKENS = 64
 GEN_TOKENS = 32
 LONG_PROMPT = 512
 DEPTH = 4096
-PRESETS = {"0.6b": "qwen3-0.6b", "4b": "qwen3-4b", "30b-a3b": "qwen3-30b-a3b"}
+PRESETS = {"0.6b": "qwen3-0.6b", "4b": "qwen3-4b", "30b-a3b": "qwen3-30b-a3b",
+           "3.5-0.8b": "qwen3.5-0.8b", "3.5-4b": "qwen3.5-4b"}
+# The hybrid Qwen3.5 shapes carry the Qwen3.5 vocabulary; the 4B one keeps 8 of its 32 layers
+# (whole groups of three DeltaNet layers and one attention layer, so the mix is the real one).
+HYBRID_SIZES = {"3.5-0.8b", "3.5-4b"}
+DENSE_LAYERS = {"3.5-4b": 8}
 # The mixture of experts is benchmarked on its real layer shape with fewer layers (the whole
 # model is 30 GiB at Q8_0): per-layer speed is what the comparison needs.
 MOE_LAYERS = {"30b-a3b": 2}
@@ -120,6 +127,14 @@ def vocab_args(models_dir):
     return ["--tokenizer", unpacked]
 
 
+def shape_args(size, models_dir):
+    """make_qwen3_gguf.py's arguments beyond the preset: the layer count kept and the
+    vocabulary (Qwen3.5's, built by the tool, for the hybrid shapes; Qwen3's otherwise)."""
+    layers = ["--layers", str(DENSE_LAYERS[size])] if size in DENSE_LAYERS else []
+    vocab = ["--vocab", "qwen35"] if size in HYBRID_SIZES else vocab_args(models_dir)
+    return layers + vocab
+
+
 def imatrix_for(model, args):
     """An importance matrix for `model` from llama-imatrix over the README (English prose and
     code, ~40 chunks of 128 tokens): the i-quants need one, and which text made it only shifts
@@ -157,11 +172,13 @@ def make_models(args, tool):
         if size in MOE_LAYERS:
             files += make_moe_models(size, out, tool, quantize, args)
             continue
-        preset = PRESETS[size]
+        preset, shape = PRESETS[size], shape_args(size, out)
+        if size in DENSE_LAYERS:
+            preset = f"{preset}-{DENSE_LAYERS[size]}l"
         q8 = out / f"{preset}-q8_0.gguf"
         types = args.types if size in args.q4km_sizes else ["q8_0"]
         if not q8.exists():
-            run([sys.executable, tool, q8, "--preset", preset, "--type", "q8_0", *vocab_args(out)])
+            run([sys.executable, tool, q8, "--preset", PRESETS[size], "--type", "q8_0", *shape])
         for ty in types:
             path = out / f"{preset}-{ty}.gguf"
             if not path.exists():
@@ -171,8 +188,8 @@ def make_models(args, tool):
                 if ty == "q4_k_m":
                     f32 = out / f"{preset}-f32.gguf"
                     if not f32.exists():
-                        run([sys.executable, tool, f32, "--preset", preset, "--type", "f32",
-                             *vocab_args(out)])
+                        run([sys.executable, tool, f32, "--preset", PRESETS[size], "--type",
+                             "f32", *shape])
                     run([quantize, f32, path, "Q4_K_M"])
                     f32.unlink()
                 else:

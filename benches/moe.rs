@@ -86,6 +86,7 @@ fn main() {
         gate: tensor(&file, &name("ffn_gate_exps")),
         up: tensor(&file, &name("ffn_up_exps")),
         down: tensor(&file, &name("ffn_down_exps")),
+        shared: None,
     };
     let (experts, ffn, hidden) = (w.gate.experts, w.gate.rows, w.gate.cols);
     let pool = ThreadPool::new(threads).expect("thread pool");

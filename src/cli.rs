@@ -51,8 +51,8 @@ pub struct Args {
     )]
     pub model: PathBuf,
 
-    /// Hugging Face tokenizer.json (default: setup/tokenizer.json if it exists, else the tokenizer
-    /// embedded in the model).
+    /// Hugging Face tokenizer.json (default: the tokenizer embedded in the model, else
+    /// setup/tokenizer.json if it exists).
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
 

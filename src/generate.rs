@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use crate::backend::{EngineError, Logits, Runner};
 use crate::node_record::{NodeRecord, StepProfile};
+use crate::progress::Phase;
 use crate::sampler::Sampler;
 use crate::settings::GenerationSettings;
 use crate::speculative::stats::SpeculativeStats;
@@ -164,6 +165,8 @@ where
 {
     let mut prefill = Samples::new();
     let interrupted = || options.interrupt.is_some_and(|f| f.load(Ordering::Relaxed));
+    // Shown on a terminal only, and set up outside the pass's time.
+    let shown = Phase::spinner(format!("prompt pass ({} tokens)", prompt.len()));
     let start = Instant::now();
     let position = engine.position();
     // A Ctrl-C before or during the prompt pass (between two of its ops): nothing generated.
@@ -171,6 +174,8 @@ where
         true => Err(EngineError::Interrupted),
         false => engine.forward(prompt, Logits::Last),
     };
+    let took = start.elapsed();
+    drop(shown);
     let mut logits = match first {
         Ok(logits) => logits,
         Err(EngineError::Interrupted) => {
@@ -179,7 +184,6 @@ where
         }
         Err(e) => return Err(e.into()),
     };
-    let took = start.elapsed();
     prefill.record(took);
     if let Some(t) = options.trace {
         t.span(

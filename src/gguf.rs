@@ -184,7 +184,7 @@ impl GgufFile {
     /// SHA-256 of the header, metadata, tensor table and both ends of every tensor's data, as
     /// 64 hex digits: what tells two model files apart (see [`digest`]).
     pub fn digest(&self) -> String {
-        digest::model_digest(self)
+        digest::model_digest(self.storage.bytes(), self.data_offset, &self.tensors)
     }
 
     /// Total elements over all tensors: the parameter count.

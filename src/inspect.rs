@@ -42,8 +42,9 @@ pub struct Report {
     pub config_error: Option<String>,
     /// Elements over all tensors.
     pub n_params: u64,
-    /// Parameters one token's forward pass reads (a mixture of experts: only the routed experts;
-    /// dense: all of them). Absent when the config is invalid.
+    /// Parameters one token's forward pass reads (a mixture of experts: only the routed experts,
+    /// and the shared one where there is one; dense: all of them). Absent when the config is
+    /// invalid.
     pub n_active_params: Option<u64>,
     /// A hybrid model's layer pattern and recurrent state (absent for Qwen3).
     pub hybrid: Option<HybridSummary>,
@@ -60,8 +61,8 @@ pub struct Report {
 pub struct HybridSummary {
     /// One letter per trunk layer: `D` gated DeltaNet (recurrent), `A` gated attention.
     pub layer_pattern: String,
-    pub recurrent_layers: usize,
-    pub attention_layers: usize,
+    pub recurrent_layer_count: usize,
+    pub attention_layer_count: usize,
     /// f32 values of one DeltaNet layer's state: the convolution's last inputs and the
     /// `state x state` matrix of each value head.
     pub state_floats_per_layer: usize,
@@ -85,8 +86,8 @@ impl HybridSummary {
             .collect();
         Some(HybridSummary {
             layer_pattern: pattern,
-            recurrent_layers: h.recurrent_count(),
-            attention_layers: c.attention_layers(),
+            recurrent_layer_count: h.recurrent_count(),
+            attention_layer_count: c.attention_layers(),
             state_floats_per_layer: h.state_floats_per_layer(),
             state_bytes_per_sequence: h.state_bytes(),
             kv_bytes_per_position: 4 * (c.kv_dim() * c.attention_layers()) as u64,
@@ -183,7 +184,9 @@ impl Report {
             config: config.cloned(),
             config_error: error.map(ToString::to_string),
             n_params: file.n_elements(),
-            n_active_params: config.map(Qwen3Config::n_active_params),
+            // The file's tensors, not the config's count: an MTP block's weights are in the
+            // file, and only idle experts are not read.
+            n_active_params: config.map(|c| file.n_elements() - c.idle_expert_params()),
             hybrid: config.and_then(|c| HybridSummary::of(c, file)),
             type_counts: type_counts(file),
             tokenizer_embedded: tokenizer
@@ -231,8 +234,18 @@ impl Report {
             self.n_params
         ));
         if let Some(active) = self.n_active_params.filter(|&n| n != self.n_params) {
+            let shared = self
+                .config
+                .as_ref()
+                .and_then(|c| c.moe)
+                .is_some_and(|m| m.shared_ffn.is_some());
+            let which = if shared {
+                "the routed experts and the shared one"
+            } else {
+                "the routed experts only"
+            };
             line(format!(
-                "active:         {} ({active}) per token, the routed experts only",
+                "active:         {} ({active}) per token, {which}",
                 human_count(active)
             ));
         }
@@ -295,6 +308,11 @@ fn config_lines(r: &Report, line: &mut impl FnMut(String)) {
             m.experts, m.experts_used
         ));
         line(format!("  expert_ffn      {}", m.expert_ffn));
+        if let Some(width) = m.shared_ffn {
+            line(format!(
+                "  shared_ffn      {width} (one shared expert, every token)"
+            ));
+        }
     }
     line(format!("  vocab           {}", c.vocab));
     line(format!("  rope_theta      {}", c.rope_theta));
@@ -316,10 +334,17 @@ fn config_lines(r: &Report, line: &mut impl FnMut(String)) {
             c.rope_dims, c.head_dim
         ));
     }
+    if c.arch.is_vision_language() {
+        line(format!(
+            "  images          not supported: text only ({} deepstack layers, which add image \
+             features, add nothing to text)",
+            c.deepstack_layers
+        ));
+    }
     if let (Some(h), Some(s)) = (&c.hybrid, &r.hybrid) {
         line(format!(
             "  layers by kind  {} (D gated DeltaNet: {}, A gated attention: {})",
-            s.layer_pattern, s.recurrent_layers, s.attention_layers
+            s.layer_pattern, s.recurrent_layer_count, s.attention_layer_count
         ));
         line(format!(
             "  deltanet        {} key / {} value heads of {}, conv {} taps, {:?} key heads",

@@ -16,6 +16,7 @@ pub mod model;
 pub mod node_record;
 pub mod ops;
 pub mod outfile;
+pub mod progress;
 pub mod prompt;
 pub mod quant;
 pub mod report;

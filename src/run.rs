@@ -14,6 +14,7 @@ use crate::interactive;
 use crate::interrupt::{self, Outcome};
 use crate::load::{self, Loaded};
 use crate::measure;
+use crate::progress::{self, Phase};
 use crate::prompt::{self, Prompt};
 use crate::report::output::{self, Traced};
 use crate::report::{self, RunInfo, RunReport};
@@ -34,6 +35,8 @@ pub fn run(settings: &Settings) -> Result<Outcome> {
     }
     settings.generation.sampling.validate()?;
     output::check_paths(&settings.report)?;
+    // Progress on a terminal's stderr; never beside a JSON report.
+    progress::allow(!settings.report.json);
     // The trace's clock starts before anything is loaded.
     let tracer = settings.report.trace.as_ref().map(|_| Tracer::new());
     let run = Run {
@@ -43,7 +46,10 @@ pub fn run(settings: &Settings) -> Result<Outcome> {
         // From here on a Ctrl-C stops the run at its next op or step, output and report kept.
         interrupt: interrupt::install()?,
     };
-    let loaded = run.phase("load", || load::load(settings))?;
+    let loaded = run.phase("load", || {
+        let _shown = Phase::spinner("loading the model");
+        load::load(settings)
+    })?;
     if interrupt::requested() {
         return Ok(stopped_before_generation("loading the model"));
     }
@@ -111,7 +117,16 @@ impl Run<'_> {
             trace: self.tracer.map(|t| t.as_ref()),
         };
         let mut generations = Vec::new();
-        for run in 0..settings.report.repeat {
+        let repeat = settings.report.repeat;
+        // The first run streams its text; the others show how many have run.
+        let mut runs = None;
+        for run in 0..repeat {
+            if run == 1 {
+                runs = Some(Phase::steps("--repeat", repeat as u64, "runs"));
+            }
+            if let Some(runs) = &runs {
+                runs.set(run as u64);
+            }
             let generation = job.generate(engine.as_mut(), drafter.as_mut(), run == 0)?;
             let stopped = generation.stop == StopReason::Interrupted;
             generations.push(generation);
@@ -119,6 +134,7 @@ impl Run<'_> {
                 break;
             }
         }
+        drop(runs);
         let mut reports = self.measure_and_report(loaded, engine.as_ref(), &prompt, generations);
         // The roofline's reference: measured (or cached) once the run is done, so that the test
         // never competes with generation; only where there is a CPU kernel profile to compare.
@@ -127,6 +143,7 @@ impl Run<'_> {
             let threads = settings.model.mode.threads();
             let cache = settings.model.plans.cache_dir.as_deref();
             let bandwidth = self.phase("read bandwidth test", || {
+                let _shown = Phase::spinner("read bandwidth test");
                 measure::read_bandwidth(threads, cache)
             });
             first.add_bandwidth(bandwidth);
@@ -194,9 +211,14 @@ impl Run<'_> {
             interrupt: Some(self.interrupt),
             trace: self.tracer.map(|t| t.as_ref()),
         };
+        let depths = Phase::steps("--sweep", plan.depths.len() as u64, "depths");
+        let mut done = 0;
         let result = sweep::run(engine, &plan, &options, &mut |row| {
             print(&report::sweep::row_line(&row.into()));
+            done += 1;
+            depths.set(done);
         })?;
+        drop(depths);
         let info = self.info(loaded, engine, measure::machine());
         let report = report::sweep::SweepReport::new(info, &plan, sweep.max, &result);
         output::print_sweep(report, &self.settings.report, self.traced())?;
@@ -234,6 +256,7 @@ impl Run<'_> {
     /// Builds and compiles the engine the settings choose, traced when `traced` and the run
     /// has a tracer.
     fn compile(&self, loaded: &Loaded, traced: bool) -> Result<Box<dyn Runner>> {
+        let _shown = Phase::spinner("compiling");
         let model = &self.settings.model;
         let options = self.engine_options(loaded, traced);
         Ok(backend::open(

@@ -3,7 +3,8 @@
 
 small-iq-mix mixes types as an unsloth UD-IQ1_S file does, one type per weight tensor so one small
 file holds every new type: IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S and MXFP4 with
-IQ4_XS and K-quants (Q4_K embedding, Q6_K output head, Q4_K/Q5_K elsewhere), from small-f32.gguf.
+IQ4_XS and K-quants (Q4_K embedding, Q6_K output head, Q4_K/Q5_K elsewhere), from the reference
+kit's small-f32.gguf (`fixtures/models/` beside KIT_TOOLS; not committed here).
 
 Steps (llama.cpp's tools from LLAMA_BIN, the reference kit's tools from KIT_TOOLS):
  1. llama-quantize refuses IQ1/IQ2/IQ3_XXS tensors without an importance matrix, and llama-imatrix
@@ -32,11 +33,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import gguf
 import numpy as np
 from gguf import GGUFReader, GGUFWriter, GGUFValueType as V
 
 FIXTURES = Path("tests/fixtures")
-SOURCE = FIXTURES / "models/small-f32.gguf"
+KIT = Path(os.environ.get("KIT_TOOLS", "../shared/tools")).parent
+SOURCE = KIT / "fixtures/models/small-f32.gguf"
 NAME = "small-iq-mix"
 PROMPT = "3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3"
 TEXT_BYTES = 8000
@@ -156,9 +159,15 @@ def main(work: Path):
          "-t", "2"])
 
     out = FIXTURES / f"models/{NAME}.gguf"
+    quantized = work / f"{NAME}.with-imatrix-paths.gguf"
     types = [a for name, ty in TENSOR_TYPES.items() for a in ("--tensor-type", f"{name}={ty}")]
     run([llama / "llama-quantize", "--imatrix", imatrix, *types, "--token-embedding-type", "q4_k",
-         "--output-tensor-type", "q6_k", SOURCE, out, "IQ2_XXS", "2"])
+         "--output-tensor-type", "q6_k", SOURCE, quantized, "IQ2_XXS", "2"])
+    # llama-quantize records where the importance matrix and its text were (paths of this
+    # machine); the committed file leaves them out. Tensors are copied unchanged.
+    new_metadata = Path(gguf.__file__).parent / "scripts/gguf_new_metadata.py"
+    run([sys.executable, new_metadata, "--force", "--remove-metadata", "quantize.imatrix.file",
+         "--remove-metadata", "quantize.imatrix.dataset", quantized, out], stdin=subprocess.DEVNULL)
 
     twin = work / f"{NAME}.deq.gguf"
     run([sys.executable, kit / "dequantize_gguf.py", out, twin])

@@ -233,6 +233,8 @@ impl Engine {
             kernels.extend(moe_kernels(self.options.mode));
         }
         if hybrid {
+            // A hybrid's attention layers run the gated op, which has its own line.
+            kernels.retain(|k| !k.starts_with("CachedAttention"));
             kernels.extend(hybrid_kernels(self.options.mode));
         }
         let plans = self.runtime.as_ref().map(|r| &r.plans);

@@ -7,10 +7,13 @@ use luminal::prelude::*;
 
 use crate::cpu::delta::{GdnShape, HeadMap};
 use crate::model::config::{HybridConfig, KeyHeads, MtpBlock, Qwen3Config};
-use crate::model::dims::{HeadDim, Heads, Hidden, KvDim, KvHeads, QDim, Routing, Seq, ValueDim};
+use crate::model::dims::{
+    ConvDim, HeadDim, Heads, Hidden, KvDim, KvHeads, QDim, Routing, Seq, VHeads, ValueDim,
+};
 use crate::model::ffn::{MixtureOfExperts, MoeFfn};
 use crate::model::mixer::{
-    DeltaNetWeights, DeltaProjectionsOut, GatedAttentionWeights, GatedProjections, HybridMixers,
+    BetaAlpha, DeltaNetWeights, DeltaProjectionsOut, GatedAttentionWeights, GatedProjections,
+    HybridMixers, QkvZ,
 };
 use crate::model::mtp::{self, MtpGraph};
 use crate::model::norm::NormKind;
@@ -21,7 +24,8 @@ use crate::ops::cached_attention::{cached_attention, AttentionShape, KvCache, Kv
 use crate::ops::delta_net::{delta_net, DeltaNet, DeltaNetInputs};
 use crate::ops::embedding::embed;
 use crate::ops::gated_attention::{gated_attention, GatedAttention, GatedAttentionInputs};
-use crate::ops::moe_ffn::{moe_experts, moe_router, ExpertNodes};
+use crate::ops::gather_columns::{gather_columns, FusedLayout};
+use crate::ops::moe_ffn::{moe_experts, moe_router, ExpertNodes, SharedNodes};
 
 /// Inputs the host sets before each step.
 #[derive(Clone, Copy)]
@@ -249,11 +253,37 @@ impl HybridMixers for OwnedState {
         p: DeltaProjectionsOut,
         w: &DeltaNetWeights,
     ) -> GraphTensor<(Seq, ValueDim)> {
+        // Qwen3-Next's fused projections, taken apart per key head.
+        let layout = FusedLayout {
+            k_heads: self.shape.k_heads,
+            v_heads: self.shape.v_heads,
+            state: self.shape.head_dim,
+        };
+        let (qkv, z) = match p.qkvz {
+            QkvZ::Separate { qkv, z } => (qkv, z),
+            QkvZ::Fused(x) => {
+                let width = layout.qkvz_width();
+                (
+                    gather_columns::<_, _, ConvDim>(x, width, layout.qkv()),
+                    gather_columns::<_, _, ValueDim>(x, width, layout.z()),
+                )
+            }
+        };
+        let (beta, alpha): (GraphTensor<(Seq, VHeads)>, _) = match p.beta_alpha {
+            BetaAlpha::Separate { beta, alpha } => (beta, alpha),
+            BetaAlpha::Fused(x) => {
+                let width = layout.ba_width();
+                (
+                    gather_columns(x, width, layout.beta_alpha(false)),
+                    gather_columns(x, width, layout.beta_alpha(true)),
+                )
+            }
+        };
         let inputs = DeltaNetInputs {
-            qkv: p.qkv,
-            z: p.z,
-            beta: p.beta,
-            alpha: p.alpha,
+            qkv,
+            z,
+            beta,
+            alpha,
             conv: w.ssm_conv1d,
             dt: w.ssm_dt,
             a: w.ssm_a,
@@ -265,8 +295,9 @@ impl HybridMixers for OwnedState {
 }
 
 /// Mixture of experts: [`crate::ops::moe_ffn::MoeRouter`] picks each token's experts and their
-/// weights, [`crate::ops::moe_ffn::MoeExperts`] sums those experts' feed-forwards (both exact
-/// f32 in standard mode; `--parallel` swaps in its fused versions).
+/// weights, [`crate::ops::moe_ffn::MoeExperts`] sums those experts' feed-forwards and adds the
+/// gated shared expert where there is one (both exact f32 in standard mode; `--parallel` swaps
+/// in its fused versions).
 struct RoutedExperts;
 
 impl MixtureOfExperts for RoutedExperts {
@@ -277,6 +308,12 @@ impl MixtureOfExperts for RoutedExperts {
             up: w.up,
             down: w.down,
         };
-        moe_experts(h, routing, nodes, w.experts, w.experts_used)
+        let shared = w.shared.map(|s| SharedNodes {
+            gate_inp: s.gate_inp,
+            gate: s.gate,
+            up: s.up,
+            down: s.down,
+        });
+        moe_experts(h, routing, nodes, shared, w.experts, w.experts_used)
     }
 }

@@ -75,7 +75,7 @@ pub enum GpuError {
     #[error("weight '{name}' is not read through an upload op after compiling (found {found})")]
     Unbindable { name: String, found: String },
     #[error(
-        "the {backend} GPU graph runs dense Qwen3 only (qwen3), and this file is {arch}: run it \
+        "the {backend} GPU graph runs dense Qwen3 only (qwen3, qwen3vl), and this file is {arch}: run it \
          on the CPU (without --backend {backend})"
     )]
     CpuOnly {

@@ -61,9 +61,11 @@ pub fn open(
         Mode::Parallel { .. } => Precision::F16,
     };
     let gpu = GpuOptions::new(options.max_context);
-    if config.arch != Arch::Qwen3 && choice != BackendChoice::Cpu {
+    let dense_attention = matches!(config.arch, Arch::Qwen3 | Arch::Qwen3Vl);
+    if !dense_attention && choice != BackendChoice::Cpu {
         // The GPU graph is stock luminal ops, which cannot express the routing or the
-        // recurrent layers: the CPU engine's ops do.
+        // recurrent layers: the CPU engine's ops do. (Qwen3-VL's sections live in the
+        // rotary tables, which the GPU engine builds as the CPU one does.)
         return Err(GpuError::CpuOnly {
             backend: choice.name(),
             arch: config.arch.name(),

@@ -374,7 +374,7 @@ mod tests {
             path: path.into(),
             engine: Engine::LlamaBench,
             model: ModelId {
-                filename: "/elsewhere/tiny.gguf".into(),
+                filename: "/nonexistent/elsewhere/tiny.gguf".into(),
                 digest: None,
                 n_params: Some(5),
                 size: Some(8),

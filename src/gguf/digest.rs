@@ -10,21 +10,21 @@
 
 use sha2::{Digest, Sha256};
 
-use super::GgufFile;
+use super::tensor_info::TensorInfo;
 
 /// Bytes hashed at each end of every tensor's data.
 pub const SAMPLE: usize = 4096;
 
-/// The digest as 64 lower-case hex digits.
-pub fn model_digest(file: &GgufFile) -> String {
-    let bytes = file.storage.bytes();
+/// The digest as 64 lower-case hex digits, of a file's `bytes` whose tensor data starts at
+/// `data_offset` and whose table lists `tensors`.
+pub fn model_digest(bytes: &[u8], data_offset: u64, tensors: &[TensorInfo]) -> String {
     let mut hash = Sha256::new();
-    let header_end = usize::try_from(file.data_offset).map_or(bytes.len(), |o| o.min(bytes.len()));
+    let header_end = usize::try_from(data_offset).map_or(bytes.len(), |o| o.min(bytes.len()));
     hash.update(&bytes[..header_end]);
-    for info in &file.tensors {
+    for info in tensors {
         // The parser checked that every tensor lies in the file; one that does not is skipped
         // rather than trusted.
-        let Some(data) = file.data_of(info) else {
+        let Some(data) = data_of(bytes, info) else {
             continue;
         };
         let head = data.len().min(SAMPLE);
@@ -35,15 +35,19 @@ pub fn model_digest(file: &GgufFile) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn data_of<'a>(bytes: &'a [u8], info: &TensorInfo) -> Option<&'a [u8]> {
+    let start = usize::try_from(info.file_offset()).ok()?;
+    let end = start.checked_add(usize::try_from(info.n_bytes()).ok()?)?;
+    bytes.get(start..end)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::gguf::GgufFile;
 
     fn fixture() -> Vec<u8> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/models/tiny-q8_0.gguf"
-        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/models/tiny-q8_0.gguf");
         std::fs::read(path).expect("the tiny fixture")
     }
 

@@ -330,6 +330,7 @@ mod tests {
             tied_embeddings: true,
             moe: None,
             hybrid: None,
+            deepstack_layers: 0,
         }
     }
 

@@ -61,6 +61,9 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
     if settings.generation.mtp.is_some() {
         crate::speculative::setup::block(&file, &config)?;
     }
+    if config.arch.is_vision_language() {
+        crate::errln!("{}", vision_notice(&model.path, &file, &config));
+    }
     // A sweep runs random ids: it needs no tokenizer either.
     let need = match (&settings.prompt, settings.command) {
         (PromptSource::TokenIds(_), _) | (_, Command::Sweep(_)) => Need::Optional,
@@ -94,4 +97,32 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
         load_ms: started.elapsed().as_secs_f64() * 1e3,
         model_digest,
     })
+}
+
+/// What a Qwen3-VL language model's user learns: text only, and what of the image path the
+/// file holds goes unread (its deepstack layers add image features, none for text; an image
+/// encoder's tensors, `v.*` and `mm.*`, when a file carries them).
+fn vision_notice(path: &std::path::Path, file: &GgufFile, config: &Qwen3Config) -> String {
+    let encoder = file
+        .tensors()
+        .iter()
+        .filter(|t| t.name().starts_with("v.") || t.name().starts_with("mm."))
+        .count();
+    let mut unread = vec![];
+    if config.deepstack_layers > 0 {
+        unread.push(format!("{} deepstack layers", config.deepstack_layers));
+    }
+    if encoder > 0 {
+        unread.push(format!("{encoder} image-encoder tensors"));
+    }
+    let unread = match unread.is_empty() {
+        true => String::new(),
+        false => format!(" ({} unused)", unread.join(", ")),
+    };
+    format!(
+        "notice: {} is the language model of a vision-language model ({}): text prompts only; \
+         images need its vision encoder, which this program does not run{unread}",
+        path.display(),
+        config.arch
+    )
 }

@@ -1,6 +1,6 @@
 //! Which model file, tokenizer and chat template a run uses: `-m FILE`, else the model
-//! `setup/setup.sh` downloads; the `--tokenizer` given, else `setup/tokenizer.json` when it
-//! exists, else what the GGUF file embeds; each checked against the model before any work is done.
+//! `setup/setup.sh` downloads; the `--tokenizer` given, else what the GGUF file embeds, else
+//! `setup/tokenizer.json` when it exists; each checked against the model before any work is done.
 
 use std::path::{Path, PathBuf};
 
@@ -71,8 +71,11 @@ pub enum Need {
     Optional,
 }
 
-/// The tokenizer for `gguf`: `explicit` (which must load), else [`DEFAULT_TOKENIZER`] when it
-/// exists, else the embedded one. Checked against the model's vocabulary.
+/// The tokenizer for `gguf`: `explicit` (which must load), else the embedded one, else
+/// [`DEFAULT_TOKENIZER`] when it exists. The file's own comes before the default because the
+/// default is a guess: Qwen3's tokenizer.json fits a Qwen3.5 file's larger vocabulary, so the
+/// vocabulary check would not catch it, and every id would be wrong. Checked against the model's
+/// vocabulary.
 pub fn tokenizer(
     explicit: Option<&Path>,
     gguf: &GgufFile,
@@ -81,10 +84,12 @@ pub fn tokenizer(
 ) -> Result<Option<Tokenizer>, ResolveError> {
     let found = match (explicit, need) {
         (Some(path), _) => Some(Tokenizer::from_file(path)?),
-        (None, Need::Required) if Path::new(DEFAULT_TOKENIZER).is_file() => {
-            Some(Tokenizer::from_file(DEFAULT_TOKENIZER)?)
-        }
-        (None, Need::Required) => Some(Tokenizer::from_gguf(gguf)?),
+        (None, Need::Required) => match Tokenizer::from_gguf(gguf) {
+            Err(TokenizerError::NotEmbedded { .. }) if Path::new(DEFAULT_TOKENIZER).is_file() => {
+                Some(Tokenizer::from_file(DEFAULT_TOKENIZER)?)
+            }
+            embedded => Some(embedded?),
+        },
         (None, Need::Optional) => Tokenizer::from_gguf(gguf).ok(),
     };
     if let Some(t) = &found {

@@ -81,6 +81,10 @@ dims! {
     StateSize, STATE_SIZE = 'm';
     /// Multi-token prediction: an embedding and a hidden state side by side, `2 * hidden`.
     EhDim, EH_DIM = 'E';
+    /// Gated DeltaNet: `2 * v_heads`, beta and alpha from one projection (`qwen3next`).
+    BetaAlphaDim, BETA_ALPHA_DIM = 'B';
+    /// Gated DeltaNet: `2 * key_dim + 2 * value_dim`, the legacy fused q/k/v/z projection.
+    QkvzDim, QKVZ_DIM = 'Q';
 }
 
 /// Sets the model-size dimensions of `cx` from the config (the per-step ones are the engine's).
@@ -120,6 +124,8 @@ pub fn set_model_dims(cx: &mut Graph, c: &Qwen3Config) {
             (V_HEADS, h.v_heads),
             (STATE_SIZE, h.state_size),
             (EH_DIM, 2 * c.hidden),
+            (BETA_ALPHA_DIM, 2 * h.v_heads),
+            (QKVZ_DIM, 2 * h.key_dim() + 2 * h.value_dim()),
         ] {
             cx.set_dyn_dim(dim, size);
         }
@@ -137,6 +143,6 @@ mod tests {
                 panic!("{name} and {other} are both Dyn<'{c}'>: they would be one size");
             }
         }
-        assert_eq!(ALL.len(), 27);
+        assert_eq!(ALL.len(), 29);
     }
 }

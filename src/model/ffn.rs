@@ -8,11 +8,16 @@
 //! (a data-dependent choice of weights), so the engine supplies it as the [`MixtureOfExperts`]
 //! part; an engine without one refuses `qwen3moe` files when it opens. The attention half, the
 //! norm before the feed-forward and the residual around it stay as they are.
+//!
+//! The hybrid mixtures of experts (`qwen35moe`, `qwen3next`) add a shared expert every token
+//! runs: a SwiGLU of its own width whose output is scaled by `sigmoid(ffn_gate_inp_shexp · h)`
+//! (one scalar per token) and added to the routed experts' sum. It travels with the routed
+//! experts to the engine's part, so that an engine can run both in one pass over the token.
 
 use luminal::prelude::*;
 
 use super::config::Qwen3Config;
-use super::dims::{ExpertDownRows, ExpertFfn, ExpertRows, Experts, Ffn, Hidden, Seq};
+use super::dims::{ExpertDownRows, ExpertFfn, ExpertRows, Experts, Ffn, Hidden, Seq, SharedFfn};
 use super::tensors::LayerTensor;
 
 /// One block's feed-forward weights, by kind.
@@ -40,12 +45,26 @@ pub struct MoeFfn {
     pub down: GraphTensor<(ExpertDownRows, ExpertFfn)>,
     pub experts: usize,
     pub experts_used: usize,
+    /// The shared expert (`qwen35moe`, `qwen3next`).
+    pub shared: Option<SharedExpert>,
+}
+
+/// The shared expert of a hybrid mixture of experts: `ffn_gate_inp_shexp [hidden]` (its gate,
+/// a vector), `ffn_gate_shexp`, `ffn_up_shexp [shared_ffn, hidden]`, `ffn_down_shexp [hidden,
+/// shared_ffn]`.
+#[derive(Clone, Copy)]
+pub struct SharedExpert {
+    pub gate_inp: GraphTensor<(Hidden,)>,
+    pub gate: GraphTensor<(SharedFfn, Hidden)>,
+    pub up: GraphTensor<(SharedFfn, Hidden)>,
+    pub down: GraphTensor<(Hidden, SharedFfn)>,
 }
 
 /// Variation point: the routed experts of a mixture-of-experts feed-forward.
 pub trait MixtureOfExperts {
-    /// The weighted sum of the experts the router picks for each token of the normed `h`,
-    /// `[seq, hidden]` (the residual add is the block's).
+    /// The weighted sum of the experts the router picks for each token of the normed `h`, plus
+    /// the gated shared expert where `w` has one, `[seq, hidden]` (the residual add is the
+    /// block's).
     fn experts(&mut self, h: GraphTensor<(Seq, Hidden)>, w: &MoeFfn) -> GraphTensor<(Seq, Hidden)>;
 }
 
@@ -74,6 +93,12 @@ impl FeedForward {
                 down: cx.named_tensor(FfnDownExps.name()),
                 experts: m.experts,
                 experts_used: m.experts_used,
+                shared: m.shared_ffn.map(|_| SharedExpert {
+                    gate_inp: cx.named_tensor(FfnGateInpShexp.name()),
+                    gate: cx.named_tensor(FfnGateShexp.name()),
+                    up: cx.named_tensor(FfnUpShexp.name()),
+                    down: cx.named_tensor(FfnDownShexp.name()),
+                }),
             }),
         }
     }
@@ -110,12 +135,23 @@ impl FeedForward {
                 (LayerTensor::FfnUp, w.up.id),
                 (LayerTensor::FfnDown, w.down.id),
             ],
-            FeedForward::Moe(w) => vec![
-                (LayerTensor::FfnGateInp, w.router.id),
-                (LayerTensor::FfnGateExps, w.gate.id),
-                (LayerTensor::FfnUpExps, w.up.id),
-                (LayerTensor::FfnDownExps, w.down.id),
-            ],
+            FeedForward::Moe(w) => {
+                let mut out = vec![
+                    (LayerTensor::FfnGateInp, w.router.id),
+                    (LayerTensor::FfnGateExps, w.gate.id),
+                    (LayerTensor::FfnUpExps, w.up.id),
+                    (LayerTensor::FfnDownExps, w.down.id),
+                ];
+                if let Some(s) = &w.shared {
+                    out.extend([
+                        (LayerTensor::FfnGateInpShexp, s.gate_inp.id),
+                        (LayerTensor::FfnGateShexp, s.gate.id),
+                        (LayerTensor::FfnUpShexp, s.up.id),
+                        (LayerTensor::FfnDownShexp, s.down.id),
+                    ]);
+                }
+                out
+            }
         }
     }
 }

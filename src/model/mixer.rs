@@ -12,16 +12,21 @@
 //! - Gated DeltaNet: the q/k/v, gate (`z`), beta and alpha projections; a causal convolution,
 //!   the delta rule on a recurrent state per value head and a gated RMSNorm, all in the
 //!   engine's [`HybridMixers::delta_net`] op, which owns the layer's state; then `ssm_out`.
+//!   Files store the input projections three ways ([`DeltaProjections`]): separate (qwen35,
+//!   qwen35moe), beta and alpha fused in `ssm_ba` (qwen3next), and also q, k, v and z fused in
+//!   `ssm_in` (qwen3next files converted before late 2025); each stored matrix is one matmul
+//!   here, and the engine takes the fused outputs apart (per key head, see [`QkvZ`] and
+//!   [`BetaAlpha`]).
 //!
 //! The projections stay matmuls of the graph, so both compilation paths run them on their own
 //! kernels (and `--parallel` fuses them with the norm before).
 
 use luminal::prelude::*;
 
-use super::config::Qwen3Config;
+use super::config::{DeltaProjections, Qwen3Config};
 use super::dims::{
-    ConvDim, ConvKernel, HeadDim, Heads, Hidden, KvDim, KvHeads, QDim, QGateDim, Seq, StateSize,
-    VHeads, ValueDim,
+    BetaAlphaDim, ConvDim, ConvKernel, HeadDim, Heads, Hidden, KvDim, KvHeads, QDim, QGateDim,
+    QkvzDim, Seq, StateSize, VHeads, ValueDim,
 };
 use super::norm::Norm;
 use super::rotary::Rotary;
@@ -71,16 +76,42 @@ pub struct GatedProjections {
     pub v: GraphTensor<(Seq, KvDim)>,
 }
 
-/// A gated DeltaNet layer's projections of the normed input.
+/// A gated DeltaNet layer's projections of the normed input, as the file's matrices give them.
 #[derive(Clone, Copy)]
 pub struct DeltaProjectionsOut {
-    /// The convolution's channels, `[q | k | v]`.
-    pub qkv: GraphTensor<(Seq, ConvDim)>,
-    /// The output gate `z`.
-    pub z: GraphTensor<(Seq, ValueDim)>,
-    /// Per value head: beta (before its sigmoid) and alpha (before the decay).
-    pub beta: GraphTensor<(Seq, VHeads)>,
-    pub alpha: GraphTensor<(Seq, VHeads)>,
+    pub qkvz: QkvZ,
+    pub beta_alpha: BetaAlpha,
+}
+
+/// The convolution's channels and the output gate.
+// Graph tensors carry their shape trackers (~5 KB each): the variants differ by one of them, one
+// value per layer while the graph is built, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy)]
+pub enum QkvZ {
+    /// `qkv [seq, conv_dim]` (`[q | k | v]`, each all heads) and `z [seq, value_dim]`.
+    Separate {
+        qkv: GraphTensor<(Seq, ConvDim)>,
+        z: GraphTensor<(Seq, ValueDim)>,
+    },
+    /// `ssm_in`'s `[seq, 2 key_dim + 2 value_dim]`: per key head `g`, its q and k (`state`
+    /// each), then the v and z of its `v_heads / k_heads` value heads.
+    Fused(GraphTensor<(Seq, QkvzDim)>),
+}
+
+/// Per value head: beta (before its sigmoid) and alpha (before the decay).
+// Graph tensors carry their shape trackers (~5 KB each): the variants differ by one of them, one
+// value per layer while the graph is built, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy)]
+pub enum BetaAlpha {
+    Separate {
+        beta: GraphTensor<(Seq, VHeads)>,
+        alpha: GraphTensor<(Seq, VHeads)>,
+    },
+    /// `ssm_ba`'s `[seq, 2 v_heads]`: per key head `g`, the betas of its `r = v_heads /
+    /// k_heads` value heads `g r .. g r + r`, then their alphas.
+    Fused(GraphTensor<(Seq, BetaAlphaDim)>),
 }
 
 /// The weights of Qwen3's attention half.
@@ -108,14 +139,12 @@ pub struct GatedAttentionWeights {
     pub attn_output: GraphTensor<(Hidden, QDim)>,
 }
 
-/// The weights of a gated DeltaNet layer (qwen35's separate projections).
+/// The weights of a gated DeltaNet layer.
 #[derive(Clone, Copy)]
 pub struct DeltaNetWeights {
     pub attn_norm: GraphTensor<(Hidden,)>,
-    pub attn_qkv: GraphTensor<(ConvDim, Hidden)>,
-    pub attn_gate: GraphTensor<(ValueDim, Hidden)>,
-    pub ssm_beta: GraphTensor<(VHeads, Hidden)>,
-    pub ssm_alpha: GraphTensor<(VHeads, Hidden)>,
+    pub qkvz: QkvZWeights,
+    pub beta_alpha: BetaAlphaWeights,
     /// The causal convolution's taps, `[conv_dim, conv_kernel]`.
     pub ssm_conv1d: GraphTensor<(ConvDim, ConvKernel)>,
     /// `dt_bias`, added to alpha before the softplus.
@@ -125,6 +154,94 @@ pub struct DeltaNetWeights {
     /// The gated RMSNorm's weight, shared by every head.
     pub ssm_norm: GraphTensor<(StateSize,)>,
     pub ssm_out: GraphTensor<(Hidden, ValueDim)>,
+}
+
+/// The q/k/v and gate projections as stored.
+// Graph tensors carry their shape trackers (~5 KB each): the variants differ by one of them, one
+// value per layer while the graph is built, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy)]
+pub enum QkvZWeights {
+    Separate {
+        attn_qkv: GraphTensor<(ConvDim, Hidden)>,
+        attn_gate: GraphTensor<(ValueDim, Hidden)>,
+    },
+    /// `ssm_in`, see [`QkvZ::Fused`].
+    Fused {
+        ssm_in: GraphTensor<(QkvzDim, Hidden)>,
+    },
+}
+
+/// The beta and alpha projections as stored.
+// Graph tensors carry their shape trackers (~5 KB each): the variants differ by one of them, one
+// value per layer while the graph is built, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy)]
+pub enum BetaAlphaWeights {
+    Separate {
+        ssm_beta: GraphTensor<(VHeads, Hidden)>,
+        ssm_alpha: GraphTensor<(VHeads, Hidden)>,
+    },
+    /// `ssm_ba`, see [`BetaAlpha::Fused`].
+    Fused {
+        ssm_ba: GraphTensor<(BetaAlphaDim, Hidden)>,
+    },
+}
+
+impl QkvZWeights {
+    fn project(&self, h: GraphTensor<(Seq, Hidden)>) -> QkvZ {
+        match self {
+            QkvZWeights::Separate {
+                attn_qkv,
+                attn_gate,
+            } => QkvZ::Separate {
+                qkv: h.matmul(attn_qkv.permute()), // [seq, conv_dim]
+                z: h.matmul(attn_gate.permute()),  // [seq, value_dim]
+            },
+            QkvZWeights::Fused { ssm_in } => QkvZ::Fused(h.matmul(ssm_in.permute())),
+        }
+    }
+
+    fn tensors(&self) -> Vec<(LayerTensor, NodeIndex)> {
+        match self {
+            QkvZWeights::Separate {
+                attn_qkv,
+                attn_gate,
+            } => vec![
+                (LayerTensor::AttnQkv, attn_qkv.id),
+                (LayerTensor::AttnGate, attn_gate.id),
+            ],
+            QkvZWeights::Fused { ssm_in } => vec![(LayerTensor::SsmIn, ssm_in.id)],
+        }
+    }
+}
+
+impl BetaAlphaWeights {
+    fn project(&self, h: GraphTensor<(Seq, Hidden)>) -> BetaAlpha {
+        match self {
+            BetaAlphaWeights::Separate {
+                ssm_beta,
+                ssm_alpha,
+            } => BetaAlpha::Separate {
+                beta: h.matmul(ssm_beta.permute()), // [seq, v_heads]
+                alpha: h.matmul(ssm_alpha.permute()),
+            },
+            BetaAlphaWeights::Fused { ssm_ba } => BetaAlpha::Fused(h.matmul(ssm_ba.permute())),
+        }
+    }
+
+    fn tensors(&self) -> Vec<(LayerTensor, NodeIndex)> {
+        match self {
+            BetaAlphaWeights::Separate {
+                ssm_beta,
+                ssm_alpha,
+            } => vec![
+                (LayerTensor::SsmBeta, ssm_beta.id),
+                (LayerTensor::SsmAlpha, ssm_alpha.id),
+            ],
+            BetaAlphaWeights::Fused { ssm_ba } => vec![(LayerTensor::SsmBa, ssm_ba.id)],
+        }
+    }
 }
 
 /// One block's mixer weights, by kind.
@@ -170,12 +287,26 @@ impl Mixer {
                     attn_output: cx.named_tensor(AttnOutput.name()),
                 })
             }
-            Some(_) => Mixer::DeltaNet(DeltaNetWeights {
+            Some(h) => Mixer::DeltaNet(DeltaNetWeights {
                 attn_norm: cx.named_tensor(AttnNorm.name()),
-                attn_qkv: cx.named_tensor(AttnQkv.name()),
-                attn_gate: cx.named_tensor(AttnGate.name()),
-                ssm_beta: cx.named_tensor(SsmBeta.name()),
-                ssm_alpha: cx.named_tensor(SsmAlpha.name()),
+                qkvz: match h.projections {
+                    DeltaProjections::LegacyIn => QkvZWeights::Fused {
+                        ssm_in: cx.named_tensor(SsmIn.name()),
+                    },
+                    _ => QkvZWeights::Separate {
+                        attn_qkv: cx.named_tensor(AttnQkv.name()),
+                        attn_gate: cx.named_tensor(AttnGate.name()),
+                    },
+                },
+                beta_alpha: match h.projections {
+                    DeltaProjections::Separate => BetaAlphaWeights::Separate {
+                        ssm_beta: cx.named_tensor(SsmBeta.name()),
+                        ssm_alpha: cx.named_tensor(SsmAlpha.name()),
+                    },
+                    _ => BetaAlphaWeights::Fused {
+                        ssm_ba: cx.named_tensor(SsmBa.name()),
+                    },
+                },
                 ssm_conv1d: cx.named_tensor(SsmConv1d.name()),
                 ssm_dt: cx.named_tensor(SsmDt.name()),
                 ssm_a: cx.named_tensor(SsmA.name()),
@@ -228,10 +359,8 @@ impl Mixer {
             }
             Mixer::DeltaNet(d) => {
                 let projections = DeltaProjectionsOut {
-                    qkv: h.matmul(d.attn_qkv.permute()),  // [seq, conv_dim]
-                    z: h.matmul(d.attn_gate.permute()),   // [seq, value_dim]
-                    beta: h.matmul(d.ssm_beta.permute()), // [seq, v_heads]
-                    alpha: h.matmul(d.ssm_alpha.permute()),
+                    qkvz: d.qkvz.project(h),
+                    beta_alpha: d.beta_alpha.project(h),
                 };
                 let o = hybrid(parts).delta_net(projections, d);
                 o.matmul(d.ssm_out.permute())
@@ -261,18 +390,19 @@ impl Mixer {
                 (AttnKNorm, a.attn_k_norm.id),
                 (AttnOutput, a.attn_output.id),
             ],
-            Mixer::DeltaNet(d) => vec![
-                (AttnNorm, d.attn_norm.id),
-                (AttnQkv, d.attn_qkv.id),
-                (AttnGate, d.attn_gate.id),
-                (SsmBeta, d.ssm_beta.id),
-                (SsmAlpha, d.ssm_alpha.id),
-                (SsmConv1d, d.ssm_conv1d.id),
-                (SsmDt, d.ssm_dt.id),
-                (SsmA, d.ssm_a.id),
-                (SsmNorm, d.ssm_norm.id),
-                (SsmOut, d.ssm_out.id),
-            ],
+            Mixer::DeltaNet(d) => {
+                let mut out = vec![(AttnNorm, d.attn_norm.id)];
+                out.extend(d.qkvz.tensors());
+                out.extend(d.beta_alpha.tensors());
+                out.extend([
+                    (SsmConv1d, d.ssm_conv1d.id),
+                    (SsmDt, d.ssm_dt.id),
+                    (SsmA, d.ssm_a.id),
+                    (SsmNorm, d.ssm_norm.id),
+                    (SsmOut, d.ssm_out.id),
+                ]);
+                out
+            }
         }
     }
 }

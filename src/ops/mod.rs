@@ -17,6 +17,7 @@ mod decorator;
 pub mod delta_net;
 pub mod embedding;
 pub mod gated_attention;
+pub mod gather_columns;
 pub mod input;
 pub mod instrument;
 pub mod interruptible;

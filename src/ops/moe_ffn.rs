@@ -12,6 +12,12 @@
 //! - each pair's output times its weight (rounded), then the pairs of a token added in slot
 //!   order: `((y0 w0 + y1 w1) + y2 w2) + ...`.
 //!
+//! The hybrid mixtures of experts (`qwen35moe`, `qwen3next`) add a shared expert, which
+//! llama.cpp builds as a dense SwiGLU feed-forward (ordinary `mul_mat`s, `swiglu`), a gate
+//! `mul_mat` of the vector `ffn_gate_inp_shexp` with each token, `sigmoid`, `mul`, then `add`
+//! to the routed sum: [`shared_exact`] computes each of those steps the same way, after the
+//! routed sum.
+//!
 //! Each expert's rows are decoded once per call and dotted with all the pairs routed to it.
 //! Between the two ops the routing travels as one f32 tensor `[tokens, 2 k]`: each token's
 //! expert ids (exact in f32), then their weights ([`Routing::to_rows`]).
@@ -20,8 +26,9 @@ use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
 
 use super::cost::{self, Cost, OpCost};
+use super::gated_attention::sigmoid;
 use super::input::{contiguous, f32_data};
-use super::swiglu::swiglu_row;
+use super::swiglu::{swiglu_row, swiglu_rows};
 use super::weight::{as_weight, WeightData};
 use super::weight_matmul::matmul_dequantized;
 use crate::cpu::ggml_math::{self, vec_dot_f32};
@@ -47,13 +54,20 @@ impl Operator for MoeRouter {
 }
 
 /// Inputs: `h [seq, hidden]` (normalised), the routing `[seq, 2 used]`, then the expert
-/// tensors as bound: gate and up `[experts * ffn, hidden]`, down `[experts * hidden, ffn]`.
-/// Output: `[seq, hidden]`, the experts' weighted sum (llama.cpp's `ffn_moe_out`).
+/// tensors as bound: gate and up `[experts * ffn, hidden]`, down `[experts * hidden, ffn]`;
+/// with a shared expert, then its gate `[hidden]`, gate and up `[shared_ffn, hidden]` and down
+/// `[hidden, shared_ffn]`. Output: `[seq, hidden]`, the experts' weighted sum (llama.cpp's
+/// `ffn_moe_out`, plus its gated `ffn_shexp`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MoeExperts {
     pub experts: usize,
     pub used: usize,
+    /// Inputs 5..=8 are a shared expert.
+    pub shared: bool,
 }
+
+/// The inputs of [`MoeExperts`] a shared expert takes.
+pub const SHARED_INPUTS: std::ops::RangeInclusive<usize> = 5..=8;
 
 impl Operator for MoeExperts {
     fn process(&mut self, inp: Vec<(InputTensor, ShapeTracker)>) -> Vec<Tensor> {
@@ -67,7 +81,19 @@ impl Operator for MoeExperts {
             experts: self.experts,
         };
         let routing = Routing::from_rows(rows, self.used, self.experts);
-        vec![Tensor::new(experts_exact(&w, &routing, &h))]
+        let mut out = experts_exact(&w, &routing, &h);
+        if self.shared {
+            // The gate is a vector: bound decoded to f32 (see `backend::loader`).
+            let gate_inp = f32_data(&inp[5].0).expect("moe experts: the shared gate as f32");
+            let shared = SharedData {
+                gate_inp,
+                gate: weight(6),
+                up: weight(7),
+                down: weight(8),
+            };
+            shared_exact(&shared, &h, &mut out);
+        }
+        vec![Tensor::new(out)]
     }
     /// The cost model and kind, for the profiler (`cost::model_of`, `cost::kind_of`).
     fn custom(&mut self, key: &str, _: Box<dyn std::any::Any>) -> Option<Box<dyn std::any::Any>> {
@@ -83,7 +109,7 @@ impl OpCost for MoeRouter {
 
 impl OpCost for MoeExperts {
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
-        experts_cost(inp, self.experts, self.used)
+        experts_cost(inp, self.experts, self.used, self.shared)
     }
 }
 
@@ -100,8 +126,15 @@ pub fn router_cost(inp: &[(InputTensor, ShapeTracker)]) -> Cost {
 /// The experts' feed-forward under the routing it is given (input 1): the routed experts' slices
 /// of gate, up and down (inputs 2..=4) once per call each, however many tokens share an expert
 /// (as a batch grouped by expert reads them), and per (token, slot) pair the three matmuls,
-/// SwiGLU and the weighted add; activations: `h`, the routing and a folded-in residual.
-pub fn experts_cost(inp: &[(InputTensor, ShapeTracker)], experts: usize, used: usize) -> Cost {
+/// SwiGLU and the weighted add; with `shared`, the shared expert (inputs 5..=8) whole, for
+/// every token its three matmuls, gate dot, sigmoid and add; activations: `h`, the routing and
+/// a folded-in residual. Idle experts are not counted.
+pub fn experts_cost(
+    inp: &[(InputTensor, ShapeTracker)],
+    experts: usize,
+    used: usize,
+    shared: bool,
+) -> Cost {
     let weight = |i: usize| inp.get(i).and_then(|(t, _)| as_weight(t));
     let (Some(gate), Some(up), Some(down)) = (weight(2), weight(3), weight(4)) else {
         return Cost::default();
@@ -120,15 +153,51 @@ pub fn experts_cost(inp: &[(InputTensor, ShapeTracker)], experts: usize, used: u
     let pairs = routing.experts.len() as u64;
     // Three matmuls of ffn x hidden (2 per multiply-add), SwiGLU (~5 per element), weight and add.
     let flops = pairs * (3 * 2 * ffn * hidden + 5 * ffn + 2 * hidden);
+    let weights = |i: &usize| (2..=4).contains(i) || (shared && SHARED_INPUTS.contains(i));
     let activations = (0..inp.len())
-        .filter(|i| !(2..=4).contains(i))
+        .filter(|i| !weights(i))
         .map(|i| cost::input_activations(inp, i))
         .sum::<Cost>();
+    let shared_cost = if shared {
+        shared_cost(inp, routing.n_tokens as u64)
+    } else {
+        Cost::default()
+    };
     Cost {
         weight_bytes,
         flops,
         ..Cost::default()
     } + activations
+        + shared_cost
+}
+
+/// The shared expert's three matrices and its gate vector (inputs 5..=8), each read once, for
+/// `tokens` tokens; SwiGLU (~5 per element), the sigmoid and the scaled add.
+fn shared_cost(inp: &[(InputTensor, ShapeTracker)], tokens: u64) -> Cost {
+    let mut total = Cost::default();
+    for i in 6..=8 {
+        if let Some(w) = inp.get(i).and_then(|(t, _)| as_weight(t)) {
+            total += w.matmul_cost(tokens);
+        }
+    }
+    // The gate vector, f32.
+    if let Some(g) = inp.get(5).and_then(|(t, _)| f32_data(t)) {
+        let n = g.len() as u64;
+        total += Cost::matmul(4 * n, 1, n, tokens);
+    }
+    let width = inp
+        .get(6)
+        .and_then(|(t, _)| as_weight(t))
+        .map_or(0, |w| w.rows as u64);
+    let hidden = inp
+        .get(6)
+        .and_then(|(t, _)| as_weight(t))
+        .map_or(0, |w| w.cols as u64);
+    total
+        + Cost {
+            flops: tokens * (5 * width + 5 + 2 * hidden),
+            ..Cost::default()
+        }
 }
 
 /// Adds the router of `h` to the graph: the routing `[seq, 2 used]`.
@@ -158,11 +227,23 @@ pub struct ExpertNodes<F: Dimension, D: Dimension, H: Dimension, X: Dimension> {
     pub down: GraphTensor<(D, X)>,
 }
 
-/// Adds the experts' feed-forward of `h` under `routing` to the graph: `[seq, hidden]`.
-pub fn moe_experts<S, H, R, F, D, X>(
+/// A shared expert's tensors as graph nodes: the gate vector `[hidden]`, gate and up
+/// `[shared_ffn, hidden]`, down `[hidden, shared_ffn]`.
+#[derive(Clone, Copy)]
+pub struct SharedNodes<B: Dimension, H: Dimension> {
+    pub gate_inp: GraphTensor<(H,)>,
+    pub gate: GraphTensor<(B, H)>,
+    pub up: GraphTensor<(B, H)>,
+    pub down: GraphTensor<(H, B)>,
+}
+
+/// Adds the experts' feed-forward of `h` under `routing` to the graph, with the gated shared
+/// expert where there is one: `[seq, hidden]`.
+pub fn moe_experts<S, H, R, F, D, X, B>(
     h: GraphTensor<(S, H)>,
     routing: GraphTensor<(S, R)>,
     w: ExpertNodes<F, D, H, X>,
+    shared: Option<SharedNodes<B, H>>,
     experts: usize,
     used: usize,
 ) -> GraphTensor<(S, H)>
@@ -173,16 +254,29 @@ where
     F: Dimension,
     D: Dimension,
     X: Dimension,
+    B: Dimension,
 {
-    let id = h
+    let op = MoeExperts {
+        experts,
+        used,
+        shared: shared.is_some(),
+    };
+    let mut node = h
         .graph()
-        .add_op(MoeExperts { experts, used })
+        .add_op(op)
         .input(h.id, 0, h.shape)
         .input(routing.id, 0, routing.shape)
         .input(w.gate.id, 0, w.gate.shape)
         .input(w.up.id, 0, w.up.shape)
-        .input(w.down.id, 0, w.down.shape)
-        .finish();
+        .input(w.down.id, 0, w.down.shape);
+    if let Some(s) = shared {
+        node = node
+            .input(s.gate_inp.id, 0, s.gate_inp.shape)
+            .input(s.gate.id, 0, s.gate.shape)
+            .input(s.up.id, 0, s.up.shape)
+            .input(s.down.id, 0, s.down.shape);
+    }
+    let id = node.finish();
     GraphTensor::from_id(
         id,
         ShapeTracker::new(&[S::const_size(), H::const_size()]),
@@ -208,6 +302,40 @@ pub struct ExpertData<'a> {
     /// `[experts * hidden, ffn]`.
     pub down: &'a WeightData,
     pub experts: usize,
+}
+
+/// A shared expert's tensors as bound (see [`SharedNodes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SharedData<'a> {
+    /// `[hidden]`.
+    pub gate_inp: &'a [f32],
+    pub gate: &'a WeightData,
+    pub up: &'a WeightData,
+    pub down: &'a WeightData,
+}
+
+/// Adds the gated shared expert of `h` (`[n_tokens, hidden]`, normalised) to `out`, the routed
+/// experts' sum: `out += down(swiglu(gate · h, up · h)) * sigmoid(gate_inp · h)`, each step as
+/// llama.cpp's graph computes it (ordinary matmuls, then the scale, then the add).
+pub fn shared_exact(w: &SharedData<'_>, h: &[f32], out: &mut [f32]) {
+    let (hidden, width) = (w.gate.cols, w.gate.rows);
+    let gate = matmul_dequantized(w.gate, h);
+    let up = matmul_dequantized(w.up, h);
+    let mut act = vec![0.0f32; gate.len()];
+    swiglu_rows(&gate, &up, width, &mut act);
+    let y = matmul_dequantized(w.down, &act);
+    // llama.cpp's `mul_mat` of a one-row matrix: the same sums as any other weight's.
+    let gate_inp = WeightData::from_f32(w.gate_inp, 1, hidden)
+        .expect("the shared gate is as wide as the hidden state");
+    let scale = matmul_dequantized(&gate_inp, h);
+    for ((o, y), &s) in out
+        .chunks_exact_mut(hidden)
+        .zip(y.chunks_exact(hidden))
+        .zip(&scale)
+    {
+        let s = sigmoid(s);
+        o.iter_mut().zip(y).for_each(|(o, &v)| *o += v * s);
+    }
 }
 
 ggml_math::fma_dispatch! {

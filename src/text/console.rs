@@ -7,6 +7,8 @@ use std::fmt::Arguments;
 use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::progress;
+
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Set once a write to stdout found its reader gone.
@@ -14,18 +16,24 @@ pub fn stdout_closed() -> &'static AtomicBool {
     &STDOUT_CLOSED
 }
 
-/// Writes `text` to stdout and flushes; a closed pipe is remembered, any failure dropped.
+/// Writes `text` to stdout and flushes; a closed pipe is remembered, any failure dropped. A
+/// progress line on the terminal is cleared first and drawn again after.
 pub fn out_str(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let written = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    let written = progress::suspend(|| {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).and_then(|_| out.flush())
+    });
     if written.is_err_and(|e| e.kind() == ErrorKind::BrokenPipe) {
         STDOUT_CLOSED.store(true, Ordering::SeqCst);
     }
 }
 
-/// Writes `text` to stderr (unbuffered); a failure is dropped.
+/// Writes `text` to stderr (unbuffered); a failure is dropped. A progress line is cleared first
+/// and drawn again after.
 pub fn err_str(text: &str) {
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    progress::suspend(|| {
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    });
 }
 
 /// `print!`/`println!` for the macros.

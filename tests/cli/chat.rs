@@ -328,20 +328,20 @@ fn render(messages: &[Message]) -> String {
 #[test]
 fn interactive_keeps_the_cache_and_runs_only_new_tokens() {
     for mode in [&[][..], &["--parallel", "--threads", "2"][..]] {
-        interactive_turns(VOCAB_MODEL, mode);
+        interactive_turns(&path(VOCAB_MODEL), mode);
     }
 }
 
 #[test]
 fn interactive_on_a_mixture_of_experts() {
     for mode in [&[][..], &["--parallel", "--threads", "2"][..]] {
-        interactive_turns(MOE_VOCAB_MODEL, mode);
+        interactive_turns(&moe_vocab_model(), mode);
     }
 }
 
 #[test]
 fn chat_on_a_mixture_of_experts() {
-    let (model, tok) = (path(MOE_VOCAB_MODEL), path(TOKENIZER));
+    let (model, tok) = (moe_vocab_model(), path(TOKENIZER));
     for mode in [&[][..], &["--parallel", "--threads", "2"][..]] {
         let args = [
             "-m",
@@ -362,18 +362,48 @@ fn chat_on_a_mixture_of_experts() {
     }
 }
 
+#[test]
+fn the_written_mixture_of_experts_has_the_full_vocabulary_and_no_tokenizer() {
+    let r = json(&run(&["-m", &moe_vocab_model(), "--inspect", "--json"]));
+    assert_eq!(r["architecture"], "qwen3moe");
+    let c = &r["config"];
+    assert_eq!(
+        (&c["vocab"], &c["tied_embeddings"]),
+        (&151936.into(), &true.into())
+    );
+    assert_eq!((&c["experts"], &c["experts_used"]), (&8.into(), &2.into()));
+    // The tests above pass --tokenizer: nothing is embedded for them to fall back on.
+    assert_eq!(r["tokenizer_embedded"], false);
+    assert_eq!(r["chat_template_embedded"], false);
+}
+
+/// A tiny mixture of experts (qwen3moe) with the full Qwen3 vocabulary and no tokenizer metadata,
+/// written at test time: it runs with [`TOKENIZER`] and the chat template of the
+/// tokenizer_config.json next to it.
+fn moe_vocab_model() -> String {
+    crate::common::synthetic::moe_qwen3vocab()
+        .display()
+        .to_string()
+}
+
 /// Two turns of `model` in `mode`: token counts per turn, and answers equal to fresh runs of the
 /// same text.
 fn interactive_turns(model: &str, mode: &[&str]) {
-    let (model, tok) = (path(model), path(TOKENIZER));
+    let tok = path(TOKENIZER);
     // --stop "\n" keeps each answer on one line of stdout.
-    let base = ["-m", &model, "--tokenizer", &tok, "-t", "6", "--stop", "\n"];
+    let base = ["-m", model, "--tokenizer", &tok, "-t", "6", "--stop", "\n"];
     let base = [&base[..], mode].concat();
     let out = run_with_stdin(&[&base[..], &["-i"]].concat(), "Hello there\nWhat next?\n");
     assert_ok(&out);
     let err = stderr(&out);
     let answers: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
     assert_eq!(answers.len(), 2, "{mode:?}: {answers:?}");
+    // Answers that say something, and differ with the conversation (else the comparison with
+    // fresh runs below would hold for a model that ignored its context).
+    assert!(
+        answers.iter().all(|a| !a.is_empty()) && answers[0] != answers[1],
+        "{mode:?}: {answers:?}"
+    );
     let turns = turn_counts(&err);
     assert_eq!(turns.len(), 2, "{err}");
 

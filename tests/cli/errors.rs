@@ -177,7 +177,9 @@ fn hybrid_files_that_contradict_themselves_are_refused_naming_the_fault() {
     );
     // A DeltaNet tensor renamed away: missing, by name.
     let missing = broken_qwen35(dir.path(), "no-a.gguf", |b| {
-        patch(b, b"blk.1.ssm_a", b"blk.1.ssm_x")
+        // The length prefix tells the tensor from `blk.1.ssm_alpha.weight`.
+        let name = |n: &[u8]| [&(n.len() as u64).to_le_bytes()[..], n].concat();
+        patch(b, &name(b"blk.1.ssm_a"), &name(b"blk.1.ssm_x"))
     });
     assert_one_line_error(&run_ids(&missing, &[]), &["blk.1.ssm_a", "not found"]);
     // A rotary count beyond the head.
@@ -418,4 +420,35 @@ fn ctrl_c_stops_keeps_the_text_reports_and_exits_130() {
     let n_gen = ids(&r["generated_token_ids"]).len();
     assert!(n_gen > 0 && n_gen < 30000, "{n_gen}");
     assert!(!r["text"].as_str().unwrap().is_empty());
+}
+
+/// The tiny hybrid mixtures of experts run in both modes; a file without one of its shared
+/// expert's tensors, or using more experts than it has, is refused in one line naming it.
+#[test]
+fn hybrid_mixtures_of_experts_run_and_their_faults_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["tiny-qwen35moe-q8_0", "tiny-qwen3next-q8_0"] {
+        let model = path(&format!("models/{name}.gguf"));
+        for mode in [&[][..], &["--parallel", "--threads", "2"][..]] {
+            let out = run_ids(&model, &[&["--json"][..], mode].concat());
+            assert_eq!(ids(&json(&out)["generated_token_ids"]).len(), 2, "{mode:?}");
+        }
+        let arch = name.trim_start_matches("tiny-").trim_end_matches("-q8_0");
+        let file = qwen::gguf::GgufFile::open(&model).unwrap();
+        let original = crate::common::rewrite::read(&file);
+
+        let shared = "blk.2.ffn_up_shexp.weight";
+        let missing = original.clone().replace(shared, None);
+        let missing = synthetic(
+            dir.path(),
+            &format!("{arch}-no-shexp.gguf"),
+            &missing.build(),
+        );
+        assert_one_line_error(&run_ids(&missing, &[]), &[shared, "not found"]);
+
+        let used_key = format!("{arch}.expert_used_count");
+        let too_many = original.set(&used_key, Some(V::U32(9)));
+        let too_many = synthetic(dir.path(), &format!("{arch}-used9.gguf"), &too_many.build());
+        assert_one_line_error(&run_ids(&too_many, &[]), &[&used_key, "9", "8"]);
+    }
 }

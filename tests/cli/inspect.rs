@@ -95,8 +95,12 @@ fn json_of_every_fixture_matches_the_file() {
             .sum();
         assert_eq!(counted, tensors.len() as u64);
         let c = &json["config"];
-        if name.contains("qwen35") {
-            assert_eq!(json["architecture"], "qwen35", "{name}");
+        if name.contains("qwen35") || name.contains("qwen3next") {
+            let arch = ["qwen35moe", "qwen3next", "qwen35"]
+                .into_iter()
+                .find(|a| name.contains(a))
+                .unwrap();
+            assert_eq!(json["architecture"], arch, "{name}");
             check_hybrid_config(&name, &json);
             checked += 1;
             continue;
@@ -115,8 +119,7 @@ fn json_of_every_fixture_matches_the_file() {
         assert_eq!(c["rope_theta"], 1e6);
         assert_eq!(c["rms_eps"], 1e-6);
         assert_eq!(c["context_length"], 40960);
-        // The MoE file with the full vocabulary has its tokenizer stripped (tests pass one).
-        let embeds = name.contains("qwen3vocab") && !name.contains("-moe");
+        let embeds = name.contains("qwen3vocab");
         assert_eq!(json["tokenizer_embedded"], embeds, "{name}");
         assert_eq!(json["chat_template_embedded"], embeds, "{name}");
         checked += 1;
@@ -165,6 +168,14 @@ fn check_hybrid_config(name: &str, json: &Value) {
     );
     let h = &json["hybrid"];
     assert_eq!(h["layer_pattern"], "DDDA", "{name}");
+    assert_eq!(
+        (
+            h["recurrent_layer_count"].clone(),
+            h["attention_layer_count"].clone()
+        ),
+        (3.into(), 1.into()),
+        "{name}"
+    );
     // Per DeltaNet layer: the last 3 of the 4 convolution taps' inputs over the q/k/v channels,
     // and a state x state matrix per value head.
     let conv = 2 * k_heads * state + v_heads * state;
@@ -173,7 +184,18 @@ fn check_hybrid_config(name: &str, json: &Value) {
     assert_eq!(h["state_bytes_per_sequence"], 3 * 4 * floats, "{name}");
     // One attention layer: f16 keys and values.
     assert_eq!(h["kv_bytes_per_position"], 2 * 2 * kv, "{name}");
-    assert_eq!(json["n_active_params"], json["n_params"], "{name}: dense");
+    if c["experts"].is_null() {
+        assert_eq!(json["n_active_params"], json["n_params"], "{name}: dense");
+    } else {
+        // Active: all but the 6 idle experts' 3 x 32 x 64 of each layer (the shared one runs).
+        assert_eq!(c["shared_ffn"], 64, "{name}");
+        let total = json["n_params"].as_u64().unwrap();
+        assert_eq!(
+            json["n_active_params"],
+            total - 4 * 6 * 3 * 32 * 64,
+            "{name}"
+        );
+    }
 }
 
 /// The Qwen3-MoE fixtures: their expert counts, and parameters active per token counted from
@@ -236,6 +258,31 @@ fn text_report_of_a_mixture_of_experts() {
 }
 
 #[test]
+fn text_report_of_a_mixture_of_experts_with_a_shared_expert() {
+    let model = fixture("models/tiny-qwen35moe-q8_0.gguf");
+    let out = qwen(&["--model", model.to_str().unwrap(), "--inspect"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // 399304 in all; per token 2 of the 8 routed experts and the shared one, every layer:
+    // 399304 - 4 layers * 6 idle * 3 * 32 * 64.
+    for expected in [
+        "architecture:   qwen35moe",
+        "parameters:     399.3K (399304)",
+        "active:         251.8K (251848) per token, the routed experts and the shared one",
+        "  experts         8 (2 used per token)",
+        "  expert_ffn      32",
+        "  shared_ffn      64 (one shared expert, every token)",
+        "  blk.0.ffn_gate_inp_shexp.weight F32    [64]",
+        "  blk.0.ffn_down_shexp.weight  Q8_0   [64, 64]",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+}
+
+#[test]
 fn text_report_for_a_person() {
     let model = fixture("models/small-q4_k_m.gguf");
     let out = qwen(&["--model", model.to_str().unwrap(), "--inspect"]);
@@ -279,7 +326,7 @@ fn another_architecture_is_reported_then_refused() {
     let (json, out) = inspect_json(&file.0);
     assert_one_line_error(
         &out,
-        "architecture 'llama' is not supported (this program runs qwen3 and qwen3moe)",
+        "architecture 'llama' is not supported (this program runs qwen3, qwen3moe, qwen35",
     );
     assert_eq!(json["architecture"], "llama");
     assert_eq!(json["config"], Value::Null);
@@ -344,4 +391,38 @@ fn default_model_path_is_setup_qwen3_4b() {
         .output()
         .unwrap();
     assert_one_line_error(&out, "setup/qwen3-4b.gguf");
+}
+
+/// A dense hybrid file whose last block is its MTP block: inspected, every weight of the file is
+/// read per token (no "active" line), and the MTP layer is named; a run says it is skipped.
+#[test]
+fn a_dense_file_with_an_mtp_block_is_all_active() {
+    let base = qwen::gguf::GgufFile::open(fixture("models/tiny-qwen35-f32.gguf")).unwrap();
+    let g = crate::common::rewrite::read(&base).set("qwen35.nextn_predict_layers", Some(V::U32(1)));
+    let file = TempFile::new("mtp.gguf", &g.build());
+    let (json, out) = inspect_json(&file.0);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json["n_active_params"], json["n_params"]);
+    assert_eq!(json["hybrid"]["mtp_layers"], 1);
+    let text = qwen(&["-m", file.0.to_str().unwrap(), "--inspect"]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(!text.contains("active:"), "{text}");
+    let run = qwen(&[
+        "-m",
+        file.0.to_str().unwrap(),
+        "--token-ids",
+        "1,2",
+        "-t",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "{err}");
+    assert!(
+        err.contains("multi-token-prediction") && err.contains("nextn_predict_layers = 1"),
+        "{err}"
+    );
 }

@@ -354,6 +354,32 @@ fn sweep_rows_are_ordered_and_positive() {
     roxmltree::Document::parse(&doc).expect("well-formed SVG");
 }
 
+/// A hybrid model sweeps too: one layer in four keeps a KV cache that grows with depth, the
+/// DeltaNet layers a state of fixed size that each row's truncation rewinds.
+#[test]
+fn a_hybrid_model_sweeps_in_both_modes() {
+    let model = path("models/tiny-qwen35-f32.gguf");
+    for mode in [&[][..], &["--parallel", "--threads", "2"][..]] {
+        let args = [
+            "-m", &model, "--sweep", "64", "--ubatch", "16", "-t", "3", "--json",
+        ];
+        let out = run(&[&args[..], mode].concat());
+        assert_ok(&out);
+        let r = json(&out);
+        let rows = r["sweep"].as_array().unwrap();
+        let depths: Vec<u64> = rows
+            .iter()
+            .map(|row| row["n_kv"].as_u64().unwrap())
+            .collect();
+        assert_eq!(depths, [0, 16, 32, 48], "{mode:?}");
+        for row in rows {
+            for key in ["pp_ts", "tg_ts"] {
+                assert!(row[key].as_f64().unwrap() > 0.0, "{mode:?}: {row}");
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_sweeps_are_one_line_errors() {
     let model = path(TINY_MODEL);

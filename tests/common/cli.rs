@@ -13,9 +13,6 @@ use super::fixture;
 pub const VOCAB_MODEL: &str = "models/tiny-qwen3vocab-q8_0.gguf";
 /// A tiny model with a 512-token vocabulary and no tokenizer.
 pub const TINY_MODEL: &str = "models/tiny-q8_0.gguf";
-/// A tiny mixture of experts (qwen3moe) with the full Qwen3 vocabulary and no tokenizer metadata:
-/// it runs with [`TOKENIZER`] and the chat template of the tokenizer_config.json next to it.
-pub const MOE_VOCAB_MODEL: &str = "models/tiny-moe-qwen3vocab-q4_0.gguf";
 pub const TOKENIZER: &str = "tokenizer/tokenizer.json";
 
 pub fn path(fixture_name: &str) -> String {

@@ -71,7 +71,8 @@ fn unpack(packed: &Path, to: &Path) {
     write_atomically(to, &bytes);
 }
 
-fn write_atomically(to: &Path, bytes: &[u8]) {
+/// Writes `bytes` to `to` through a file of this process and thread, renamed into place.
+pub fn write_atomically(to: &Path, bytes: &[u8]) {
     let dir = to.parent().expect("a fixture path has a folder");
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let tmp = dir.join(format!(

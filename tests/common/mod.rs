@@ -5,6 +5,11 @@ pub mod cli;
 pub mod fixture_file;
 pub mod gpu;
 pub mod mtp_model;
+pub mod qwen35_vocab;
+pub mod rewrite;
+pub mod synthetic;
+pub mod twin;
+pub mod vision_language;
 pub mod watched;
 
 pub use fixture_file::fixture;

@@ -44,7 +44,11 @@ fn expected(model: &str) -> Qwen3Config {
         tied_embeddings: true,
         moe: None,
         hybrid: None,
+        deepstack_layers: 0,
     };
+    if model.contains("qwen35moe") || model.contains("qwen3next") {
+        return expected_hybrid_moe(model, tiny);
+    }
     if model.contains("qwen35") {
         return expected_qwen35(model, tiny);
     }
@@ -56,6 +60,7 @@ fn expected(model: &str) -> Qwen3Config {
             hidden: 256,
             heads: 8,
             head_dim: 64,
+            rope_dims: 64,
             ffn: 768,
             tied_embeddings: false,
             ..tiny
@@ -82,9 +87,11 @@ fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
     };
     if model.starts_with("small") {
         return Qwen3Config {
+            arch: Arch::Qwen3Moe,
             hidden: 256,
             heads: 8,
             head_dim: 64,
+            rope_dims: 64,
             ffn: 1024,
             tied_embeddings: false,
             moe: experts(16, 4, 256),
@@ -92,16 +99,48 @@ fn expected_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
         };
     }
     Qwen3Config {
+        arch: Arch::Qwen3Moe,
         hidden: 64,
         ffn: 192,
-        vocab: if model.contains("qwen3vocab") {
-            151936
-        } else {
-            512
-        },
-        tied_embeddings: model.contains("qwen3vocab"),
+        tied_embeddings: false,
         moe: experts(8, 2, 32),
         ..tiny
+    }
+}
+
+/// The tiny hybrid mixtures of experts (the kit's HYBRID.md, section 1): tiny-qwen35's shape
+/// with 8 experts of 32, 2 used, and a shared expert of 64; Qwen3-Next writes the dense width
+/// (192), has no rotary sections, reads key heads grouped and stores beta and alpha fused.
+fn expected_hybrid_moe(model: &str, tiny: Qwen3Config) -> Qwen3Config {
+    let dense = expected_qwen35("tiny-qwen35", tiny);
+    let moe = Some(MoeConfig {
+        experts: 8,
+        experts_used: 2,
+        expert_ffn: 32,
+        shared_ffn: Some(64),
+    });
+    let hybrid = dense.hybrid.clone().unwrap();
+    if model.contains("qwen3next") {
+        return Qwen3Config {
+            arch: Arch::Qwen3Next,
+            rope_sections: None,
+            tied_embeddings: false,
+            moe,
+            hybrid: Some(HybridConfig {
+                key_heads: KeyHeads::Grouped,
+                projections: DeltaProjections::FusedBetaAlpha,
+                ..hybrid
+            }),
+            ..dense
+        };
+    }
+    Qwen3Config {
+        arch: Arch::Qwen35Moe,
+        // No feed_forward_length: the routed experts' width, 2 x 32.
+        ffn: 64,
+        tied_embeddings: false,
+        moe,
+        ..dense
     }
 }
 
@@ -220,7 +259,7 @@ fn another_architecture_is_named() {
         assert!(matches!(err, ConfigError::WrongArchitecture { .. }));
         assert!(
             msg.starts_with(&format!(
-                "architecture '{arch}' is not supported (this program runs qwen3 and qwen3moe)"
+                "architecture '{arch}' is not supported (this program runs qwen3, qwen3moe, qwen35, qwen35moe, qwen3next, qwen3vl and qwen3vlmoe)"
             )),
             "{msg}"
         );
@@ -544,4 +583,118 @@ fn moe_errors_name_the_key_or_tensor() {
         msg.contains("tensor 'blk.0.ffn_gate_inp.weight' not found"),
         "{msg}"
     );
+}
+
+/// The tiny qwen35 fixture as the test writer holds it (four blocks, the last one attention).
+fn tiny_qwen35() -> Gguf {
+    let file = GgufFile::open(fixture("models/tiny-qwen35-f32.gguf")).unwrap();
+    crate::common::rewrite::read(&file)
+}
+
+#[test]
+fn an_explicit_layer_list_wins_over_the_interval_and_must_cover_every_block() {
+    let list = |v: &[bool]| Some(V::Arr(7, v.iter().map(|&b| V::Bool(b)).collect()));
+    // An interval of 2 would make blocks 1 and 3 attention; the list keeps the file's pattern.
+    let g = tiny_qwen35()
+        .set("qwen35.full_attention_interval", Some(V::U32(2)))
+        .set(
+            "qwen35.attention.recurrent_layers",
+            list(&[true, true, true, false]),
+        );
+    let c = config_of(&g).unwrap();
+    let kinds: Vec<bool> = (0..4).map(|l| c.is_recurrent(l)).collect();
+    assert_eq!(kinds, [true, true, true, false]);
+    // A list that makes block 0 attention asks for its attention tensors.
+    let g = tiny_qwen35().set(
+        "qwen35.attention.recurrent_layers",
+        list(&[false, true, true, false]),
+    );
+    let (err, msg) = err_of(&g);
+    assert!(matches!(err, ConfigError::MissingTensor { .. }), "{msg}");
+    assert!(msg.contains("blk.0.attn_q.weight"), "{msg}");
+    // The interval alone gives the fixture's own pattern.
+    let c = config_of(&tiny_qwen35()).unwrap();
+    let kinds: Vec<bool> = (0..4).map(|l| c.is_recurrent(l)).collect();
+    assert_eq!(kinds, [true, true, true, false]);
+
+    let short = tiny_qwen35().set("qwen35.attention.recurrent_layers", list(&[true, false]));
+    let (err, msg) = err_of(&short);
+    assert!(
+        matches!(err, ConfigError::RecurrentLayersLength { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("qwen35.attention.recurrent_layers") && msg.contains("2 entries"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn mtp_layers_shorten_the_trunk_and_may_not_take_all_of_it() {
+    let g = tiny_qwen35().set("qwen35.nextn_predict_layers", Some(V::U32(1)));
+    let c = config_of(&g).unwrap();
+    assert_eq!((c.layers, c.hybrid.as_ref().unwrap().mtp_layers), (3, 1));
+    for mtp in [4, 5] {
+        let g = tiny_qwen35().set("qwen35.nextn_predict_layers", Some(V::U32(mtp)));
+        let (err, msg) = err_of(&g);
+        assert!(matches!(err, ConfigError::TooManyMtpLayers { .. }), "{msg}");
+        assert!(
+            msg.contains("qwen35.nextn_predict_layers") && msg.contains("qwen35.block_count"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn rope_sections_must_turn_some_pair_and_be_integers() {
+    let sections = |v: [i32; 4]| Some(V::Arr(5, v.into_iter().map(V::I32).collect()));
+    let g = tiny_qwen35().set("qwen35.rope.dimension_sections", sections([0, 0, 0, 0]));
+    let (err, msg) = err_of(&g);
+    assert!(
+        matches!(err, ConfigError::EmptyRopeSections { .. }),
+        "{msg}"
+    );
+    assert!(msg.contains("qwen35.rope.dimension_sections"), "{msg}");
+    let mistyped = Some(V::Arr(8, vec![V::s("2"), V::s("2"), V::s("0"), V::s("0")]));
+    let g = tiny_qwen35().set("qwen35.rope.dimension_sections", mistyped);
+    let (_, msg) = err_of(&g);
+    assert!(msg.contains("qwen35.rope.dimension_sections"), "{msg}");
+    let g = tiny_qwen35().set("qwen35.rope.dimension_sections", None);
+    let (_, msg) = err_of(&g);
+    assert!(msg.contains("qwen35.rope.dimension_sections"), "{msg}");
+}
+
+/// A Qwen3-VL language model is the Qwen3 (or Qwen3-MoE) it is made from, with its rotary
+/// sections and deepstack layer count; without the sections (llama.cpp requires them) it is
+/// refused, naming the key.
+#[test]
+fn vision_language_models_are_qwen3_with_sections() {
+    use crate::common::vision_language::{DEEPSTACK_LAYERS, QWEN3VL, QWEN3VLMOE};
+    for (vl, arch) in [(QWEN3VL, Arch::Qwen3Vl), (QWEN3VLMOE, Arch::Qwen3VlMoe)] {
+        let plain = GgufFile::open(fixture(&format!("models/{}", vl.source))).unwrap();
+        let plain = Qwen3Config::from_gguf(&plain).unwrap();
+        let c = config_of(&vl.gguf()).unwrap();
+        let sections = vl.sections.map(|s| s as usize);
+        assert_eq!(
+            c,
+            Qwen3Config {
+                arch,
+                rope_sections: Some(sections),
+                deepstack_layers: DEEPSTACK_LAYERS as usize,
+                ..plain
+            }
+        );
+        let key = format!("{}.rope.dimension_sections", vl.arch);
+        let (err, msg) = err_of(&vl.gguf().set(&key, None));
+        assert!(matches!(err, ConfigError::MissingKey { .. }), "{msg}");
+        assert!(msg.contains(&key), "{msg}");
+        // Without a deepstack count (llama.cpp's default) there are none.
+        let key = format!("{}.n_deepstack_layers", vl.arch);
+        assert_eq!(
+            config_of(&vl.gguf().set(&key, None))
+                .unwrap()
+                .deepstack_layers,
+            0
+        );
+    }
 }

@@ -48,6 +48,7 @@ impl Layer {
             gate: t(self.gate.0, self.ffn, self.hidden, &self.gate.1),
             up: t(self.up.0, self.ffn, self.hidden, &self.up.1),
             down: t(self.down.0, self.hidden, self.ffn, &self.down.1),
+            shared: None,
         }
     }
 }

@@ -2,14 +2,15 @@
 //! the passes promise (RMSNorm + q/k/v matmuls; attention with q/k norms, RoPE and the KV cache;
 //! output projection + residual; RMSNorm + gate/up matmuls + SwiGLU; down projection +
 //! residual), the head is one fused RMSNorm + matmul, and no unfused weight matmul, norm,
-//! rotation or attention is left.
+//! rotation or attention is left. A hybrid model's layers are held to the contract of their kind
+//! (gated DeltaNet or gated attention).
 //!
 //! The passes (`ops::parallel`) pattern-match the op chain that `model::qwen3` writes. An edit
 //! there that breaks a match would otherwise pass every numerics test and silently run the
 //! slower standard ops; here it fails, naming the layer and the operator that is missing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use qwen::backend::cpu_engine::Engine;
 use qwen::backend::EngineOptions;
@@ -17,6 +18,8 @@ use qwen::cpu::plans::PlanOptions;
 use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
 use qwen::settings::Mode;
+
+use crate::common::twin;
 
 /// What each layer must hold after the parallel passes, by operator kind.
 const PER_LAYER: [(&str, usize); 4] = [
@@ -38,6 +41,16 @@ const PER_MOE_LAYER: [(&str, usize); 6] = [
     ("MoeExperts(GateUp+SwiGlu+Down+Residual)", 1),
 ];
 
+/// A gated DeltaNet layer (`qwen35`): the norm and the four input projections (qkv, the output
+/// gate z, beta, alpha) in one op, the DeltaNet on the fused kernels, the output projection +
+/// residual, then the feed-forward as above.
+const PER_DELTA_NET_LAYER: [(&str, usize); 4] = [
+    ("FusedMatMul(RmsNorm+MatMulx4)", 1),
+    ("FusedDeltaNet", 1),
+    ("FusedMatMul(MatMul+Residual)", 2),
+    ("FusedMatMul(RmsNorm+MatMulx2+SwiGlu)", 1),
+];
+
 /// The head: the final norm and the vocabulary matmul in one op.
 const HEAD: &str = "FusedMatMul(RmsNorm+MatMul)";
 
@@ -52,8 +65,12 @@ const UNFUSED: [&str; 6] = [
     "SumReduce",
 ];
 
+/// Fixture model `name`, or the file at `name` when it is a path (a twin written at test time).
 fn fixture(name: &str) -> PathBuf {
-    crate::common::fixture(&format!("models/{name}"))
+    match Path::new(name).is_absolute() {
+        true => PathBuf::from(name),
+        false => crate::common::fixture(&format!("models/{name}")),
+    }
 }
 
 /// Kind and label of every operator of `model` compiled in parallel mode, and its layer count.
@@ -107,7 +124,33 @@ fn check_moe_contract(model: &str) {
     );
 }
 
+/// The contract of a hybrid model: each layer by its kind (a gated attention layer compiles as
+/// Qwen3's does, the query's gate inside the fused attention), and neither standard mixer op left.
+fn check_hybrid_contract(model: &str) {
+    let file = GgufFile::open(fixture(model)).unwrap();
+    let config = Qwen3Config::from_gguf(&file).unwrap();
+    assert!(config.hybrid.is_some(), "{model}: a hybrid fixture");
+    let kinds = |layer: usize| match config.is_recurrent(layer) {
+        true => &PER_DELTA_NET_LAYER[..],
+        false => &PER_LAYER[..],
+    };
+    assert!(
+        (0..config.layers).any(|l| !config.is_recurrent(l)),
+        "{model}: no attention layer"
+    );
+    let unfused = [&UNFUSED[..], &["DeltaNet", "GatedAttention"]].concat();
+    check_layers_by(model, kinds, &unfused);
+}
+
 fn check_layers(model: &str, per_layer_kinds: &[(&str, usize)], unfused: &[&str]) {
+    check_layers_by(model, |_| per_layer_kinds, unfused);
+}
+
+fn check_layers_by<'a>(
+    model: &str,
+    per_layer_kinds: impl Fn(usize) -> &'a [(&'a str, usize)],
+    unfused: &[&str],
+) {
     let (ops, layers) = compiled_ops(model);
     let mut per_layer: BTreeMap<usize, BTreeMap<&str, usize>> = BTreeMap::new();
     let mut breaches = vec![];
@@ -129,7 +172,7 @@ fn check_layers(model: &str, per_layer_kinds: &[(&str, usize)], unfused: &[&str]
     }
     for layer in 0..layers {
         let counts = per_layer.get(&layer);
-        for &(kind, want) in per_layer_kinds {
+        for &(kind, want) in per_layer_kinds(layer) {
             let got = counts.and_then(|c| c.get(kind)).copied().unwrap_or(0);
             if got < want {
                 breaches.push(format!("blk.{layer}: {got} {kind}, expected {want}"));
@@ -163,9 +206,10 @@ fn untied_head_k_quants_fuse_every_layer() {
     check_contract("small-q4_k_m.gguf");
 }
 
+/// On the F32 twin of `small-q4_k_m`, written at test time.
 #[test]
 fn untied_head_f32_fuses_every_layer() {
-    check_contract("small-f32.gguf");
+    check_contract(&twin::f32_twin("small-q4_k_m.gguf").display().to_string());
 }
 
 #[test]
@@ -186,4 +230,14 @@ fn labels_name_their_layer() {
         Some(12)
     );
     assert_eq!(layer_of("FusedMatMul(RmsNorm+MatMul) output_norm"), None);
+}
+
+#[test]
+fn hybrid_q8_0_fuses_every_layer_by_its_kind() {
+    check_hybrid_contract("tiny-qwen35-q8_0.gguf");
+}
+
+#[test]
+fn hybrid_k_quants_fuse_every_layer_by_its_kind() {
+    check_hybrid_contract("small-qwen35-q4_k_m.gguf");
 }

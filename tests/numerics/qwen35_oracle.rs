@@ -110,13 +110,13 @@ fn tiny_f32_fused_kernels_in_chunks() {
 }
 
 #[test]
-fn small_q8_0_standard_kernels() {
+fn small_q4_k_m_standard_kernels() {
     let reference = "small-qwen35-q4_k_m.deq.json";
     teacher_forced("small-qwen35-q4_k_m.gguf", reference, Kernels::Standard);
 }
 
 #[test]
-fn small_q8_0_fused_kernels() {
+fn small_q4_k_m_fused_kernels() {
     let reference = "small-qwen35-q4_k_m.deq.json";
     for prefill in [
         Prefill::Sequential { tile: 16 },

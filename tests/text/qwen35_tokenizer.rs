@@ -4,19 +4,17 @@
 //! Chinese, emoji, code, digits and more.
 //!
 //! The GGUF is written at test time from the tokenizer.json, as llama.cpp's converter lays it
-//! out (tokens by id, the 33 added tokens typed control or user-defined, `[PAD{id}]` rows typed
-//! unused up to 248320, the merges, eos `<|im_end|>`, bos and padding `<|endoftext|>`, no bos
-//! added): checked once against the kit's GGUF, whose tokens, types and merges it equals.
+//! out (`common::qwen35_vocab`): checked once against the kit's GGUF, whose tokens, types and
+//! merges it equals.
 //! A 28 MB model is thereby not committed.
 
 use std::sync::OnceLock;
 
+use crate::common::qwen35_vocab::{with_vocabulary, N_TOKENS};
 use crate::common::{fixture, Gguf, V};
 use qwen::gguf::GgufFile;
 use qwen::text::tokenizer::{Specials, Tokenizer};
 use serde_json::Value;
-
-const N_TOKENS: usize = 248_320;
 
 struct Case {
     name: String,
@@ -56,52 +54,7 @@ fn embedded() -> &'static Tokenizer {
 
 /// A GGUF holding only the Qwen3.5 vocabulary, from tokenizer.json.
 fn vocabulary_gguf() -> Gguf {
-    let path = fixture("tokenizer/qwen35/tokenizer.json");
-    let hf: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let vocab = hf["model"]["vocab"].as_object().unwrap();
-    let mut tokens = vec![String::new(); vocab.len()];
-    for (text, id) in vocab {
-        tokens[id.as_u64().unwrap() as usize] = text.clone();
-    }
-    let mut types = vec![1i32; tokens.len()]; // normal
-    for added in hf["added_tokens"].as_array().unwrap() {
-        assert_eq!(added["id"].as_u64().unwrap() as usize, tokens.len());
-        tokens.push(added["content"].as_str().unwrap().to_string());
-        // special: control (matched whole, hidden); `<think>`, `<tool_call>`...: user-defined
-        types.push(if added["special"].as_bool().unwrap() {
-            3
-        } else {
-            4
-        });
-    }
-    while tokens.len() < N_TOKENS {
-        types.push(5); // unused
-        tokens.push(format!("[PAD{}]", tokens.len()));
-    }
-    let merges = hf["model"]["merges"].as_array().unwrap();
-    let strs = |v: Vec<String>| V::Arr(8, v.into_iter().map(V::Str).collect());
-    Gguf::default()
-        .kv("general.architecture", V::s("qwen35"))
-        .kv("tokenizer.ggml.model", V::s("gpt2"))
-        .kv("tokenizer.ggml.pre", V::s("qwen35"))
-        .kv("tokenizer.ggml.tokens", strs(tokens))
-        .kv(
-            "tokenizer.ggml.token_type",
-            V::Arr(5, types.into_iter().map(V::I32).collect()),
-        )
-        .kv(
-            "tokenizer.ggml.merges",
-            strs(
-                merges
-                    .iter()
-                    .map(|m| m.as_str().unwrap().to_string())
-                    .collect(),
-            ),
-        )
-        .kv("tokenizer.ggml.eos_token_id", V::U32(248_046))
-        .kv("tokenizer.ggml.padding_token_id", V::U32(248_044))
-        .kv("tokenizer.ggml.bos_token_id", V::U32(248_044))
-        .kv("tokenizer.ggml.add_bos_token", V::Bool(false))
+    with_vocabulary(Gguf::default().kv("general.architecture", V::s("qwen35")))
 }
 
 #[test]

@@ -51,7 +51,7 @@ impl Default for FusedOptions {
     }
 }
 
-/// The default prefill form (measured: see the module `super`'s notes).
+/// The default prefill form (measured: see the notes of [`super`]).
 pub const DEFAULT_PREFILL: Prefill = Prefill::Sequential { tile: 16 };
 
 /// A layer's parameters, laid out for the fused kernels (prepared once per model).

@@ -13,7 +13,7 @@
 //! `x = x * d + delta * k` (with `d = exp(g)`; `x · q` after the update expands into the first
 //! and `k · q`, computed once per token).
 //!
-//! Written once over [`Simd`] and compiled per ISA by the callers' entry points.
+//! Written once over the `Simd` vector trait and compiled per ISA by the callers' entry points.
 
 use super::simd::Simd;
 

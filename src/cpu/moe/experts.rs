@@ -13,6 +13,12 @@
 //! - last, each token's expert outputs are weighted and added in routing order (most probable
 //!   first, as llama.cpp adds them), plus the residual.
 //!
+//! A shared expert (`qwen35moe`, `qwen3next`: a SwiGLU every token runs, scaled by
+//! `sigmoid(gate_inp · x)`) rides in the same pass: its rows are more units of phases 1 and 2
+//! beside the routed experts' (all tokens in order, its own width), so one pass over the
+//! token's activations feeds both and the pool splits them together; its scaled output is added
+//! after the routed sum, before the residual, as llama.cpp adds `ffn_shexp`.
+//!
 //! Units are claimed from an atomic counter by the pool's threads. Each uses `crate::cpu::dot`'s
 //! tile kernels (one token: decode) or, for an expert with enough tokens, its 16-row panels.
 
@@ -78,12 +84,44 @@ impl<'a> ExpertTensor<'a> {
 }
 
 /// A layer's three expert tensors: gate and up `[experts, ffn, hidden]`, down
-/// `[experts, hidden, ffn]`.
+/// `[experts, hidden, ffn]`; and its shared expert, if any.
 #[derive(Debug, Clone, Copy)]
 pub struct ExpertWeights<'a> {
     pub gate: ExpertTensor<'a>,
     pub up: ExpertTensor<'a>,
     pub down: ExpertTensor<'a>,
+    pub shared: Option<SharedExpert<'a>>,
+}
+
+/// A shared expert: its gate vector `[hidden]` (f32) and its SwiGLU's three matrices, each an
+/// [`ExpertTensor`] of one expert (gate and up `[shared_ffn, hidden]`, down `[hidden,
+/// shared_ffn]`).
+#[derive(Debug, Clone, Copy)]
+pub struct SharedExpert<'a> {
+    pub gate_inp: &'a [f32],
+    pub gate: ExpertTensor<'a>,
+    pub up: ExpertTensor<'a>,
+    pub down: ExpertTensor<'a>,
+}
+
+impl SharedExpert<'_> {
+    /// Its width, after checking that it fits `hidden`.
+    fn width(&self, hidden: usize) -> Result<usize, KernelError> {
+        let (g, u, d) = (&self.gate, &self.up, &self.down);
+        let fits = [g.experts, u.experts, d.experts] == [1; 3]
+            && (g.rows, g.cols) == (u.rows, u.cols)
+            && (d.rows, d.cols) == (g.cols, g.rows)
+            && g.cols == hidden
+            && self.gate_inp.len() == hidden;
+        if !fits {
+            return Err(KernelError::ExpertShapes {
+                gate: [g.experts, g.rows, g.cols],
+                up: [u.experts, u.rows, u.cols],
+                down: [d.experts, d.rows, d.cols],
+            });
+        }
+        Ok(g.rows)
+    }
 }
 
 impl ExpertWeights<'_> {
@@ -177,6 +215,16 @@ pub struct MoeScratch {
     h_acts: QuantActs,
     /// `[pairs, hidden]`: each (token, expert) pair's down output.
     y: Vec<f32>,
+    /// The shared expert: inputs quantized for its gate and up where the routed experts'
+    /// formats differ, its `[n, shared_ffn]` gate (then SwiGLU) and up outputs, their
+    /// quantized form, its `[n, hidden]` down outputs and each token's gate.
+    xs_gate: QuantActs,
+    xs_up: QuantActs,
+    hs: Vec<f32>,
+    us: Vec<f32>,
+    hs_acts: QuantActs,
+    ys: Vec<f32>,
+    scale: Vec<f32>,
     /// Per job index: a panel, dequantized rows.
     panels: Vec<u8>,
     rows_f32: Vec<f32>,
@@ -320,6 +368,15 @@ fn pass(
     let gate_set = kernel_set(w.gate.ty, plan.isa, true)?;
     let up_set = kernel_set(w.up.ty, plan.isa, true)?;
     let down_set = kernel_set(w.down.ty, plan.isa, true)?;
+    let shared = match &w.shared {
+        Some(sh) => Some(SharedSets {
+            width: sh.width(hidden)?,
+            gate: kernel_set(sh.gate.ty, plan.isa, true)?,
+            up: kernel_set(sh.up.ty, plan.isa, true)?,
+            down: kernel_set(sh.down.ty, plan.isa, true)?,
+        }),
+        None => None,
+    };
     let batch = n > 1;
     let groups = batch.then(|| routing.group());
     let (spans, position) = spans(routing, groups.as_ref());
@@ -331,6 +388,16 @@ fn pass(
     if !up_shares {
         s.x_up.prepare(up_set.fmt, n, hidden);
         s.x_up.quantize(pool, threads, x, plan.isa);
+    }
+    // The shared expert reads the tokens in order: the routed experts' quantized input where
+    // the formats agree, else its own.
+    if let Some(sh) = &shared {
+        for (fmt, buf) in [(sh.gate.fmt, &mut s.xs_gate), (sh.up.fmt, &mut s.xs_up)] {
+            if fmt != gate_set.fmt && fmt != up_set.fmt {
+                buf.prepare(fmt, n, hidden);
+                buf.quantize(pool, threads, x, plan.isa);
+            }
+        }
     }
     let mut x_rows: &[f32] = x;
     if let Some(g) = &groups {
@@ -355,11 +422,24 @@ fn pass(
         (None, true) => (&s.x_gate, &s.x_gate),
         (None, false) => (&s.x_gate, &s.x_up),
     };
+    let (x_gate, x_up) = (&s.x_gate, &s.x_up);
+    let in_order = [(gate_set.fmt, x_gate), (up_set.fmt, x_up)];
+    let (shared_gate_acts, shared_up_acts) = match &shared {
+        Some(sh) => (
+            pick(&in_order, sh.gate.fmt, &s.xs_gate),
+            pick(&in_order, sh.up.fmt, &s.xs_up),
+        ),
+        None => (x_gate, x_up),
+    };
+    let width = shared.as_ref().map_or(0, |sh| sh.width);
 
     s.h.resize(pairs * ffn, 0.0);
     s.u.resize(pairs * ffn, 0.0);
     s.y.resize(pairs * hidden, 0.0);
-    let cols_max = hidden.max(ffn);
+    s.hs.resize(n * width, 0.0);
+    s.us.resize(n * width, 0.0);
+    s.ys.resize(n * hidden, 0.0);
+    let cols_max = hidden.max(ffn).max(width);
     let row_tile_max = plan.row_tile.clamp(1, 8);
     let panel_bytes = panel::scratch_bytes(cols_max);
     grow(&mut s.panels, threads * panel_bytes, 0);
@@ -371,38 +451,79 @@ fn pass(
         rows_f32: SharedMut::new(&mut s.rows_f32[..]),
         rows_per_thread: row_tile_max * cols_max,
     };
+    // The shared expert's one span: every token, in order.
+    let all = [Span {
+        expert: 0,
+        acts_t0: 0,
+        row0: 0,
+        n,
+    }];
+    let shared_spans: &[Span] = if shared.is_some() { &all } else { &[] };
 
-    // Phase 1: gate and up rows of every span, SwiGLU fused.
+    // Phase 1: gate and up rows of every span, SwiGLU fused; the shared expert's too.
     {
         let h = SharedMut::new(&mut s.h[..]);
         let u = SharedMut::new(&mut s.u[..]);
-        let units = Units::new(&spans, ffn, gate_up_rows);
-        let job = |tid: usize, span: &Span, r0: usize, r1: usize| {
-            let gate = Product::new(&w.gate, span, gate_set, acts_gate, x_rows, h.as_ptr(), plan);
-            let up = Product::new(&w.up, span, up_set, acts_up, x_rows, u.as_ptr(), plan);
+        let hs = SharedMut::new(&mut s.hs[..]);
+        let us = SharedMut::new(&mut s.us[..]);
+        let parts = [
+            Units::new(&spans, ffn, gate_up_rows),
+            Units::new(shared_spans, width, gate_up_rows),
+        ];
+        let job = |tid: usize, part: usize, span: &Span, r0: usize, r1: usize| {
+            let (gate, up, rows, hp, up_p) = match (part, &w.shared, &shared) {
+                (0, _, _) => (
+                    Product::new(&w.gate, span, gate_set, acts_gate, x_rows, h.as_ptr(), plan),
+                    Product::new(&w.up, span, up_set, acts_up, x_rows, u.as_ptr(), plan),
+                    ffn,
+                    &h,
+                    &u,
+                ),
+                (_, Some(sw), Some(sh)) => (
+                    Product::new(
+                        &sw.gate,
+                        span,
+                        sh.gate,
+                        shared_gate_acts,
+                        x,
+                        hs.as_ptr(),
+                        plan,
+                    ),
+                    Product::new(&sw.up, span, sh.up, shared_up_acts, x, us.as_ptr(), plan),
+                    width,
+                    &hs,
+                    &us,
+                ),
+                _ => return,
+            };
             gate.rows(&thread_bufs, tid, r0, r1);
             up.rows(&thread_bufs, tid, r0, r1);
             for row in span.row0..span.row0 + span.n {
                 // SAFETY: this unit alone owns rows r0..r1 of its span's output rows.
                 let (hr, ur) = unsafe {
                     (
-                        h.slice(row * ffn + r0, r1 - r0),
-                        u.slice(row * ffn + r0, r1 - r0),
+                        hp.slice(row * rows + r0, r1 - r0),
+                        up_p.slice(row * rows + r0, r1 - r0),
                     )
                 };
                 swiglu_in_place(hr, ur);
             }
         };
-        units.run(pool, threads, job);
+        run_units(pool, threads, &parts, job);
     }
 
     // The SwiGLU outputs, quantized once per (token, expert) row for the down matrices.
     s.h_acts.prepare(down_set.fmt, pairs, ffn);
     s.h_acts.quantize(pool, threads, &s.h, plan.isa);
+    if let Some(sh) = &shared {
+        s.hs_acts.prepare(sh.down.fmt, n, width);
+        s.hs_acts.quantize(pool, threads, &s.hs, plan.isa);
+    }
 
     // Phase 2: down rows of every span (activations in the spans' own rows).
     {
         let y = SharedMut::new(&mut s.y[..]);
+        let ys = SharedMut::new(&mut s.ys[..]);
         let down_spans: Vec<Span> = spans
             .iter()
             .map(|sp| Span {
@@ -410,19 +531,67 @@ fn pass(
                 ..*sp
             })
             .collect();
-        let units = Units::new(&down_spans, hidden, unit_rows(plan.down_rows, 128));
-        let (h_acts, h_rows) = (&s.h_acts, &s.h[..]);
-        let job = |tid: usize, span: &Span, r0: usize, r1: usize| {
-            let down = Product::new(&w.down, span, down_set, h_acts, h_rows, y.as_ptr(), plan);
+        let down_rows = unit_rows(plan.down_rows, 128);
+        let parts = [
+            Units::new(&down_spans, hidden, down_rows),
+            Units::new(shared_spans, hidden, down_rows),
+        ];
+        let (h_acts, h_rows, hs_acts, hs_rows) = (&s.h_acts, &s.h[..], &s.hs_acts, &s.hs[..]);
+        let job = |tid: usize, part: usize, span: &Span, r0: usize, r1: usize| {
+            let down = match (part, &w.shared, &shared) {
+                (0, _, _) => {
+                    Product::new(&w.down, span, down_set, h_acts, h_rows, y.as_ptr(), plan)
+                }
+                (_, Some(sw), Some(sh)) => {
+                    Product::new(&sw.down, span, sh.down, hs_acts, hs_rows, ys.as_ptr(), plan)
+                }
+                _ => return,
+            };
             down.rows(&thread_bufs, tid, r0, r1);
         };
-        units.run(pool, threads, job);
+        run_units(pool, threads, &parts, job);
     }
 
+    let shared_out = match &w.shared {
+        Some(sw) => {
+            s.scale.clear();
+            s.scale.extend(
+                x.chunks_exact(hidden)
+                    .map(|xt| sigmoid(ggml_math::vec_dot_f32(sw.gate_inp, xt))),
+            );
+            Some((&s.ys[..], &s.scale[..]))
+        }
+        None => None,
+    };
     combine(
-        pool, threads, routing, &position, &s.y, residual, hidden, out,
+        pool, threads, routing, &position, &s.y, shared_out, residual, hidden, out,
     );
     Ok(())
+}
+
+/// The first of `quantized` in format `fmt`, else `own`.
+fn pick<'b>(
+    quantized: &[(ActFormat, &'b QuantActs)],
+    fmt: ActFormat,
+    own: &'b QuantActs,
+) -> &'b QuantActs {
+    quantized
+        .iter()
+        .find(|(f, _)| *f == fmt)
+        .map_or(own, |(_, q)| q)
+}
+
+/// The kernel sets of a shared expert's three matrices, and its width.
+struct SharedSets {
+    width: usize,
+    gate: KernelSet,
+    up: KernelSet,
+    down: KernelSet,
+}
+
+/// `1 / (1 + e^-x)`: the shared expert's gate.
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
 }
 
 ggml_math::fma_dispatch! {
@@ -448,7 +617,8 @@ fn unit_rows(planned: usize, auto: usize) -> usize {
     rows.div_ceil(panel::ROWS) * panel::ROWS
 }
 
-/// `out[t] = (w0 * y0 + w1 * y1 + ...) + residual[t]`, slots in routing order.
+/// `out[t] = ((w0 * y0 + w1 * y1 + ...) + shared[t] * scale[t]) + residual[t]`, slots in
+/// routing order.
 #[allow(clippy::too_many_arguments)]
 fn combine(
     pool: &ThreadPool,
@@ -456,6 +626,7 @@ fn combine(
     routing: &Routing,
     position: &[u32],
     y: &[f32],
+    shared_out: Option<(&[f32], &[f32])>,
     residual: Option<&[f32]>,
     hidden: usize,
     out: &mut [f32],
@@ -479,6 +650,10 @@ fn combine(
                 } else {
                     o.iter_mut().zip(yr).for_each(|(o, &v)| *o += v * wt);
                 }
+            }
+            if let Some((ys, scale)) = shared_out {
+                let (ys, k) = (&ys[t * hidden..(t + 1) * hidden], scale[t]);
+                o.iter_mut().zip(ys).for_each(|(o, &v)| *o += v * k);
             }
             if let Some(r) = residual {
                 let r = &r[t * hidden..(t + 1) * hidden];
@@ -514,25 +689,42 @@ impl<'a> Units<'a> {
         }
     }
 
-    /// Runs `job(tid, span, first_row, end_row)` for every unit on `threads` pool threads.
-    fn run<F: Fn(usize, &Span, usize, usize) + Sync>(
-        &self,
-        pool: &ThreadPool,
-        threads: usize,
-        job: F,
-    ) {
-        let total = self.spans.len() * self.per_span;
-        let next = AtomicUsize::new(0);
-        pool.run(threads.min(total), |tid| loop {
-            let u = next.fetch_add(1, Ordering::Relaxed);
-            if u >= total {
+    fn len(&self) -> usize {
+        self.spans.len() * self.per_span
+    }
+
+    /// Unit `u`: its span, first row and end row.
+    fn unit(&self, u: usize) -> (&Span, usize, usize) {
+        let (span, block) = (&self.spans[u / self.per_span], u % self.per_span);
+        let r0 = block * self.per_unit;
+        (span, r0, (r0 + self.per_unit).min(self.rows))
+    }
+}
+
+/// Runs `job(tid, part, span, first_row, end_row)` for every unit of every part on `threads`
+/// pool threads, claimed from one counter (so the parts share the pool).
+fn run_units<F: Fn(usize, usize, &Span, usize, usize) + Sync>(
+    pool: &ThreadPool,
+    threads: usize,
+    parts: &[Units<'_>],
+    job: F,
+) {
+    let total: usize = parts.iter().map(Units::len).sum();
+    let next = AtomicUsize::new(0);
+    pool.run(threads.min(total), |tid| loop {
+        let mut u = next.fetch_add(1, Ordering::Relaxed);
+        if u >= total {
+            break;
+        }
+        for (p, units) in parts.iter().enumerate() {
+            if u < units.len() {
+                let (span, r0, r1) = units.unit(u);
+                job(tid, p, span, r0, r1);
                 break;
             }
-            let (span, block) = (&self.spans[u / self.per_span], u % self.per_span);
-            let r0 = block * self.per_unit;
-            job(tid, span, r0, (r0 + self.per_unit).min(self.rows));
-        });
-    }
+            u -= units.len();
+        }
+    });
 }
 
 /// One expert matrix times one span's tokens, as a unit runs it.

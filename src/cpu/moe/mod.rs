@@ -6,5 +6,7 @@ pub mod experts;
 pub mod route;
 pub mod sort;
 
-pub use experts::{moe_experts, ExpertTensor, ExpertWeights, MoePlan, MoeScratch, MAX_PASS_TOKENS};
+pub use experts::{
+    moe_experts, ExpertTensor, ExpertWeights, MoePlan, MoeScratch, SharedExpert, MAX_PASS_TOKENS,
+};
 pub use route::{route, Groups, Routing};

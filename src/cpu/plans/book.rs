@@ -18,7 +18,7 @@
 //! if the search could have chosen it for the job (anything else, a hand edit or another
 //! version's, is searched again), and a file that does not parse is never overwritten.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -116,6 +116,26 @@ impl PlanBook {
             used.insert(key, choice.clone());
         }
         choice
+    }
+
+    /// How many of the jobs `keys` a compile would search (the search is on and the cache has
+    /// no entry for them; an unusable entry is searched too, beyond this count).
+    pub fn to_search(&self, keys: &BTreeSet<String>) -> usize {
+        match self.search {
+            true => keys
+                .iter()
+                .filter(|k| !self.cached.contains_key(*k))
+                .count(),
+            false => 0,
+        }
+    }
+
+    /// How many jobs this engine has decided itself so far: searched, or left on the default
+    /// where a search was too large or cut short (cached ones not counted).
+    pub fn searched_now(&self) -> usize {
+        self.used
+            .lock()
+            .map_or(0, |u| u.values().filter(|c| !c.from_cache).count())
     }
 
     /// Whether a cached choice is one this job's search could have made on this CPU: the cache

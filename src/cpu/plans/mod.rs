@@ -8,5 +8,6 @@ mod cache;
 mod search;
 
 pub use book::{PlanBook, PlanOptions};
+pub use cache::job_key;
 pub(crate) use cache::machine_key;
 pub use search::{Choice, BATCH_TOKENS};

@@ -8,7 +8,7 @@ use crate::quant::GgmlType;
 /// A file that is not a usable Qwen3 model. Each error names the file and the key or tensor.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("architecture '{found}' is not supported (this program runs qwen3, qwen3moe, qwen35, qwen35moe and qwen3next); {file} holds a different model")]
+    #[error("architecture '{found}' is not supported (this program runs qwen3, qwen3moe, qwen35, qwen35moe, qwen3next, qwen3vl and qwen3vlmoe); {file} holds a different model")]
     WrongArchitecture { found: String, file: String },
 
     #[error("metadata key '{key}' not found in {file}; is it a complete Qwen3 GGUF file?")]
@@ -179,7 +179,10 @@ pub enum ConfigError {
         supported: String,
     },
 
-    #[error("norm weight '{tensor}' in {file} is {ty}; norm weights must be F32, F16 or BF16")]
+    #[error(
+        "'{tensor}' in {file} is {ty}; norm weights and the other small per-channel vectors \
+         (DeltaNet conv taps, dt bias, decay) must be F32, F16 or BF16"
+    )]
     NormNotFloat {
         tensor: String,
         ty: GgmlType,

@@ -30,6 +30,7 @@ pub(super) struct Keys {
     pub(super) interval: String,
     pub(super) recurrent_layers: String,
     pub(super) mtp_layers: String,
+    pub(super) deepstack_layers: String,
 }
 
 impl Keys {
@@ -61,6 +62,7 @@ impl Keys {
             interval: k("full_attention_interval"),
             recurrent_layers: k("attention.recurrent_layers"),
             mtp_layers: k("nextn_predict_layers"),
+            deepstack_layers: k("n_deepstack_layers"),
         }
     }
 }

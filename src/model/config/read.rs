@@ -85,6 +85,9 @@ impl Meta<'_> {
             tied_embeddings: file.tensor(OUTPUT).is_none(),
             moe,
             hybrid,
+            deepstack_layers: self
+                .optional(&k.deepstack_layers, file.get_u32(&k.deepstack_layers))?
+                .unwrap_or(0) as usize,
         })
     }
 
@@ -106,10 +109,10 @@ impl Meta<'_> {
         Ok(dims)
     }
 
-    /// `rope.dimension_sections`: required by the Qwen3.5 architectures (llama.cpp reads it
-    /// with `required`), unused by the others.
+    /// `rope.dimension_sections`: required by the Qwen3.5 and Qwen3-VL architectures (llama.cpp
+    /// reads it with `required`), unused by the others.
     fn rope_sections(&self, arch: Arch) -> Result<Option<[usize; 4]>, ConfigError> {
-        if !matches!(arch, Arch::Qwen35 | Arch::Qwen35Moe) {
+        if !arch.has_rope_sections() {
             return Ok(None);
         }
         let key = &self.keys.rope_sections;

@@ -21,15 +21,22 @@ pub enum Arch {
     /// Qwen3-Next: as `qwen35moe` with fused beta/alpha projections, grouped key heads and plain
     /// rotary embeddings.
     Qwen3Next,
+    /// Qwen3-VL's language model: Qwen3 with interleaved multi-section rotary embeddings (the
+    /// image encoder is a separate file).
+    Qwen3Vl,
+    /// Qwen3-VL's mixture-of-experts language model (Qwen3-VL-30B-A3B, 235B-A22B).
+    Qwen3VlMoe,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 5] = [
+    pub const ALL: [Arch; 7] = [
         Arch::Qwen3,
         Arch::Qwen3Moe,
         Arch::Qwen35,
         Arch::Qwen35Moe,
         Arch::Qwen3Next,
+        Arch::Qwen3Vl,
+        Arch::Qwen3VlMoe,
     ];
 
     /// The name `general.architecture` gives it (also the prefix of its metadata keys).
@@ -40,6 +47,8 @@ impl Arch {
             Arch::Qwen35 => "qwen35",
             Arch::Qwen35Moe => "qwen35moe",
             Arch::Qwen3Next => "qwen3next",
+            Arch::Qwen3Vl => "qwen3vl",
+            Arch::Qwen3VlMoe => "qwen3vlmoe",
         }
     }
 
@@ -49,12 +58,29 @@ impl Arch {
 
     /// A routed feed-forward.
     pub fn is_moe(self) -> bool {
-        matches!(self, Arch::Qwen3Moe | Arch::Qwen35Moe | Arch::Qwen3Next)
+        matches!(
+            self,
+            Arch::Qwen3Moe | Arch::Qwen35Moe | Arch::Qwen3Next | Arch::Qwen3VlMoe
+        )
     }
 
     /// Gated DeltaNet layers beside gated attention ones.
     pub fn is_hybrid(self) -> bool {
         matches!(self, Arch::Qwen35 | Arch::Qwen35Moe | Arch::Qwen3Next)
+    }
+
+    /// Interleaved multi-section rotary embeddings (ggml's IMROPE): the file must say its
+    /// `rope.dimension_sections`.
+    pub fn has_rope_sections(self) -> bool {
+        matches!(
+            self,
+            Arch::Qwen35 | Arch::Qwen35Moe | Arch::Qwen3Vl | Arch::Qwen3VlMoe
+        )
+    }
+
+    /// The language model of a vision-language model: text prompts only.
+    pub fn is_vision_language(self) -> bool {
+        matches!(self, Arch::Qwen3Vl | Arch::Qwen3VlMoe)
     }
 }
 
@@ -104,6 +130,14 @@ pub struct Qwen3Config {
     /// `qwen3next`).
     #[serde(flatten)]
     pub hybrid: Option<HybridConfig>,
+    /// Layers of a Qwen3-VL model that add image features to the hidden state
+    /// (`n_deepstack_layers`). A text prompt brings none: they add nothing here.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deepstack_layers: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The gated DeltaNet side of a hybrid model.
@@ -262,13 +296,15 @@ impl Qwen3Config {
     /// experts, the routed experts' instead of every expert's (the embedding table counted whole,
     /// as the model cards count it).
     pub fn n_active_params(&self) -> u64 {
-        match self.moe {
-            Some(m) => {
-                let idle = (m.experts - m.experts_used) as u64 * self.expert_params();
-                self.n_params() - self.layers as u64 * idle
-            }
-            None => self.n_params(),
-        }
+        self.n_params() - self.idle_expert_params()
+    }
+
+    /// Weights of the experts one token is not routed to, over all layers (0 for a dense model).
+    pub fn idle_expert_params(&self) -> u64 {
+        self.moe.map_or(0, |m| {
+            let idle = (m.experts - m.experts_used) as u64 * self.expert_params();
+            self.layers as u64 * idle
+        })
     }
 
     /// Weights of one expert (gate, up and down), 0 for a dense model.

@@ -10,7 +10,7 @@
 //! A layer becomes four of these and one attention op. The kernels are `crate::cpu`'s SIMD
 //! kernels on the weights in place in the memory map, with plans from [`crate::cpu::plans`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use luminal::op::{InputTensor, Operator};
@@ -27,8 +27,9 @@ use super::super::weight_matmul::WeightMatMul;
 use super::runtime::Runtime;
 use crate::cpu::dot::kernel_set;
 use crate::cpu::matmul::{matmul_multi, MatmulPlan, WeightMatrix, MAX_MATRICES};
-use crate::cpu::plans::BATCH_TOKENS;
+use crate::cpu::plans::{job_key, BATCH_TOKENS};
 use crate::cpu::shared::SharedMut;
+use crate::progress::Phase;
 
 /// What happens to the matmul outputs before they leave the op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,13 +245,41 @@ pub struct FusedMatMulCompiler {
 
 impl Compiler for FusedMatMulCompiler {
     fn compile<T: ToIdsMut>(&self, graph: &mut Graph, mut remap: T) {
+        let progress = self.search_progress(graph);
         for group in matmul_groups(graph) {
             for part in compatible_parts(graph, &group) {
                 self.fuse(graph, &mut remap, &part);
+                if let Some(p) = &progress {
+                    p.set(self.runtime.plans.searched_now() as u64);
+                }
             }
         }
         self.runtime.plans.save();
     }
+}
+
+impl FusedMatMulCompiler {
+    /// The kernel search's progress (matrix jobs searched of those the plan cache lacks), when
+    /// there is anything to search.
+    fn search_progress(&self, graph: &Graph) -> Option<Phase> {
+        let mut keys = BTreeSet::new();
+        for group in matmul_groups(graph) {
+            for part in compatible_parts(graph, &group) {
+                let mats = part_matrices(graph, &plan_fusion(graph, &part).matmuls);
+                keys.extend([job_key(&mats, 1), job_key(&mats, BATCH_TOKENS)]);
+            }
+        }
+        let to_search = self.runtime.plans.to_search(&keys);
+        (to_search > 0).then(|| Phase::steps("kernel search", to_search as u64, "matrix jobs"))
+    }
+}
+
+/// The weight matrices of `matmuls` the kernels take, in their order.
+fn part_matrices<'g>(graph: &'g Graph, matmuls: &[NodeIndex]) -> Vec<WeightMatrix<'g>> {
+    matmuls
+        .iter()
+        .filter_map(|&m| bound_matrix(graph, sources(graph, m)[1].0).map(WeightData::matrix))
+        .collect()
 }
 
 /// Matmuls reading the same activations, in node order.
@@ -328,10 +357,7 @@ impl FusedMatMulCompiler {
             .iter()
             .map(|&m| sources(graph, m)[1])
             .collect();
-        let mats: Vec<WeightMatrix<'_>> = weights
-            .iter()
-            .filter_map(|w| bound_matrix(graph, w.0).map(WeightData::matrix))
-            .collect();
+        let mats = part_matrices(graph, &fusion.matmuls);
         let pool = &self.runtime.pool;
         let decode = self.runtime.plans.choose(pool, &mats, 1).plan;
         let batch = self.runtime.plans.choose(pool, &mats, BATCH_TOKENS).plan;

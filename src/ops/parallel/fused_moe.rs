@@ -22,7 +22,9 @@ use super::super::strided::{BinaryKind, StridedBinary};
 use super::super::weight::{as_weight, WeightData};
 use super::runtime::Runtime;
 use crate::cpu::matmul::{matmul, MatmulPlan};
-use crate::cpu::moe::{moe_experts, route, ExpertTensor, ExpertWeights, MoePlan, Routing};
+use crate::cpu::moe::{
+    moe_experts, route, ExpertTensor, ExpertWeights, MoePlan, Routing, SharedExpert,
+};
 
 /// Inputs: `h [seq, hidden]` (normalised), the router `[experts, hidden]`. Output: the routing
 /// `[seq, 2 used]` (see `super::super::moe_ffn`).
@@ -85,6 +87,8 @@ pub struct FusedMoeExperts {
     runtime: Arc<Runtime>,
     experts: usize,
     used: usize,
+    /// Inputs 5..=8 are a shared expert (see [`MoeExperts`]).
+    shared: bool,
     residual: bool,
     decode: MoePlan,
     batch: MoePlan,
@@ -120,12 +124,22 @@ impl OpCost for FusedMoeRouter {
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
         router_cost(inp)
     }
+
+    /// The standard router's kind: the same computation, only on the pool.
+    fn kind(&self) -> String {
+        "MoeRouter".to_string()
+    }
 }
 
 impl OpCost for FusedMoeExperts {
-    /// As the standard op's; a folded-in residual (input 5) counts as activations read.
+    /// As the standard op's; a folded-in residual (the last input) counts as activations read.
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
-        experts_cost(inp, self.experts, self.used)
+        experts_cost(inp, self.experts, self.used, self.shared)
+    }
+
+    /// What was fused in (`MoeExperts(GateUp+SwiGlu+Down+Residual)`), as the debug text says.
+    fn kind(&self) -> String {
+        format!("{self:?}")
     }
 }
 
@@ -146,8 +160,22 @@ impl FusedMoeExperts {
             gate: tensor(2, per_expert),
             up: tensor(3, per_expert),
             down: tensor(4, per_expert),
+            shared: self.shared.then(|| {
+                let one = |i: usize| {
+                    let w = as_weight(&inp[i].0).expect("moe experts: bound shared expert");
+                    ExpertTensor::new(w.ty, 1, w.rows, w.cols, w.bytes())
+                        .unwrap_or_else(|e| panic!("moe experts on validated tensors failed: {e}"))
+                };
+                SharedExpert {
+                    gate_inp: f32_data(&inp[5].0).expect("moe experts: the shared gate as f32"),
+                    gate: one(6),
+                    up: one(7),
+                    down: one(8),
+                }
+            }),
         };
-        let residual = self.residual.then(|| contiguous(&inp[5].0, &inp[5].1));
+        let at = if self.shared { 9 } else { 5 };
+        let residual = self.residual.then(|| contiguous(&inp[at].0, &inp[at].1));
         let mut out = rt.buffers.take(h.len());
         let plan = if routing.n_tokens == 1 {
             &self.decode
@@ -194,12 +222,13 @@ impl Compiler for FusedMoeCompiler {
                 };
                 swap_op(graph, &mut remap, node, Box::new(op), None);
             } else if let Some(experts) = op_as::<MoeExperts>(graph, node) {
-                let (n_experts, used) = (experts.experts, experts.used);
+                let (n_experts, used, shared) = (experts.experts, experts.used, experts.shared);
                 let residual = residual_add(graph, node);
                 let op = FusedMoeExperts {
                     runtime: self.runtime.clone(),
                     experts: n_experts,
                     used,
+                    shared,
                     residual: residual.is_some(),
                     decode: MoePlan::new(),
                     batch: MoePlan::new(),
