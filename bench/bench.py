@@ -10,7 +10,9 @@ on request (`--sizes 30b-a3b`) a Qwen3-30B-A3B-shaped mixture of experts with th
 shape and 2 layers (F16 made, then Q8_0 and Q4_K_M by llama-quantize, and the `--moe-types`
 asked for: IQ2_M with an importance matrix made on the F16 file), and the hybrid Qwen3.5 shapes
 (`--sizes 3.5-0.8b 3.5-4b`: gated DeltaNet and gated attention, the Qwen3.5 vocabulary, the 4B
-shape with 8 of its 32 layers), measures the machine's
+shape with 8 of its 32 layers) and the hybrid mixtures of experts (`--sizes 3.5-35b-a3b
+next-80b-a3b`: Qwen3.5-35B-A3B and Qwen3-Next-80B-A3B, real layer shape, 4 layers: three gated
+DeltaNet and one attention; Q8_0 made, other --moe-types requantized), measures the machine's
 read bandwidth, then for each file prints tok/s of four tests:
 
   tg32        decode, 32 tokens after a 64-token prompt
@@ -65,14 +67,19 @@ GEN_TOKENS = 32
 LONG_PROMPT = 512
 DEPTH = 4096
 PRESETS = {"0.6b": "qwen3-0.6b", "4b": "qwen3-4b", "30b-a3b": "qwen3-30b-a3b",
-           "3.5-0.8b": "qwen3.5-0.8b", "3.5-4b": "qwen3.5-4b"}
+           "3.5-0.8b": "qwen3.5-0.8b", "3.5-4b": "qwen3.5-4b",
+           "3.5-35b-a3b": "qwen3.5-35b-a3b", "next-80b-a3b": "qwen3-next-80b-a3b"}
 # The hybrid Qwen3.5 shapes carry the Qwen3.5 vocabulary; the 4B one keeps 8 of its 32 layers
 # (whole groups of three DeltaNet layers and one attention layer, so the mix is the real one).
-HYBRID_SIZES = {"3.5-0.8b", "3.5-4b"}
+HYBRID_SIZES = {"3.5-0.8b", "3.5-4b", "3.5-35b-a3b"}
 DENSE_LAYERS = {"3.5-4b": 8}
 # The mixture of experts is benchmarked on its real layer shape with fewer layers (the whole
 # model is 30 GiB at Q8_0): per-layer speed is what the comparison needs.
-MOE_LAYERS = {"30b-a3b": 2}
+MOE_LAYERS = {"30b-a3b": 2, "3.5-35b-a3b": 4, "next-80b-a3b": 4}
+# The hybrid mixtures of experts keep one group of three DeltaNet layers and one attention layer;
+# their Q8_0 file comes from make_qwen3_gguf.py directly (the F16 one would be 9 and 14 GiB) and
+# the other types are requantized from it.
+HYBRID_MOE = {"3.5-35b-a3b", "next-80b-a3b"}
 # Weight types of the 0.6B files (llama-quantize's names, lower case): what published Qwen3 files
 # use. Q8_0 comes from make_qwen3_gguf.py, Q4_K_M from its F32 file, the rest requantized from
 # the Q8_0 file (--allow-requantize; random weights, so the source's rounding is immaterial).
@@ -202,12 +209,26 @@ def make_models(args, tool):
 
 
 def make_moe_models(size, out, tool, quantize, args):
-    """The --moe-types of the MoE preset (llama-quantize from F16: the F32 file would be 7 GiB)."""
+    """The --moe-types of the MoE preset (llama-quantize from F16: the F32 file would be 7 GiB;
+    the hybrid ones from their Q8_0 file)."""
     preset, layers = PRESETS[size], MOE_LAYERS[size]
     stem = out / f"{preset}-{layers}l"
     files = []
+    if size in HYBRID_MOE:
+        q8 = Path(f"{stem}-q8_0.gguf")
+        if not q8.exists():
+            run([sys.executable, tool, q8, "--preset", preset, "--layers", str(layers),
+                 "--type", "q8_0", *shape_args(size, out)])
     for ty in args.moe_types:
         f = Path(f"{stem}-{ty}.gguf")
+        if size in HYBRID_MOE and not f.exists():
+            if quantize is None:
+                log(f"bench: llama-quantize not found, no {ty} file for {preset}")
+                continue
+            cmd = quantize_cmd(quantize, Path(f"{stem}-q8_0.gguf"), f, ty, args)
+            if cmd is None:
+                continue
+            run(cmd)
         if not f.exists():
             if quantize is None:
                 log(f"bench: llama-quantize not found, no {ty} file for {preset}")

@@ -74,6 +74,10 @@ pub struct HybridSummary {
     pub mtp_layers: usize,
     /// The block `--mtp` runs: its index and which optional tensors of its own it has.
     pub mtp: Option<MtpBlock>,
+    /// The first tensor a declared block lacks (a file converted without it): `--mtp` cannot
+    /// run it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtp_missing_tensor: Option<String>,
 }
 
 impl HybridSummary {
@@ -93,6 +97,7 @@ impl HybridSummary {
             kv_bytes_per_position: 4 * (c.kv_dim() * c.attention_layers()) as u64,
             mtp_layers: h.mtp_layers,
             mtp: MtpBlock::of(file, c),
+            mtp_missing_tensor: MtpBlock::missing_tensor(file, c).filter(|_| h.mtp_layers > 0),
         })
     }
 }
@@ -356,6 +361,13 @@ fn config_lines(r: &Report, line: &mut impl FnMut(String)) {
             s.state_floats_per_layer,
             human_bytes(s.kv_bytes_per_position)
         ));
+        if let Some(missing) = &s.mtp_missing_tensor {
+            line(format!(
+                "  mtp             {} multi-token-prediction block(s) after the trunk, \
+                 incomplete (no {missing}): --mtp cannot run it",
+                s.mtp_layers
+            ));
+        }
         if let Some(m) = &s.mtp {
             let own = |has: bool, own: &str, trunk: &str| match has {
                 true => format!("own {own}"),

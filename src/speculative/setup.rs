@@ -18,12 +18,25 @@ pub enum SetupError {
          have one): run without --mtp"
     )]
     NoBlock { file: String, arch: &'static str },
+    #[error(
+        "--mtp needs the multi-token-prediction block of {file} whole, and tensor '{tensor}' \
+         is missing (nextn_predict_layers says there is a block; the file was converted \
+         without it): run without --mtp"
+    )]
+    IncompleteBlock { file: String, tensor: String },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
 
 /// The prediction block `--mtp` runs, or why there is none.
 pub fn block(file: &GgufFile, config: &Qwen3Config) -> Result<MtpBlock, SetupError> {
+    let declared = config.hybrid.as_ref().is_some_and(|h| h.mtp_layers > 0);
+    if let Some(tensor) = MtpBlock::missing_tensor(file, config).filter(|_| declared) {
+        return Err(SetupError::IncompleteBlock {
+            file: file.source().to_string(),
+            tensor,
+        });
+    }
     MtpBlock::of(file, config).ok_or_else(|| SetupError::NoBlock {
         file: file.source().to_string(),
         arch: config.arch.name(),

@@ -411,6 +411,16 @@ fn a_dense_file_with_an_mtp_block_is_all_active() {
     let text = qwen(&["-m", file.0.to_str().unwrap(), "--inspect"]);
     let text = String::from_utf8_lossy(&text.stdout).to_string();
     assert!(!text.contains("active:"), "{text}");
+    // The block's nextn tensors are absent: listed as incomplete, as llama.cpp loads such a
+    // file (it skips the block's tensors unless it runs the block).
+    assert!(
+        text.contains("incomplete (no blk.3.nextn.eh_proj.weight): --mtp cannot run it"),
+        "{text}"
+    );
+    assert_eq!(
+        json["hybrid"]["mtp_missing_tensor"],
+        "blk.3.nextn.eh_proj.weight"
+    );
     let run = qwen(&[
         "-m",
         file.0.to_str().unwrap(),

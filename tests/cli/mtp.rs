@@ -168,6 +168,27 @@ fn bad_uses_of_mtp_are_one_line_errors() {
         &out,
         &["--mtp", "tiny-qwen35-f32.gguf", "nextn_predict_layers"],
     );
+    // A file that declares a block it does not hold (converted without it) runs without --mtp
+    // (tests/cli/inspect.rs) and names the missing tensor with it.
+    let dir = tempfile::tempdir().unwrap();
+    let base =
+        qwen::gguf::GgufFile::open(crate::common::fixture("models/tiny-qwen35-f32.gguf")).unwrap();
+    let declared = crate::common::rewrite::read(&base).set(
+        "qwen35.nextn_predict_layers",
+        Some(crate::common::V::U32(1)),
+    );
+    let declared = crate::common::cli::write(dir.path(), "declared.gguf", &declared.build());
+    let out = run(&[
+        "-m",
+        declared.to_str().unwrap(),
+        "--token-ids",
+        PROMPT,
+        "--mtp",
+    ]);
+    assert_one_line_error(
+        &out,
+        &["--mtp", "blk.3.nextn.eh_proj.weight", "run without --mtp"],
+    );
     let qwen3 = path("models/tiny-q8_0.gguf");
     let out = run(&["-m", &qwen3, "--token-ids", PROMPT, "--mtp", "2"]);
     assert_one_line_error(&out, &["--mtp", "multi-token-prediction block"]);

@@ -103,7 +103,8 @@ fn mismatch_reason(found: &[u64], dims: &[(usize, String)]) -> String {
 /// Every tensor of the trunk and of its multi-token-prediction blocks, with its shape
 /// (outermost first) as the metadata implies. Lazy, so that a corrupt `block_count` of billions
 /// stops at the first missing layer instead of listing billions of tensors first. The
-/// prediction blocks are checked even when not run, as llama.cpp checks them.
+/// prediction blocks' tensors are optional here, as llama.cpp skips them unless it runs the
+/// block: their shapes are checked where present, and `--mtp` asks for the block whole.
 fn expected_tensors<'a>(
     c: &'a Qwen3Config,
     keys: &Keys,
@@ -124,14 +125,16 @@ fn expected_tensors<'a>(
     }));
     let mtp = (c.layers..c.layers + mtp_layers).flat_map(move |i| {
         let dims = &mtp_dims;
-        let nextn = MtpTensor::ALL.map(|t| Expected {
-            optional: !t.required(),
-            ..dims.expected(t.in_layer(i), t.shape(), t.shape().len() == 1)
-        });
+        let nextn =
+            MtpTensor::ALL.map(|t| dims.expected(t.in_layer(i), t.shape(), t.shape().len() == 1));
         layer_tensors(c, i)
             .into_iter()
             .map(|t| dims.expected(t.in_layer(i), t.shape(), t.is_float_only()))
             .chain(nextn)
+            .map(|e| Expected {
+                optional: true,
+                ..e
+            })
             .collect::<Vec<_>>()
     });
     trunk.chain(mtp)

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::super::tensors::MtpTensor;
+use super::expected::layer_tensors;
 use super::types::Qwen3Config;
 use crate::gguf::GgufFile;
 
@@ -22,11 +23,11 @@ pub struct MtpBlock {
 }
 
 impl MtpBlock {
-    /// The first prediction block of `file` (llama.cpp runs one), if its config has any; the
-    /// config check has made sure its required tensors are there.
+    /// The first prediction block of `file` (llama.cpp runs one), if its config has one and the
+    /// file holds every tensor it needs.
     pub fn of(file: &GgufFile, config: &Qwen3Config) -> Option<MtpBlock> {
         let blocks = config.hybrid.as_ref()?.mtp_layers;
-        if blocks == 0 {
+        if blocks == 0 || Self::missing_tensor(file, config).is_some() {
             return None;
         }
         let layer = config.layers;
@@ -37,5 +38,19 @@ impl MtpBlock {
             own_head: has(MtpTensor::SharedHeadHead),
             own_head_norm: has(MtpTensor::SharedHeadNorm),
         })
+    }
+
+    /// The first tensor the file's first prediction block needs and lacks. The config check
+    /// leaves them optional (llama.cpp loads them only to run the block); `--mtp` needs them.
+    pub fn missing_tensor(file: &GgufFile, config: &Qwen3Config) -> Option<String> {
+        let layer = config.layers;
+        let block = layer_tensors(config, layer)
+            .into_iter()
+            .map(|t| t.in_layer(layer));
+        let nextn = MtpTensor::ALL
+            .into_iter()
+            .filter(|t| t.required())
+            .map(|t| t.in_layer(layer));
+        block.chain(nextn).find(|name| file.tensor(name).is_none())
     }
 }
