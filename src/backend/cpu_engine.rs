@@ -229,8 +229,11 @@ impl Engine {
                 crate::cpu::cpu_features().describe(),
             ),
         };
-        if moe {
+        if let Some(m) = &self.config.moe {
             kernels.extend(moe_kernels(self.options.mode));
+            if m.shared_ffn.is_some() {
+                kernels.push(shared_expert_kernel(self.options.mode));
+            }
         }
         if hybrid {
             // A hybrid's attention layers run the gated op, which has its own line.
@@ -247,8 +250,12 @@ impl Engine {
             kernels,
             kv_cache: self.cache_description(),
             experts: self.config.moe.map(|m| {
+                let shared = m
+                    .shared_ffn
+                    .map(|w| format!(", and one shared expert (ffn {w}) every token"))
+                    .unwrap_or_default();
                 format!(
-                    "{} per layer, {} used per token (expert ffn {}): {:.1}% of the expert weights read per token",
+                    "{} per layer, {} used per token (expert ffn {}){shared}: {:.1}% of the routed expert weights read per token",
                     m.experts,
                     m.experts_used,
                     m.expert_ffn,
@@ -296,6 +303,14 @@ fn hybrid_kernels(mode: Mode) -> [&'static str; 2] {
             "FusedAttention (gated): the query and gate split per head, partial rotation, tiled attention, sigmoid gate",
             "FusedDeltaNet: conv, norms, gates, delta rule and gated norm fused per key-head group, the state read and written once per step, groups across the pool, SIMD",
         ],
+    }
+}
+
+/// What the experts op does with a shared expert in `mode`.
+fn shared_expert_kernel(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Standard => "MoeExperts (+Shared): the shared expert's SwiGLU in exact f32, scaled by sigmoid(ffn_gate_inp_shexp . x) and added after the routed experts, as llama.cpp adds ffn_shexp",
+        Mode::Parallel { .. } => "MoeExperts (+Shared): the shared expert in the same pass as the routed ones (one quantization of the token's activations, its rows split over the pool beside theirs), sigmoid-gated",
     }
 }
 

@@ -111,6 +111,14 @@ impl OpCost for MoeExperts {
     fn cost(&self, inp: &[(InputTensor, ShapeTracker)]) -> Cost {
         experts_cost(inp, self.experts, self.used, self.shared)
     }
+
+    /// `MoeExperts`, or `MoeExperts(+Shared)` with a shared expert in it.
+    fn kind(&self) -> String {
+        match self.shared {
+            true => "MoeExperts(+Shared)".to_string(),
+            false => "MoeExperts".to_string(),
+        }
+    }
 }
 
 /// The router `[experts, hidden]` read whole and multiplied by every token of `h` (input 0,

@@ -138,6 +138,73 @@ fn moe_kernel_bytes_count_only_the_routed_experts_in_both_modes() {
     }
 }
 
+/// A hybrid mixture of experts with a shared expert (`tiny-qwen35moe-q8_0`: 4 layers, width 64,
+/// 8 experts of width 32 with 2 used, a shared expert of width 64 with an F32 gate vector): the
+/// experts op of one decode step reads, per layer, the two routed experts' slices and the whole
+/// shared expert, never the six idle experts; the features, the profile's kinds and the trace
+/// name the shared expert, in both modes.
+#[test]
+fn shared_expert_is_named_and_counted_in_profile_json_and_trace() {
+    let model = path("models/tiny-qwen35moe-q8_0.gguf");
+    let (layers, width, expert_ffn, shared_ffn) = (4, 64, 32, 64);
+    let per_layer = 2 * 3 * q8_0(expert_ffn, width) + 3 * q8_0(shared_ffn, width) + width * 4;
+    let dir = tempfile::tempdir().unwrap();
+    let modes = [
+        (vec![], "MoeExperts(+Shared)"),
+        (
+            vec!["--parallel", "--threads", "2"],
+            "MoeExperts(GateUp+SwiGlu+Down+Shared+Residual)",
+        ),
+    ];
+    for (mode, kind) in modes {
+        let trace = dir.path().join("trace.json");
+        let trace_arg = trace.display().to_string();
+        let mut args = vec![
+            "-m",
+            &model,
+            "--token-ids",
+            "1,2,3",
+            "-t",
+            "4",
+            "--ignore-eos",
+        ];
+        args.extend(["--kernel-timing", "--json", "--trace", &trace_arg]);
+        args.extend(mode.iter().copied());
+        let r = json(&run(&args));
+        let experts: Vec<&Value> = r["kernels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["name"] == kind)
+            .collect();
+        assert_eq!(experts.len(), 1, "{kind} in {}", r["kernels"]);
+        assert_eq!(
+            experts[0]["weight_bytes"].as_u64().unwrap(),
+            4 * layers * per_layer,
+            "{kind}"
+        );
+        let features = &r["features"];
+        assert!(
+            features["experts"]
+                .as_str()
+                .unwrap()
+                .contains("and one shared expert (ffn 64) every token"),
+            "{features}"
+        );
+        assert!(
+            features["kernels"]
+                .to_string()
+                .contains("MoeExperts (+Shared)"),
+            "{features}"
+        );
+        let text = std::fs::read_to_string(&trace).unwrap();
+        assert!(
+            text.contains(&format!("{kind} blk.3")),
+            "{kind} not in the trace"
+        );
+    }
+}
+
 #[test]
 fn time_to_first_token_covers_the_prompt_pass() {
     let model = path(TINY_MODEL);

@@ -51,6 +51,14 @@ const PER_DELTA_NET_LAYER: [(&str, usize); 4] = [
     ("FusedMatMul(RmsNorm+MatMulx2+SwiGlu)", 1),
 ];
 
+/// The feed-forward half of a hybrid mixture-of-experts layer (`qwen35moe`, `qwen3next`), after
+/// its mixer's own ops: as [`PER_MOE_LAYER`]'s, the shared expert inside the experts op.
+const HYBRID_MOE_FFN: [(&str, usize); 3] = [
+    ("RmsNorm", 1),
+    ("MoeRouter", 1),
+    ("MoeExperts(GateUp+SwiGlu+Down+Shared+Residual)", 1),
+];
+
 /// The head: the final norm and the vocabulary matmul in one op.
 const HEAD: &str = "FusedMatMul(RmsNorm+MatMul)";
 
@@ -240,4 +248,50 @@ fn hybrid_q8_0_fuses_every_layer_by_its_kind() {
 #[test]
 fn hybrid_k_quants_fuse_every_layer_by_its_kind() {
     check_hybrid_contract("small-qwen35-q4_k_m.gguf");
+}
+
+/// The hybrid mixtures of experts: each layer's mixer fused by its kind (a DeltaNet layer's
+/// norm and input projections in one op: four in `qwen35moe`, three in `qwen3next` with beta
+/// and alpha in one `ssm_ba`; an attention layer's as Qwen3's), the output projection with the
+/// residual, then the router and one experts op holding the shared expert; no standard mixer or
+/// experts op left.
+fn check_hybrid_moe_contract(model: &str, delta_inputs: &'static str) {
+    let file = GgufFile::open(fixture(model)).unwrap();
+    let config = Qwen3Config::from_gguf(&file).unwrap();
+    let mixer = |recurrent: bool| -> Vec<(&'static str, usize)> {
+        match recurrent {
+            true => vec![(delta_inputs, 1), ("FusedDeltaNet", 1)],
+            false => vec![("FusedMatMul(RmsNorm+MatMulx3)", 1), ("FusedAttention", 1)],
+        }
+    };
+    let kinds: Vec<Vec<(&str, usize)>> = (0..config.layers)
+        .map(|l| {
+            let mut k = mixer(config.is_recurrent(l));
+            k.push(("FusedMatMul(MatMul+Residual)", 1));
+            k.extend(HYBRID_MOE_FFN);
+            k
+        })
+        .collect();
+    let unfused: Vec<&str> = UNFUSED
+        .iter()
+        .copied()
+        .filter(|k| *k != "RmsNorm")
+        .chain([
+            "MoeExperts",
+            "MoeExperts(+Shared)",
+            "DeltaNet",
+            "GatedAttention",
+        ])
+        .collect();
+    check_layers_by(model, |l| &kinds[l][..], &unfused);
+}
+
+#[test]
+fn hybrid_qwen35moe_fuses_every_layer_with_its_shared_expert() {
+    check_hybrid_moe_contract("tiny-qwen35moe-q8_0.gguf", "FusedMatMul(RmsNorm+MatMulx4)");
+}
+
+#[test]
+fn hybrid_qwen3next_fuses_every_layer_with_its_shared_expert() {
+    check_hybrid_moe_contract("tiny-qwen3next-q8_0.gguf", "FusedMatMul(RmsNorm+MatMulx3)");
 }

@@ -95,10 +95,12 @@ pub struct FusedMoeExperts {
 }
 
 impl std::fmt::Debug for FusedMoeExperts {
-    /// `MoeExperts(gate+up+SwiGlu, down, +Residual)`: the kind the kernel profile groups by.
+    /// `MoeExperts(GateUp+SwiGlu+Down+Shared+Residual)`: what was fused in (a shared expert,
+    /// the residual), the kind the kernel profile groups by.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tail = if self.residual { "+Residual" } else { "" };
-        write!(f, "MoeExperts(GateUp+SwiGlu+Down{tail})")
+        let shared = if self.shared { "+Shared" } else { "" };
+        let residual = if self.residual { "+Residual" } else { "" };
+        write!(f, "MoeExperts(GateUp+SwiGlu+Down{shared}{residual})")
     }
 }
 
@@ -137,7 +139,8 @@ impl OpCost for FusedMoeExperts {
         experts_cost(inp, self.experts, self.used, self.shared)
     }
 
-    /// What was fused in (`MoeExperts(GateUp+SwiGlu+Down+Residual)`), as the debug text says.
+    /// What was fused in (`MoeExperts(GateUp+SwiGlu+Down+Shared+Residual)`), as the debug text
+    /// says.
     fn kind(&self) -> String {
         format!("{self:?}")
     }
