@@ -301,20 +301,6 @@ fn help_states_every_sampling_default() {
     }
 }
 
-/// `turn N: prompt A new tokens (+B cached)` → (A, B), per turn.
-fn turn_counts(stderr: &str) -> Vec<(usize, usize)> {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("turn "))
-        .map(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let new = words[2].parse().unwrap();
-            let cached = words[5].trim_start_matches("(+").parse().unwrap();
-            (new, cached)
-        })
-        .collect()
-}
-
 fn render(messages: &[Message]) -> String {
     let template =
         ChatTemplate::from_tokenizer_config(path("tokenizer/tokenizer_config.json")).unwrap();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::common::cli::*;
 use crate::common::fixture;
-use crate::common::qwen35_vocab::{chat_template, tiny_model};
+use crate::common::qwen35_vocab::{chat_template, tiny_model, tiny_moe_models};
 use qwen::text::chat::{ChatTemplate, Message, RenderOptions, TemplateSource};
 use qwen::text::tokenizer::Tokenizer;
 
@@ -61,26 +61,37 @@ fn chat_renders_qwen35s_template_with_and_without_thinking() {
     assert_ne!(render(&hi, None), render(&hi, Some(false)));
 }
 
-/// `turn N: prompt A new tokens (+B cached)` → (A, B), per turn.
-fn turn_counts(stderr: &str) -> Vec<(usize, usize)> {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("turn "))
-        .map(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let new = words[2].parse().unwrap();
-            let cached = words[5].trim_start_matches("(+").parse().unwrap();
-            (new, cached)
-        })
-        .collect()
-}
-
 #[test]
 fn interactive_turns_reuse_the_state_and_answer_as_fresh_runs() {
-    let model = model();
+    interactive_turns_answer_as_fresh_runs(&model());
+}
+
+/// The hybrid mixtures of experts (qwen35moe, qwen3next) chat as the dense one does: the
+/// template's prompt, and `-i` turns that answer as fresh runs.
+#[test]
+fn hybrid_mixtures_of_experts_chat_and_keep_their_state_across_turns() {
+    for model in tiny_moe_models() {
+        let model = model.display().to_string();
+        for mode in MODES {
+            let args = ["-m", &model, "--json", "--chat", "-p", "hi", "-t", "3"];
+            let r = json(&run(&[&args[..], &["--ignore-eos"], mode].concat()));
+            let expected = render(&[Message::user("hi")], None);
+            assert_eq!(
+                ids(&r["prompt_token_ids"]),
+                qwen35_ids(&expected),
+                "{model}"
+            );
+        }
+        interactive_turns_answer_as_fresh_runs(&model);
+    }
+}
+
+/// `-i` on `model`, in both modes: each turn runs only its new tokens and answers as a fresh run
+/// of the whole conversation's text does.
+fn interactive_turns_answer_as_fresh_runs(model: &str) {
     for mode in MODES {
         // --stop "\n" keeps each answer on one line of stdout.
-        let base = ["-m", &model, "-t", "6", "--stop", "\n"];
+        let base = ["-m", model, "-t", "6", "--stop", "\n"];
         let base = [&base[..], mode].concat();
         let input = "Hello there\nWhat next?\nAnd then?\n";
         let out = run_with_stdin(&[&base[..], &["-i"]].concat(), input);

@@ -134,3 +134,18 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::write(&p, bytes).expect("write a temp file");
     p
 }
+
+/// `(new, cached)` token counts of each `turn N: prompt X new tokens (+Y cached)` line of an
+/// interactive session's stderr.
+pub fn turn_counts(stderr: &str) -> Vec<(usize, usize)> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("turn "))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let new = words[2].parse().unwrap();
+            let cached = words[5].trim_start_matches("(+").parse().unwrap();
+            (new, cached)
+        })
+        .collect()
+}

@@ -71,20 +71,45 @@ pub fn chat_template() -> String {
 /// vocabulary and chat template: a hybrid model that chats. Written once per test binary.
 pub fn tiny_model() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let base = fixture("models/tiny-qwen35-q8_0.gguf");
-        let mut g = rewrite::read(&GgufFile::open(&base).unwrap());
-        g.kv.retain(|(k, _)| !k.starts_with("tokenizer."));
-        let embd = g.tensors.iter().find(|t| t.name == "token_embd.weight");
-        let hidden = embd.expect("the fixture has an embedding").dims[0];
-        let embedding = random_f32("token_embd.weight", &[N_TOKENS as u64, hidden], 35);
-        let g = g.set("qwen35.vocab_size", Some(V::U32(N_TOKENS as u32)));
-        let g = with_vocabulary(g.replace("token_embd.weight", Some(embedding)))
-            .kv("tokenizer.chat_template", V::Str(chat_template()));
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tiny-qwen35-qwen35vocab.gguf");
-        write_atomically(&path, &g.build());
-        path
+    PATH.get_or_init(|| chatting("tiny-qwen35-q8_0.gguf"))
+}
+
+/// [`tiny_model`] made from the tiny hybrid mixtures of experts (`tiny-qwen35moe-q8_0`,
+/// `tiny-qwen3next-q8_0`: routed and shared experts, the DeltaNet layers, grouped key heads for
+/// qwen3next), in that order: their conversations exercise the experts' and the recurrent
+/// states' rewinding together. (A real Qwen3-Next file carries Qwen3's vocabulary; the model
+/// does not care which vocabulary its rows stand for.)
+pub fn tiny_moe_models() -> &'static [PathBuf; 2] {
+    static PATHS: OnceLock<[PathBuf; 2]> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        [
+            chatting("tiny-qwen35moe-q8_0.gguf"),
+            chatting("tiny-qwen3next-q8_0.gguf"),
+        ]
     })
+}
+
+/// Fixture `base` with the Qwen3.5 vocabulary, a random tied embedding of its size and the chat
+/// template, written beside the test binary's other files.
+fn chatting(base: &str) -> PathBuf {
+    let file = GgufFile::open(fixture(&format!("models/{base}"))).unwrap();
+    let arch = file.get_str("general.architecture").unwrap().to_string();
+    let mut g = rewrite::read(&file);
+    g.kv.retain(|(k, _)| !k.starts_with("tokenizer."));
+    let embd = g.tensors.iter().find(|t| t.name == "token_embd.weight");
+    let hidden = embd.expect("the fixture has an embedding").dims[0];
+    let embedding = random_f32("token_embd.weight", &[N_TOKENS as u64, hidden], 35);
+    let g = g.set(&format!("{arch}.vocab_size"), Some(V::U32(N_TOKENS as u32)));
+    let mut g = with_vocabulary(g.replace("token_embd.weight", Some(embedding)))
+        .kv("tokenizer.chat_template", V::Str(chat_template()));
+    // An untied head of the fixture's vocabulary goes: the embedding serves as the head.
+    if g.tensors.iter().any(|t| t.name == "output.weight") {
+        g = g.replace("output.weight", None);
+    }
+    let name = base.replace("-q8_0.gguf", "-qwen35vocab.gguf");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    write_atomically(&path, &g.build());
+    path
 }
 
 /// An F32 tensor of `shape` (outermost first), uniform in [-sqrt 3, sqrt 3) (std 1).
