@@ -12,10 +12,10 @@
 //!   accepted. A small non-zero scale lets the context (the recurrent states) move the trunk's
 //!   choice away from the draft now and then: partial acceptance.
 
-use qwen::gguf::{GgufFile, MetadataArray, MetadataValue};
+use qwen::gguf::GgufFile;
 use qwen::quant::GgmlType;
 
-use super::{Gguf, T, V};
+use super::{T, V};
 
 /// Which block to append.
 #[derive(Debug, Clone, Copy)]
@@ -29,36 +29,26 @@ pub fn with_mtp(src: &GgufFile, kind: MtpKind) -> Vec<u8> {
     let arch = src.get_str("general.architecture").unwrap().to_string();
     let key = |k: &str| format!("{arch}.{k}");
     let layers = src.get_u32(&key("block_count")).unwrap() as u64;
-    let mut g = Gguf {
-        alignment: src.alignment() as usize,
-        ..Gguf::default()
-    };
-    for (k, v) in src.metadata() {
-        g.kv.push((k.clone(), value(v)));
-    }
-    g = g
+    let mut g = super::rewrite::read(src)
         .set(&key("block_count"), Some(V::U32(layers as u32 + 1)))
         .set(&key("nextn_predict_layers"), Some(V::U32(1)));
     let scale = match kind {
         MtpKind::Agreeing { trunk_scale } => trunk_scale,
         MtpKind::Random { .. } => 1.0,
     };
-    for info in src.tensors() {
-        let mut data = src.data_of(info).unwrap().to_vec();
-        let name = info.name();
+    for t in g.tensors.iter_mut() {
         let output = ["attn_output", "ssm_out", "ffn_down"]
             .iter()
-            .any(|p| name.ends_with(&format!(".{p}.weight")));
+            .any(|p| t.name.ends_with(&format!(".{p}.weight")));
         if output && scale != 1.0 {
-            assert_eq!(info.ggml_type(), GgmlType::F32, "scaling needs an F32 file");
-            data = f32_bytes(&floats(&data).iter().map(|x| x * scale).collect::<Vec<_>>());
+            assert_eq!(t.type_id, GgmlType::F32.id(), "scaling needs an F32 file");
+            t.data = f32_bytes(
+                &floats(&t.data)
+                    .iter()
+                    .map(|x| x * scale)
+                    .collect::<Vec<_>>(),
+            );
         }
-        g.tensors.push(T {
-            name: name.to_string(),
-            dims: info.dims().to_vec(),
-            type_id: info.ggml_type().id(),
-            data,
-        });
     }
     let output_norm = floats(src.tensor_data("output_norm.weight").unwrap());
     for t in block(src, &arch, layers, kind, &output_norm) {
@@ -169,42 +159,4 @@ fn floats(bytes: &[u8]) -> Vec<f32> {
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// A metadata value as the writer takes it.
-fn value(v: &MetadataValue) -> V {
-    match v {
-        MetadataValue::U8(x) => V::U8(*x),
-        MetadataValue::I8(x) => V::I8(*x),
-        MetadataValue::U16(x) => V::U16(*x),
-        MetadataValue::I16(x) => V::I16(*x),
-        MetadataValue::U32(x) => V::U32(*x),
-        MetadataValue::I32(x) => V::I32(*x),
-        MetadataValue::F32(x) => V::F32(*x),
-        MetadataValue::Bool(x) => V::Bool(*x),
-        MetadataValue::String(x) => V::Str(x.clone()),
-        MetadataValue::U64(x) => V::U64(*x),
-        MetadataValue::I64(x) => V::I64(*x),
-        MetadataValue::F64(x) => V::F64(*x),
-        MetadataValue::Array(a) => array(a),
-    }
-}
-
-fn array(a: &MetadataArray) -> V {
-    let (ty, items): (u32, Vec<V>) = match a {
-        MetadataArray::U8(v) => (0, v.iter().map(|x| V::U8(*x)).collect()),
-        MetadataArray::I8(v) => (1, v.iter().map(|x| V::I8(*x)).collect()),
-        MetadataArray::U16(v) => (2, v.iter().map(|x| V::U16(*x)).collect()),
-        MetadataArray::I16(v) => (3, v.iter().map(|x| V::I16(*x)).collect()),
-        MetadataArray::U32(v) => (4, v.iter().map(|x| V::U32(*x)).collect()),
-        MetadataArray::I32(v) => (5, v.iter().map(|x| V::I32(*x)).collect()),
-        MetadataArray::F32(v) => (6, v.iter().map(|x| V::F32(*x)).collect()),
-        MetadataArray::Bool(v) => (7, v.iter().map(|x| V::Bool(*x)).collect()),
-        MetadataArray::String(v) => (8, v.iter().map(|x| V::Str(x.clone())).collect()),
-        MetadataArray::Array(v) => (9, v.iter().map(array).collect()),
-        MetadataArray::U64(v) => (10, v.iter().map(|x| V::U64(*x)).collect()),
-        MetadataArray::I64(v) => (11, v.iter().map(|x| V::I64(*x)).collect()),
-        MetadataArray::F64(v) => (12, v.iter().map(|x| V::F64(*x)).collect()),
-    };
-    V::Arr(ty, items)
 }
