@@ -37,6 +37,10 @@ MODELS = [
     "small-iq4_xs.gguf",
     # Made in this repository by tools/iquant_fixtures.py (not in the kit).
     "small-iq-mix.gguf",
+    # The hybrid mixtures of experts (their twins are written at test time, 0.6 MB each, to keep
+    # the checkout's fixtures to the quantized files).
+    "tiny-qwen35moe-q8_0.gguf",
+    "tiny-qwen3next-q8_0.gguf",
 ]
 FIXTURE_MODELS = Path("tests/fixtures/models")
 

@@ -1,8 +1,7 @@
 //! A GGUF file read back into the test writer's form, to derive files from a fixture at test
-//! time (tensors renamed, fused, removed or dequantized) instead of shipping more fixtures.
+//! time (tensors renamed, fused or removed) instead of shipping more fixtures.
 
 use qwen::gguf::{GgufFile, MetadataArray, MetadataValue};
-use qwen::quant::{dequantize_row, GgmlType};
 
 use super::{Gguf, T, V};
 
@@ -26,24 +25,6 @@ pub fn read(file: &GgufFile) -> Gguf {
                 .expect("tensor data in the file")
                 .to_vec(),
         });
-    }
-    g
-}
-
-/// `file` with every tensor decoded to F32: its F32 twin, as llama.cpp's dequantization makes
-/// it (`tests/gguf` checks our decoders against the twins' digests).
-pub fn f32_twin(file: &GgufFile) -> Gguf {
-    let mut g = read(file);
-    for (t, info) in g.tensors.iter_mut().zip(file.tensors()) {
-        let mut out = vec![0.0f32; info.n_elements() as usize];
-        dequantize_row(info.ggml_type(), &t.data, &mut out).expect("a supported type");
-        t.type_id = GgmlType::F32.id();
-        t.data = out.iter().flat_map(|v| v.to_le_bytes()).collect();
-    }
-    for (key, value) in &mut g.kv {
-        if key == "general.file_type" {
-            *value = V::U32(0);
-        }
     }
     g
 }

@@ -420,15 +420,12 @@ fn parallel_tiny_qwen35_f32_greedy() {
 }
 
 /// The hybrid mixtures of experts on their F32 twins, written at test time from the Q8_0
-/// fixtures (the twins' references are the `*.deq.json` ones): the fused experts op with the
-/// shared expert in it gives llama.cpp's greedy tokens. A router near-tie would show here as
-/// a token where parallel and standard part; none occurs on these files.
+/// fixtures and checked against llama.cpp's twins' digests (the twins' references are the
+/// `*.deq.json` ones): the fused experts op with the shared expert in it gives llama.cpp's
+/// greedy tokens. A router near-tie would show here as a token where parallel and standard
+/// part; none occurs on these files.
 fn parallel_twin_greedy(model: &str) {
-    let file = GgufFile::open(fixture(&format!("models/{model}"))).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let twin = dir.path().join(model.replace(".gguf", ".deq.gguf"));
-    std::fs::write(&twin, crate::common::rewrite::f32_twin(&file).build()).unwrap();
-    parallel_f32_greedy_at(&twin, &model.replace(".gguf", ".deq.json"));
+    parallel_f32_greedy_at(&f32_twin(model), &model.replace(".gguf", ".deq.json"));
 }
 
 #[test]
