@@ -179,8 +179,8 @@ fn larger_models_match_their_twins_digests() {
     let digests = digests();
     assert_eq!(
         digests.len(),
-        12,
-        "the small quantized models and the Qwen3-vocab model"
+        14,
+        "the small quantized models, the Qwen3-vocab model and the hybrid mixtures of experts"
     );
     for (model, want) in &digests {
         let file = open(&model_path(model));
