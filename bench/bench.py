@@ -407,7 +407,10 @@ def compare(binary, rounds, a, b, key):
             path.write_text(json.dumps(items[name]))
             paths.append(str(path))
         # Standard mode runs one thread, --parallel many: the thread counts differ by design.
-        force = ["--force"] if "standard" in (a, b) else []
+        # ik_llama.cpp's llama-bench counts a tied output head a second time in its
+        # model_n_params, so compare would take the two for different models; both ran this
+        # very file.
+        force = ["--force"] if "standard" in (a, b) or "ik" in (a, b) else []
         res = subprocess.run([str(binary), "compare", *paths, "--json", *force], text=True,
                              capture_output=True)
     if res.returncode != 0:

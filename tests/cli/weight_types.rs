@@ -29,7 +29,7 @@ const MODELS: [(&str, &[&str]); 8] = [
 ];
 
 /// Whether the plan line `plan` (`TYPE:RxC+TYPE:RxC... decode: ...`) is of a `class` job
-/// ("decode" or "batch") with a matrix of type `ty`.
+/// ("decode", "short" or "batch") with a matrix of type `ty`.
 fn plan_covers(plan: &str, ty: &str, class: &str) -> bool {
     let mut words = plan.split(' ');
     let mats = words.next().unwrap_or("");
@@ -168,7 +168,7 @@ fn parallel_mode_runs_the_simd_kernels_on_every_type() {
             .filter_map(Value::as_str)
             .collect();
         for ty in types.iter() {
-            for class in ["decode", "batch"] {
+            for class in ["decode", "short", "batch"] {
                 assert!(
                     plans.iter().any(|p| plan_covers(p, ty, class)),
                     "{stem}: no {class} plan on {ty} weights in {plans:?}"

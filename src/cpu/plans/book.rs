@@ -216,6 +216,7 @@ mod tests {
 
     use super::*;
     use crate::cpu::matmul::MatmulPlan;
+    use crate::cpu::plans::search::{BATCH_TOKENS, SHORT_BATCH_MAX, SHORT_BATCH_TOKENS};
     use crate::cpu::synth::{random_weights, Rng};
     use crate::quant::GgmlType;
 
@@ -238,6 +239,33 @@ mod tests {
         let lines = book.describe();
         assert_eq!(lines.len(), 1);
         assert!(lines[0].starts_with("Q8_0:64x128 decode:"), "{}", lines[0]);
+    }
+
+    /// One token, a short batch (a verification pass of a few drafts) and a prompt are three
+    /// jobs, each searched for itself: a short batch's plan is not the prompt's.
+    #[test]
+    fn decode_short_batches_and_prompts_are_separate_jobs() {
+        let data = random_weights(&mut Rng::new(4), GgmlType::Q8_0, 64, 128);
+        let w = WeightMatrix::new(GgmlType::Q8_0, 64, 128, &data).unwrap();
+        let class = |n: usize| job_key(&[w], n).rsplit(' ').next().unwrap().to_string();
+        let classes: Vec<String> = [1, 2, SHORT_BATCH_TOKENS, SHORT_BATCH_MAX, 9, BATCH_TOKENS]
+            .into_iter()
+            .map(class)
+            .collect();
+        assert_eq!(
+            classes,
+            ["decode", "short", "short", "short", "batch", "batch"]
+        );
+        let pool = ThreadPool::new(2).unwrap();
+        let book = book(None, BTreeMap::new());
+        book.choose(&pool, &[w], SHORT_BATCH_TOKENS);
+        book.choose(&pool, &[w], BATCH_TOKENS);
+        let lines = book.describe();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("Q8_0:64x128 short:")),
+            "{lines:?}"
+        );
     }
 
     #[test]

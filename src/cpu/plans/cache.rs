@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::search::Choice;
+use super::search::{Choice, SHORT_BATCH_MAX};
 use crate::atomic_file;
 use crate::cpu::features::cpu_features;
 use crate::cpu::matmul::WeightMatrix;
@@ -18,7 +18,11 @@ pub fn job_key(ws: &[WeightMatrix<'_>], n_tokens: usize) -> String {
         .iter()
         .map(|w| format!("{}:{}x{}", w.ty, w.rows, w.cols))
         .collect();
-    let class = if n_tokens == 1 { "decode" } else { "batch" };
+    let class = match n_tokens {
+        1 => "decode",
+        n if n <= SHORT_BATCH_MAX => "short",
+        _ => "batch",
+    };
     format!("{} {class}", mats.join("+"))
 }
 

@@ -10,4 +10,4 @@ mod search;
 pub use book::{PlanBook, PlanOptions};
 pub use cache::job_key;
 pub(crate) use cache::machine_key;
-pub use search::{Choice, BATCH_TOKENS};
+pub use search::{Choice, BATCH_TOKENS, SHORT_BATCH_MAX, SHORT_BATCH_TOKENS};

@@ -14,6 +14,15 @@ use crate::cpu::synth::{random_input, Rng};
 /// Tokens a batch (prompt) plan is timed with.
 pub const BATCH_TOKENS: usize = 64;
 
+/// Tokens a short-batch plan is timed with: a speculative verification pass (the last token and
+/// a few drafts) or a short prompt, where reading the weights once for all of its tokens
+/// matters more than the arithmetic a prompt plan is chosen for (on a CPU without prompt panels
+/// the 64-token plan can be the f32 path, whose cost grows with every token).
+pub const SHORT_BATCH_TOKENS: usize = 4;
+
+/// The most tokens a call takes the short-batch plan for.
+pub const SHORT_BATCH_MAX: usize = 8;
+
 /// Time spent on each candidate (at least three calls, one when a call is slow).
 const PER_PLAN: Duration = Duration::from_millis(6);
 

@@ -27,7 +27,7 @@ use super::super::weight_matmul::WeightMatMul;
 use super::runtime::Runtime;
 use crate::cpu::dot::kernel_set;
 use crate::cpu::matmul::{matmul_multi, MatmulPlan, WeightMatrix, MAX_MATRICES};
-use crate::cpu::plans::{job_key, BATCH_TOKENS};
+use crate::cpu::plans::{job_key, BATCH_TOKENS, SHORT_BATCH_MAX, SHORT_BATCH_TOKENS};
 use crate::cpu::shared::SharedMut;
 use crate::progress::Phase;
 
@@ -49,7 +49,10 @@ pub struct FusedMatMul {
     norm_eps: Option<f32>,
     n_weights: usize,
     epilogue: Epilogue,
+    /// One token; up to [`SHORT_BATCH_MAX`] (a speculative verification pass, a short prompt);
+    /// more.
     decode: MatmulPlan,
+    short: MatmulPlan,
     batch: MatmulPlan,
     /// Normalised activations during a call: a buffer of the runtime's pool, handed back
     /// after the matmuls (held per op, a long prompt's would add up to gigabytes).
@@ -125,10 +128,10 @@ impl FusedMatMul {
             .iter()
             .map(|w| rt.buffers.take_stale(n_tokens * w.rows))
             .collect();
-        let plan = if n_tokens == 1 {
-            self.decode
-        } else {
-            self.batch
+        let plan = match n_tokens {
+            1 => self.decode,
+            n if n <= SHORT_BATCH_MAX => self.short,
+            _ => self.batch,
         };
         {
             let mut ys: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
@@ -266,7 +269,11 @@ impl FusedMatMulCompiler {
         for group in matmul_groups(graph) {
             for part in compatible_parts(graph, &group) {
                 let mats = part_matrices(graph, &plan_fusion(graph, &part).matmuls);
-                keys.extend([job_key(&mats, 1), job_key(&mats, BATCH_TOKENS)]);
+                keys.extend([
+                    job_key(&mats, 1),
+                    job_key(&mats, SHORT_BATCH_TOKENS),
+                    job_key(&mats, BATCH_TOKENS),
+                ]);
             }
         }
         let to_search = self.runtime.plans.to_search(&keys);
@@ -360,6 +367,11 @@ impl FusedMatMulCompiler {
         let mats = part_matrices(graph, &fusion.matmuls);
         let pool = &self.runtime.pool;
         let decode = self.runtime.plans.choose(pool, &mats, 1).plan;
+        let short = self
+            .runtime
+            .plans
+            .choose(pool, &mats, SHORT_BATCH_TOKENS)
+            .plan;
         let batch = self.runtime.plans.choose(pool, &mats, BATCH_TOKENS).plan;
         let op = FusedMatMul {
             runtime: self.runtime.clone(),
@@ -367,6 +379,7 @@ impl FusedMatMulCompiler {
             n_weights: weights.len(),
             epilogue: fusion.epilogue,
             decode,
+            short,
             batch,
             normed: vec![],
         };
