@@ -50,9 +50,13 @@ pub fn load(settings: &Settings) -> Result<Loaded> {
     let config = Qwen3Config::from_gguf(&file)?;
     let mtp = config.hybrid.as_ref().filter(|h| h.mtp_layers > 0);
     if let Some(h) = mtp.filter(|_| settings.generation.mtp.is_none()) {
+        let how = match crate::model::config::MtpBlock::missing_tensor(&file, &config) {
+            Some(tensor) => format!("the file lacks its tensor '{tensor}', so it is not run"),
+            None => "it runs only with --mtp (speculative decoding)".to_string(),
+        };
         crate::errln!(
             "notice: {} holds a multi-token-prediction block after its {} layers \
-             (nextn_predict_layers = {}); it runs only with --mtp (speculative decoding)",
+             (nextn_predict_layers = {}); {how}",
             model.path.display(),
             config.layers,
             h.mtp_layers

@@ -435,4 +435,8 @@ fn a_dense_file_with_an_mtp_block_is_all_active() {
         err.contains("multi-token-prediction") && err.contains("nextn_predict_layers = 1"),
         "{err}"
     );
+    assert!(
+        err.contains("lacks its tensor 'blk.3.nextn.eh_proj.weight', so it is not run"),
+        "{err}"
+    );
 }

@@ -156,7 +156,7 @@ fn concurrent_runs_keep_every_plan_and_leave_no_temporary_files() {
         for line in r["features"]["kernel_plans"].as_array().unwrap() {
             // "Q8_0:32x64+Q8_0:32x64 decode: avx512vnni t2 ..."
             let line = line.as_str().unwrap();
-            let end = [" decode: ", " batch: "]
+            let end = [" decode: ", " short: ", " batch: "]
                 .iter()
                 .find_map(|c| line.find(c).map(|i| i + c.len() - 2))
                 .unwrap_or_else(|| panic!("no job key in {line}"));
