@@ -270,6 +270,54 @@ pub mod x86 {
         let alt = _mm512_mask_blend_ps(low, _mm512_set1_ps(f32::INFINITY), _mm512_setzero_ps());
         _mm512_mask_blend_ps(big, res, alt)
     }
+
+    /// ggml's `v_expf` on eight lanes, lane for lane what [`super::v_expf`] computes: AVX2 has
+    /// no `scalef`, so `j * 2^n` is the scalar version's two exact power-of-two factors.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn v_expf_256(x: __m256) -> __m256 {
+        let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
+        let r = c(0x4b40_0000);
+        let z = _mm256_fmadd_ps(x, c(0x3fb8_aa3b), r);
+        let n = _mm256_sub_ps(z, r);
+        let b = _mm256_fnmadd_ps(n, c(0x35bf_be8e), _mm256_fnmadd_ps(n, c(0x3f31_7200), x));
+        let u = _mm256_mul_ps(b, b);
+        let p = _mm256_fmadd_ps(
+            _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+            u,
+            _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+        );
+        let j = _mm256_fmadd_ps(
+            p,
+            u,
+            _mm256_fmadd_ps(c(0x3f7f_fff6), b, _mm256_set1_ps(1.0)),
+        );
+        // |n| > 192 (or not finite): 0 below, infinity above. Otherwise n is an integer that
+        // converts exactly; `half` is n / 2 rounded toward zero, as the scalar `n / 2`.
+        let abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0), n);
+        let big = _mm256_cmp_ps::<_CMP_NLE_UQ>(abs, _mm256_set1_ps(192.0));
+        let ni = _mm256_cvttps_epi32(_mm256_blendv_ps(n, _mm256_setzero_ps(), big));
+        let half = _mm256_srai_epi32::<1>(_mm256_sub_epi32(ni, _mm256_srai_epi32::<31>(ni)));
+        let pow2 = |k: __m256i| {
+            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+                k,
+                _mm256_set1_epi32(127),
+            )))
+        };
+        let res = _mm256_mul_ps(
+            _mm256_mul_ps(j, pow2(half)),
+            pow2(_mm256_sub_epi32(ni, half)),
+        );
+        if _mm256_movemask_ps(big) == 0 {
+            return res;
+        }
+        let low = _mm256_cmp_ps::<_CMP_LE_OQ>(n, _mm256_setzero_ps());
+        let alt = _mm256_blendv_ps(_mm256_set1_ps(f32::INFINITY), _mm256_setzero_ps(), low);
+        _mm256_blendv_ps(res, alt, big)
+    }
 }
 
 #[cfg(test)]
@@ -309,6 +357,46 @@ mod tests {
             for l in 0..16 {
                 let want = v_expf(x[l]);
                 assert_eq!(got[l].to_bits(), want.to_bits(), "exp({})", x[l]);
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn eight_lane_exp_is_the_scalar_exp_lane_for_lane() {
+        if !(std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma"))
+        {
+            return;
+        }
+        let special = [
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            f32::NAN,
+            0.0,
+            -87.0,
+            88.0,
+            -200.0,
+            1e-9,
+        ];
+        for i in -1400..=1400 {
+            let x: [f32; 8] = std::array::from_fn(|l| match (i, l) {
+                (0, l) => special[l],
+                _ => (i * 8 + l as i32) as f32 * 0.0131,
+            });
+            let mut got = [0.0f32; 8];
+            // SAFETY: AVX2 and FMA were detected above.
+            unsafe {
+                use std::arch::x86_64::*;
+                _mm256_storeu_ps(
+                    got.as_mut_ptr(),
+                    x86::v_expf_256(_mm256_loadu_ps(x.as_ptr())),
+                );
+            }
+            for l in 0..8 {
+                let want = v_expf(x[l]);
+                let same = got[l].to_bits() == want.to_bits() || (got[l].is_nan() && want.is_nan());
+                assert!(same, "exp({}): {} vs {}", x[l], got[l], want);
             }
         }
     }

@@ -13,13 +13,17 @@
 //!   a head's segments across threads ([`segment_partial`], [`merge`], [`finish`]) with the
 //!   same bits as one thread running [`attend_rows`], and as the prompt computed them.
 //!
-//! AVX-512 kernels where the CPU has them and the head size is a multiple of 16: they read
-//! the f16 cache in place (each key and value widened in registers once per chunk of four
-//! rows) and prefetch the next block while they compute, so decode at long context streams
-//! the cache near the memory's speed instead of stalling on it block by block. A portable
-//! version of the same steps elsewhere (its own rounding, same structure), on blocks widened
-//! into a scratch buffer.
+//! AVX-512 kernels where the CPU has them and the head size is a multiple of 16, AVX2 ones
+//! (eight lanes, the same structure) where it has AVX2, FMA and F16C and the head size is a
+//! multiple of 8: they read the f16 cache in place (each key and value widened in registers
+//! once per chunk of four rows) and prefetch the next block while they compute, so decode at
+//! long context streams the cache near the memory's speed instead of stalling on it block by
+//! block. A portable version of the same steps elsewhere, on blocks widened into a scratch
+//! buffer. Each has its own rounding (lane counts differ); within one, a row's bits never
+//! depend on its batch or the thread split.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod block;
@@ -32,13 +36,20 @@ pub use block::{FlashScratch, HeadCache, Partial, KEY_BLOCK, SEGMENT};
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Path {
     Avx512,
+    Avx2,
     Portable,
 }
 
 fn path(head_dim: usize) -> Path {
     #[cfg(target_arch = "x86_64")]
-    if head_dim.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f") {
-        return Path::Avx512;
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if head_dim.is_multiple_of(16) && has!("avx512f") {
+            return Path::Avx512;
+        }
+        if head_dim.is_multiple_of(8) && has!("avx2") && has!("fma") && has!("f16c") {
+            return Path::Avx2;
+        }
     }
     let _ = head_dim;
     Path::Portable
@@ -132,6 +143,9 @@ pub fn segment_partial(
             // SAFETY: AVX-512F was detected; the lengths were checked above.
             #[cfg(target_arch = "x86_64")]
             Path::Avx512 => unsafe { avx512::attend_block(kv, q, last, &block, scale, s, part) },
+            // SAFETY: AVX2, FMA and F16C were detected; the lengths were checked above.
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => unsafe { avx2::attend_block(kv, q, last, &block, scale, s, part) },
             _ => portable::block(kv, q, last, &block, scale, s, part),
         }
     }
@@ -255,10 +269,25 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn lane_sums_of_eight_vectors() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let a: [[f32; 8]; 8] =
+            std::array::from_fn(|j| std::array::from_fn(|l| (j * 100 + l) as f32));
+        let got = avx2::sum_lanes8_of(&a);
+        for j in 0..8 {
+            assert_eq!(got[j], a[j].iter().sum::<f32>(), "vector {j}");
+        }
+    }
+
+    #[test]
     fn matches_exact_attention_on_odd_shapes() {
-        // Head sizes with (16, 64, 128) and without (40, 80) the AVX-512 kernels; positions
+        // Head sizes with (16, 64, 128) and without (40, 80) the AVX-512 kernels, and one
+        // without the AVX2 ones (36); positions
         // across several key blocks and segments; rows at every kind of position.
-        for (seed, hd) in [(1, 16), (2, 40), (3, 64), (4, 80), (5, 128)] {
+        for (seed, hd) in [(1, 16), (2, 40), (3, 64), (4, 80), (5, 128), (6, 36)] {
             let positions = 2 * SEGMENT + 45;
             let last = [
                 0,
@@ -289,7 +318,7 @@ mod tests {
 
     #[test]
     fn a_row_gets_the_same_bits_in_any_batch_and_any_split() {
-        for hd in [64, 80, 128] {
+        for hd in [36, 64, 80, 128] {
             let positions = 3 * SEGMENT + 10;
             // A prompt of 40 tokens from position 1000, two query heads per token.
             let last: Vec<usize> = (0..40).flat_map(|t| [1000 + t, 1000 + t]).collect();
