@@ -740,3 +740,47 @@ fn prefetch_addresses_never_claim_to_stay_inside_their_buffer() {
     }
     assert!(sites >= 3, "the prefetch sites were not found ({sites})");
 }
+
+/// The AVX2 kernels of the 32-blocks sum each block exactly in integers and add
+/// `isum * (d_w * d_a)` (then `m_w * s_a`) block by block, as the portable kernel does: the
+/// same bits, whatever the tile shape.
+#[test]
+fn avx2_block_kernels_give_the_portable_bits() {
+    if !cpu_features().available().contains(&Isa::Avx2) {
+        eprintln!("skipped: this CPU has no AVX2");
+        return;
+    }
+    let pool = ThreadPool::new(2).unwrap();
+    let mut rng = Rng::new(4242);
+    let legacy = [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_1,
+        GgmlType::IQ4_NL,
+        GgmlType::MXFP4,
+    ];
+    for ty in legacy {
+        let (rows, cols) = (13, 256);
+        let data = random_weights(&mut rng, ty, rows, cols);
+        let w = WeightMatrix::new(ty, rows, cols, &data).unwrap();
+        for n in [1, 3, 8, 11] {
+            let x = random_input(&mut rng, n * cols);
+            let want = run(&pool, &w, &x, n, &MatmulPlan::for_isa(Isa::Scalar));
+            for (rt, tt) in [(1, 1), (2, 2), (4, 1), (4, 2), (4, 4), (8, 1), (2, 4)] {
+                let plan = MatmulPlan {
+                    row_tile: rt,
+                    token_tile: tt,
+                    ..MatmulPlan::for_isa(Isa::Avx2)
+                };
+                let got = run(&pool, &w, &x, n, &plan);
+                let same = want
+                    .iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{ty} n={n} tile {rt}x{tt}: not the portable bits");
+            }
+        }
+    }
+}
