@@ -18,7 +18,7 @@ use crate::quant::blocks::{scale_q3_k, scales_mins_k4, KVALUES_IQ4NL};
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
         ($ty:tt) => {
-            tile_table!(tile, $ty; (1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (4, 1))
+            tile_table!(tile, $ty; (1, 1), (1, 2), (1, 4), (1, 8), (2, 1), (2, 2), (2, 4), (4, 1))
         };
     }
     match c {
