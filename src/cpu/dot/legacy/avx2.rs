@@ -134,29 +134,23 @@ fn lane_sums4(s: &[__m256i; 4]) -> __m128i {
 }
 
 /// The exact integer dot of each (row, token) pair's block, pair `j` being row `j % R` and
-/// token `j / R`, as `N = R * T` sums.
+/// token `j / R`, as `N = R * T` sums (the tiles of fewer than eight pairs).
 #[inline(always)]
 unsafe fn pair_sums<const N: usize>(s: &[__m256i; N]) -> [i32; N] {
     let mut out = [0i32; N];
-    match N {
-        8 => {
-            let v: &[__m256i; 8] = &*(s.as_ptr() as *const [__m256i; 8]);
-            _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, lane_sums8(v));
-        }
-        4 => {
-            let v: &[__m256i; 4] = &*(s.as_ptr() as *const [__m256i; 4]);
-            _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, lane_sums4(v));
-        }
-        _ => {
-            for j in 0..N {
-                let h = _mm_add_epi32(
-                    _mm256_castsi256_si128(s[j]),
-                    _mm256_extracti128_si256::<1>(s[j]),
-                );
-                let h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
-                out[j] = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32::<1>(h)));
-            }
-        }
+    if N == 4 {
+        // SAFETY: N is 4, so `s` is exactly four vectors and `out` four lanes.
+        let v: &[__m256i; 4] = &*(s.as_ptr() as *const [__m256i; 4]);
+        _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, lane_sums4(v));
+        return out;
+    }
+    for j in 0..N {
+        let h = _mm_add_epi32(
+            _mm256_castsi256_si128(s[j]),
+            _mm256_extracti128_si256::<1>(s[j]),
+        );
+        let h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+        out[j] = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32::<1>(h)));
     }
     out
 }
@@ -204,12 +198,14 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize, const N: usize>(a: 
         if N.is_multiple_of(8) {
             // Eight pairs per vector: lane i of vector k is pair 8k + i.
             for k in 0..N / 8 {
+                // SAFETY: N is a multiple of 8 and k < N / 8: vectors 8k..8k + 8 exist.
                 let v: &[__m256i; 8] = &*(sums.as_ptr().add(8 * k) as *const [__m256i; 8]);
                 let isum = _mm256_cvtepi32_ps(lane_sums8(v));
                 let dd: [f32; 8] = std::array::from_fn(|i| {
                     let j = 8 * k + i;
                     dw[j % R] * *ds[j / R].add(b)
                 });
+                // Lanes 8k..8k + 8 of `acc` (k < N / 8).
                 let at = acc.as_mut_ptr().add(8 * k);
                 let mut v8 = _mm256_loadu_ps(at);
                 v8 = _mm256_add_ps(v8, _mm256_mul_ps(isum, _mm256_loadu_ps(dd.as_ptr())));
