@@ -5,7 +5,8 @@
 
 use std::arch::x86_64::*;
 
-use super::block::{FlashScratch, HeadCache, KeyBlock, Partial, KEY_BLOCK};
+use super::block::KEY_BLOCK;
+use super::chunks::{ChunkKernels, InPlace, Rows, ROWS};
 use crate::cpu::ggml_math::x86::v_expf_512 as exp;
 
 /// Lane `j` of the result: the sum of the lanes of `a[j]` (a 16 x 16 transpose folded
@@ -41,228 +42,168 @@ unsafe fn sum_lanes16(a: &[__m512; 16]) -> __m512 {
     )
 }
 
-/// One block against the rows `first..`, [`ROWS`] at a time: each f16 key and value is
-/// widened in registers once per chunk of rows (no scratch copy of the block), and the
-/// next block of the head is prefetched while the first chunk runs.
+/// The AVX-512 chunk kernels.
+pub(super) struct Avx512;
+
+impl ChunkKernels for Avx512 {
+    unsafe fn scores(b: &InPlace<'_>, n: usize, rows: &mut Rows<'_>, scale: f32) {
+        match n {
+            1 => scores::<1, 16>(b, rows, scale),
+            2 => scores::<2, 8>(b, rows, scale),
+            3 => scores::<3, 4>(b, rows, scale),
+            _ => scores::<ROWS, 4>(b, rows, scale),
+        }
+    }
+
+    unsafe fn softmax_step(p: &mut [f32; KEY_BLOCK], m: &mut f32, l: &mut f32) -> f32 {
+        softmax_step(p, m, l)
+    }
+
+    unsafe fn pv(b: &InPlace<'_>, n: usize, p: &[f32], alpha: &[f32], o: &mut [f32]) {
+        match n {
+            1 => pv::<1, 8>(b, p, alpha, o),
+            2 => pv::<2, 4>(b, p, alpha, o),
+            3 => pv::<3, 2>(b, p, alpha, o),
+            _ => pv::<ROWS, 2>(b, p, alpha, o),
+        }
+    }
+}
+
+/// Sixteen f16 values from `src` widened to f32.
+#[inline(always)]
+unsafe fn load(src: *const u16) -> __m512 {
+    _mm512_cvtph_ps(_mm256_loadu_si256(src as *const __m256i))
+}
+
+/// Scaled scores of the `R` rows against the block's keys into `rows.probs`; a row's
+/// keys from its `visible` on are masked (-inf). `P` keys per pass (`R * P`
+/// accumulators); each key's sixteen lane sums are reduced as [`sum_lanes16`] does.
+#[inline]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn attend_block(
-    kv: HeadCache<'_>,
-    q: &[f32],
-    last: &[usize],
-    block: &KeyBlock,
-    scale: f32,
-    s: &mut FlashScratch,
-    part: &mut Partial<'_>,
-) {
-    let hd = kv.head_dim;
-    let span = block.start * hd..(block.start + block.valid) * hd;
-    let (keys, values) = (&kv.keys[span.clone()], &kv.values[span]);
-    let next_in_cache = (block.start + KEY_BLOCK) * hd < kv.keys.len();
-    let mut ahead = if next_in_cache { KEY_BLOCK * hd } else { 0 };
-    let mut r = block.first;
-    while r < last.len() {
-        let n = ROWS.min(last.len() - r);
-        let visible: [usize; ROWS] =
-            std::array::from_fn(|i| last.get(r + i).map_or(0, |&p| block.visible(p)));
-        let mut rows = Rows {
-            q: &q[r * hd..(r + n) * hd],
-            visible,
-            probs: &mut s.probs[r * KEY_BLOCK..(r + n) * KEY_BLOCK],
-        };
-        let b = InPlace {
-            keys,
-            values,
-            hd,
-            valid: block.valid,
-            ahead,
-        };
-        match n {
-            1 => b.scores::<1, 16>(&mut rows, scale),
-            2 => b.scores::<2, 8>(&mut rows, scale),
-            3 => b.scores::<3, 4>(&mut rows, scale),
-            _ => b.scores::<ROWS, 4>(&mut rows, scale),
-        }
-        for i in 0..n {
-            let probs: &mut [f32; KEY_BLOCK] = (&mut rows.probs[i * KEY_BLOCK..][..KEY_BLOCK])
-                .try_into()
-                .expect("KEY_BLOCK probabilities");
-            s.alpha[r + i] = softmax_step(probs, &mut part.m[r + i], &mut part.l[r + i]);
-        }
-        let (p, alpha) = (&*rows.probs, &s.alpha[r..r + n]);
-        let o = &mut part.o[r * hd..(r + n) * hd];
-        match n {
-            1 => b.pv::<1, 8>(p, alpha, o),
-            2 => b.pv::<2, 4>(p, alpha, o),
-            3 => b.pv::<3, 2>(p, alpha, o),
-            _ => b.pv::<ROWS, 2>(p, alpha, o),
-        }
-        ahead = 0;
-        r += n;
-    }
-}
-
-/// Rows per chunk of [`attend_block`]: their accumulators fill the vector registers.
-const ROWS: usize = 4;
-
-/// A chunk of query rows: their vectors, how many of the block's keys each sees, and
-/// their probabilities (`[n, KEY_BLOCK]`).
-struct Rows<'a> {
-    q: &'a [f32],
-    visible: [usize; ROWS],
-    probs: &'a mut [f32],
-}
-
-/// One block of the f16 cache as it lies: `valid` keys and values of `hd` each, and how
-/// far ahead (in elements) to prefetch the next block, 0 for not at all.
-struct InPlace<'a> {
-    keys: &'a [u16],
-    values: &'a [u16],
-    hd: usize,
-    valid: usize,
-    ahead: usize,
-}
-
-impl InPlace<'_> {
-    /// Sixteen f16 values from `src` widened to f32.
-    #[inline(always)]
-    unsafe fn load(src: *const u16) -> __m512 {
-        _mm512_cvtph_ps(_mm256_loadu_si256(src as *const __m256i))
-    }
-
-    /// Hints that the line `ahead` elements past `at` will be read soon.
-    #[inline(always)]
-    unsafe fn prefetch(&self, at: *const u16) {
-        if self.ahead != 0 {
-            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(self.ahead) as *const i8);
-        }
-    }
-
-    /// Scaled scores of the `R` rows against the block's keys into `rows.probs`; a row's
-    /// keys from its `visible` on are masked (-inf). `P` keys per pass (`R * P`
-    /// accumulators); each key's sixteen lane sums are reduced as [`sum_lanes16`] does.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn scores<const R: usize, const P: usize>(&self, rows: &mut Rows<'_>, scale: f32) {
-        let hd = self.hd;
-        assert!(rows.q.len() >= R * hd && rows.probs.len() >= R * KEY_BLOCK);
-        assert!(self.valid >= 1 && self.keys.len() >= self.valid * hd);
-        assert!(hd.is_multiple_of(16) && 16 % P == 0);
-        let q = rows.q.as_ptr();
-        for g in 0..KEY_BLOCK / 16 {
-            let mut lanes = [[_mm512_setzero_ps(); 16]; R];
-            for p0 in (0..16).step_by(P) {
-                if 16 * g + p0 >= self.valid {
-                    break;
-                }
-                // Keys past `valid` read the last valid one again: they are masked.
-                let key: [*const u16; P] = std::array::from_fn(|j| {
-                    let k = (16 * g + p0 + j).min(self.valid - 1);
-                    self.keys.as_ptr().add(k * hd)
-                });
-                let mut acc = [[_mm512_setzero_ps(); P]; R];
-                for c in (0..hd).step_by(16) {
-                    let qv: [__m512; R] =
-                        std::array::from_fn(|r| _mm512_loadu_ps(q.add(r * hd + c)));
-                    for j in 0..P {
-                        if c % 32 == 0 {
-                            self.prefetch(key[j].add(c));
-                        }
-                        let k = Self::load(key[j].add(c));
-                        for r in 0..R {
-                            acc[r][j] = _mm512_fmadd_ps(k, qv[r], acc[r][j]);
-                        }
-                    }
-                }
-                for r in 0..R {
-                    lanes[r][p0..p0 + P].copy_from_slice(&acc[r]);
-                }
+unsafe fn scores<const R: usize, const P: usize>(b: &InPlace<'_>, rows: &mut Rows<'_>, scale: f32) {
+    let hd = b.hd;
+    assert!(rows.q.len() >= R * hd && rows.probs.len() >= R * KEY_BLOCK);
+    assert!(b.valid >= 1 && b.keys.len() >= b.valid * hd);
+    assert!(hd.is_multiple_of(16) && 16 % P == 0);
+    let q = rows.q.as_ptr();
+    for g in 0..KEY_BLOCK / 16 {
+        let mut lanes = [[_mm512_setzero_ps(); 16]; R];
+        for p0 in (0..16).step_by(P) {
+            if 16 * g + p0 >= b.valid {
+                break;
             }
-            for (r, lanes) in lanes.iter().enumerate() {
-                let s = _mm512_mul_ps(sum_lanes16(lanes), _mm512_set1_ps(scale));
-                let shown = rows.visible[r].saturating_sub(16 * g).min(16);
-                let mask: __mmask16 = if shown == 16 {
-                    0xFFFF
-                } else {
-                    (1 << shown) - 1
-                };
-                let s = _mm512_mask_blend_ps(mask, _mm512_set1_ps(f32::NEG_INFINITY), s);
-                let out = rows.probs.as_mut_ptr().add(r * KEY_BLOCK + 16 * g);
-                _mm512_storeu_ps(out, s);
-            }
-        }
-    }
-
-    /// `o[r] = o[r] * alpha[r] + sum_j p[r][j] * values[j]` for `R` rows (`p`: `[R,
-    /// KEY_BLOCK]`, `o`: `[R, hd]`), `CW` sixteen-wide columns at a time, then one at a
-    /// time for what is left. Keys past `valid` weigh zero and are skipped (adding 0 * 0
-    /// would change no bit).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn pv<const R: usize, const CW: usize>(&self, p: &[f32], alpha: &[f32], o: &mut [f32]) {
-        let hd = self.hd;
-        assert!(p.len() >= R * KEY_BLOCK && alpha.len() >= R && o.len() >= R * hd);
-        assert!(self.values.len() >= self.valid * hd && hd.is_multiple_of(16));
-        let wide = hd - hd % (16 * CW);
-        self.pv_columns::<R, CW>(p, alpha, o, 0..wide);
-        self.pv_columns::<R, 1>(p, alpha, o, wide..hd);
-    }
-
-    /// [`Self::pv`] over the columns `cols`, `16 * CW` at a time; each row sums even and
-    /// odd keys apart (two chains, whatever `R` is).
-    #[inline(always)]
-    unsafe fn pv_columns<const R: usize, const CW: usize>(
-        &self,
-        p: &[f32],
-        alpha: &[f32],
-        o: &mut [f32],
-        cols: std::ops::Range<usize>,
-    ) {
-        let (hd, v, p) = (self.hd, self.values.as_ptr(), p.as_ptr());
-        let prob = |r: usize, j: usize| _mm512_set1_ps(*p.add(r * KEY_BLOCK + j));
-        for c0 in cols.step_by(16 * CW) {
-            let (mut even, mut odd) = (
-                [[_mm512_setzero_ps(); CW]; R],
-                [[_mm512_setzero_ps(); CW]; R],
-            );
-            let mut j = 0;
-            while j + 1 < self.valid {
-                let (pe, po): ([__m512; R], [__m512; R]) = (
-                    std::array::from_fn(|r| prob(r, j)),
-                    std::array::from_fn(|r| prob(r, j + 1)),
-                );
-                for w in 0..CW {
-                    let (x0, x1) = (
-                        v.add(j * hd + c0 + 16 * w),
-                        v.add((j + 1) * hd + c0 + 16 * w),
-                    );
-                    if w % 2 == 0 {
-                        self.prefetch(x0);
-                        self.prefetch(x1);
+            // Keys past `valid` read the last valid one again: they are masked.
+            let key: [*const u16; P] = std::array::from_fn(|j| {
+                let k = (16 * g + p0 + j).min(b.valid - 1);
+                b.keys.as_ptr().add(k * hd)
+            });
+            let mut acc = [[_mm512_setzero_ps(); P]; R];
+            for c in (0..hd).step_by(16) {
+                let qv: [__m512; R] = std::array::from_fn(|r| _mm512_loadu_ps(q.add(r * hd + c)));
+                for j in 0..P {
+                    if c % 32 == 0 {
+                        b.prefetch(key[j].add(c));
                     }
-                    let (v0, v1) = (Self::load(x0), Self::load(x1));
+                    let k = load(key[j].add(c));
                     for r in 0..R {
-                        even[r][w] = _mm512_fmadd_ps(pe[r], v0, even[r][w]);
-                        odd[r][w] = _mm512_fmadd_ps(po[r], v1, odd[r][w]);
-                    }
-                }
-                j += 2;
-            }
-            if j < self.valid {
-                let pe: [__m512; R] = std::array::from_fn(|r| prob(r, j));
-                for w in 0..CW {
-                    let v0 = Self::load(v.add(j * hd + c0 + 16 * w));
-                    for r in 0..R {
-                        even[r][w] = _mm512_fmadd_ps(pe[r], v0, even[r][w]);
+                        acc[r][j] = _mm512_fmadd_ps(k, qv[r], acc[r][j]);
                     }
                 }
             }
             for r in 0..R {
-                for w in 0..CW {
-                    let dst = o.as_mut_ptr().add(r * hd + c0 + 16 * w);
-                    let sum = _mm512_add_ps(even[r][w], odd[r][w]);
-                    let prev = _mm512_loadu_ps(dst);
-                    _mm512_storeu_ps(dst, _mm512_fmadd_ps(prev, _mm512_set1_ps(alpha[r]), sum));
+                lanes[r][p0..p0 + P].copy_from_slice(&acc[r]);
+            }
+        }
+        for (r, lanes) in lanes.iter().enumerate() {
+            let s = _mm512_mul_ps(sum_lanes16(lanes), _mm512_set1_ps(scale));
+            let shown = rows.visible[r].saturating_sub(16 * g).min(16);
+            let mask: __mmask16 = if shown == 16 {
+                0xFFFF
+            } else {
+                (1 << shown) - 1
+            };
+            let s = _mm512_mask_blend_ps(mask, _mm512_set1_ps(f32::NEG_INFINITY), s);
+            let out = rows.probs.as_mut_ptr().add(r * KEY_BLOCK + 16 * g);
+            _mm512_storeu_ps(out, s);
+        }
+    }
+}
+
+/// `o[r] = o[r] * alpha[r] + sum_j p[r][j] * values[j]` for `R` rows (`p`: `[R,
+/// KEY_BLOCK]`, `o`: `[R, hd]`), `CW` sixteen-wide columns at a time, then one at a
+/// time for what is left. Keys past `valid` weigh zero and are skipped (adding 0 * 0
+/// would change no bit).
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn pv<const R: usize, const CW: usize>(
+    b: &InPlace<'_>,
+    p: &[f32],
+    alpha: &[f32],
+    o: &mut [f32],
+) {
+    let hd = b.hd;
+    assert!(p.len() >= R * KEY_BLOCK && alpha.len() >= R && o.len() >= R * hd);
+    assert!(b.values.len() >= b.valid * hd && hd.is_multiple_of(16));
+    let wide = hd - hd % (16 * CW);
+    pv_columns::<R, CW>(b, p, alpha, o, 0..wide);
+    pv_columns::<R, 1>(b, p, alpha, o, wide..hd);
+}
+
+/// [`pv`] over the columns `cols`, `16 * CW` at a time; each row sums even and
+/// odd keys apart (two chains, whatever `R` is).
+#[inline(always)]
+unsafe fn pv_columns<const R: usize, const CW: usize>(
+    b: &InPlace<'_>,
+    p: &[f32],
+    alpha: &[f32],
+    o: &mut [f32],
+    cols: std::ops::Range<usize>,
+) {
+    let (hd, v, p) = (b.hd, b.values.as_ptr(), p.as_ptr());
+    let prob = |r: usize, j: usize| _mm512_set1_ps(*p.add(r * KEY_BLOCK + j));
+    for c0 in cols.step_by(16 * CW) {
+        let (mut even, mut odd) = (
+            [[_mm512_setzero_ps(); CW]; R],
+            [[_mm512_setzero_ps(); CW]; R],
+        );
+        let mut j = 0;
+        while j + 1 < b.valid {
+            let (pe, po): ([__m512; R], [__m512; R]) = (
+                std::array::from_fn(|r| prob(r, j)),
+                std::array::from_fn(|r| prob(r, j + 1)),
+            );
+            for w in 0..CW {
+                let (x0, x1) = (
+                    v.add(j * hd + c0 + 16 * w),
+                    v.add((j + 1) * hd + c0 + 16 * w),
+                );
+                if w % 2 == 0 {
+                    b.prefetch(x0);
+                    b.prefetch(x1);
                 }
+                let (v0, v1) = (load(x0), load(x1));
+                for r in 0..R {
+                    even[r][w] = _mm512_fmadd_ps(pe[r], v0, even[r][w]);
+                    odd[r][w] = _mm512_fmadd_ps(po[r], v1, odd[r][w]);
+                }
+            }
+            j += 2;
+        }
+        if j < b.valid {
+            let pe: [__m512; R] = std::array::from_fn(|r| prob(r, j));
+            for w in 0..CW {
+                let v0 = load(v.add(j * hd + c0 + 16 * w));
+                for r in 0..R {
+                    even[r][w] = _mm512_fmadd_ps(pe[r], v0, even[r][w]);
+                }
+            }
+        }
+        for r in 0..R {
+            for w in 0..CW {
+                let dst = o.as_mut_ptr().add(r * hd + c0 + 16 * w);
+                let sum = _mm512_add_ps(even[r][w], odd[r][w]);
+                let prev = _mm512_loadu_ps(dst);
+                _mm512_storeu_ps(dst, _mm512_fmadd_ps(prev, _mm512_set1_ps(alpha[r]), sum));
             }
         }
     }

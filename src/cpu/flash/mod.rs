@@ -27,6 +27,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod block;
+#[cfg(target_arch = "x86_64")]
+mod chunks;
 mod portable;
 
 use block::{resize, KeyBlock};
@@ -142,10 +144,14 @@ pub fn segment_partial(
         match path {
             // SAFETY: AVX-512F was detected; the lengths were checked above.
             #[cfg(target_arch = "x86_64")]
-            Path::Avx512 => unsafe { avx512::attend_block(kv, q, last, &block, scale, s, part) },
+            Path::Avx512 => unsafe {
+                chunks::attend_block::<avx512::Avx512>(kv, q, last, &block, scale, s, part)
+            },
             // SAFETY: AVX2, FMA and F16C were detected; the lengths were checked above.
             #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => unsafe { avx2::attend_block(kv, q, last, &block, scale, s, part) },
+            Path::Avx2 => unsafe {
+                chunks::attend_block::<avx2::Avx2>(kv, q, last, &block, scale, s, part)
+            },
             _ => portable::block(kv, q, last, &block, scale, s, part),
         }
     }
