@@ -291,8 +291,8 @@ mod tests {
     #[test]
     fn matches_exact_attention_on_odd_shapes() {
         // Head sizes with (16, 64, 128) and without (40, 80) the AVX-512 kernels, and one
-        // without the AVX2 ones (36); positions
-        // across several key blocks and segments; rows at every kind of position.
+        // without the AVX2 ones either (36); positions across several key blocks and
+        // segments; rows at every kind of position.
         for (seed, hd) in [(1, 16), (2, 40), (3, 64), (4, 80), (5, 128), (6, 36)] {
             let positions = 2 * SEGMENT + 45;
             let last = [
