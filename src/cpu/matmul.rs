@@ -131,7 +131,7 @@ impl MatmulPlan {
             row_tile: 4,
             token_tile: 8,
             quantize_activations: true,
-            panel: isa == Isa::Avx512Vnni,
+            panel: panel::any(isa),
         }
     }
 
@@ -337,6 +337,7 @@ pub fn matmul_multi(
         cols: first.cols,
         n_tokens,
         token_tile: plan.token_tile.max(1),
+        isa: plan.isa,
         acts: &scratch.acts,
         rows_f32: SharedMut::new(&mut scratch.rows_f32[..]),
         per_thread,
@@ -381,6 +382,8 @@ struct Job<'a> {
     cols: usize,
     n_tokens: usize,
     token_tile: usize,
+    /// The plan's ISA: which panel kernels run.
+    isa: Isa,
     acts: &'a QuantActs,
     /// `per_thread` f32s per job index, for dequantized rows.
     rows_f32: SharedMut<'a, f32>,
@@ -452,8 +455,16 @@ impl Job<'_> {
             // made, with the ISA); the activations hold every token in the type's format;
             // this thread alone owns rows r..r + valid of the output.
             unsafe {
-                panel::pack(p.w.ty, &rows, &pan);
-                panel::gemm(p.w.ty, &pan, self.acts, 0..self.n_tokens, tt, &out);
+                panel::pack(self.isa, p.w.ty, &rows, &pan);
+                panel::gemm(
+                    self.isa,
+                    p.w.ty,
+                    &pan,
+                    self.acts,
+                    0..self.n_tokens,
+                    tt,
+                    &out,
+                );
             }
             r += valid;
         }

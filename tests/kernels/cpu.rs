@@ -784,3 +784,48 @@ fn avx2_block_kernels_give_the_portable_bits() {
         }
     }
 }
+
+/// The AVX2 i-quant panels sum each (row, token) super-block as one exact integer and do the
+/// portable kernel's float work in its order: the portable bits, whatever the token tile and
+/// however the rows fall into panels.
+#[test]
+fn avx2_iquant_panels_give_the_portable_bits() {
+    if !cpu_features().available().contains(&Isa::Avx2) {
+        eprintln!("skipped: this CPU has no AVX2");
+        return;
+    }
+    let pool = ThreadPool::new(2).unwrap();
+    let mut rng = Rng::new(5151);
+    let iquants = SUPPORTED_TYPES
+        .into_iter()
+        .filter(|&ty| panel::supports(ty, Isa::Avx2));
+    let mut tested = 0;
+    for ty in iquants {
+        tested += 1;
+        for (rows, cols) in [(37, 512), (16, 768)] {
+            let data = random_weights(&mut rng, ty, rows, cols);
+            let w = WeightMatrix::new(ty, rows, cols, &data).unwrap();
+            for n in [2, 5, 9, 21] {
+                let x = random_input(&mut rng, n * cols);
+                let want = run(&pool, &w, &x, n, &MatmulPlan::for_isa(Isa::Scalar));
+                for tt in [1, 3, 8] {
+                    let plan = MatmulPlan {
+                        token_tile: tt,
+                        panel: true,
+                        ..MatmulPlan::for_isa(Isa::Avx2)
+                    };
+                    let got = run(&pool, &w, &x, n, &plan);
+                    let same = want
+                        .iter()
+                        .zip(&got)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{ty} {rows}x{cols} n={n} panel tile {tt}: not the portable bits"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(tested, 7, "the seven i-quants have AVX2 panels");
+}

@@ -171,7 +171,7 @@ impl MoePlan {
             down_rows: 0,
             row_tile: 4,
             token_tile: 8,
-            panel_min_tokens: if isa == Isa::Avx512Vnni { 4 } else { 0 },
+            panel_min_tokens: if panel::any(isa) { 4 } else { 0 },
         }
     }
 
@@ -745,6 +745,8 @@ struct Product<'a> {
     n: usize,
     row_tile: usize,
     token_tile: usize,
+    /// The plan's ISA: which panel kernels run.
+    isa: Isa,
 }
 
 impl<'a> Product<'a> {
@@ -779,6 +781,7 @@ impl<'a> Product<'a> {
             n: span.n,
             row_tile: plan.row_tile.clamp(1, ks.max_rows()),
             token_tile: plan.token_tile.max(1),
+            isa: plan.isa,
         }
     }
 
@@ -873,9 +876,17 @@ impl<'a> Product<'a> {
             // SAFETY: whole rows of a supported type (checked with the ISA); activations hold
             // the span's tokens in the type's format; this unit alone owns these outputs.
             unsafe {
-                panel::pack(self.w.ty, &rows, &pan);
+                panel::pack(self.isa, self.w.ty, &rows, &pan);
                 let tokens = self.t0..self.t0 + self.n;
-                panel::gemm(self.w.ty, &pan, self.acts, tokens, self.token_tile, &out);
+                panel::gemm(
+                    self.isa,
+                    self.w.ty,
+                    &pan,
+                    self.acts,
+                    tokens,
+                    self.token_tile,
+                    &out,
+                );
             }
             r += valid;
         }

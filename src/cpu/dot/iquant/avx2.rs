@@ -40,7 +40,7 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
 /// The super-block scale `d` of the block at `p`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-pub(super) unsafe fn super_scale<const TY: u8>(p: *const u8) -> f32 {
+pub(crate) unsafe fn super_scale<const TY: u8>(p: *const u8) -> f32 {
     if TY == IQ1_M {
         let b = &*(p as *const [u8; BlockIq1M::BYTES]);
         return BlockIq1M::new(b).d();

@@ -11,10 +11,13 @@ pub const ROWS: usize = 16;
 /// Most tokens one kernel call takes (its accumulators must stay in registers).
 pub const MAX_TOKENS: usize = 8;
 
+/// Scratch bytes of a panel per block of 32 columns: the quants, then what each family
+/// lays out after them.
+pub const BYTES_PER_BLOCK: usize = 8 * 64 + 4 * 64;
+
 /// Scratch bytes one panel of `cols` columns needs (alignment slack included).
 pub fn scratch_bytes(cols: usize) -> usize {
-    let nb = cols / 32;
-    nb * (8 * 64 + 4 * 64) + 64
+    cols / 32 * BYTES_PER_BLOCK + 64
 }
 
 /// One panel in a thread's scratch: quants `[block][4-quant group][row][4]` (unsigned),

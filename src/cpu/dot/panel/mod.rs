@@ -1,5 +1,6 @@
-//! Batch (prompt) kernels on row panels, for AVX-512 VNNI: the 32-block types and the
-//! K-quants.
+//! Batch (prompt) kernels on row panels: on AVX-512 VNNI for the 32-block types, the K-quants
+//! and the i-quants; on AVX2 for the i-quants (`avx2_iquant.rs`, whose grid decoding is what
+//! a panel saves most of).
 //!
 //! The tile kernels give each 512-bit lane four *columns* of one row, so every (row, token)
 //! output pays a convert, a scale multiply and an FMA per pair of blocks next to one
@@ -26,6 +27,8 @@ use crate::quant::GgmlType;
 use super::{iquant, kquant, legacy};
 
 #[cfg(target_arch = "x86_64")]
+mod avx2_iquant;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_iquant;
@@ -34,26 +37,39 @@ mod avx512_low_bit;
 mod layout;
 
 use layout::Kernel;
-pub use layout::{scratch_bytes, Out, Panel, Tables, MAX_TOKENS, ROWS};
+pub use layout::{scratch_bytes, Out, Panel, Tables, BYTES_PER_BLOCK, MAX_TOKENS, ROWS};
+
+/// Whether `isa` has panel kernels for any type (batch plans default to panels there).
+pub fn any(isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64") && matches!(isa, Isa::Avx512Vnni | Isa::Avx2)
+}
 
 /// Whether `ty` has panel kernels on `isa`.
 pub fn supports(ty: GgmlType, isa: Isa) -> bool {
-    cfg!(target_arch = "x86_64")
-        && isa == Isa::Avx512Vnni
-        && (legacy::code(ty).is_some() || kquant::code(ty).is_some() || iquant::code(ty).is_some())
+    let iquant = iquant::code(ty).is_some();
+    match isa {
+        Isa::Avx512Vnni => {
+            any(isa) && (iquant || legacy::code(ty).is_some() || kquant::code(ty).is_some())
+        }
+        Isa::Avx2 => any(isa) && iquant,
+        _ => false,
+    }
 }
 
-/// Repacks the rows at `rows` (each `blocks` blocks of `ty`) into `panel`.
+/// Repacks the rows at `rows` (each `blocks` blocks of `ty`) into `panel` for `isa`'s kernels.
 ///
 /// # Safety
-/// Every pointer must hold one whole row of the panel's width; `ty` must be supported
-/// ([`supports`]) and the CPU must have AVX-512 VNNI.
-pub unsafe fn pack(ty: GgmlType, rows: &[*const u8; ROWS], panel: &Panel) {
+/// Every pointer must hold one whole row of the panel's width; `ty` must be supported on
+/// `isa` ([`supports`]) and the CPU must have `isa`.
+pub unsafe fn pack(isa: Isa, ty: GgmlType, rows: &[*const u8; ROWS], panel: &Panel) {
     #[cfg(target_arch = "x86_64")]
     {
         use legacy::{IQ4_NL, Q4_0, Q4_1, Q5_0, Q8_0};
         if let Some(c) = iquant::code(ty) {
-            return avx512_iquant::pack_iquant(c, rows, panel);
+            return match isa {
+                Isa::Avx2 => avx2_iquant::pack_iquant(c, rows, panel),
+                _ => avx512_iquant::pack_iquant(c, rows, panel),
+            };
         }
         match (legacy::code(ty), kquant::code(ty)) {
             (Some(Q8_0), _) => avx512::pack::<Q8_0>(rows, panel),
@@ -79,17 +95,18 @@ pub unsafe fn pack(ty: GgmlType, rows: &[*const u8; ROWS], panel: &Panel) {
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ty, rows, panel);
+    let _ = (isa, ty, rows, panel);
 }
 
 /// Tokens `tokens` times the panel, `tile` (at most [`MAX_TOKENS`]) per kernel call, into
 /// `out`.
 ///
 /// # Safety
-/// The panel must have been packed from `ty` rows of the activations' width; the
+/// The panel must have been packed for `isa` from `ty` rows of the activations' width; the
 /// activations must be prepared in `ty`'s format with those tokens; `out` must be valid for
-/// the outputs and owned by this thread; the CPU must have AVX-512 VNNI.
+/// the outputs and owned by this thread; the CPU must have `isa`.
 pub unsafe fn gemm(
+    isa: Isa,
     ty: GgmlType,
     panel: &Panel,
     acts: &QuantActs,
@@ -100,8 +117,18 @@ pub unsafe fn gemm(
     #[cfg(target_arch = "x86_64")]
     {
         assert!(tokens.end <= acts.n_tokens);
-        let tables = Tables::new(ty, acts);
         let tile = tile.clamp(1, MAX_TOKENS);
+        if isa == Isa::Avx2 {
+            let factor = iquant::code(ty).map_or(1.0, iquant::factor);
+            let mut t = tokens.start;
+            while t < tokens.end {
+                let n = tile.min(tokens.end - t);
+                avx512::for_tokens!(n, avx2_iquant::gemm[](panel, acts, factor, t, out));
+                t += n;
+            }
+            return;
+        }
+        let tables = Tables::new(ty, acts);
         let kernel = Kernel::of(ty);
         let mut t = tokens.start;
         while t < tokens.end {
@@ -122,5 +149,5 @@ pub unsafe fn gemm(
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ty, panel, acts, tokens, tile, out);
+    let _ = (isa, ty, panel, acts, tokens, tile, out);
 }
