@@ -785,22 +785,22 @@ fn avx2_block_kernels_give_the_portable_bits() {
     }
 }
 
-/// The AVX2 i-quant panels sum each (row, token) super-block as one exact integer and do the
-/// portable kernel's float work in its order: the portable bits, whatever the token tile and
-/// however the rows fall into panels.
+/// The AVX2 panels (i-quants, Q4_K, Q5_K, Q6_K) sum each (row, token) super-block as the
+/// portable kernel's exact integers and do its float work in its order: the portable bits,
+/// whatever the token tile and however the rows fall into panels.
 #[test]
-fn avx2_iquant_panels_give_the_portable_bits() {
+fn avx2_panels_give_the_portable_bits() {
     if !cpu_features().available().contains(&Isa::Avx2) {
         eprintln!("skipped: this CPU has no AVX2");
         return;
     }
     let pool = ThreadPool::new(2).unwrap();
     let mut rng = Rng::new(5151);
-    let iquants = SUPPORTED_TYPES
+    let types = SUPPORTED_TYPES
         .into_iter()
         .filter(|&ty| panel::supports(ty, Isa::Avx2));
     let mut tested = 0;
-    for ty in iquants {
+    for ty in types {
         tested += 1;
         for (rows, cols) in [(37, 512), (16, 768)] {
             let data = random_weights(&mut rng, ty, rows, cols);
@@ -827,5 +827,8 @@ fn avx2_iquant_panels_give_the_portable_bits() {
             }
         }
     }
-    assert_eq!(tested, 7, "the seven i-quants have AVX2 panels");
+    assert_eq!(
+        tested, 10,
+        "the seven i-quants, Q4_K, Q5_K and Q6_K have AVX2 panels"
+    );
 }

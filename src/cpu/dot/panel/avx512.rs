@@ -10,23 +10,6 @@ use std::ptr::read_unaligned;
 // out of line, a helper returns its vectors through memory: the profile showed a block's
 // dot products spilled to the stack and reloaded by the kernel.
 
-/// Calls kernel `f` with the token count `n` (1..=MAX_TOKENS) as its last const parameter.
-macro_rules! for_tokens {
-    ($n:expr, $($f:ident)::+ [$($g:expr),*]($($a:expr),*)) => {
-        match $n {
-            1 => $($f)::+::<$($g,)* 1>($($a),*),
-            2 => $($f)::+::<$($g,)* 2>($($a),*),
-            3 => $($f)::+::<$($g,)* 3>($($a),*),
-            4 => $($f)::+::<$($g,)* 4>($($a),*),
-            5 => $($f)::+::<$($g,)* 5>($($a),*),
-            6 => $($f)::+::<$($g,)* 6>($($a),*),
-            7 => $($f)::+::<$($g,)* 7>($($a),*),
-            _ => $($f)::+::<$($g,)* 8>($($a),*),
-        }
-    };
-}
-pub(super) use for_tokens;
-
 use super::super::kquant::{self, Q4_K, Q5_K, Q6_K};
 use super::super::legacy::{block_bytes, has_min, IQ4_NL, Q4_0, Q4_1, Q5_0, Q8_0};
 use super::layout::{Out, Panel, Tables, ROWS};

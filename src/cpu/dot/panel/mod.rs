@@ -1,6 +1,6 @@
 //! Batch (prompt) kernels on row panels: on AVX-512 VNNI for the 32-block types, the K-quants
-//! and the i-quants; on AVX2 for the i-quants (`avx2_iquant.rs`, whose grid decoding is what
-//! a panel saves most of).
+//! and the i-quants; on AVX2 for the i-quants and Q4_K, Q5_K, Q6_K (`avx2.rs`: the types
+//! whose quants fit `vpmaddubsw` without the sign trick).
 //!
 //! The tile kernels give each 512-bit lane four *columns* of one row, so every (row, token)
 //! output pays a convert, a scale multiply and an FMA per pair of blocks next to one
@@ -26,8 +26,28 @@ use crate::quant::GgmlType;
 
 use super::{iquant, kquant, legacy};
 
+/// Calls kernel `f` with the token count `n` (1..=MAX_TOKENS) as its last const parameter.
+macro_rules! for_tokens {
+    ($n:expr, $($f:ident)::+ [$($g:expr),*]($($a:expr),*)) => {
+        match $n {
+            1 => $($f)::+::<$($g,)* 1>($($a),*),
+            2 => $($f)::+::<$($g,)* 2>($($a),*),
+            3 => $($f)::+::<$($g,)* 3>($($a),*),
+            4 => $($f)::+::<$($g,)* 4>($($a),*),
+            5 => $($f)::+::<$($g,)* 5>($($a),*),
+            6 => $($f)::+::<$($g,)* 6>($($a),*),
+            7 => $($f)::+::<$($g,)* 7>($($a),*),
+            _ => $($f)::+::<$($g,)* 8>($($a),*),
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_iquant;
+#[cfg(target_arch = "x86_64")]
+mod avx2_kquant;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
@@ -51,9 +71,14 @@ pub fn supports(ty: GgmlType, isa: Isa) -> bool {
         Isa::Avx512Vnni => {
             any(isa) && (iquant || legacy::code(ty).is_some() || kquant::code(ty).is_some())
         }
-        Isa::Avx2 => any(isa) && iquant,
+        Isa::Avx2 => any(isa) && (iquant || avx2_kquants(ty)),
         _ => false,
     }
+}
+
+/// The K-quants with AVX2 panels: those whose quants fit `vpmaddubsw` unsigned as stored.
+fn avx2_kquants(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
 }
 
 /// Repacks the rows at `rows` (each `blocks` blocks of `ty`) into `panel` for `isa`'s kernels.
@@ -65,11 +90,15 @@ pub unsafe fn pack(isa: Isa, ty: GgmlType, rows: &[*const u8; ROWS], panel: &Pan
     #[cfg(target_arch = "x86_64")]
     {
         use legacy::{IQ4_NL, Q4_0, Q4_1, Q5_0, Q8_0};
-        if let Some(c) = iquant::code(ty) {
-            return match isa {
-                Isa::Avx2 => avx2_iquant::pack_iquant(c, rows, panel),
-                _ => avx512_iquant::pack_iquant(c, rows, panel),
+        if isa == Isa::Avx2 {
+            return match (iquant::code(ty), kquant::code(ty)) {
+                (Some(c), _) => avx2_iquant::pack_iquant(c, rows, panel),
+                (_, Some(c)) => avx2_kquant::pack_kquant(c, rows, panel),
+                (None, None) => {}
             };
+        }
+        if let Some(c) = iquant::code(ty) {
+            return avx512_iquant::pack_iquant(c, rows, panel);
         }
         match (legacy::code(ty), kquant::code(ty)) {
             (Some(Q8_0), _) => avx512::pack::<Q8_0>(rows, panel),
@@ -119,11 +148,10 @@ pub unsafe fn gemm(
         assert!(tokens.end <= acts.n_tokens);
         let tile = tile.clamp(1, MAX_TOKENS);
         if isa == Isa::Avx2 {
-            let factor = iquant::code(ty).map_or(1.0, iquant::factor);
             let mut t = tokens.start;
             while t < tokens.end {
                 let n = tile.min(tokens.end - t);
-                avx512::for_tokens!(n, avx2_iquant::gemm[](panel, acts, factor, t, out));
+                avx2_gemm(ty, n, panel, acts, t, out);
                 t += n;
             }
             return;
@@ -134,15 +162,15 @@ pub unsafe fn gemm(
         while t < tokens.end {
             let n = tile.min(tokens.end - t);
             match kernel {
-                Kernel::Halves => avx512::for_tokens!(n, avx512::gemm16[](panel, &tables, t, out)),
+                Kernel::Halves => for_tokens!(n, avx512::gemm16[](panel, &tables, t, out)),
                 Kernel::HalvesMin => {
-                    avx512::for_tokens!(n, avx512_low_bit::gemm16_min[](panel, &tables, t, out))
+                    for_tokens!(n, avx512_low_bit::gemm16_min[](panel, &tables, t, out))
                 }
                 Kernel::Blocks { min: false } => {
-                    avx512::for_tokens!(n, avx512::gemm[false](panel, &tables, t, out))
+                    for_tokens!(n, avx512::gemm[false](panel, &tables, t, out))
                 }
                 Kernel::Blocks { min: true } => {
-                    avx512::for_tokens!(n, avx512::gemm[true](panel, &tables, t, out))
+                    for_tokens!(n, avx512::gemm[true](panel, &tables, t, out))
                 }
             }
             t += n;
@@ -150,4 +178,22 @@ pub unsafe fn gemm(
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (isa, ty, panel, acts, tokens, tile, out);
+}
+
+/// One AVX2 kernel call on `n` tokens from `t0`: groups per scale, mins or an offset, and the
+/// factor by type.
+///
+/// # Safety
+/// As [`gemm`] on AVX2.
+#[cfg(target_arch = "x86_64")]
+unsafe fn avx2_gemm(ty: GgmlType, n: usize, panel: &Panel, acts: &QuantActs, t0: usize, out: &Out) {
+    match ty {
+        GgmlType::Q4_K => for_tokens!(n, avx2::gemm[8, true](panel, acts, 1.0, t0, out)),
+        GgmlType::Q5_K => for_tokens!(n, avx2::gemm[4, true](panel, acts, 1.0, t0, out)),
+        GgmlType::Q6_K => for_tokens!(n, avx2::gemm[2, false](panel, acts, 1.0, t0, out)),
+        _ => {
+            let factor = iquant::code(ty).map_or(1.0, iquant::factor);
+            for_tokens!(n, avx2::gemm[1, false](panel, acts, factor, t0, out))
+        }
+    }
 }
