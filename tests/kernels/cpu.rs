@@ -785,9 +785,9 @@ fn avx2_block_kernels_give_the_portable_bits() {
     }
 }
 
-/// The AVX2 panels (i-quants, Q4_K, Q5_K, Q6_K) sum each (row, token) super-block as the
-/// portable kernel's exact integers and do its float work in its order: the portable bits,
-/// whatever the token tile and however the rows fall into panels.
+/// The AVX2 panels (i-quants, the 32-block types, Q4_K, Q5_K, Q6_K) sum each (row, token)
+/// block or super-block as the portable kernel's exact integers and do its float work in its
+/// order: the portable bits, whatever the token tile and however the rows fall into panels.
 #[test]
 fn avx2_panels_give_the_portable_bits() {
     if !cpu_features().available().contains(&Isa::Avx2) {
@@ -828,7 +828,7 @@ fn avx2_panels_give_the_portable_bits() {
         }
     }
     assert_eq!(
-        tested, 10,
-        "the seven i-quants, Q4_K, Q5_K and Q6_K have AVX2 panels"
+        tested, 17,
+        "AVX2 panels: 7 i-quants, 7 32-block types, Q4_K, Q5_K and Q6_K"
     );
 }

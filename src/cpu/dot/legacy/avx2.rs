@@ -65,7 +65,7 @@ fn bit_bytes(bits: u32) -> __m256i {
 /// One block's weights as signed bytes, with `d` and `m`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn unpack<const TY: u8>(p: *const u8) -> (__m256i, f32, f32) {
+pub(crate) unsafe fn unpack<const TY: u8>(p: *const u8) -> (__m256i, f32, f32) {
     let d = if TY == MXFP4 {
         e8m0_half(*p)
     } else {

@@ -15,6 +15,8 @@ use crate::quant::GgmlType;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::unpack as unpack_avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::{iq4nl_offset_levels, mxfp4_offset_levels};

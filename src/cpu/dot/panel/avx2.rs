@@ -27,6 +27,14 @@
 //!   first 16 weights twice, that of its last 16 twice, and the third vector: the offset's
 //!   `(o * ls_lo, o * ls_hi)`, or the min twice; 192 bytes per block;
 //! - per super-block, the rows' `d_w` (`[super-block][row]`, f32), then likewise `dmin_w`.
+//!
+//! The 32-block types (Q8_0, Q4_0, Q5_0, IQ4_NL, MXFP4; Q4_1, Q5_1 with their min) enter as
+//! the AVX2 tile kernels unpack them, signed bytes, and meet the activations with the sign
+//! trick (`|w|` times `a` carrying `w`'s sign: one more instruction per group, the `|w|` made
+//! once per call of `T` tokens); the pair sums of up to 8 groups are added in 16 bits where
+//! the type's quants are small. Per block and token: `sum += (d_w * d_a) * isum`, then
+//! `+ m_w * s_a`, the portable kernel's order. Their layout: the quants as above, then the
+//! rows' `d_w` per block (`[block][row]`, f32), then likewise `m_w`.
 
 // Token and group indices address several arrays at once.
 #![allow(clippy::needless_range_loop)]
@@ -43,8 +51,10 @@ pub(super) const HALF: usize = 8;
 /// Scale bytes per block of 32: three vectors for each half.
 const SCALE_BYTES: usize = 2 * 3 * 32;
 
-// The layout fits the panel's scratch (two f32 per row and super-block: 16 bytes per block).
+// The layouts fit the panel's scratch (two f32 per row and super-block: 16 bytes per block;
+// two f32 per row and block: 128).
 const _: () = assert!(512 + SCALE_BYTES + 2 * ROWS * 4 / 8 <= BYTES_PER_BLOCK);
+const _: () = assert!(512 + 2 * ROWS * 4 <= BYTES_PER_BLOCK);
 
 /// Where the 8 rows of half `h` of block `b` keep their quants (8 vectors, one per group).
 #[inline(always)]
@@ -70,6 +80,18 @@ pub(super) unsafe fn row_scales(panel: &Panel, sb: usize) -> *mut f32 {
 #[inline(always)]
 pub(super) unsafe fn row_mins(panel: &Panel, sb: usize) -> *mut f32 {
     row_scales(panel, panel.blocks / 8 + sb)
+}
+
+/// The 16 rows' `d_w` of block `b` (32-block types).
+#[inline(always)]
+pub(super) unsafe fn block_d(panel: &Panel, b: usize) -> *mut f32 {
+    (panel.q.add(panel.blocks * 512) as *mut f32).add(b * ROWS)
+}
+
+/// The 16 rows' `m_w` of block `b` (32-block types with a min).
+#[inline(always)]
+pub(super) unsafe fn block_m(panel: &Panel, b: usize) -> *mut f32 {
+    block_d(panel, panel.blocks + b)
 }
 
 /// Stores the quants of 8 rows (`q[r]`: row `r`'s 32 quants of the block) as half `h` of
@@ -216,6 +238,12 @@ unsafe fn gemm_half<const S: usize, const MIN: bool, const T: usize>(
             }
         }
     }
+    store(&acc, t0, h, out);
+}
+
+/// Each token's sums of half `h` into `out`, its valid rows only.
+#[inline(always)]
+unsafe fn store<const T: usize>(acc: &[__m256; T], t0: usize, h: usize, out: &Out) {
     let rows = out.valid.saturating_sub(h * HALF).min(HALF);
     for (t, &sum) in acc.iter().enumerate() {
         let mut lanes = [0.0f32; HALF];
@@ -225,4 +253,71 @@ unsafe fn gemm_half<const S: usize, const MIN: bool, const T: usize>(
             *y.add(i) = v;
         }
     }
+}
+
+/// Tokens `t0..t0 + T` times a panel of a 32-block type into `out`: signed quants through
+/// the sign trick, `S` groups' pair sums added in 16 bits, `MIN` for the types with a min.
+///
+/// # Safety
+/// As [`gemm`], the panel packed from a 32-block type and the activations in its format.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn gemm_blocks<const S: usize, const MIN: bool, const T: usize>(
+    panel: &Panel,
+    acts: &QuantActs,
+    t0: usize,
+    out: &Out,
+) {
+    for h in 0..2 {
+        if h * HALF < out.valid {
+            gemm_blocks_half::<S, MIN, T>(panel, acts, t0, h, out);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn gemm_blocks_half<const S: usize, const MIN: bool, const T: usize>(
+    panel: &Panel,
+    acts: &QuantActs,
+    t0: usize,
+    h: usize,
+    out: &Out,
+) {
+    let qs: [*const i8; T] = std::array::from_fn(|t| acts.tok_qs(t0 + t).as_ptr());
+    let ds: [*const f32; T] = std::array::from_fn(|t| acts.tok_d(t0 + t).as_ptr());
+    let ss: [*const f32; T] = match MIN {
+        true => std::array::from_fn(|t| acts.tok_s(t0 + t).as_ptr()),
+        false => [std::ptr::null(); T],
+    };
+    let group = |t: usize, b: usize, g: usize| {
+        _mm256_set1_epi32(read_unaligned(qs[t].add(32 * b + 4 * g) as *const i32))
+    };
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); T];
+    for b in 0..panel.blocks {
+        let w = quants(panel, b, h) as *const __m256i;
+        let mut isum = [_mm256_setzero_si256(); T];
+        for g0 in (0..8).step_by(S) {
+            let v: [__m256i; S] = std::array::from_fn(|k| _mm256_load_si256(w.add(g0 + k)));
+            let u = v.map(|v| _mm256_abs_epi8(v));
+            for t in 0..T {
+                let signed = |k: usize| _mm256_sign_epi8(group(t, b, g0 + k), v[k]);
+                let mut pairs = _mm256_maddubs_epi16(u[0], signed(0));
+                for k in 1..S {
+                    pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(u[k], signed(k)));
+                }
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(pairs, ones));
+            }
+        }
+        let dw = _mm256_loadu_ps(block_d(panel, b).add(h * HALF));
+        let mw = _mm256_loadu_ps(block_m(panel, b).add(h * HALF));
+        for t in 0..T {
+            // The portable kernel's `isum * (d_w * d_a)`, then `m_w * s_a`.
+            let dd = _mm256_mul_ps(dw, _mm256_set1_ps(*ds[t].add(b)));
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(isum[t]), dd));
+            if MIN {
+                acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(mw, _mm256_set1_ps(*ss[t].add(b))));
+            }
+        }
+    }
+    store(&acc, t0, h, out);
 }

@@ -1,6 +1,6 @@
 //! Batch (prompt) kernels on row panels: on AVX-512 VNNI for the 32-block types, the K-quants
-//! and the i-quants; on AVX2 for the i-quants and Q4_K, Q5_K, Q6_K (`avx2.rs`: the types
-//! whose quants fit `vpmaddubsw` without the sign trick).
+//! and the i-quants; on AVX2 for the i-quants, the 32-block types and Q4_K, Q5_K, Q6_K
+//! (`avx2.rs`).
 //!
 //! The tile kernels give each 512-bit lane four *columns* of one row, so every (row, token)
 //! output pays a convert, a scale multiply and an FMA per pair of blocks next to one
@@ -49,6 +49,8 @@ mod avx2_iquant;
 #[cfg(target_arch = "x86_64")]
 mod avx2_kquant;
 #[cfg(target_arch = "x86_64")]
+mod avx2_legacy;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_iquant;
@@ -71,7 +73,7 @@ pub fn supports(ty: GgmlType, isa: Isa) -> bool {
         Isa::Avx512Vnni => {
             any(isa) && (iquant || legacy::code(ty).is_some() || kquant::code(ty).is_some())
         }
-        Isa::Avx2 => any(isa) && (iquant || avx2_kquants(ty)),
+        Isa::Avx2 => any(isa) && (iquant || legacy::code(ty).is_some() || avx2_kquants(ty)),
         _ => false,
     }
 }
@@ -91,10 +93,11 @@ pub unsafe fn pack(isa: Isa, ty: GgmlType, rows: &[*const u8; ROWS], panel: &Pan
     {
         use legacy::{IQ4_NL, Q4_0, Q4_1, Q5_0, Q8_0};
         if isa == Isa::Avx2 {
-            return match (iquant::code(ty), kquant::code(ty)) {
-                (Some(c), _) => avx2_iquant::pack_iquant(c, rows, panel),
-                (_, Some(c)) => avx2_kquant::pack_kquant(c, rows, panel),
-                (None, None) => {}
+            return match (iquant::code(ty), legacy::code(ty), kquant::code(ty)) {
+                (Some(c), _, _) => avx2_iquant::pack_iquant(c, rows, panel),
+                (_, Some(c), _) => avx2_legacy::pack_legacy(c, rows, panel),
+                (_, _, Some(c)) => avx2_kquant::pack_kquant(c, rows, panel),
+                _ => {}
             };
         }
         if let Some(c) = iquant::code(ty) {
@@ -191,6 +194,16 @@ unsafe fn avx2_gemm(ty: GgmlType, n: usize, panel: &Panel, acts: &QuantActs, t0:
         GgmlType::Q4_K => for_tokens!(n, avx2::gemm[8, true](panel, acts, 1.0, t0, out)),
         GgmlType::Q5_K => for_tokens!(n, avx2::gemm[4, true](panel, acts, 1.0, t0, out)),
         GgmlType::Q6_K => for_tokens!(n, avx2::gemm[2, false](panel, acts, 1.0, t0, out)),
+        // Quants within ±16 (MXFP4's doubled values within ±12): 8 groups' pair sums fit
+        // 16 bits; Q5_1's 0..32 four; Q8_0's and IQ4_NL's full bytes one.
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::MXFP4 => {
+            for_tokens!(n, avx2::gemm_blocks[8, false](panel, acts, t0, out))
+        }
+        GgmlType::Q4_1 => for_tokens!(n, avx2::gemm_blocks[8, true](panel, acts, t0, out)),
+        GgmlType::Q5_1 => for_tokens!(n, avx2::gemm_blocks[4, true](panel, acts, t0, out)),
+        GgmlType::Q8_0 | GgmlType::IQ4_NL => {
+            for_tokens!(n, avx2::gemm_blocks[1, false](panel, acts, t0, out))
+        }
         _ => {
             let factor = iquant::code(ty).map_or(1.0, iquant::factor);
             for_tokens!(n, avx2::gemm[1, false](panel, acts, factor, t0, out))
