@@ -27,6 +27,7 @@ use crate::quant::GgmlType;
 use super::{iquant, kquant, legacy};
 
 /// Calls kernel `f` with the token count `n` (1..=MAX_TOKENS) as its last const parameter.
+#[cfg(target_arch = "x86_64")]
 macro_rules! for_tokens {
     ($n:expr, $($f:ident)::+ [$($g:expr),*]($($a:expr),*)) => {
         match $n {
