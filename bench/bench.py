@@ -142,12 +142,27 @@ def shape_args(size, models_dir):
     return layers + vocab
 
 
+def have(path):
+    """Whether `path` is a GGUF file to reuse. llama-quantize writes zeros where the header goes
+    and the header last, so a run stopped midway leaves a file without the magic bytes: that one
+    is removed and made again."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    with open(path, "rb") as f:
+        if f.read(4) == b"GGUF":
+            return True
+    log(f"bench: {path.name} is not a finished GGUF file (an interrupted run?): making it again")
+    path.unlink()
+    return False
+
+
 def imatrix_for(model, args):
     """An importance matrix for `model` from llama-imatrix over the README (English prose and
     code, ~40 chunks of 128 tokens): the i-quants need one, and which text made it only shifts
     which weights round best; speed does not depend on it."""
     out = Path(f"{model}.imatrix.gguf")
-    if out.exists():
+    if have(out):
         return out
     imatrix = find_llama("llama-imatrix", args)
     if imatrix is None:
@@ -184,17 +199,17 @@ def make_models(args, tool):
             preset = f"{preset}-{DENSE_LAYERS[size]}l"
         q8 = out / f"{preset}-q8_0.gguf"
         types = args.types if size in args.q4km_sizes else ["q8_0"]
-        if not q8.exists():
+        if not have(q8):
             run([sys.executable, tool, q8, "--preset", PRESETS[size], "--type", "q8_0", *shape])
         for ty in types:
             path = out / f"{preset}-{ty}.gguf"
-            if not path.exists():
+            if not have(path):
                 if quantize is None:
                     log(f"bench: llama-quantize not found, no {ty.upper()} file for {preset}")
                     continue
                 if ty == "q4_k_m":
                     f32 = out / f"{preset}-f32.gguf"
-                    if not f32.exists():
+                    if not have(f32):
                         run([sys.executable, tool, f32, "--preset", PRESETS[size], "--type",
                              "f32", *shape])
                     run([quantize, f32, path, "Q4_K_M"])
@@ -216,12 +231,12 @@ def make_moe_models(size, out, tool, quantize, args):
     files = []
     if size in HYBRID_MOE:
         q8 = Path(f"{stem}-q8_0.gguf")
-        if not q8.exists():
+        if not have(q8):
             run([sys.executable, tool, q8, "--preset", preset, "--layers", str(layers),
                  "--type", "q8_0", *shape_args(size, out)])
     for ty in args.moe_types:
         f = Path(f"{stem}-{ty}.gguf")
-        if size in HYBRID_MOE and not f.exists():
+        if size in HYBRID_MOE and not have(f):
             if quantize is None:
                 log(f"bench: llama-quantize not found, no {ty} file for {preset}")
                 continue
@@ -229,12 +244,12 @@ def make_moe_models(size, out, tool, quantize, args):
             if cmd is None:
                 continue
             run(cmd)
-        if not f.exists():
+        if not have(f):
             if quantize is None:
                 log(f"bench: llama-quantize not found, no {ty} file for {preset}")
                 continue
             f16 = Path(f"{stem}-f16.gguf")
-            if not f16.exists():
+            if not have(f16):
                 run([sys.executable, tool, f16, "--preset", preset, "--layers", str(layers),
                      "--type", "f16", *vocab_args(out)])
             cmd = quantize_cmd(quantize, f16, f, ty, args)
