@@ -1,4 +1,4 @@
-//! Row panels on AVX2 (no VNNI): the layout every AVX2 pack fills and the one kernel over it.
+//! Row panels on AVX2 (no VNNI): the layouts every AVX2 pack fills and the kernels over them.
 //!
 //! The AVX2 tile kernels decode a block once per tile of one to eight (row, token) pairs and
 //! sum each pair across the lanes of its own vector; on a prompt that decoding and the lane
