@@ -239,10 +239,7 @@ fn thread_counts_and_tile_shapes_give_identical_bits() {
                         ..base
                     };
                     let got = run(&pool, &w, &x, n, &plan);
-                    let same = want
-                        .iter()
-                        .zip(&got)
-                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    let same = same_bits(&want, &got);
                     assert!(
                         same,
                         "{ty} {isa} n={n} plan {} differs from 1 thread",
@@ -546,10 +543,7 @@ fn several_matrices_in_one_call_match_separate_calls() {
                 matmul_multi(&pool, &ws, &x, n, &mut ys, &plan, &mut Scratch::default()).unwrap();
                 for (w, got) in ws.iter().zip(&outs) {
                     let want = run(&pool, w, &x, n, &plan);
-                    let same = want
-                        .iter()
-                        .zip(got)
-                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    let same = same_bits(&want, got);
                     assert!(same, "{} in {group:?} on {isa}, n={n}", w.ty);
                 }
             }
@@ -772,13 +766,11 @@ fn avx2_block_kernels_give_the_portable_bits() {
                 let plan = MatmulPlan {
                     row_tile: rt,
                     token_tile: tt,
+                    panel: false,
                     ..MatmulPlan::for_isa(Isa::Avx2)
                 };
                 let got = run(&pool, &w, &x, n, &plan);
-                let same = want
-                    .iter()
-                    .zip(&got)
-                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                let same = same_bits(&want, &got);
                 assert!(same, "{ty} n={n} tile {rt}x{tt}: not the portable bits");
             }
         }
@@ -815,10 +807,7 @@ fn avx2_panels_give_the_portable_bits() {
                         ..MatmulPlan::for_isa(Isa::Avx2)
                     };
                     let got = run(&pool, &w, &x, n, &plan);
-                    let same = want
-                        .iter()
-                        .zip(&got)
-                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    let same = same_bits(&want, &got);
                     assert!(
                         same,
                         "{ty} {rows}x{cols} n={n} panel tile {tt}: not the portable bits"
@@ -831,4 +820,9 @@ fn avx2_panels_give_the_portable_bits() {
         tested, 17,
         "AVX2 panels: 7 i-quants, 7 32-block types, Q4_K, Q5_K and Q6_K"
     );
+}
+
+/// Whether two outputs are equal bit for bit.
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
