@@ -1,7 +1,7 @@
 //! Matmul kernel benchmark: prints figures, asserts nothing.
 //!
 //! `cargo bench --bench matmul [-- FILTER...]`: FILTER words pick weight types (`Q8_0`,
-//! `Q4_K`, ...) or sections (`bandwidth`, `pool`, `shapes`, `model`, `prompt`); none means
+//! `Q4_K`, ...) or sections (`bandwidth`, `pool`, `shapes`, `model`, `prompt`, `warm`); none means
 //! everything.
 //! Decode runs on cold weights (enough copies to overflow the caches, as in a real decode
 //! step); prefill on warm weights. Baselines are measured in the same run: the machine's read
@@ -454,6 +454,43 @@ fn section_prompt(pool: &ThreadPool, types: &[GgmlType]) {
     }
 }
 
+/// Decode kernels on warm weights (a matrix of about 200 KB, in L2), one thread, for each row
+/// tile: the compute rate of the tile kernels alone, in weights per nanosecond, where the cold
+/// `shapes` figures mix it with the memory's.
+fn section_warm(pool: &ThreadPool, types: &[GgmlType]) {
+    println!();
+    println!("decode on warm weights, 1 thread, thread CPU time (least of 200 calls): weights/ns per row tile");
+    let mut rng = Rng::new(5);
+    let cols = 1024;
+    for &ty in types {
+        let row_bytes = cols / ty.block_size() * ty.type_size();
+        let rows = ((200 << 10) / row_bytes).clamp(16, 4096) / 16 * 16;
+        let data = random_weights(&mut rng, ty, rows, cols);
+        let w = WeightMatrix::new(ty, rows, cols, &data).expect("valid");
+        let x = random_input(&mut rng, cols);
+        let mut y = vec![0.0; rows];
+        let mut s = Scratch::default();
+        print!("{:<7} {:>9}", ty.name(), format!("{rows}x{cols}"));
+        for row_tile in [1, 2, 4] {
+            let plan = MatmulPlan {
+                threads: 1,
+                row_tile,
+                token_tile: 1,
+                ..MatmulPlan::new()
+            };
+            let mut best = Duration::MAX;
+            for _ in 0..200 {
+                let t = thread_cpu_time();
+                matmul(pool, &w, &x, 1, &mut y, &plan, &mut s).expect("matmul");
+                best = best.min(thread_cpu_time() - t);
+            }
+            let rate = (rows * cols) as f64 / best.as_secs_f64() / 1e9;
+            print!(" | r{row_tile} {rate:>6.2}");
+        }
+        println!();
+    }
+}
+
 fn main() {
     let words: Vec<String> = std::env::args()
         .skip(1)
@@ -472,6 +509,9 @@ fn main() {
     println!("kernels: {}", cpu_features().describe());
     println!("plan: {}", MatmulPlan::new().describe());
     let pool = ThreadPool::new(max_threads).expect("thread pool");
+    if words.iter().any(|a| a.eq_ignore_ascii_case("warm")) {
+        return section_warm(&pool, &types);
+    }
     if words.iter().any(|a| a.eq_ignore_ascii_case("prompt")) {
         // Alone: no bandwidth section first; the types of a Q8_0 and a Q4_K_M file by default.
         if !only_types {

@@ -526,11 +526,13 @@ view!(
 impl BlockIq1M<'_> {
     /// `w = d * ls * q / 8` with `q = 8 g ± 1`.
     pub const FACTOR: f32 = 0.125;
+    /// Where the four scale words start.
+    pub const SCALES_AT: usize = QK_K / 8 + QK_K / 16;
 
     /// Scale word `w` (0..4).
     #[inline]
     pub fn scale_word(self, w: usize) -> u16 {
-        u16_at(self.0, QK_K / 8 + QK_K / 16 + 2 * w)
+        u16_at(self.0, Self::SCALES_AT + 2 * w)
     }
 
     /// The super-block scale, gathered from the scale words' top nibbles.

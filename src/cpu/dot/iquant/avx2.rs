@@ -1,11 +1,18 @@
-//! AVX2 kernels for the i-quants: one sub-block of 32 weights per 256-bit vector.
+//! AVX2 kernels for the i-quants: two sub-blocks of 32 weights per call, one 256-bit vector each.
 //!
-//! Per sub-block and row: the grid points its indices select (four 8-byte or eight 4-byte
-//! loads gathered into one vector: the quants' magnitudes), the signs spread from bits to bytes
-//! with one shuffle and compare, the scales per 16 as 16-bit lanes (IQ1: `8 g ± 1` from an
-//! 8g table and the delta, magnitudes by `vpabsb`). Per token: `vpsignb` gives the activations
-//! the weights' signs, `vpmaddubsw` multiplies them with the magnitudes, `vpmaddwd` applies the scales, and
-//! the 32-bit sums stay exact to the end of the super-block (ggml's AVX2 scheme).
+//! Per pair of sub-blocks and row: the grid points their indices select (four 8-byte or eight
+//! 4-byte loads gathered into one vector per sub-block: the quants' magnitudes); the signs
+//! built in vectors, with no table and no branch: the 7-bit sign indices of IQ2_XXS, IQ2_XS and
+//! IQ3_XXS get their parity bit from a 16-entry `vpshufb` table, explicit sign bytes (IQ2_S,
+//! IQ3_S) and IQ1's delta bits are spread from bits to bytes with one shuffle and compare; the
+//! scales per 16 weights as 16-bit lanes (IQ1: `8 g ± 1` from an 8g table and the delta,
+//! magnitudes by `vpabsb`). Per token: `vpsignb` gives the activations the weights' signs,
+//! `vpmaddubsw` multiplies them with the magnitudes, `vpmaddwd` applies the scales, and the
+//! 32-bit sums stay exact to the end of the super-block (ggml's AVX2 scheme).
+//!
+//! Doing two sub-blocks at once lets one vector of 32-bit lanes carry the eight groups' sign
+//! indices or scale bits of both, laid out `(A0, B0, A1, B1 | A2, B2, A3, B3)` so that one
+//! in-lane shuffle spreads each group's byte over the 8 bytes it signs.
 
 #![allow(clippy::needless_range_loop)]
 
@@ -15,10 +22,13 @@ use std::ptr::read_unaligned;
 use super::{block_bytes, factor, IQ1_M, IQ1_S, IQ2_S, IQ2_XS, IQ2_XXS, IQ3_S, IQ3_XXS};
 use crate::cpu::dot::float::hsum_avx2 as hsum;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
-use crate::quant::grids::{
-    IQ1S_GRID8, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS,
-};
+use crate::quant::grids::{IQ1S_GRID8, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
 use crate::quant::iquants::BlockIq1M;
+
+/// One sub-block of 32 weights: the quants' magnitudes, a vector whose bytes carry the quants'
+/// signs (and are never zero), and the 16-bit scale of each pair sum. The signed quants are
+/// `_mm256_sign_epi8(u, s)`.
+pub(crate) type Sub = (__m256i, __m256i, __m256i);
 
 pub fn tiles(c: u8) -> &'static [TileEntry] {
     macro_rules! shapes {
@@ -41,28 +51,97 @@ pub fn tiles(c: u8) -> &'static [TileEntry] {
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 pub(crate) unsafe fn super_scale<const TY: u8>(p: *const u8) -> f32 {
-    if TY == IQ1_M {
-        let b = &*(p as *const [u8; BlockIq1M::BYTES]);
-        return BlockIq1M::new(b).d();
-    }
-    let h = read_unaligned(p as *const u16) as i32;
+    let h = if TY == IQ1_M {
+        // The f16's four nibbles are the top nibbles of the four scale words.
+        let sc = read_unaligned(p.add(BlockIq1M::SCALES_AT) as *const u64);
+        let top = |w: u32| ((sc >> (16 * w + 12)) & 15) << (4 * w);
+        (top(0) | top(1) | top(2) | top(3)) as i32
+    } else {
+        i32::from(read_unaligned(p as *const u16))
+    };
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)))
 }
 
-/// Byte `i` is -1 where bit `i` of `bits` is set, else 1.
+/// Byte `i` of each 8-byte group: -1 where `v`'s byte has the bit of `bits`' byte set, else 1.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn sign_bytes(bits: u32) -> __m256i {
-    let spread = _mm256_setr_epi64x(
-        0,
-        0x0101_0101_0101_0101,
-        0x0202_0202_0202_0202,
-        0x0303_0303_0303_0303,
-    );
-    let b = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), spread);
-    let b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
-    let set = _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+fn signs_where(v: __m256i, bits: __m256i) -> __m256i {
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(v, bits), bits);
     _mm256_or_si256(set, _mm256_set1_epi8(1))
+}
+
+/// Bit `i` of a byte, at byte `i` of every 8-byte group.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn bit_of_byte() -> __m256i {
+    _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64)
+}
+
+/// The sign bytes of two sub-blocks from eight sign bytes, one per group (bit `i` signs weight
+/// `i` of the group), in byte 0 of the 32-bit lanes laid out `(A0, B0, A1, B1 | A2, B2, A3, B3)`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn spread_pair(v: __m256i) -> (__m256i, __m256i) {
+    let a = _mm256_setr_epi64x(0, 0x0808_0808_0808_0808, 0, 0x0808_0808_0808_0808);
+    let b = _mm256_setr_epi64x(
+        0x0404_0404_0404_0404,
+        0x0c0c_0c0c_0c0c_0c0c,
+        0x0404_0404_0404_0404,
+        0x0c0c_0c0c_0c0c_0c0c,
+    );
+    let bits = bit_of_byte();
+    let sa = signs_where(_mm256_shuffle_epi8(v, a), bits);
+    (sa, signs_where(_mm256_shuffle_epi8(v, b), bits))
+}
+
+/// The sign bytes of two sub-blocks from their groups' 7-bit sign indices (ggml's `ksigns`:
+/// the eighth sign makes the count of minus signs even), one index in the low bits of each
+/// 32-bit lane, laid out as [`spread_pair`] reads them; bits above the seventh are ignored.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn parity_signs(idx: __m256i) -> (__m256i, __m256i) {
+    // Bit 7 set for the nibbles with an odd number of ones.
+    let (even8, odd8) = (0x8000_0080_0080_8000u64 as i64, 0x0080_8000_8000_0080);
+    let odd = _mm256_setr_epi64x(even8, odd8, even8, odd8);
+    let v = _mm256_and_si256(idx, _mm256_set1_epi32(127));
+    let lo = _mm256_and_si256(v, _mm256_set1_epi32(15));
+    let hi = _mm256_srli_epi32::<4>(v);
+    let parity = _mm256_xor_si256(_mm256_shuffle_epi8(odd, lo), _mm256_shuffle_epi8(odd, hi));
+    spread_pair(_mm256_or_si256(v, parity))
+}
+
+/// The sign bytes of two sub-blocks from their explicit sign bits (A's 32 in the low half of
+/// `bits`, B's in the high half; bit `i` signs weight `i`).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn explicit_signs(bits: u64) -> (__m256i, __m256i) {
+    let v = _mm256_set1_epi64x(bits as i64);
+    let byte = |k: i64| k * 0x0101_0101_0101_0101;
+    let a = _mm256_setr_epi64x(byte(0), byte(1), byte(2), byte(3));
+    let b = _mm256_setr_epi64x(byte(4), byte(5), byte(6), byte(7));
+    let sa = signs_where(_mm256_shuffle_epi8(v, a), bit_of_byte());
+    (sa, signs_where(_mm256_shuffle_epi8(v, b), bit_of_byte()))
+}
+
+/// The scales `2 t + 1` per 16-bit lane of two sub-blocks from their small scale fields `t`,
+/// one per 32-bit lane laid out `(A, B, A, B | A', B', A', B')`: the low half of a sub-block's
+/// vector (its first 16 weights) gets `A`, the high half `A'`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn odd_scales(t: __m256i) -> (__m256i, __m256i) {
+    let ls = _mm256_or_si256(_mm256_add_epi32(t, t), _mm256_set1_epi32(1));
+    let a = _mm256_shuffle_epi8(ls, _mm256_set1_epi32(0x0100_0100));
+    (a, _mm256_shuffle_epi8(ls, _mm256_set1_epi32(0x0504_0504)))
+}
+
+/// [`odd_scales`] from the fields of `word` at the bit offsets `shifts`, `mask` wide.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn scale_fields(word: u32, shifts: [i32; 4], mask: i32) -> (__m256i, __m256i) {
+    let [a, b, a2, b2] = shifts;
+    let s = _mm256_setr_epi32(a, b, a, b, a2, b2, a2, b2);
+    let t = _mm256_srlv_epi32(_mm256_set1_epi32(word as i32), s);
+    odd_scales(_mm256_and_si256(t, _mm256_set1_epi32(mask)))
 }
 
 /// Four 8-byte grid points, the first in the lowest bytes.
@@ -80,99 +159,114 @@ fn points4(g: [u32; 8]) -> __m256i {
     _mm256_setr_epi32(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7])
 }
 
-/// The sign bits of four groups from their 7-bit sign indices at bits 0, 7, 14, 21 of `aux`.
-#[inline(always)]
-fn parity_signs(aux: u32) -> u32 {
-    (0..4).fold(0, |s, l| {
-        s | u32::from(KSIGNS[((aux >> (7 * l)) & 127) as usize]) << (8 * l)
-    })
-}
-
-/// Scales `lo` for the first 16 weights and `hi` for the next 16, as 16-bit lanes.
+/// Sub-blocks `2j` and `2j + 1` of the block at `p` (weights 64j..64j+64).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn scales16(lo: u32, hi: u32) -> __m256i {
-    _mm256_set_m128i(_mm_set1_epi16(hi as i16), _mm_set1_epi16(lo as i16))
-}
-
-/// Sub-block `ib` (weights 32ib..32ib+32) of the block at `p`: the quants' magnitudes, a
-/// vector whose bytes carry the quants' signs (and are never zero), and the 16-bit scale of
-/// each pair sum. The signed quants are `_mm256_sign_epi8(u, s)`.
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn sub<const TY: u8>(p: *const u8, ib: usize) -> (__m256i, __m256i, __m256i) {
-    let byte = |at: usize| u32::from(*p.add(at));
+pub(crate) unsafe fn pair<const TY: u8>(p: *const u8, j: usize) -> [Sub; 2] {
+    let byte = |at: usize| usize::from(*p.add(at));
+    let u32_at = |at: usize| read_unaligned(p.add(at) as *const u32);
+    let u64_at = |at: usize| read_unaligned(p.add(at) as *const u64);
+    let (ia, ib) = (2 * j, 2 * j + 1);
     match TY {
-        IQ2_XXS => {
-            let idx = read_unaligned(p.add(2 + 8 * ib) as *const u32);
-            let aux = read_unaligned(p.add(6 + 8 * ib) as *const u32);
-            let g = std::array::from_fn(|l| IQ2XXS_GRID[((idx >> (8 * l)) & 255) as usize]);
-            let ls = 2 * (aux >> 28) + 1;
-            (points8(g), sign_bytes(parity_signs(aux)), scales16(ls, ls))
+        IQ2_XXS | IQ3_XXS => {
+            // Each sub-block's word: four 7-bit sign indices, then its 4-bit scale.
+            let words = if TY == IQ2_XXS {
+                u64::from(u32_at(6 + 8 * ia)) | u64::from(u32_at(6 + 8 * ib)) << 32
+            } else {
+                u64_at(66 + 8 * j)
+            };
+            let x = _mm256_set1_epi64x(words as i64);
+            let idx = _mm256_srlv_epi32(x, _mm256_setr_epi32(0, 0, 7, 7, 14, 14, 21, 21));
+            let (sa, sb) = parity_signs(idx);
+            let (la, lb) = odd_scales(_mm256_srli_epi32::<28>(x));
+            let (ua, ub) = if TY == IQ2_XXS {
+                let g =
+                    |ib: usize| points8(std::array::from_fn(|l| IQ2XXS_GRID[byte(2 + 8 * ib + l)]));
+                (g(ia), g(ib))
+            } else {
+                let g =
+                    |ib: usize| points4(std::array::from_fn(|k| IQ3XXS_GRID[byte(2 + 8 * ib + k)]));
+                (g(ia), g(ib))
+            };
+            [(ua, sa, la), (ub, sb, lb)]
         }
         IQ2_XS => {
-            let qs: [u16; 4] = read_unaligned(p.add(2 + 8 * ib) as *const [u16; 4]);
-            let g = qs.map(|v| IQ2XS_GRID[usize::from(v & 511)]);
-            let signs = (0..4).fold(0u32, |s, l| {
-                s | u32::from(KSIGNS[usize::from(qs[l] >> 9)]) << (8 * l)
-            });
-            let sc = byte(66 + ib);
-            let ls = scales16(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1);
-            (points8(g), sign_bytes(signs), ls)
+            // Eight 16-bit words: a 9-bit grid index under a 7-bit sign index.
+            let qs: [u16; 8] = read_unaligned(p.add(2 + 16 * j) as *const [u16; 8]);
+            let q = _mm_loadu_si128(p.add(2 + 16 * j) as *const __m128i);
+            let idx = _mm256_cvtepu16_epi32(_mm_srli_epi16::<9>(q));
+            let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+            let (sa, sb) = parity_signs(_mm256_permutevar8x32_epi32(idx, order));
+            let g = |h: usize| {
+                points8(std::array::from_fn(|l| {
+                    IQ2XS_GRID[usize::from(qs[4 * h + l] & 511)]
+                }))
+            };
+            let sc = u32::from(read_unaligned(p.add(66 + 2 * j) as *const u16));
+            let (la, lb) = scale_fields(sc, [0, 8, 4, 12], 15);
+            [(g(0), sa, la), (g(1), sb, lb)]
         }
         IQ2_S => {
-            let qh = byte(66 + ib);
-            let g = std::array::from_fn(|l| {
-                IQ2S_GRID[(byte(2 + 4 * ib + l) | ((qh >> (2 * l)) & 3) << 8) as usize]
-            });
-            let signs = read_unaligned(p.add(34 + 4 * ib) as *const u32);
-            let sc = byte(74 + ib);
-            let ls = scales16(2 * (sc & 15) + 1, 2 * (sc >> 4) + 1);
-            (points8(g), sign_bytes(signs), ls)
-        }
-        IQ3_XXS => {
-            let g = std::array::from_fn(|k| IQ3XXS_GRID[byte(2 + 8 * ib + k) as usize]);
-            let aux = read_unaligned(p.add(66 + 4 * ib) as *const u32);
-            let ls = 2 * (aux >> 28) + 1;
-            (points4(g), sign_bytes(parity_signs(aux)), scales16(ls, ls))
+            let g = |ib: usize| {
+                let qh = byte(66 + ib);
+                points8(std::array::from_fn(|l| {
+                    IQ2S_GRID[byte(2 + 4 * ib + l) | ((qh >> (2 * l)) & 3) << 8]
+                }))
+            };
+            let (sa, sb) = explicit_signs(u64_at(34 + 8 * j));
+            let sc = u32::from(read_unaligned(p.add(74 + 2 * j) as *const u16));
+            let (la, lb) = scale_fields(sc, [0, 8, 4, 12], 15);
+            [(g(ia), sa, la), (g(ib), sb, lb)]
         }
         IQ3_S => {
-            let qh = byte(66 + ib);
-            let g = std::array::from_fn(|k| {
-                IQ3S_GRID[(byte(2 + 8 * ib + k) | ((qh >> k) & 1) << 8) as usize]
-            });
-            let signs = read_unaligned(p.add(74 + 4 * ib) as *const u32);
-            let ls = 2 * ((byte(106 + ib / 2) >> (4 * (ib % 2))) & 15) + 1;
-            (points4(g), sign_bytes(signs), scales16(ls, ls))
+            let g = |ib: usize| {
+                let qh = byte(66 + ib);
+                points4(std::array::from_fn(|k| {
+                    IQ3S_GRID[byte(2 + 8 * ib + k) | ((qh >> k) & 1) << 8]
+                }))
+            };
+            let (sa, sb) = explicit_signs(u64_at(74 + 8 * j));
+            let (la, lb) = scale_fields(u32::from(*p.add(106 + j)), [0, 4, 0, 4], 15);
+            [(g(ia), sa, la), (g(ib), sb, lb)]
         }
         IQ1_S => {
-            let qh = u32::from(read_unaligned(p.add(34 + 2 * ib) as *const u16));
-            let g = std::array::from_fn(|l| {
-                IQ1S_GRID8[(byte(2 + 4 * ib + l) | ((qh >> (3 * l)) & 7) << 8) as usize]
-            });
-            let delta = if qh & 0x8000 != 0 { -1 } else { 1 };
-            let q = _mm256_add_epi8(points8(g), _mm256_set1_epi8(delta));
-            let ls = 2 * ((qh >> 12) & 7) + 1;
-            (_mm256_abs_epi8(q), q, scales16(ls, ls))
+            // Per sub-block a 16-bit word: four 3-bit index tops, a 3-bit scale, the delta's sign.
+            let qh = u32_at(34 + 4 * j);
+            let sub = |h: usize| {
+                let qh = (qh >> (16 * h)) as usize;
+                let g = points8(std::array::from_fn(|l| {
+                    IQ1S_GRID8[byte(2 + 4 * (2 * j + h) + l) | ((qh >> (3 * l)) & 7) << 8]
+                }));
+                let delta = 1 - 2 * ((qh >> 15) & 1) as i8;
+                _mm256_add_epi8(g, _mm256_set1_epi8(delta))
+            };
+            let (la, lb) = scale_fields(qh, [12, 28, 12, 28], 7);
+            let (qa, qb) = (sub(0), sub(1));
+            [(_mm256_abs_epi8(qa), qa, la), (_mm256_abs_epi8(qb), qb, lb)]
         }
         _ => {
-            // IQ1_M: group k's nibble of qh holds its top index bits and its delta's sign.
-            let mut delta = [0u64; 4];
-            let g = std::array::from_fn(|l| {
-                let k = 4 * ib + l;
-                let nib = (byte(32 + k / 2) >> (4 * (k % 2))) & 15;
-                delta[l] = if nib & 8 != 0 {
-                    u64::MAX
-                } else {
-                    0x0101_0101_0101_0101
-                };
-                IQ1S_GRID8[(byte(k) | (nib & 7) << 8) as usize]
-            });
-            let q = _mm256_add_epi8(points8(g), points8(delta));
-            let w = u32::from(read_unaligned(p.add(48 + 2 * (ib / 2)) as *const u16));
-            let shift = 6 * (ib % 2);
-            let (s1, s2) = ((w >> shift) & 7, (w >> (shift + 3)) & 7);
-            (_mm256_abs_epi8(q), q, scales16(2 * s1 + 1, 2 * s2 + 1))
+            // IQ1_M: group k's nibble of qh holds its top index bits and its delta's sign;
+            // the 16-bit scale word j holds both sub-blocks' two 3-bit scales.
+            let qh = u32_at(32 + 4 * j);
+            let x = _mm256_set1_epi32(qh as i32);
+            let nib = |b: u64| (b * 0x0101_0101_0101_0101) as i64;
+            let (lo, hi) = (nib(0x08), nib(0x80));
+            let mask = _mm256_setr_epi64x(lo, hi, lo, hi);
+            let delta = |h: u64| {
+                let at = _mm256_setr_epi64x(nib(2 * h), nib(2 * h), nib(2 * h + 1), nib(2 * h + 1));
+                signs_where(_mm256_shuffle_epi8(x, at), mask)
+            };
+            let q = |h: usize| {
+                let qh = qh as usize >> (16 * h);
+                let g = points8(std::array::from_fn(|l| {
+                    IQ1S_GRID8[byte(8 * j + 4 * h + l) | ((qh >> (4 * l)) & 7) << 8]
+                }));
+                _mm256_add_epi8(g, delta(h as u64))
+            };
+            let w = u32::from(read_unaligned(p.add(48 + 2 * j) as *const u16));
+            let (la, lb) = scale_fields(w, [0, 6, 3, 9], 7);
+            let (qa, qb) = (q(0), q(1));
+            [(_mm256_abs_epi8(qa), qa, la), (_mm256_abs_epi8(qb), qb, lb)]
         }
     }
 }
@@ -186,21 +280,21 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
     let ds: [*const f32; T] = std::array::from_fn(|t| acts.tok_d(a.t0 + t).as_ptr());
     let zi = _mm256_setzero_si256();
     let mut acc = [[_mm256_setzero_ps(); T]; R];
-    let mut w = [(zi, zi, zi); R];
     for sb in 0..nsb {
-        let d: [f32; R] =
-            std::array::from_fn(|r| super_scale::<TY>(a.w.add(r * a.w_stride + sb * bs)));
+        let rows: [*const u8; R] = std::array::from_fn(|r| a.w.add(r * a.w_stride + sb * bs));
+        let d: [f32; R] = std::array::from_fn(|r| super_scale::<TY>(rows[r]));
         let mut isum = [[zi; T]; R];
-        for ib in 0..8 {
-            for r in 0..R {
-                w[r] = sub::<TY>(a.w.add(r * a.w_stride + sb * bs), ib);
-            }
-            for t in 0..T {
-                let av = _mm256_loadu_si256(qs[t].add(256 * sb + 32 * ib) as *const __m256i);
-                for r in 0..R {
-                    let (u, s, sc) = w[r];
-                    let pairs = _mm256_maddubs_epi16(u, _mm256_sign_epi8(av, s));
-                    isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(pairs, sc));
+        for j in 0..4 {
+            let w: [[Sub; 2]; R] = std::array::from_fn(|r| pair::<TY>(rows[r], j));
+            for h in 0..2 {
+                for t in 0..T {
+                    let at = qs[t].add(256 * sb + 64 * j + 32 * h);
+                    let av = _mm256_loadu_si256(at as *const __m256i);
+                    for r in 0..R {
+                        let (u, s, sc) = w[r][h];
+                        let pairs = _mm256_maddubs_epi16(u, _mm256_sign_epi8(av, s));
+                        isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(pairs, sc));
+                    }
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! AVX-512 VNNI kernels for the i-quants: two sub-blocks (64 weights) per 512-bit vector.
 //!
-//! The sub-blocks are decoded exactly as on AVX2 (`avx2::sub`: magnitudes from grid lookups,
+//! The sub-blocks are decoded exactly as on AVX2 (`avx2::pair`: magnitudes from grid lookups,
 //! sign bytes, scales per 16) and joined in pairs; AVX-512 has no `vpsignb`, so the activations take the
 //! weights' signs by a masked negation (`q`'s sign bits as the mask), `vpmaddubsw` multiplies
 //! them with `|q|`, and `vpdpwssd` applies the scales and accumulates in one instruction. The
@@ -11,7 +11,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{sub, super_scale};
+use super::avx2::{pair as pair_avx2, super_scale};
 use super::{block_bytes, factor, IQ1_M, IQ1_S, IQ2_S, IQ2_XS, IQ2_XXS, IQ3_S, IQ3_XXS};
 use crate::cpu::dot::{tile_table, Tile, TileEntry, PREFETCH};
 
@@ -44,8 +44,7 @@ struct Pair {
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512bw")]
 unsafe fn pair<const TY: u8>(p: *const u8, ib: usize) -> Pair {
-    let (u0, s0, sc0) = sub::<TY>(p, ib);
-    let (u1, s1, sc1) = sub::<TY>(p, ib + 1);
+    let [(u0, s0, sc0), (u1, s1, sc1)] = pair_avx2::<TY>(p, ib / 2);
     let join = |lo: __m256i, hi: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
     Pair {
         u: join(u0, u1),

@@ -21,7 +21,7 @@ use crate::quant::GgmlType;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use avx2::{sub as sub_avx2, super_scale as super_scale_avx2};
+pub(crate) use avx2::{pair as pair_avx2, super_scale as super_scale_avx2, Sub};
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod formats;

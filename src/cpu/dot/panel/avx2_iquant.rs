@@ -39,18 +39,22 @@ unsafe fn pack<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
         for (r, &row) in rows.iter().enumerate() {
             *row_scales(panel, sb).add(r) = super_scale_avx2::<TY>(row.add(sb * bs));
         }
-        for ib in 0..8 {
+        for j in 0..4 {
             for h in 0..2 {
-                let mut ls = [(0i16, 0i16); HALF];
-                let q = std::array::from_fn(|r| {
-                    let (u, s, sc) = iquant::sub_avx2::<TY>(rows[HALF * h + r].add(sb * bs), ib);
-                    let lo = _mm256_extract_epi16::<0>(sc) as i16;
-                    ls[r] = (lo, _mm256_extract_epi16::<8>(sc) as i16);
-                    _mm256_add_epi8(_mm256_sign_epi8(u, s), offset)
+                let subs: [[iquant::Sub; 2]; HALF] = std::array::from_fn(|r| {
+                    iquant::pair_avx2::<TY>(rows[HALF * h + r].add(sb * bs), j)
                 });
-                let b = 8 * sb + ib;
-                put_quants(panel, b, h, q);
-                put_scales(panel, b, h, ls, ls.map(|(lo, hi)| (o * lo, o * hi)));
+                for (k, b) in [(0, 8 * sb + 2 * j), (1, 8 * sb + 2 * j + 1)] {
+                    let mut ls = [(0i16, 0i16); HALF];
+                    let q = std::array::from_fn(|r| {
+                        let (u, s, sc) = subs[r][k];
+                        let lo = _mm256_extract_epi16::<0>(sc) as i16;
+                        ls[r] = (lo, _mm256_extract_epi16::<8>(sc) as i16);
+                        _mm256_add_epi8(_mm256_sign_epi8(u, s), offset)
+                    });
+                    put_quants(panel, b, h, q);
+                    put_scales(panel, b, h, ls, ls.map(|(lo, hi)| (o * lo, o * hi)));
+                }
             }
         }
     }

@@ -49,16 +49,20 @@ unsafe fn pack<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
     let bs = iquant::block_bytes(TY);
     let offset = _mm256_set1_epi8(-128);
     for sb in 0..panel.blocks / 8 {
-        for ib in 0..8 {
-            let unsigned = |p: *const u8| {
-                let (u, s, _) = iquant::sub_avx2::<TY>(p.add(sb * bs), ib);
-                _mm256_xor_si256(_mm256_sign_epi8(u, s), offset)
-            };
-            let z = std::array::from_fn(|i| {
-                let (lo, hi) = (unsigned(rows[i]), unsigned(rows[i + 8]));
-                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
-            });
-            put_block(z, panel, 8 * sb + ib);
+        for j in 0..4 {
+            let subs: [[iquant::Sub; 2]; ROWS] =
+                std::array::from_fn(|i| iquant::pair_avx2::<TY>(rows[i].add(sb * bs), j));
+            for k in [0, 1] {
+                let unsigned = |i: usize| {
+                    let (u, s, _) = subs[i][k];
+                    _mm256_xor_si256(_mm256_sign_epi8(u, s), offset)
+                };
+                let z = std::array::from_fn(|i| {
+                    let (lo, hi) = (unsigned(i), unsigned(i + 8));
+                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+                });
+                put_block(z, panel, 8 * sb + 2 * j + k);
+            }
         }
         for (r, &row) in rows.iter().enumerate() {
             let blk = std::slice::from_raw_parts(row.add(sb * bs), bs);
