@@ -817,8 +817,8 @@ fn avx2_panels_give_the_portable_bits() {
         }
     }
     assert_eq!(
-        tested, 17,
-        "AVX2 panels: 7 i-quants, 7 32-block types, Q4_K, Q5_K and Q6_K"
+        tested, 19,
+        "AVX2 panels: 7 i-quants, 7 32-block types, Q2_K ... Q6_K"
     );
 }
 

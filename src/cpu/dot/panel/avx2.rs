@@ -10,12 +10,13 @@
 //!
 //! Without VNNI the products go through `vpmaddubsw`: unsigned quants times signed 8-bit
 //! activations, pair sums in 16 bits that must not saturate. So the quants enter unsigned
-//! and small: the K-quants as they are stored (Q4_K 0..16, Q5_K 0..32, Q6_K 0..64, the pair
-//! sums of 8, 4 and 2 groups added in 16 bits before the scale), the i-quants as their
-//! integer form + 64 (within 2..127, one group per scale). What the stored quants carry
-//! beyond the true ones (Q6_K's 32, the i-quants' 64) comes back out per block and row as
+//! and small: the K-quants as they are stored (Q4_K 0..16, Q5_K 0..32, Q6_K 0..64, Q2_K
+//! 0..4, Q3_K 0..8; the pair sums of 8, 4, 2, 4 and 4 groups added in 16 bits before the
+//! scale), the i-quants as their integer form + 64 (within 2..127, one group per scale). What
+//! the stored quants carry beyond the true ones (Q6_K's 32, Q3_K's 4, the i-quants' 64) comes
+//! back out per block and row as
 //! `offset * (ls_lo * bsum_lo + ls_hi * bsum_hi)`, one `vpmaddwd` of the row's scales with
-//! the token's Q8_K sums of 16; Q4_K and Q5_K's mins likewise (`m * bsum`), kept apart as
+//! the token's Q8_K sums of 16; Q4_K, Q5_K and Q2_K's mins likewise (`m * bsum`), kept apart as
 //! the scalar kernel keeps them. Every (row, token) super-block sum is then the scalar
 //! kernel's exact integer, and the float work is the scalar kernel's, in its order
 //! (`sum += (d_w * d_a * F) * isum`, then `sum -= (dmin_w * d_a) * msum`): panels give the

@@ -1,19 +1,24 @@
-//! Q4_K, Q5_K and Q6_K rows repacked into AVX2 panels ([`super::avx2`]'s layout): the quants
-//! unsigned as stored (Q5_K's fifth bit added, Q6_K's two high bits joined to its nibbles),
-//! Q4_K and Q5_K's 6-bit scales and mins per 32, Q6_K's signed scales per 16 with its `-32`
-//! as the offset's correction.
+//! Q2_K ... Q6_K rows repacked into AVX2 panels ([`super::avx2`]'s layout): the quants
+//! unsigned as stored (Q5_K's fifth bit added, Q6_K's two high bits joined to its nibbles,
+//! Q3_K's third bit added as stored: `q + 4`), Q4_K and Q5_K's 6-bit scales and mins per 32,
+//! Q2_K's 4-bit scales and mins per 16, Q6_K's and Q3_K's signed scales per 16 with their
+//! `-32` and `-4` as the offset's correction.
 
 use std::arch::x86_64::*;
 
-use super::super::kquant::{self, Q4_K, Q5_K};
+use super::super::kquant::{self, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K};
 use super::avx2::{put_quants, put_scales, row_mins, row_scales, HALF};
 use super::layout::{Panel, ROWS};
-use crate::quant::blocks::{f16_at, scales_mins_k4};
+use crate::quant::blocks::{f16_at, scale_q3_k, scales_mins_k4};
 
 /// What Q6_K's stored quants are above its true ones.
 const Q6_OFFSET: i16 = 32;
 
-/// Repacks the rows (K-quant `c`: Q4_K, Q5_K or Q6_K) into `panel`.
+/// What Q3_K's quants, stored as in the block (`q + 4`: the high bit set where ggml adds
+/// nothing), are above its true ones.
+const Q3_OFFSET: i16 = 4;
+
+/// Repacks the rows (K-quant `c`: Q2_K ... Q6_K) into `panel`.
 ///
 /// # Safety
 /// As [`super::pack`], with AVX2.
@@ -21,7 +26,9 @@ pub unsafe fn pack_kquant(c: u8, rows: &[*const u8; ROWS], panel: &Panel) {
     match c {
         Q4_K => pack::<Q4_K>(rows, panel),
         Q5_K => pack::<Q5_K>(rows, panel),
-        _ => pack::<{ kquant::Q6_K }>(rows, panel),
+        Q2_K => pack::<Q2_K>(rows, panel),
+        Q3_K => pack::<Q3_K>(rows, panel),
+        _ => pack::<Q6_K>(rows, panel),
     }
 }
 
@@ -51,6 +58,27 @@ unsafe fn block_quants<const TY: u8>(p: *const u8) -> [__m256i; 8] {
         }
         return q;
     }
+    if TY == Q2_K || TY == Q3_K {
+        // Weights 128n + 32k + l are bits 2k, 2k + 1 of qs[32n + l] (Q3_K: plus bit 4n + k
+        // of hmask[l] as bit 2).
+        let qs = if TY == Q2_K { 16 } else { 32 };
+        for n in 0..2 {
+            let v = load(qs + 32 * n);
+            q[4 * n] = _mm256_and_si256(v, three);
+            q[4 * n + 1] = _mm256_and_si256(_mm256_srli_epi16::<2>(v), three);
+            q[4 * n + 2] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), three);
+            q[4 * n + 3] = _mm256_and_si256(_mm256_srli_epi16::<6>(v), three);
+        }
+        if TY == Q3_K {
+            let hmask = load(0);
+            for (j, q) in q.iter_mut().enumerate() {
+                let bit = _mm256_set1_epi8((1u8 << j) as i8);
+                let set = _mm256_cmpeq_epi8(_mm256_and_si256(hmask, bit), bit);
+                *q = _mm256_add_epi8(*q, _mm256_and_si256(set, _mm256_set1_epi8(4)));
+            }
+        }
+        return q;
+    }
     // Q6_K, per half of 128: block `4 n + k` takes nibbles of `ql` (low, then high, of its
     // first and second 32 bytes) and bits `2 k, 2 k + 1` of `qh` as bits 4 and 5.
     for n in 0..2 {
@@ -64,8 +92,9 @@ unsafe fn block_quants<const TY: u8>(p: *const u8) -> [__m256i; 8] {
     q
 }
 
-/// A super-block's `d`, `dmin` (0 for Q6_K), each block's pair of scales (first and last 16
-/// weights) and the pair of its third scale vector (the mins, or Q6_K's correction).
+/// A super-block's `d`, `dmin` (0 for Q6_K and Q3_K), each block's pair of scales (first and
+/// last 16 weights) and the pair of its third scale vector (the mins, or the offset's
+/// correction).
 #[allow(clippy::type_complexity)]
 fn block_scales<const TY: u8>(b: &[u8]) -> (f32, f32, [(i16, i16); 8], [(i16, i16); 8]) {
     if TY == Q4_K || TY == Q5_K {
@@ -74,6 +103,20 @@ fn block_scales<const TY: u8>(b: &[u8]) -> (f32, f32, [(i16, i16); 8], [(i16, i1
         let ls = std::array::from_fn(|j| (sc[j], sc[j]));
         let mins = std::array::from_fn(|j| (mn[j], mn[j]));
         return (f16_at(b, 0), f16_at(b, 2), ls, mins);
+    }
+    if TY == Q2_K {
+        // Byte g: the scale of group g (16 weights) low, its min high.
+        let ls = std::array::from_fn(|j| (i16::from(b[2 * j] & 15), i16::from(b[2 * j + 1] & 15)));
+        let mins =
+            std::array::from_fn(|j| (i16::from(b[2 * j] >> 4), i16::from(b[2 * j + 1] >> 4)));
+        return (f16_at(b, 80), f16_at(b, 82), ls, mins);
+    }
+    if TY == Q3_K {
+        let scales: &[u8; 12] = b[96..108].try_into().expect("12 scale bytes");
+        let sc = |g: usize| i16::from(scale_q3_k(g, scales));
+        let ls: [(i16, i16); 8] = std::array::from_fn(|j| (sc(2 * j), sc(2 * j + 1)));
+        let corr = ls.map(|(lo, hi)| (Q3_OFFSET * lo, Q3_OFFSET * hi));
+        return (f16_at(b, 108), 0.0, ls, corr);
     }
     let sc = |g: usize| i16::from(b[192 + g] as i8);
     let ls: [(i16, i16); 8] = std::array::from_fn(|j| (sc(2 * j), sc(2 * j + 1)));

@@ -79,9 +79,13 @@ pub fn supports(ty: GgmlType, isa: Isa) -> bool {
     }
 }
 
-/// The K-quants with AVX2 panels: those whose quants fit `vpmaddubsw` unsigned as stored.
+/// The K-quants with AVX2 panels: those whose quants fit `vpmaddubsw` unsigned as stored
+/// (IQ4_XS's signed levels do not).
 fn avx2_kquants(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+    matches!(
+        ty,
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K
+    )
 }
 
 /// Repacks the rows at `rows` (each `blocks` blocks of `ty`) into `panel` for `isa`'s kernels.
@@ -195,6 +199,9 @@ unsafe fn avx2_gemm(ty: GgmlType, n: usize, panel: &Panel, acts: &QuantActs, t0:
         GgmlType::Q4_K => for_tokens!(n, avx2::gemm[8, true](panel, acts, 1.0, t0, out)),
         GgmlType::Q5_K => for_tokens!(n, avx2::gemm[4, true](panel, acts, 1.0, t0, out)),
         GgmlType::Q6_K => for_tokens!(n, avx2::gemm[2, false](panel, acts, 1.0, t0, out)),
+        // Quants 0..4 and 0..8 with a scale per 16: the four groups of one scale at once.
+        GgmlType::Q2_K => for_tokens!(n, avx2::gemm[4, true](panel, acts, 1.0, t0, out)),
+        GgmlType::Q3_K => for_tokens!(n, avx2::gemm[4, false](panel, acts, 1.0, t0, out)),
         // Quants within ±16 (MXFP4's doubled values within ±12): 8 groups' pair sums fit
         // 16 bits; Q5_1's 0..32 four; Q8_0's and IQ4_NL's full bytes one.
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::MXFP4 => {
