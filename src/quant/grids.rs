@@ -84,6 +84,26 @@ pub static IQ1S_GRID: [u64; 2048] = expand8(&IQ1S_POINTS, iq1_bytes());
 /// form's quants `8 g ± 1`, so a kernel adds the delta to a lookup.
 pub static IQ1S_GRID8: [u64; 2048] = expand8(&IQ1S_POINTS, [(-8i8) as u8, 0, 8]);
 
+/// The integer form's quants `8 g + delta` of IQ1_S and IQ1_M, both deltas: entry
+/// `index | 2048` holds the point `index` with delta -1, entry `index` with delta +1. An
+/// IQ1_M group's nibble (three index bits under the delta's sign bit) is then simply the
+/// top of the entry's index, and a kernel adds nothing to the lookup. 32 KiB.
+pub static IQ1S_QUANTS: [u64; 4096] = {
+    let mut out = [0u64; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        let delta: i8 = if i < 2048 { 1 } else { -1 };
+        let point = IQ1S_GRID8[i % 2048].to_le_bytes();
+        let mut j = 0;
+        while j < 8 {
+            out[i] |= ((point[j] as i8 + delta) as u8 as u64) << (8 * j);
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
+
 /// The sign pattern of a 7-bit sign index (ggml's `ksigns_iq2xs`): bit `j` set makes weight
 /// `j` of the group negative. Only 7 signs are stored: the eighth makes the number of negative
 /// weights even (the quantizer flips the smallest weight to get there).
@@ -143,6 +163,16 @@ mod tests {
         }
         // ggml's table starts 0, 129, 130, 3, 132.
         assert_eq!(KSIGNS[..5], [0, 129, 130, 3, 132]);
+    }
+
+    #[test]
+    fn iq1_quants_are_eight_times_the_grid_plus_each_delta() {
+        for (i, &q) in IQ1S_QUANTS.iter().enumerate() {
+            let (g, delta) = (IQ1S_GRID[i % 2048].to_le_bytes(), [1, -1][i / 2048]);
+            for (j, b) in q.to_le_bytes().into_iter().enumerate() {
+                assert_eq!(b as i8, 8 * g[j] as i8 + delta, "entry {i} byte {j}");
+            }
+        }
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! AVX2 kernels for the i-quants: two sub-blocks of 32 weights per call, one 256-bit vector each.
 //!
 //! Per pair of sub-blocks and row: the grid points their indices select (four 8-byte or eight
-//! 4-byte loads gathered into one vector per sub-block: the quants' magnitudes); the signs
-//! built in vectors, with no table and no branch: the 7-bit sign indices of IQ2_XXS, IQ2_XS and
-//! IQ3_XXS get their parity bit from a 16-entry `vpshufb` table, explicit sign bytes (IQ2_S,
-//! IQ3_S) and IQ1's delta bits are spread from bits to bytes with one shuffle and compare; the
-//! scales per 16 weights as 16-bit lanes (IQ1: `8 g ± 1` from an 8g table and the delta,
-//! magnitudes by `vpabsb`). Per token: `vpsignb` gives the activations the weights' signs,
+//! 4-byte loads gathered into one vector per sub-block: the quants' magnitudes; IQ1: the signed
+//! quants `8 g ± 1` themselves, from a table holding both deltas, magnitudes by `vpabsb`); the
+//! signs built in vectors, with no table and no branch: the 7-bit sign indices of IQ2_XXS,
+//! IQ2_XS and IQ3_XXS get their parity bit from a 16-entry `vpshufb` table, explicit sign bytes
+//! (IQ2_S, IQ3_S) are spread from bits to bytes with one shuffle and compare; the scales per 16
+//! weights as 16-bit lanes. Per token: `vpsignb` gives the activations the weights' signs,
 //! `vpmaddubsw` multiplies them with the magnitudes, `vpmaddwd` applies the scales, and the
 //! 32-bit sums stay exact to the end of the super-block (ggml's AVX2 scheme).
 //!
@@ -22,7 +22,9 @@ use std::ptr::read_unaligned;
 use super::{block_bytes, factor, IQ1_M, IQ1_S, IQ2_S, IQ2_XS, IQ2_XXS, IQ3_S, IQ3_XXS};
 use crate::cpu::dot::float::hsum_avx2 as hsum;
 use crate::cpu::dot::{tile_table, Tile, TileEntry};
-use crate::quant::grids::{IQ1S_GRID8, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
+use crate::quant::grids::{
+    IQ1S_QUANTS, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID,
+};
 use crate::quant::iquants::BlockIq1M;
 
 /// One sub-block of 32 weights: the quants' magnitudes, a vector whose bytes carry the quants'
@@ -233,36 +235,29 @@ pub(crate) unsafe fn pair<const TY: u8>(p: *const u8, j: usize) -> [Sub; 2] {
         IQ1_S => {
             // Per sub-block a 16-bit word: four 3-bit index tops, a 3-bit scale, the delta's sign.
             let qh = u32_at(34 + 4 * j);
-            let sub = |h: usize| {
+            let q = |h: usize| {
                 let qh = (qh >> (16 * h)) as usize;
-                let g = points8(std::array::from_fn(|l| {
-                    IQ1S_GRID8[byte(2 + 4 * (2 * j + h) + l) | ((qh >> (3 * l)) & 7) << 8]
-                }));
-                let delta = 1 - 2 * ((qh >> 15) & 1) as i8;
-                _mm256_add_epi8(g, _mm256_set1_epi8(delta))
+                // The half of the table with this sub-block's delta.
+                let at = ((qh >> 15) & 1) << 11;
+                let quants = &IQ1S_QUANTS[at..at + 2048];
+                points8(std::array::from_fn(|l| {
+                    quants[byte(2 + 4 * (2 * j + h) + l) | ((qh >> (3 * l)) & 7) << 8]
+                }))
             };
             let (la, lb) = scale_fields(qh, [12, 28, 12, 28], 7);
-            let (qa, qb) = (sub(0), sub(1));
+            let (qa, qb) = (q(0), q(1));
             [(_mm256_abs_epi8(qa), qa, la), (_mm256_abs_epi8(qb), qb, lb)]
         }
         _ => {
-            // IQ1_M: group k's nibble of qh holds its top index bits and its delta's sign;
-            // the 16-bit scale word j holds both sub-blocks' two 3-bit scales.
-            let qh = u32_at(32 + 4 * j);
-            let x = _mm256_set1_epi32(qh as i32);
-            let nib = |b: u64| (b * 0x0101_0101_0101_0101) as i64;
-            let (lo, hi) = (nib(0x08), nib(0x80));
-            let mask = _mm256_setr_epi64x(lo, hi, lo, hi);
-            let delta = |h: u64| {
-                let at = _mm256_setr_epi64x(nib(2 * h), nib(2 * h), nib(2 * h + 1), nib(2 * h + 1));
-                signs_where(_mm256_shuffle_epi8(x, at), mask)
-            };
+            // IQ1_M: group k's nibble of qh holds its top index bits under its delta's sign,
+            // which is how IQ1S_QUANTS is indexed; the 16-bit scale word j holds both
+            // sub-blocks' two 3-bit scales.
+            let qh = u32_at(32 + 4 * j) as usize;
             let q = |h: usize| {
-                let qh = qh as usize >> (16 * h);
-                let g = points8(std::array::from_fn(|l| {
-                    IQ1S_GRID8[byte(8 * j + 4 * h + l) | ((qh >> (4 * l)) & 7) << 8]
-                }));
-                _mm256_add_epi8(g, delta(h as u64))
+                points8(std::array::from_fn(|l| {
+                    let k = 4 * h + l;
+                    IQ1S_QUANTS[byte(8 * j + k) | ((qh >> (4 * k)) & 15) << 8]
+                }))
             };
             let w = u32::from(read_unaligned(p.add(48 + 2 * j) as *const u16));
             let (la, lb) = scale_fields(w, [0, 6, 3, 9], 7);
