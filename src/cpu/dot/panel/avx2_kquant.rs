@@ -32,6 +32,17 @@ pub unsafe fn pack_kquant(c: u8, rows: &[*const u8; ROWS], panel: &Panel) {
     }
 }
 
+/// Adds `value` to the quants of block `j` whose bit `j` is set in `bits` (Q5_K's fifth bit,
+/// Q3_K's third: byte `l` of `bits` holds that bit of weight `l` of every block).
+#[inline(always)]
+unsafe fn add_high_bits(q: &mut [__m256i; 8], bits: __m256i, value: i8) {
+    for (j, q) in q.iter_mut().enumerate() {
+        let bit = _mm256_set1_epi8((1u8 << j) as i8);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(bits, bit), bit);
+        *q = _mm256_add_epi8(*q, _mm256_and_si256(set, _mm256_set1_epi8(value)));
+    }
+}
+
 /// The super-block at `p` as 8 blocks of 32 unsigned quants in weight order.
 #[inline(always)]
 unsafe fn block_quants<const TY: u8>(p: *const u8) -> [__m256i; 8] {
@@ -49,12 +60,7 @@ unsafe fn block_quants<const TY: u8>(p: *const u8) -> [__m256i; 8] {
         }
         if TY == Q5_K {
             // Bit j of byte l of qh is the fifth bit of weight l of block j.
-            let qh = load(16);
-            for (j, q) in q.iter_mut().enumerate() {
-                let bit = _mm256_set1_epi8((1u8 << j) as i8);
-                let set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
-                *q = _mm256_add_epi8(*q, _mm256_and_si256(set, _mm256_set1_epi8(16)));
-            }
+            add_high_bits(&mut q, load(16), 16);
         }
         return q;
     }
@@ -70,12 +76,7 @@ unsafe fn block_quants<const TY: u8>(p: *const u8) -> [__m256i; 8] {
             q[4 * n + 3] = _mm256_and_si256(_mm256_srli_epi16::<6>(v), three);
         }
         if TY == Q3_K {
-            let hmask = load(0);
-            for (j, q) in q.iter_mut().enumerate() {
-                let bit = _mm256_set1_epi8((1u8 << j) as i8);
-                let set = _mm256_cmpeq_epi8(_mm256_and_si256(hmask, bit), bit);
-                *q = _mm256_add_epi8(*q, _mm256_and_si256(set, _mm256_set1_epi8(4)));
-            }
+            add_high_bits(&mut q, load(0), 4);
         }
         return q;
     }
