@@ -236,12 +236,12 @@ pub(crate) unsafe fn pair<const TY: u8>(p: *const u8, j: usize) -> [Sub; 2] {
             // Per sub-block a 16-bit word: four 3-bit index tops, a 3-bit scale, the delta's sign.
             let qh = u32_at(34 + 4 * j);
             let q = |h: usize| {
-                let qh = (qh >> (16 * h)) as usize;
+                let word = (qh >> (16 * h)) as usize;
                 // The half of the table with this sub-block's delta.
-                let at = ((qh >> 15) & 1) << 11;
+                let at = ((word >> 15) & 1) << 11;
                 let quants = &IQ1S_QUANTS[at..at + 2048];
                 points8(std::array::from_fn(|l| {
-                    quants[byte(2 + 4 * (2 * j + h) + l) | ((qh >> (3 * l)) & 7) << 8]
+                    quants[byte(2 + 4 * (2 * j + h) + l) | ((word >> (3 * l)) & 7) << 8]
                 }))
             };
             let (la, lb) = scale_fields(qh, [12, 28, 12, 28], 7);
