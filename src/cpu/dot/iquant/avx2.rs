@@ -64,12 +64,12 @@ pub(crate) unsafe fn super_scale<const TY: u8>(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)))
 }
 
-/// Byte `i` of each 8-byte group: -1 where `v`'s byte has the bit of `bits`' byte set, else 1.
+/// Per byte: negative where `v`'s byte has the bit of `bits`' byte set, else positive; never
+/// zero (what `vpsignb` reads of a sign). The set bit plus 127 is 128..255: negative as a byte.
 #[inline]
 #[target_feature(enable = "avx2")]
 fn signs_where(v: __m256i, bits: __m256i) -> __m256i {
-    let set = _mm256_cmpeq_epi8(_mm256_and_si256(v, bits), bits);
-    _mm256_or_si256(set, _mm256_set1_epi8(1))
+    _mm256_add_epi8(_mm256_and_si256(v, bits), _mm256_set1_epi8(127))
 }
 
 /// Bit `i` of a byte, at byte `i` of every 8-byte group.
