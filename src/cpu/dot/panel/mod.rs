@@ -1,6 +1,6 @@
 //! Batch (prompt) kernels on row panels: on AVX-512 VNNI for the 32-block types, the K-quants
-//! and the i-quants; on AVX2 for the i-quants, the 32-block types and Q4_K, Q5_K, Q6_K
-//! (`avx2.rs`).
+//! and the i-quants; on AVX2 for the i-quants, the 32-block types and Q2_K ... Q6_K
+//! (`avx2.rs`; IQ4_XS keeps the tiles).
 //!
 //! The tile kernels give each 512-bit lane four *columns* of one row, so every (row, token)
 //! output pays a convert, a scale multiply and an FMA per pair of blocks next to one
