@@ -49,3 +49,44 @@ pub(crate) fn iq4xs_scale(b: &[u8], j: usize) -> i32 {
     let high = (u16::from_le_bytes([b[2], b[3]]) >> (2 * j)) & 3;
     (low as i32 | (high as i32) << 4) - 32
 }
+
+/// Q4_K/Q5_K's twelve scale bytes as the eight 6-bit scales and the eight 6-bit mins, one per
+/// byte of each word (sub-block `j` in byte `j`): [`scales_mins_k4`]'s unpacking on whole words.
+///
+/// [`scales_mins_k4`]: crate::quant::blocks::scales_mins_k4
+#[inline(always)]
+pub(crate) fn scales_mins_words(b: &[u8; 12]) -> (u64, u64) {
+    let word = |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+    let (a, m, c) = (word(0), word(1), word(2));
+    // Sub-blocks 0..4 keep their six low bits; 4..8 take a nibble of the last word under the
+    // two top bits the first four carry.
+    let (low6, nib) = (0x3f3f_3f3f, 0x0f0f_0f0f);
+    let top2 = |x: u32| ((x >> 6) & 0x0303_0303) << 4;
+    let scales = (a & low6, (c & nib) | top2(a));
+    let mins = (m & low6, ((c >> 4) & nib) | top2(m));
+    let join = |(lo, hi): (u32, u32)| u64::from(lo) | u64::from(hi) << 32;
+    (join(scales), join(mins))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::blocks::scales_mins_k4;
+
+    #[test]
+    fn scale_words_unpack_as_the_bytewise_rule() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let b: [u8; 12] = std::array::from_fn(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            });
+            let (sc, mn) = scales_mins_k4(&b);
+            let (ws, wm) = scales_mins_words(&b);
+            assert_eq!(ws.to_le_bytes(), sc, "scales of {b:?}");
+            assert_eq!(wm.to_le_bytes(), mn, "mins of {b:?}");
+        }
+    }
+}
