@@ -3,13 +3,19 @@
 //! Q3_K's third bit added as stored: `q + 4`), Q4_K and Q5_K's 6-bit scales and mins per 32,
 //! Q2_K's 4-bit scales and mins per 16, Q6_K's and Q3_K's signed scales per 16 with their
 //! `-32` and `-4` as the offset's correction.
+//!
+//! The scales go to the panel by vector: each row's scales (and mins) of a super-block as
+//! words of eight bytes, one per block, then for eight rows one 8x8 byte transpose and a
+//! shuffle per block that widens each byte to the `(s, s)` pair of its row's lane. On a MoE
+//! prompt, where a panel serves only its expert's few tokens, the pack is a large part of the
+//! time; per-row scalar scales were most of it.
 
 use std::arch::x86_64::*;
 
-use super::super::kquant::{self, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K};
-use super::avx2::{put_quants, put_scales, row_mins, row_scales, HALF};
+use super::super::kquant::{self, scales_mins_words, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K};
+use super::avx2::{put_quants, row_mins, row_scales, scales, HALF};
 use super::layout::{Panel, ROWS};
-use crate::quant::blocks::{f16_at, scale_q3_k, scales_mins_k4};
+use crate::quant::blocks::{f16_at, scale_q3_k};
 
 /// What Q6_K's stored quants are above its true ones.
 const Q6_OFFSET: i16 = 32;
@@ -93,62 +99,178 @@ unsafe fn block_quants<const TY: u8>(p: *const u8) -> [__m256i; 8] {
     q
 }
 
-/// A super-block's `d`, `dmin` (0 for Q6_K and Q3_K), each block's pair of scales (first and
-/// last 16 weights) and the pair of its third scale vector (the mins, or the offset's
-/// correction).
-#[allow(clippy::type_complexity)]
-fn block_scales<const TY: u8>(b: &[u8]) -> (f32, f32, [(i16, i16); 8], [(i16, i16); 8]) {
-    if TY == Q4_K || TY == Q5_K {
-        let (sc, mn) = scales_mins_k4(&b[4..16]);
-        let (sc, mn) = (sc.map(i16::from), mn.map(i16::from));
-        let ls = std::array::from_fn(|j| (sc[j], sc[j]));
-        let mins = std::array::from_fn(|j| (mn[j], mn[j]));
-        return (f16_at(b, 0), f16_at(b, 2), ls, mins);
+/// Byte `j` of each row's word (`words[r]`, eight rows) as the pair `(b, b)` of 16-bit lanes in
+/// 32-bit lane `r` of `out[j]`, sign-extended where `signed`: an 8x8 byte transpose, then one
+/// shuffle per `j` that widens and doubles.
+#[inline(always)]
+unsafe fn byte_lanes(words: [u64; HALF], signed: bool) -> [__m256i; 8] {
+    let w = |r: usize| _mm_cvtsi64_si128(words[r] as i64);
+    // Rows paired byte by byte, then in fours, then all eight: 64-bit lane `i` of `c[k]` is
+    // byte `2k + i` of the eight rows.
+    let a: [__m128i; 4] = std::array::from_fn(|i| _mm_unpacklo_epi8(w(2 * i), w(2 * i + 1)));
+    let b = [
+        _mm_unpacklo_epi16(a[0], a[1]),
+        _mm_unpackhi_epi16(a[0], a[1]),
+        _mm_unpacklo_epi16(a[2], a[3]),
+        _mm_unpackhi_epi16(a[2], a[3]),
+    ];
+    let c = [
+        _mm_unpacklo_epi32(b[0], b[2]),
+        _mm_unpackhi_epi32(b[0], b[2]),
+        _mm_unpacklo_epi32(b[1], b[3]),
+        _mm_unpackhi_epi32(b[1], b[3]),
+    ];
+    // Lane r (bytes 4r..4r+4 of its 128-bit half) reads byte r, or 8 + r, twice: as the low
+    // byte of each 16-bit half (zero-extended), or as the high byte, then shifted down with
+    // its sign.
+    let z = -128i8;
+    let widen = |o: i8| {
+        let lane = |r: i8| match signed {
+            false => [r + o, z, r + o, z],
+            true => [z, r + o, z, r + o],
+        };
+        let l: [[i8; 4]; 8] = std::array::from_fn(|r| lane(r as i8));
+        let b: [i8; 32] = std::array::from_fn(|i| l[i / 4][i % 4]);
+        _mm256_loadu_si256(b.as_ptr() as *const __m256i)
+    };
+    let (even, odd) = (widen(0), widen(8));
+    let mut out = [_mm256_setzero_si256(); 8];
+    for (k, v) in c.into_iter().enumerate() {
+        let v = _mm256_broadcastsi128_si256(v);
+        out[2 * k] = _mm256_shuffle_epi8(v, even);
+        out[2 * k + 1] = _mm256_shuffle_epi8(v, odd);
     }
-    if TY == Q2_K {
-        // Byte g: the scale of group g (16 weights) low, its min high.
-        let ls = std::array::from_fn(|j| (i16::from(b[2 * j] & 15), i16::from(b[2 * j + 1] & 15)));
-        let mins =
-            std::array::from_fn(|j| (i16::from(b[2 * j] >> 4), i16::from(b[2 * j + 1] >> 4)));
-        return (f16_at(b, 80), f16_at(b, 82), ls, mins);
+    if signed {
+        out = out.map(|v| _mm256_srai_epi16::<8>(v));
     }
-    if TY == Q3_K {
-        let scales: &[u8; 12] = b[96..108].try_into().expect("12 scale bytes");
-        let sc = |g: usize| i16::from(scale_q3_k(g, scales));
-        let ls: [(i16, i16); 8] = std::array::from_fn(|j| (sc(2 * j), sc(2 * j + 1)));
-        let corr = ls.map(|(lo, hi)| (Q3_OFFSET * lo, Q3_OFFSET * hi));
-        return (f16_at(b, 108), 0.0, ls, corr);
+    out
+}
+
+/// Each 32-bit lane's low 16 bits from `a`, its high 16 bits from `b`.
+#[inline(always)]
+unsafe fn halves(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_blend_epi16::<0b1010_1010>(a, b)
+}
+
+/// Eight rows' scales of one super-block as words of eight bytes, byte `j` for block `j`.
+struct ScaleWords {
+    /// The scales of each block's first and last 16 weights.
+    lo: [u64; HALF],
+    hi: [u64; HALF],
+    signed: bool,
+    /// The mins of each block's first and last 16 weights (unsigned), for the types with mins.
+    mins: Option<([u64; HALF], [u64; HALF])>,
+    /// What the stored quants are above the true ones, for the types without.
+    offset: i16,
+}
+
+/// Stores the scale vectors of half `h` of super-block `sb` ([`super::avx2`]'s layout): per
+/// block the first 16 weights' scale twice, the last 16's twice, then the mins' pair or the
+/// offset's correction `offset * (lo, hi)`.
+#[inline(always)]
+unsafe fn put_scale_words(panel: &Panel, sb: usize, h: usize, words: &ScaleWords) {
+    let lo = byte_lanes(words.lo, words.signed);
+    let hi = if words.hi == words.lo {
+        lo
+    } else {
+        byte_lanes(words.hi, words.signed)
+    };
+    let mins = words
+        .mins
+        .map(|(a, b)| (byte_lanes(a, false), byte_lanes(b, false)));
+    for j in 0..8 {
+        let third = match &mins {
+            Some((a, b)) => halves(a[j], b[j]),
+            None => _mm256_mullo_epi16(halves(lo[j], hi[j]), _mm256_set1_epi16(words.offset)),
+        };
+        let s = scales(panel, 8 * sb + j, h);
+        _mm256_store_si256(s, lo[j]);
+        _mm256_store_si256(s.add(1), hi[j]);
+        _mm256_store_si256(s.add(2), third);
     }
-    let sc = |g: usize| i16::from(b[192 + g] as i8);
-    let ls: [(i16, i16); 8] = std::array::from_fn(|j| (sc(2 * j), sc(2 * j + 1)));
-    let corr = ls.map(|(lo, hi)| (Q6_OFFSET * lo, Q6_OFFSET * hi));
-    (f16_at(b, 208), 0.0, ls, corr)
+}
+
+/// A row's 16 scale bytes (one per 16 weights) as the words of its evens and of its odds.
+#[inline(always)]
+unsafe fn evens_odds(bytes: __m128i) -> (u64, u64) {
+    let order = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    let v = _mm_shuffle_epi8(bytes, order);
+    let half = |v: __m128i| _mm_cvtsi128_si64(v) as u64;
+    (half(v), half(_mm_unpackhi_epi64(v, v)))
+}
+
+/// One row's part of [`ScaleWords`] from its super-block at `p`: (lo, hi, (mins lo, mins hi)).
+#[inline(always)]
+unsafe fn row_scale_words<const TY: u8>(p: *const u8) -> (u64, u64, (u64, u64)) {
+    let nib = 0x0f0f_0f0f_0f0f_0f0f;
+    match TY {
+        Q4_K | Q5_K => {
+            let (sc, mn) = scales_mins_words(&*(p.add(4) as *const [u8; 12]));
+            (sc, sc, (mn, mn))
+        }
+        Q2_K => {
+            // Byte g: the scale of group g (16 weights) low, its min high.
+            let (e, o) = evens_odds(_mm_loadu_si128(p as *const __m128i));
+            (e & nib, o & nib, ((e >> 4) & nib, (o >> 4) & nib))
+        }
+        Q3_K => {
+            let scales: &[u8; 12] = &*(p.add(96) as *const [u8; 12]);
+            let sc: [i8; 16] = std::array::from_fn(|g| scale_q3_k(g, scales));
+            let (e, o) = evens_odds(_mm_loadu_si128(sc.as_ptr() as *const __m128i));
+            (e, o, (0, 0))
+        }
+        _ => {
+            let (e, o) = evens_odds(_mm_loadu_si128(p.add(192) as *const __m128i));
+            (e, o, (0, 0))
+        }
+    }
+}
+
+/// Where the type keeps `d` and `dmin` in its super-block (no `dmin` in Q6_K and Q3_K).
+const fn d_at(ty: u8) -> (usize, Option<usize>) {
+    match ty {
+        Q4_K | Q5_K => (0, Some(2)),
+        Q2_K => (80, Some(82)),
+        Q3_K => (108, None),
+        _ => (208, None),
+    }
 }
 
 #[target_feature(enable = "avx2")]
 unsafe fn pack<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
-    let bs = kquant::block_bytes(TY);
     for sb in 0..panel.blocks / 8 {
         for h in 0..2 {
-            let mut q = [[_mm256_setzero_si256(); HALF]; 8];
-            let mut ls = [[(0i16, 0i16); HALF]; 8];
-            let mut third = ls;
-            for r in 0..HALF {
-                let p = rows[HALF * h + r].add(sb * bs);
-                for (j, v) in block_quants::<TY>(p).into_iter().enumerate() {
-                    q[j][r] = v;
-                }
-                let (d, dmin, l, t) = block_scales::<TY>(std::slice::from_raw_parts(p, bs));
-                *row_scales(panel, sb).add(HALF * h + r) = d;
-                *row_mins(panel, sb).add(HALF * h + r) = dmin;
-                for j in 0..8 {
-                    (ls[j][r], third[j][r]) = (l[j], t[j]);
-                }
-            }
-            for j in 0..8 {
-                put_quants(panel, 8 * sb + j, h, q[j]);
-                put_scales(panel, 8 * sb + j, h, ls[j], third[j]);
-            }
+            pack_half::<TY>(rows, panel, sb, h);
         }
     }
+}
+
+/// Super-block `sb` of the eight rows of half `h`.
+#[inline(always)]
+unsafe fn pack_half<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel, sb: usize, h: usize) {
+    let bs = kquant::block_bytes(TY);
+    let (d_off, dmin_off) = d_at(TY);
+    let mut q = [[_mm256_setzero_si256(); HALF]; 8];
+    let mut w = [(0u64, 0u64, (0u64, 0u64)); HALF];
+    for r in 0..HALF {
+        let p = rows[HALF * h + r].add(sb * bs);
+        for (j, v) in block_quants::<TY>(p).into_iter().enumerate() {
+            q[j][r] = v;
+        }
+        w[r] = row_scale_words::<TY>(p);
+        let b = std::slice::from_raw_parts(p, bs);
+        *row_scales(panel, sb).add(HALF * h + r) = f16_at(b, d_off);
+        *row_mins(panel, sb).add(HALF * h + r) = dmin_off.map_or(0.0, |at| f16_at(b, at));
+    }
+    for (j, q) in q.into_iter().enumerate() {
+        put_quants(panel, 8 * sb + j, h, q);
+    }
+    let words = ScaleWords {
+        lo: w.map(|w| w.0),
+        hi: w.map(|w| w.1),
+        signed: TY == Q6_K || TY == Q3_K,
+        mins: dmin_off.map(|_| (w.map(|w| w.2 .0), w.map(|w| w.2 .1))),
+        offset: if TY == Q6_K { Q6_OFFSET } else { Q3_OFFSET },
+    };
+    put_scale_words(panel, sb, h, &words);
 }

@@ -88,6 +88,21 @@ fn avx2_kquants(ty: GgmlType) -> bool {
     )
 }
 
+/// Asks for `bytes` (the next panel's rows) to be brought into L2 while the current panel's
+/// products run. Weights read from memory otherwise stall the pack that first touches them: on
+/// a MoE prompt, where each expert's panel serves only its few tokens, that wait was a large
+/// part of the pack.
+pub fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        // SAFETY: a prefetch reads nothing architecturally; the address is inside the slice.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(line.as_ptr() as *const i8) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// Repacks the rows at `rows` (each `blocks` blocks of `ty`) into `panel` for `isa`'s kernels.
 ///
 /// # Safety
