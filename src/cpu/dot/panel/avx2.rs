@@ -105,29 +105,6 @@ pub(super) unsafe fn put_quants(panel: &Panel, b: usize, h: usize, q: [__m256i; 
     }
 }
 
-/// Stores the scale vectors of half `h` of block `b` from each row's pair of 16-bit scales
-/// (first and last 16 weights) and the pair of the third vector.
-#[inline(always)]
-pub(super) unsafe fn put_scales(
-    panel: &Panel,
-    b: usize,
-    h: usize,
-    ls: [(i16, i16); HALF],
-    third: [(i16, i16); HALF],
-) {
-    let s = scales(panel, b, h);
-    _mm256_store_si256(s, pair_lanes(ls.map(|(lo, _)| (lo, lo))));
-    _mm256_store_si256(s.add(1), pair_lanes(ls.map(|(_, hi)| (hi, hi))));
-    _mm256_store_si256(s.add(2), pair_lanes(third));
-}
-
-/// Row `r`'s pair of 16-bit values in 32-bit lane `r`, the first in the low half.
-#[inline(always)]
-unsafe fn pair_lanes(p: [(i16, i16); HALF]) -> __m256i {
-    let p = p.map(|(a, b)| i32::from(a as u16) | i32::from(b as u16) << 16);
-    _mm256_setr_epi32(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7])
-}
-
 /// The 8x8 transpose of 32-bit elements: `out[g]` lane `r` is `v[r]` lane `g`.
 #[inline(always)]
 unsafe fn transpose8(v: [__m256i; 8]) -> [__m256i; 8] {

@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 use super::super::iquant::{
     self, super_scale_avx2, IQ1_M, IQ1_S, IQ2_S, IQ2_XS, IQ2_XXS, IQ3_S, IQ3_XXS,
 };
-use super::avx2::{put_quants, put_scales, row_scales, HALF};
+use super::avx2::{put_quants, row_scales, scales, HALF};
 use super::layout::{Panel, ROWS};
 
 /// What the quants are stored plus: the integer-form quants of these types lie within ±62,
@@ -30,6 +30,29 @@ pub unsafe fn pack_iquant(c: u8, rows: &[*const u8; ROWS], panel: &Panel) {
     }
 }
 
+/// The eight rows' scales as the panel's first two scale vectors: from row `r`'s 16-bit scales
+/// (its first 16 weights' in every lane of the low half, its last 16's in the high half),
+/// 32-bit lane `r` of each. Lane `r` is taken from row `r`'s vector and from its halves
+/// swapped, then the two are joined by halves: no scalar extracts.
+#[inline(always)]
+unsafe fn row_lanes(sc: [__m256i; HALF]) -> (__m256i, __m256i) {
+    let pick = |v: [__m256i; HALF]| {
+        let mut out = v[0];
+        macro_rules! lane {
+            ($($r:literal),*) => {$(out = _mm256_blend_epi32::<{ 1 << $r }>(out, v[$r]);)*};
+        }
+        lane!(1, 2, 3, 4, 5, 6, 7);
+        out
+    };
+    // Lanes 0..4 hold the low halves' scales, 4..8 the high halves'; swapped the other way.
+    let x = pick(sc);
+    let y = pick(sc.map(|v| _mm256_permute2x128_si256::<0x01>(v, v)));
+    (
+        _mm256_blend_epi32::<0xF0>(x, y),
+        _mm256_blend_epi32::<0xF0>(y, x),
+    )
+}
+
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn pack<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
     let bs = iquant::block_bytes(TY);
@@ -45,15 +68,17 @@ unsafe fn pack<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
                     iquant::pair_avx2::<TY>(rows[HALF * h + r].add(sb * bs), j)
                 });
                 for (k, b) in [(0, 8 * sb + 2 * j), (1, 8 * sb + 2 * j + 1)] {
-                    let mut ls = [(0i16, 0i16); HALF];
                     let q = std::array::from_fn(|r| {
-                        let (u, s, sc) = subs[r][k];
-                        let lo = _mm256_extract_epi16::<0>(sc) as i16;
-                        ls[r] = (lo, _mm256_extract_epi16::<8>(sc) as i16);
+                        let (u, s, _) = subs[r][k];
                         _mm256_add_epi8(_mm256_sign_epi8(u, s), offset)
                     });
                     put_quants(panel, b, h, q);
-                    put_scales(panel, b, h, ls, ls.map(|(lo, hi)| (o * lo, o * hi)));
+                    let (lo, hi) = row_lanes(subs.map(|s| s[k].2));
+                    let third = _mm256_blend_epi16::<0b1010_1010>(lo, hi);
+                    let st = scales(panel, b, h);
+                    _mm256_store_si256(st, lo);
+                    _mm256_store_si256(st.add(1), hi);
+                    _mm256_store_si256(st.add(2), _mm256_mullo_epi16(third, _mm256_set1_epi16(o)));
                 }
             }
         }
