@@ -1,7 +1,7 @@
 //! Mixture-of-experts kernel benchmark on a real file's expert tensors: prints figures, asserts
 //! nothing.
 //!
-//! `cargo bench --bench moe -- FILE.gguf [THREADS] [LAYER]` (a qwen3moe file, e.g. one made by
+//! `cargo bench --bench moe -- FILE.gguf [THREADS] [LAYER] [PANEL_MIN]` (a qwen3moe file, e.g. one made by
 //! `make_qwen3_gguf.py --preset qwen3-30b-a3b --layers 2`). Times one layer's experts for one
 //! token (decode: the selected experts' bytes over the time, against the machine's read
 //! bandwidth measured here) and for a batch of 512 tokens (prefill), with routings drawn at
@@ -97,11 +97,14 @@ fn main() {
         w.gate.ty, w.up.ty, w.down.ty
     );
     let mut rng = Rng::new(7);
-    let plan = MoePlan::new();
+    let mut plan = MoePlan::new();
+    if let Some(n) = args.get(3).and_then(|t| t.parse().ok()) {
+        plan.panel_min_tokens = n;
+    }
     let mut scratch = MoeScratch::default();
     let per_expert = |t: &ExpertTensor| t.data.len() / t.experts;
     let active = k * (per_expert(&w.gate) + per_expert(&w.up) + per_expert(&w.down));
-    for n in [1usize, 512] {
+    for n in [1usize, 64, 512] {
         let x = random_input(&mut rng, n * hidden);
         let mut out = vec![0.0f32; n * hidden];
         // A fresh routing per call for decode: other experts, cold in the caches as in a model

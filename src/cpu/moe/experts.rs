@@ -171,7 +171,7 @@ impl MoePlan {
             down_rows: 0,
             row_tile: 4,
             token_tile: 8,
-            panel_min_tokens: if panel::any(isa) { 4 } else { 0 },
+            panel_min_tokens: panel_min_tokens(isa),
         }
     }
 
@@ -191,6 +191,19 @@ impl MoePlan {
             self.row_tile,
             self.token_tile
         )
+    }
+}
+
+/// The fewest tokens an expert needs in a call for its rows to go through panels, by ISA: a
+/// panel is rebuilt per call, so its pack must be shared by enough tokens. With AVX2 below 8
+/// the tiles win (`cargo bench --bench moe -- FILE 2 0 N`, Qwen3-30B-A3B shape, 64 tokens: 4
+/// to 8 gave 1.4x on Q4_K experts, 1.2x on Q8_0, 1.3x on IQ2_S/IQ3_S, with no change at 512
+/// tokens); AVX-512's `vpdpbusd` panels pay back from 4.
+fn panel_min_tokens(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx2 => 8,
+        _ if panel::any(isa) => 4,
+        _ => 0,
     }
 }
 
