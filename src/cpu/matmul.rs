@@ -451,11 +451,11 @@ impl Job<'_> {
                 row0: r,
                 valid,
             };
+            let next = (r + valid)..(r + valid + panel::ROWS).min(end);
+            panel::prefetch(&p.w.data[next.start * p.row_bytes..next.end * p.row_bytes]);
             // SAFETY: the rows are whole rows of a supported type (checked when the part was
             // made, with the ISA); the activations hold every token in the type's format;
             // this thread alone owns rows r..r + valid of the output.
-            let next = (r + valid)..(r + valid + panel::ROWS).min(end);
-            panel::prefetch(&p.w.data[next.start * p.row_bytes..next.end * p.row_bytes]);
             unsafe {
                 panel::pack(self.isa, p.w.ty, &rows, &pan);
                 panel::gemm(

@@ -886,10 +886,10 @@ impl<'a> Product<'a> {
                 row0: r,
                 valid,
             };
-            // SAFETY: whole rows of a supported type (checked with the ISA); activations hold
-            // the span's tokens in the type's format; this unit alone owns these outputs.
             let next = (r + valid)..(r + valid + panel::ROWS).min(end);
             panel::prefetch(&self.w.data[next.start * self.row_bytes..next.end * self.row_bytes]);
+            // SAFETY: whole rows of a supported type (checked with the ISA); activations hold
+            // the span's tokens in the type's format; this unit alone owns these outputs.
             unsafe {
                 panel::pack(self.isa, self.w.ty, &rows, &pan);
                 let tokens = self.t0..self.t0 + self.n;
