@@ -1,11 +1,12 @@
 //! Mixture-of-experts kernel benchmark on a real file's expert tensors: prints figures, asserts
 //! nothing.
 //!
-//! `cargo bench --bench moe -- FILE.gguf [THREADS] [LAYER] [PANEL_MIN]` (a qwen3moe file, e.g. one made by
-//! `make_qwen3_gguf.py --preset qwen3-30b-a3b --layers 2`). Times one layer's experts for one
-//! token (decode: the selected experts' bytes over the time, against the machine's read
-//! bandwidth measured here) and for a batch of 512 tokens (prefill), with routings drawn at
-//! random as a trained router spreads them.
+//! `cargo bench --bench moe -- FILE.gguf [THREADS] [LAYER] [PANEL_MIN]` (a qwen3moe file, e.g.
+//! one made by `make_qwen3_gguf.py --preset qwen3-30b-a3b --layers 2`). Times one layer's
+//! experts for one token (decode: the selected experts' bytes over the time, against the
+//! machine's read bandwidth measured here) and for batches of 64 and 512 tokens (prefill), with
+//! routings drawn at random as a trained router spreads them. PANEL_MIN overrides the plan's
+//! fewest tokens for an expert's panels (0: tiles only), to compare thresholds.
 
 use std::time::Duration;
 
@@ -72,7 +73,7 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let Some(path) = args.first() else {
-        eprintln!("usage: cargo bench --bench moe -- FILE.gguf [THREADS] [LAYER]");
+        eprintln!("usage: cargo bench --bench moe -- FILE.gguf [THREADS] [LAYER] [PANEL_MIN]");
         return;
     };
     let threads: usize = args.get(1).and_then(|t| t.parse().ok()).unwrap_or(2);
