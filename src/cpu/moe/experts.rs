@@ -198,7 +198,7 @@ impl MoePlan {
 /// panel is rebuilt per call, so its pack must be shared by enough tokens. With AVX2 below 8
 /// the tiles win (`cargo bench --bench moe -- FILE 2 0 N`, Qwen3-30B-A3B shape, 64 tokens: 4
 /// to 8 gave 1.4x on Q4_K experts, 1.2x on Q8_0, 1.3x on IQ2_S/IQ3_S, with no change at 512
-/// tokens); AVX-512's `vpdpbusd` panels pay back from 4.
+/// tokens). AVX-512 keeps 4, the setting its `vpdpbusd` panels were tuned with.
 fn panel_min_tokens(isa: Isa) -> usize {
     match isa {
         Isa::Avx2 => 8,
