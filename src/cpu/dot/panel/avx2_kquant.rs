@@ -154,14 +154,20 @@ unsafe fn halves(a: __m256i, b: __m256i) -> __m256i {
 
 /// Eight rows' scales of one super-block as words of eight bytes, byte `j` for block `j`.
 struct ScaleWords {
-    /// The scales of each block's first and last 16 weights.
+    /// The scales of each block's first 16 weights, and of its last 16 where they differ
+    /// (`None`: one scale per block, Q4_K and Q5_K).
     lo: [u64; HALF],
-    hi: [u64; HALF],
+    hi: Option<[u64; HALF]>,
     signed: bool,
-    /// The mins of each block's first and last 16 weights (unsigned), for the types with mins.
-    mins: Option<([u64; HALF], [u64; HALF])>,
-    /// What the stored quants are above the true ones, for the types without.
-    offset: i16,
+    third: Third,
+}
+
+/// What a block's third scale vector holds.
+enum Third {
+    /// The mins of its first and last 16 weights (unsigned words as [`ScaleWords`]'s).
+    Mins([u64; HALF], [u64; HALF]),
+    /// The offset's correction `offset * (lo, hi)`: what the stored quants are above the true.
+    Offset(i16),
 }
 
 /// Stores the scale vectors of half `h` of super-block `sb` ([`super::avx2`]'s layout): per
@@ -170,23 +176,21 @@ struct ScaleWords {
 #[inline(always)]
 unsafe fn put_scale_words(panel: &Panel, sb: usize, h: usize, words: &ScaleWords) {
     let lo = byte_lanes(words.lo, words.signed);
-    let hi = if words.hi == words.lo {
-        lo
-    } else {
-        byte_lanes(words.hi, words.signed)
+    let hi = words.hi.map_or(lo, |hi| byte_lanes(hi, words.signed));
+    let third: [__m256i; 8] = match words.third {
+        Third::Mins(a, b) => {
+            let (a, b) = (byte_lanes(a, false), byte_lanes(b, false));
+            std::array::from_fn(|j| halves(a[j], b[j]))
+        }
+        Third::Offset(o) => {
+            std::array::from_fn(|j| _mm256_mullo_epi16(halves(lo[j], hi[j]), _mm256_set1_epi16(o)))
+        }
     };
-    let mins = words
-        .mins
-        .map(|(a, b)| (byte_lanes(a, false), byte_lanes(b, false)));
     for j in 0..8 {
-        let third = match &mins {
-            Some((a, b)) => halves(a[j], b[j]),
-            None => _mm256_mullo_epi16(halves(lo[j], hi[j]), _mm256_set1_epi16(words.offset)),
-        };
         let s = scales(panel, 8 * sb + j, h);
         _mm256_store_si256(s, lo[j]);
         _mm256_store_si256(s.add(1), hi[j]);
-        _mm256_store_si256(s.add(2), third);
+        _mm256_store_si256(s.add(2), third[j]);
     }
 }
 
@@ -265,12 +269,16 @@ unsafe fn pack_half<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel, sb: u
     for (j, q) in q.into_iter().enumerate() {
         put_quants(panel, 8 * sb + j, h, q);
     }
+    let third = match TY {
+        Q6_K => Third::Offset(Q6_OFFSET),
+        Q3_K => Third::Offset(Q3_OFFSET),
+        _ => Third::Mins(w.map(|w| w.2 .0), w.map(|w| w.2 .1)),
+    };
     let words = ScaleWords {
         lo: w.map(|w| w.0),
-        hi: w.map(|w| w.1),
+        hi: (TY != Q4_K && TY != Q5_K).then(|| w.map(|w| w.1)),
         signed: TY == Q6_K || TY == Q3_K,
-        mins: dmin_off.map(|_| (w.map(|w| w.2 .0), w.map(|w| w.2 .1))),
-        offset: if TY == Q6_K { Q6_OFFSET } else { Q3_OFFSET },
+        third,
     };
     put_scale_words(panel, sb, h, &words);
 }
