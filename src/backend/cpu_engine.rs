@@ -20,6 +20,7 @@ use luminal::prelude::*;
 use crate::gguf::GgufFile;
 use crate::model::config::Qwen3Config;
 use crate::model::dims::{self, Hidden, LogitRows, Seq, Vocab};
+use crate::model::qwen3::BlockRows;
 use crate::model::rotary::{rope_tables, Rotary};
 use crate::model::tensors::{self, stem};
 use crate::node_record::NodeRecord;
@@ -84,12 +85,13 @@ impl Engine {
         keep_hidden: bool,
     ) -> Result<Self, EngineError> {
         let mut cx = Box::new(Graph::new());
-        let graph = cpu_graph::build(&mut cx, config, options.max_context)?;
+        let rows = match keep_hidden {
+            true => BlockRows::Every,
+            false => BlockRows::LogitRows,
+        };
+        let graph = cpu_graph::build(&mut cx, config, options.max_context, rows)?;
         loader::bind(&mut cx, &graph.model, file)?;
-        let mut hidden: Vec<_> = keep_hidden
-            .then(|| graph.model.normed_hidden())
-            .into_iter()
-            .collect();
+        let mut hidden: Vec<_> = graph.model.normed_hidden().into_iter().collect();
         let (mut inputs, mut rotary, mut logits) =
             (graph.inputs, graph.model.rotary, graph.model.logits);
         let start = Instant::now();

@@ -8,7 +8,8 @@ use luminal::prelude::*;
 use crate::cpu::delta::{GdnShape, HeadMap};
 use crate::model::config::{HybridConfig, KeyHeads, MtpBlock, Qwen3Config};
 use crate::model::dims::{
-    ConvDim, HeadDim, Heads, Hidden, KvDim, KvHeads, QDim, Routing, Seq, VHeads, ValueDim,
+    ConvDim, HeadDim, Heads, Hidden, KvDim, KvHeads, LogitRows, QDim, Routing, Seq, VHeads,
+    ValueDim,
 };
 use crate::model::ffn::{MixtureOfExperts, MoeFfn};
 use crate::model::mixer::{
@@ -17,7 +18,7 @@ use crate::model::mixer::{
 };
 use crate::model::mtp::{self, MtpGraph};
 use crate::model::norm::NormKind;
-use crate::model::qwen3::{self, Attention, Embedded, Embedding, Parts, Qwen3Graph};
+use crate::model::qwen3::{self, Attention, BlockRows, Embedded, Embedding, Parts, Qwen3Graph};
 use crate::model::rotary::Rotary;
 use crate::model::tensors::{stem, TOKEN_EMBD};
 use crate::ops::cached_attention::{cached_attention, AttentionShape, KvCache, KvCacheError};
@@ -44,11 +45,12 @@ pub struct CpuGraph {
 
 /// Builds the model graph for `config` with a KV cache of `max_context` positions per
 /// attention layer (an error when memory refuses the caches, which are allocated before the
-/// graph is built).
+/// graph is built), the last block on `rows`.
 pub fn build(
     cx: &mut Graph,
     config: &Qwen3Config,
     max_context: usize,
+    rows: BlockRows,
 ) -> Result<CpuGraph, KvCacheError> {
     let mut embedding = TableLookup {
         token_ids: cx.named_tensor("token_ids"),
@@ -87,6 +89,7 @@ pub fn build(
         attention: &mut attention,
         norm: NormKind::Plain,
         moe: Some(&mut RoutedExperts),
+        rows,
     };
     let model = qwen3::build(cx, config, parts);
     Ok(CpuGraph {
@@ -142,6 +145,7 @@ pub fn build_mtp(
         attention: &mut attention,
         norm: NormKind::Plain,
         moe: Some(&mut RoutedExperts),
+        rows: BlockRows::Every,
     };
     let model = mtp::build(cx, config, mtp, parts);
     Ok(CpuMtpGraph {
@@ -302,18 +306,34 @@ struct RoutedExperts;
 
 impl MixtureOfExperts for RoutedExperts {
     fn experts(&mut self, h: GraphTensor<(Seq, Hidden)>, w: &MoeFfn) -> GraphTensor<(Seq, Hidden)> {
-        let routing: GraphTensor<(Seq, Routing)> = moe_router(h, w.router, w.experts_used);
-        let nodes = ExpertNodes {
-            gate: w.gate,
-            up: w.up,
-            down: w.down,
-        };
-        let shared = w.shared.map(|s| SharedNodes {
-            gate_inp: s.gate_inp,
-            gate: s.gate,
-            up: s.up,
-            down: s.down,
-        });
-        moe_experts(h, routing, nodes, shared, w.experts, w.experts_used)
+        routed_experts(h, w)
     }
+
+    fn logit_rows_experts(
+        &mut self,
+        h: GraphTensor<(LogitRows, Hidden)>,
+        w: &MoeFfn,
+    ) -> GraphTensor<(LogitRows, Hidden)> {
+        routed_experts(h, w)
+    }
+}
+
+/// The router and the experts' op on the rows of `h`.
+fn routed_experts<S: Dimension>(
+    h: GraphTensor<(S, Hidden)>,
+    w: &MoeFfn,
+) -> GraphTensor<(S, Hidden)> {
+    let routing: GraphTensor<(S, Routing)> = moe_router(h, w.router, w.experts_used);
+    let nodes = ExpertNodes {
+        gate: w.gate,
+        up: w.up,
+        down: w.down,
+    };
+    let shared = w.shared.map(|s| SharedNodes {
+        gate_inp: s.gate_inp,
+        gate: s.gate,
+        up: s.up,
+        down: s.down,
+    });
+    moe_experts(h, routing, nodes, shared, w.experts, w.experts_used)
 }

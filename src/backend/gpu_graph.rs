@@ -20,7 +20,7 @@ use luminal::prelude::*;
 use crate::model::config::Qwen3Config;
 use crate::model::dims::{Group, HeadDim, Heads, Hidden, KvDim, KvHeads, Past, QDim, Seq, Total};
 use crate::model::norm::NormKind;
-use crate::model::qwen3::{self, Attention, Embedded, Embedding, Parts, Qwen3Graph};
+use crate::model::qwen3::{self, Attention, BlockRows, Embedded, Embedding, Parts, Qwen3Graph};
 
 /// A mask entry that removes a key from the softmax (`-inf` once rounded to f16).
 pub const MASKED: f32 = -1e9;
@@ -93,6 +93,8 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, norm: NormKind) -> GpuGraph {
         attention: &mut attention,
         norm,
         moe: None,
+        // Every row as before: computing only the logit rows is unmeasured on GPUs.
+        rows: BlockRows::Every,
     };
     let model = qwen3::build(cx, config, parts);
     GpuGraph {

@@ -17,7 +17,9 @@
 use luminal::prelude::*;
 
 use super::config::Qwen3Config;
-use super::dims::{ExpertDownRows, ExpertFfn, ExpertRows, Experts, Ffn, Hidden, Seq, SharedFfn};
+use super::dims::{
+    ExpertDownRows, ExpertFfn, ExpertRows, Experts, Ffn, Hidden, LogitRows, Seq, SharedFfn,
+};
 use super::tensors::LayerTensor;
 
 /// One block's feed-forward weights, by kind.
@@ -66,6 +68,44 @@ pub trait MixtureOfExperts {
     /// the gated shared expert where `w` has one, `[seq, hidden]` (the residual add is the
     /// block's).
     fn experts(&mut self, h: GraphTensor<(Seq, Hidden)>, w: &MoeFfn) -> GraphTensor<(Seq, Hidden)>;
+
+    /// [`MixtureOfExperts::experts`] of the logit rows only: the last block's feed-forward,
+    /// where only those rows' outputs are wanted.
+    fn logit_rows_experts(
+        &mut self,
+        h: GraphTensor<(LogitRows, Hidden)>,
+        w: &MoeFfn,
+    ) -> GraphTensor<(LogitRows, Hidden)>;
+}
+
+/// The row dimensions a feed-forward runs on: every position of the step ([`Seq`]), or only
+/// the trailing positions that get logits ([`LogitRows`]). Picks the engine's method for them.
+pub trait FfnRows: Dimension {
+    fn routed(
+        moe: &mut dyn MixtureOfExperts,
+        h: GraphTensor<(Self, Hidden)>,
+        w: &MoeFfn,
+    ) -> GraphTensor<(Self, Hidden)>;
+}
+
+impl FfnRows for Seq {
+    fn routed(
+        moe: &mut dyn MixtureOfExperts,
+        h: GraphTensor<(Seq, Hidden)>,
+        w: &MoeFfn,
+    ) -> GraphTensor<(Seq, Hidden)> {
+        moe.experts(h, w)
+    }
+}
+
+impl FfnRows for LogitRows {
+    fn routed(
+        moe: &mut dyn MixtureOfExperts,
+        h: GraphTensor<(LogitRows, Hidden)>,
+        w: &MoeFfn,
+    ) -> GraphTensor<(LogitRows, Hidden)> {
+        moe.logit_rows_experts(h, w)
+    }
 }
 
 /// `ffn_gate`, `ffn_up` `[ffn, hidden]` and `ffn_down` `[hidden, ffn]`.
@@ -103,27 +143,30 @@ impl FeedForward {
         }
     }
 
-    /// The feed-forward of the normed hidden state `h`, `[seq, hidden]` (the residual add is the
-    /// block's). `moe` is the engine's mixture-of-experts part, needed for [`FeedForward::Moe`].
+    /// The feed-forward of the normed hidden state `h`, `[rows, hidden]` (the residual add is
+    /// the block's). `moe` is the engine's mixture-of-experts part, needed for
+    /// [`FeedForward::Moe`].
     ///
     /// # Panics
     /// For a mixture of experts without `moe`: engines without one refuse such files at `open`.
-    pub fn forward(
+    pub fn forward<R: FfnRows>(
         &self,
-        h: GraphTensor<(Seq, Hidden)>,
+        h: GraphTensor<(R, Hidden)>,
         moe: Option<&mut dyn MixtureOfExperts>,
-    ) -> GraphTensor<(Seq, Hidden)> {
+    ) -> GraphTensor<(R, Hidden)> {
         match self {
             FeedForward::Dense(w) => {
-                let gate = h.matmul(w.gate.permute()); // [seq, ffn]
+                let gate = h.matmul(w.gate.permute()); // [rows, ffn]
                 let up = h.matmul(w.up.permute());
                 (gate.swish() * up).matmul(w.down.permute())
             }
-            FeedForward::Moe(w) => moe
-                .expect(
+            FeedForward::Moe(w) => R::routed(
+                moe.expect(
                     "an engine that builds a mixture-of-experts graph supplies its experts part",
-                )
-                .experts(h, w),
+                ),
+                h,
+                w,
+            ),
         }
     }
 

@@ -27,7 +27,7 @@ use luminal::prelude::*;
 
 use super::config::Qwen3Config;
 use super::dims::{self, Hidden, LogitRows, Seq, Vocab};
-use super::ffn::{FeedForward, MixtureOfExperts};
+use super::ffn::{FeedForward, FfnRows, MixtureOfExperts};
 pub use super::mixer::{Attention, HybridMixers};
 use super::mixer::{Mixer, MixerParts};
 use super::norm::{Norm, NormKind};
@@ -57,6 +57,17 @@ pub struct Parts<'a> {
     /// The routed experts of a mixture-of-experts feed-forward (`None`: the engine runs dense
     /// models only).
     pub moe: Option<&'a mut dyn MixtureOfExperts>,
+    /// The rows of the last block the graph computes.
+    pub rows: BlockRows,
+}
+
+/// Which positions the last block computes in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockRows {
+    /// Every position: a multi-token-prediction block reads them all.
+    Every,
+    /// The logit rows only, past the mixer (whose cache or state takes every position).
+    LogitRows,
 }
 
 /// The weights of one transformer block, each named for its tensor in the table
@@ -110,8 +121,9 @@ pub struct Qwen3Graph {
     pub config: Qwen3Config,
     /// `[logit_rows, vocab]`, retrieved after each step.
     pub logits: GraphTensor<(LogitRows, Vocab)>,
-    /// The last block's output, every position (before the final norm).
-    pub last_block: GraphTensor<(Seq, Hidden)>,
+    /// The last block's output, every position (before the final norm), when the graph was
+    /// built with [`BlockRows::Every`].
+    pub last_block: Option<GraphTensor<(Seq, Hidden)>>,
     pub norm: Norm,
 }
 
@@ -119,8 +131,11 @@ impl Qwen3Graph {
     /// Adds the final norm of every position's last hidden state, retrieved: what a
     /// multi-token-prediction block reads (llama.cpp's `h_nextn`). A second norm beside the one
     /// before the head, which normalises only the logit rows.
-    pub fn normed_hidden(&self) -> GraphTensor<(Seq, Hidden)> {
-        self.norm.rows(self.last_block, self.output_norm).retrieve()
+    ///
+    /// `None` when the graph computes only the logit rows of the last block.
+    pub fn normed_hidden(&self) -> Option<GraphTensor<(Seq, Hidden)>> {
+        let last = self.last_block?;
+        Some(self.norm.rows(last, self.output_norm).retrieve())
     }
 
     /// Every weight node with the GGUF name of the tensor it takes, each node once.
@@ -171,23 +186,37 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, parts: Parts<'_>) -> Qwen3Gra
     let layers: Vec<LayerWeights> = (0..config.layers)
         .map(|i| LayerWeights::new(cx, config, i))
         .collect();
-    let mut x = x;
     let mut moe = parts.moe;
     let mut mixers = MixerParts {
         attention: parts.attention,
         hybrid: parts.hybrid,
     };
-    for w in &layers {
+    let (last_layer, body) = layers
+        .split_last()
+        .expect("the config check refuses files without blocks");
+    let mut x = x;
+    for w in body {
         let moe = moe.as_mut().map(|m| &mut **m as &mut dyn MixtureOfExperts);
         x = block(x, w, rotary, norm, &mut mixers, moe);
     }
-
-    // Only the trailing `LogitRows` positions need logits: slice before the final norm and the
-    // head. Explicit ends: see LUMINAL-0.2-NOTES (5).
-    let seq = Expression::from(dims::SEQ);
-    let last = x
-        .slice((seq - Expression::from(dims::LOGIT_ROWS)..seq, ..))
-        .realize::<(LogitRows, Hidden)>();
+    let moe = moe.as_mut().map(|m| &mut **m as &mut dyn MixtureOfExperts);
+    let x = mixer_half(x, last_layer, rotary, norm, &mut mixers);
+    // Only the trailing `LogitRows` positions need logits. The last block's mixer runs on
+    // every position (its KV cache or recurrent state takes them all); its feed-forward, as
+    // llama.cpp's `inp_out_ids`, only on the logit rows, unless every position's output is
+    // wanted.
+    let (last, last_block) = match parts.rows {
+        BlockRows::LogitRows => {
+            // Copied out, so that the fused ops read the rows as they lie (the passes fold the
+            // residual add only from a plain tensor).
+            let x = logit_rows(x).contiguous();
+            (feed_forward_half(x, last_layer, norm, moe), None)
+        }
+        BlockRows::Every => {
+            let x = feed_forward_half(x, last_layer, norm, moe);
+            (logit_rows(x), Some(x))
+        }
+    };
     let logits = norm
         .rows(last, output_norm)
         .matmul(head.permute())
@@ -201,7 +230,7 @@ pub fn build(cx: &mut Graph, config: &Qwen3Config, parts: Parts<'_>) -> Qwen3Gra
         layers,
         config: config.clone(),
         logits,
-        last_block: x,
+        last_block,
         norm,
     }
 }
@@ -215,11 +244,36 @@ pub fn block(
     mixers: &mut MixerParts<'_>,
     moe: Option<&mut dyn MixtureOfExperts>,
 ) -> GraphTensor<(Seq, Hidden)> {
-    // attention, gated attention or gated DeltaNet
-    let h = norm.rows(x, w.mixer.norm_weight());
-    let x = x + w.mixer.forward(h, norm, rotary, mixers);
+    let x = mixer_half(x, w, rotary, norm, mixers);
+    feed_forward_half(x, w, norm, moe)
+}
 
-    // feed-forward
+/// `x + mixer(norm(x))`: attention, gated attention or gated DeltaNet, on every position.
+fn mixer_half(
+    x: GraphTensor<(Seq, Hidden)>,
+    w: &LayerWeights,
+    rotary: Rotary,
+    norm: Norm,
+    mixers: &mut MixerParts<'_>,
+) -> GraphTensor<(Seq, Hidden)> {
+    let h = norm.rows(x, w.mixer.norm_weight());
+    x + w.mixer.forward(h, norm, rotary, mixers)
+}
+
+/// `x + ffn(norm(x))` on the rows of `x`.
+fn feed_forward_half<R: FfnRows>(
+    x: GraphTensor<(R, Hidden)>,
+    w: &LayerWeights,
+    norm: Norm,
+    moe: Option<&mut dyn MixtureOfExperts>,
+) -> GraphTensor<(R, Hidden)> {
     let h = norm.rows(x, w.ffn_norm);
     x + w.ffn.forward(h, moe)
+}
+
+/// The trailing `LogitRows` rows of `x`. Explicit ends: see LUMINAL-0.2-NOTES (5).
+fn logit_rows(x: GraphTensor<(Seq, Hidden)>) -> GraphTensor<(LogitRows, Hidden)> {
+    let seq = Expression::from(dims::SEQ);
+    x.slice((seq - Expression::from(dims::LOGIT_ROWS)..seq, ..))
+        .realize::<(LogitRows, Hidden)>()
 }

@@ -76,10 +76,10 @@ fn kernel_bytes_equal_the_hand_computed_ones_in_both_modes() {
                 (gbs - bytes as f64 / ns as f64).abs() <= 1e-9 * gbs.max(1.0),
                 "{k}"
             );
-            assert!(
-                k["flops"].as_u64().unwrap() > 0 || k["name"] == "Embedding",
-                "{k}"
-            );
+            // Only the table lookup and the copy of the last block's logit rows compute nothing.
+            let moves_data =
+                ["Embedding", "StridedContiguous"].contains(&k["name"].as_str().unwrap());
+            assert!(k["flops"].as_u64().unwrap() > 0 || moves_data, "{k}");
         }
         let head = kernels
             .as_array()
@@ -481,5 +481,64 @@ fn bad_sweeps_are_one_line_errors() {
         args.extend_from_slice(extra);
         let out = run(&args);
         assert_one_line_error(&out, &[says]);
+    }
+}
+
+/// Flops of the feed-forward ops (those reading an `ffn_*` weight) of each block in the trace's
+/// prompt step, by block.
+fn prompt_ffn_flops(trace: &Value, layers: usize) -> Vec<u64> {
+    let all = events(trace);
+    let prompt = all
+        .iter()
+        .find(|e| e["cat"] == "step" && e["name"] == "prompt")
+        .expect("a prompt step");
+    let (start, end) = span(prompt);
+    let mut flops = vec![0; layers];
+    for e in all.iter().filter(|e| e["cat"] == "op" && e["tid"] == 1) {
+        let (s, _) = span(e);
+        if s < start || s >= end {
+            continue;
+        }
+        let weights = e["args"]["weights"].as_array().unwrap();
+        for (layer, sum) in flops.iter_mut().enumerate() {
+            let ffn = format!("blk.{layer}.ffn_");
+            if weights
+                .iter()
+                .any(|w| w.as_str().unwrap().starts_with(&ffn))
+            {
+                *sum += e["args"]["flops"].as_u64().unwrap();
+            }
+        }
+    }
+    flops
+}
+
+#[test]
+fn the_prompt_runs_the_last_blocks_feed_forward_on_its_last_position_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.json");
+    let trace_arg = trace.display().to_string();
+    let prompt: Vec<String> = (1..=16).map(|t| t.to_string()).collect();
+    let prompt = prompt.join(",");
+    // Dense Qwen3 and Qwen3-MoE (2 blocks), a hybrid MoE (4 blocks, gated attention last).
+    for (model, layers) in [
+        (TINY_MODEL, 2),
+        ("models/tiny-moe-q8_0.gguf", 2),
+        ("models/tiny-qwen35moe-q8_0.gguf", 4),
+    ] {
+        for mode in [None, Some("--parallel")] {
+            let model_path = path(model);
+            let mut args = vec!["-m", &model_path, "--token-ids", &prompt, "-t", "1"];
+            args.extend(["--trace", &trace_arg]);
+            args.extend(mode);
+            run(&args);
+            let text = std::fs::read_to_string(&trace).unwrap();
+            let flops = prompt_ffn_flops(&serde_json::from_str(&text).unwrap(), layers);
+            let what = format!("{model} {mode:?}: {flops:?}");
+            assert!(flops.iter().all(|&f| f > 0), "{what}");
+            // Every block before the last runs its 16 positions; the last one position.
+            assert!(flops[..layers - 1].iter().all(|&f| f == flops[0]), "{what}");
+            assert_eq!(flops[0], 16 * flops[layers - 1], "{what}");
+        }
     }
 }
