@@ -13,7 +13,10 @@ pub mod vision_language;
 pub mod watched;
 
 pub use fixture_file::fixture;
+use qwen::backend::EngineOptions;
+use qwen::cpu::plans::PlanOptions;
 use qwen::quant::GgmlType;
+use qwen::settings::Mode;
 
 /// A metadata value to write (GGUF type ids 0..=12).
 #[derive(Debug, Clone)]
@@ -333,5 +336,21 @@ impl Gguf {
             }
         }
         self
+    }
+}
+
+/// Engine options for the numerics tests: `mode`, a KV cache of `max_context` positions, no
+/// profile or trace, and the default kernel plans (no search, nothing cached), so that results
+/// never depend on the machine's timings.
+pub fn engine_options(mode: Mode, max_context: usize) -> EngineOptions {
+    EngineOptions {
+        mode,
+        max_context,
+        profile: false,
+        trace: None,
+        plans: PlanOptions {
+            search: false,
+            cache_dir: None,
+        },
     }
 }

@@ -13,13 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use qwen::backend::cpu_engine::Engine;
-use qwen::backend::EngineOptions;
-use qwen::cpu::plans::PlanOptions;
 use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
 use qwen::settings::Mode;
 
-use crate::common::twin;
+use crate::common::{engine_options, twin};
 
 /// What each layer must hold after the parallel passes, by operator kind.
 const PER_LAYER: [(&str, usize); 4] = [
@@ -85,17 +83,8 @@ fn fixture(name: &str) -> PathBuf {
 fn compiled_ops(model: &str) -> (Vec<(String, String)>, usize) {
     let file = GgufFile::open(fixture(model)).unwrap();
     let config = Qwen3Config::from_gguf(&file).unwrap();
-    let options = EngineOptions {
-        mode: Mode::Parallel { threads: 2 },
-        max_context: 32,
-        profile: false,
-        trace: None,
-        // Default plans: the contract is about the graph, not about what a search picked.
-        plans: PlanOptions {
-            search: false,
-            cache_dir: None,
-        },
-    };
+    // Default plans: the contract is about the graph, not about what a search picked.
+    let options = engine_options(Mode::Parallel { threads: 2 }, 32);
     let mut engine = Engine::new(&file, &config, options).unwrap();
     (engine.graph_ops(), config.layers)
 }

@@ -11,13 +11,12 @@
 use std::path::Path;
 
 use qwen::backend::cpu_engine::Engine;
-use qwen::backend::{EngineOptions, Logits, Runner};
-use qwen::cpu::plans::PlanOptions;
+use qwen::backend::{Logits, Runner};
 use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
 use qwen::settings::Mode;
 
-use crate::common::fixture;
+use crate::common::{engine_options, fixture};
 
 /// A dense Qwen3, a Qwen3-MoE and the hybrids (a gated-attention last block; the MoE ones
 /// with a shared expert).
@@ -39,17 +38,7 @@ const PROMPT: [u32; 20] = [
 fn last_logits(model: &Path, mode: Mode, want: Logits) -> Vec<f32> {
     let file = GgufFile::open(model).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
     let config = Qwen3Config::from_gguf(&file).unwrap();
-    let options = EngineOptions {
-        mode,
-        max_context: 64,
-        profile: false,
-        trace: None,
-        plans: PlanOptions {
-            search: false,
-            cache_dir: None,
-        },
-    };
-    let mut engine = Engine::new(&file, &config, options).unwrap();
+    let mut engine = Engine::new(&file, &config, engine_options(mode, 64)).unwrap();
     let logits = engine.forward(&PROMPT, want).unwrap();
     assert_eq!(logits.len() % config.vocab, 0);
     logits[logits.len() - config.vocab..].to_vec()

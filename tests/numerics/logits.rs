@@ -23,8 +23,7 @@
 //! job, which is more accurate, and the result would depend on the machine's timings.
 
 use qwen::backend::cpu_engine::Engine;
-use qwen::backend::{EngineOptions, Logits, Runner};
-use qwen::cpu::plans::PlanOptions;
+use qwen::backend::{Logits, Runner};
 use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
 use qwen::settings::Mode;
@@ -33,8 +32,8 @@ use serde_json::Value;
 const TOLERANCE: f32 = 0.01;
 const ARGMAX_GAP: f32 = 0.02;
 
-use crate::common::fixture;
 use crate::common::twin::f32_twin;
+use crate::common::{engine_options, fixture};
 use std::path::Path;
 
 /// One position's reference logits: full rows, or top-k `[id, logit]` pairs.
@@ -105,13 +104,7 @@ fn forced_logits(
 ) -> Vec<Vec<f32>> {
     let file = GgufFile::open(model).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
     let config = Qwen3Config::from_gguf(&file).unwrap();
-    let options = EngineOptions {
-        mode,
-        max_context: 256,
-        profile: false,
-        trace: None,
-        plans: default_plans(),
-    };
+    let options = engine_options(mode, 256);
     let mut engine = Engine::new(&file, &config, options).unwrap();
     let prefill = engine.forward(prompt, Logits::All).unwrap();
     let mut rows: Vec<Vec<f32>> = prefill
@@ -336,26 +329,11 @@ fn distance(pairs: &[(f32, f32)]) -> Distance {
     }
 }
 
-/// Parallel engines use their default plans (8-bit activations everywhere, as llama.cpp), and
-/// nothing is cached.
-fn default_plans() -> PlanOptions {
-    PlanOptions {
-        search: false,
-        cache_dir: None,
-    }
-}
-
 /// Greedy tokens of `steps` decode steps after `prompt`.
 fn greedy(model: &Path, mode: Mode, prompt: &[u32], steps: usize) -> Vec<u32> {
     let file = GgufFile::open(model).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
     let config = Qwen3Config::from_gguf(&file).unwrap();
-    let options = EngineOptions {
-        mode,
-        max_context: 256,
-        profile: false,
-        trace: None,
-        plans: default_plans(),
-    };
+    let options = engine_options(mode, 256);
     let mut engine = Engine::new(&file, &config, options).unwrap();
     let argmax = |l: &[f32]| (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
     let mut tokens = vec![argmax(&engine.forward(prompt, Logits::Last).unwrap())];
@@ -463,13 +441,7 @@ fn parallel_quantized(model: &str) {
 
     let file = GgufFile::open(fixture(&format!("models/{model}"))).unwrap();
     let config = Qwen3Config::from_gguf(&file).unwrap();
-    let options = EngineOptions {
-        mode: Mode::Parallel { threads: 2 },
-        max_context: 256,
-        profile: false,
-        trace: None,
-        plans: default_plans(),
-    };
+    let options = engine_options(Mode::Parallel { threads: 2 }, 256);
     let mut engine = Engine::new(&file, &config, options).unwrap();
     let mut rows: Vec<(Vec<f32>, &Value, &Value)> = vec![];
     let prefill = engine.forward(&prompt, Logits::All).unwrap();

@@ -6,7 +6,6 @@
 
 use qwen::backend::cpu_engine::Engine;
 use qwen::backend::{EngineOptions, Logits, Runner};
-use qwen::cpu::plans::PlanOptions;
 use qwen::generate::{generate, GenerateOptions, Generation, StopConditions};
 use qwen::gguf::GgufFile;
 use qwen::model::config::Qwen3Config;
@@ -15,23 +14,14 @@ use qwen::settings::{BackendChoice, Mode};
 use qwen::speculative::{self, setup, SpeculativeOptions};
 use qwen::text::tokenizer::text_decoder;
 
-use crate::common::fixture;
 use crate::common::mtp_model::{with_mtp, MtpKind};
+use crate::common::{engine_options, fixture};
 
 const PROMPT: [u32; 12] = [1, 17, 42, 300, 5, 99, 256, 7, 8, 128, 64, 3];
 const TOKENS: usize = 40;
 
 fn options(mode: Mode) -> EngineOptions {
-    EngineOptions {
-        mode,
-        max_context: 128,
-        profile: false,
-        trace: None,
-        plans: PlanOptions {
-            search: false,
-            cache_dir: None,
-        },
-    }
+    engine_options(mode, 128)
 }
 
 fn greedy() -> Sampler {
