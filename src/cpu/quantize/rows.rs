@@ -25,9 +25,12 @@ pub fn q8_row(isa: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32]) {
 
 pub fn q8k_row(isa: Isa, x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512Vnni {
-        // SAFETY: `QuantActs::quantize`, the only caller, checked the ISA against the CPU.
-        return unsafe { avx512::q8k_row(x, qs, d, bsums) };
+    match isa {
+        // SAFETY (both arms): `QuantActs::quantize`, the only caller, checked the ISA against
+        // the CPU.
+        Isa::Avx512Vnni => return unsafe { avx512::q8k_row(x, qs, d, bsums) },
+        Isa::Avx2 => return unsafe { avx2::q8k_row(x, qs, d, bsums) },
+        _ => {}
     }
     let _ = (isa, QK_K);
     reference::quantize_q8_k(x, qs, d, bsums);
