@@ -633,6 +633,60 @@ fn activations_are_quantized_whatever_thread_count_is_asked_for() {
 }
 
 #[test]
+fn gathered_tokens_carry_every_table_of_their_format() {
+    // The MoE experts regroup quantized tokens with `gather`; each kernel family reads its own
+    // tables (the AVX-512 per-16 panels of IQ2_XS, IQ2_S, IQ1_M, Q2_K and Q3_K read `s16`,
+    // which a gather once left stale). A gathered token must equal the token quantized alone.
+    let pool = ThreadPool::new(2).unwrap();
+    let (n, cols) = (5, 512);
+    let x = random_input(&mut Rng::new(21), n * cols);
+    let rows = [3u32, 0, 4, 4, 1];
+    let formats = [
+        ActFormat::Q8_0 { offset: 128 },
+        ActFormat::Q8_1,
+        ActFormat::Q8K,
+    ];
+    for fmt in formats {
+        for isa in cpu_features().available() {
+            let mut all = QuantActs::default();
+            all.prepare(fmt, n, cols);
+            all.quantize(&pool, 2, &x, isa);
+            let mut got = QuantActs::default();
+            got.gather(&pool, 2, &all, &rows);
+            for (i, &t) in rows.iter().enumerate() {
+                let t = t as usize;
+                let mut alone = QuantActs::default();
+                alone.prepare(fmt, 1, cols);
+                alone.quantize(&pool, 1, &x[t * cols..(t + 1) * cols], isa);
+                let at = format!("{fmt:?} {isa}, gathered token {i}");
+                assert_eq!(got.tok_qs(i), alone.tok_qs(0), "qs: {at}");
+                assert_eq!(got.tok_d(i), alone.tok_d(0), "d: {at}");
+                assert_eq!(got.tok_c32(i), alone.tok_c32(0), "c32: {at}");
+                match fmt {
+                    ActFormat::Q8K => {
+                        assert_eq!(got.tok_d32(i), alone.tok_d32(0), "d32: {at}");
+                        assert_eq!(got.tok_s32(i), alone.tok_s32(0), "s32: {at}");
+                        assert_eq!(got.tok_c16(i), alone.tok_c16(0), "c16: {at}");
+                        assert_eq!(got.tok_s16(i), alone.tok_s16(0), "s16: {at}");
+                        assert_eq!(got.tok_bsums16(i), alone.tok_bsums16(0), "bsums16: {at}");
+                        assert_eq!(got.tok_bsums32(i), alone.tok_bsums32(0), "bsums32: {at}");
+                        assert_eq!(got.tok_qs_k4(i), alone.tok_qs_k4(0), "qs_k4: {at}");
+                    }
+                    _ => {
+                        assert_eq!(got.tok_d4(i), alone.tok_d4(0), "d4: {at}");
+                        assert_eq!(got.tok_c4(i), alone.tok_c4(0), "c4: {at}");
+                        if fmt == ActFormat::Q8_1 {
+                            assert_eq!(got.tok_s(i), alone.tok_s(0), "s: {at}");
+                            assert_eq!(got.tok_s4(i), alone.tok_s4(0), "s4: {at}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn an_instruction_set_the_cpu_lacks_falls_back_to_the_portable_quantizer() {
     // `quantize` is safe: an ISA this CPU does not have must not reach its intrinsics.
     let pool = ThreadPool::new(1).unwrap();

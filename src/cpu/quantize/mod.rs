@@ -428,6 +428,7 @@ impl TokenBufs<'_> {
                 self.d32.copy_from_slice(src.tok_d32(t));
                 self.s32.copy_from_slice(src.tok_s32(t));
                 self.c16.copy_from_slice(src.tok_c16(t));
+                self.s16.copy_from_slice(src.tok_s16(t));
             }
         }
     }
