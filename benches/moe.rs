@@ -1,8 +1,9 @@
 //! Mixture-of-experts kernel benchmark on a real file's expert tensors: prints figures, asserts
 //! nothing.
 //!
-//! `cargo bench --bench moe -- FILE.gguf [THREADS] [LAYER] [PANEL_MIN]` (a qwen3moe file, e.g.
-//! one made by `make_qwen3_gguf.py --preset qwen3-30b-a3b --layers 2`). Times one layer's
+//! `cargo bench --bench moe -- FILE.gguf [THREADS] [LAYER] [PANEL_MIN]` (a qwen3moe, qwen35moe or
+//! qwen3next file, e.g. one made by `make_qwen3_gguf.py --preset qwen3-30b-a3b --layers 2`; a
+//! shared expert runs in the same call). Times one layer's
 //! experts for one token (decode: the selected experts' bytes over the time, against the
 //! machine's read bandwidth measured here) and for batches of 64 and 512 tokens (prefill), with
 //! routings drawn at random as a trained router spreads them. PANEL_MIN overrides the plan's
@@ -14,7 +15,9 @@ use std::time::Duration;
 mod per_call;
 use per_call::per_call;
 
-use qwen::cpu::moe::{moe_experts, ExpertTensor, ExpertWeights, MoePlan, MoeScratch, Routing};
+use qwen::cpu::moe::{
+    moe_experts, ExpertTensor, ExpertWeights, MoePlan, MoeScratch, Routing, SharedExpert,
+};
 use qwen::cpu::synth::{random_input, Rng};
 use qwen::cpu::ThreadPool;
 use qwen::gguf::GgufFile;
@@ -25,7 +28,12 @@ fn tensor<'a>(file: &'a GgufFile, name: &str) -> ExpertTensor<'a> {
         .unwrap_or_else(|| panic!("{name} not in the file"));
     let dims: Vec<usize> = info.shape().iter().map(|&d| d as usize).collect();
     let data = file.data_of(info).expect("tensor data");
-    ExpertTensor::new(info.ggml_type(), dims[0], dims[1], dims[2], data).expect("expert tensor")
+    // `[experts, rows, cols]`; a shared expert's matrices are 2-D: one expert.
+    let [experts, rows, cols] = match dims[..] {
+        [rows, cols] => [1, rows, cols],
+        _ => [dims[0], dims[1], dims[2]],
+    };
+    ExpertTensor::new(info.ggml_type(), experts, rows, cols, data).expect("expert tensor")
 }
 
 /// `k` distinct experts per token, uniformly at random, weights summing to 1.
@@ -79,23 +87,45 @@ fn main() {
     let threads: usize = args.get(1).and_then(|t| t.parse().ok()).unwrap_or(2);
     let layer: usize = args.get(2).and_then(|t| t.parse().ok()).unwrap_or(0);
     let file = GgufFile::open(path).expect("a GGUF file");
-    let k = file
-        .get_u32("qwen3moe.expert_used_count")
-        .expect("qwen3moe.expert_used_count") as usize;
+    let arch = file
+        .get_str("general.architecture")
+        .expect("general.architecture");
+    let used = format!("{arch}.expert_used_count");
+    let k = file.get_u32(&used).expect(&used) as usize;
     let name = |t: &str| format!("blk.{layer}.{t}.weight");
+    // The shared expert of qwen35moe and qwen3next files runs in the same call, as in a model.
+    let shared_gate = file.tensor(&name("ffn_gate_inp_shexp")).map(|info| {
+        let bytes = file.data_of(info).expect("tensor data");
+        let floats = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        floats.collect::<Vec<f32>>()
+    });
     let w = ExpertWeights {
         gate: tensor(&file, &name("ffn_gate_exps")),
         up: tensor(&file, &name("ffn_up_exps")),
         down: tensor(&file, &name("ffn_down_exps")),
-        shared: None,
+        shared: shared_gate.as_deref().map(|gate_inp| SharedExpert {
+            gate_inp,
+            gate: tensor(&file, &name("ffn_gate_shexp")),
+            up: tensor(&file, &name("ffn_up_shexp")),
+            down: tensor(&file, &name("ffn_down_shexp")),
+        }),
     };
     let (experts, ffn, hidden) = (w.gate.experts, w.gate.rows, w.gate.cols);
     let pool = ThreadPool::new(threads).expect("thread pool");
     let bw = bandwidth(&pool);
     println!(
         "{path}: layer {layer}, {experts} experts of {hidden}x{ffn} ({} gate, {} up, {} down), \
-         {k} used; {threads} threads; read bandwidth {bw:.1} GB/s",
-        w.gate.ty, w.up.ty, w.down.ty
+         {k} used{}; {threads} threads; read bandwidth {bw:.1} GB/s",
+        w.gate.ty,
+        w.up.ty,
+        w.down.ty,
+        if w.shared.is_some() {
+            " and a shared one"
+        } else {
+            ""
+        }
     );
     let mut rng = Rng::new(7);
     let mut plan = MoePlan::new();
@@ -104,7 +134,10 @@ fn main() {
     }
     let mut scratch = MoeScratch::default();
     let per_expert = |t: &ExpertTensor| t.data.len() / t.experts;
-    let active = k * (per_expert(&w.gate) + per_expert(&w.up) + per_expert(&w.down));
+    let shared_bytes = w.shared.as_ref().map_or(0, |s| {
+        s.gate.data.len() + s.up.data.len() + s.down.data.len()
+    });
+    let active = k * (per_expert(&w.gate) + per_expert(&w.up) + per_expert(&w.down)) + shared_bytes;
     for n in [1usize, 64, 512] {
         let x = random_input(&mut rng, n * hidden);
         let mut out = vec![0.0f32; n * hidden];
