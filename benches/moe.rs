@@ -2,12 +2,12 @@
 //! nothing.
 //!
 //! `cargo bench --bench moe -- FILE.gguf [THREADS] [LAYER] [PANEL_MIN]` (a qwen3moe, qwen35moe or
-//! qwen3next file, e.g. one made by `make_qwen3_gguf.py --preset qwen3-30b-a3b --layers 2`; a
-//! shared expert runs in the same call). Times one layer's
-//! experts for one token (decode: the selected experts' bytes over the time, against the
-//! machine's read bandwidth measured here) and for batches of 64 and 512 tokens (prefill), with
-//! routings drawn at random as a trained router spreads them. PANEL_MIN overrides the plan's
-//! fewest tokens for an expert's panels (0: tiles only), to compare thresholds.
+//! qwen3next file, e.g. one made by `make_qwen3_gguf.py --preset qwen3-30b-a3b --layers 2`).
+//! Times one layer's experts, with its shared expert where it has one, for one token (decode:
+//! the selected experts' bytes over the time, against the machine's read bandwidth measured
+//! here) and for batches of 64 and 512 tokens (prefill), with routings drawn at random as a
+//! trained router spreads them. PANEL_MIN overrides the plan's fewest tokens for an expert's
+//! panels (0: tiles only), to compare thresholds.
 
 use std::time::Duration;
 

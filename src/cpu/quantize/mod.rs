@@ -66,8 +66,9 @@ pub struct QuantActs {
     pub s32: Vec<f32>,
     /// Q8_K, per group of 16, for the Q6_K panel kernel: `-32 * (sum of the group's quants)`.
     pub c16: Vec<i32>,
-    /// Q8_K, per group of 16, for the Q2_K/Q3_K panel kernels: `-scale * (sum of the group's
-    /// quants)` (the factor of their mins and of Q3_K's `-4`).
+    /// Q8_K, per group of 16, for the panel kernels with a min per 16 (Q2_K, Q3_K; on AVX-512
+    /// also IQ2_XS, IQ2_S, IQ1_M): `-scale * (sum of the group's quants)` (the factor of their
+    /// mins, of Q3_K's `-4` and of the i-quants' `+128`).
     pub s16: Vec<f32>,
     /// Q8_K: sums of 16 quants, as ggml's `bsums` (16 per super-block).
     pub bsums16: Vec<i16>,
