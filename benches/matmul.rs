@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 mod per_call;
 use per_call::per_call;
 
+use qwen::cpu::repack::RepackedMatrix;
 use qwen::cpu::synth::{random_input, random_weights, Rng};
 use qwen::cpu::{
     cpu_features, dequantize_row, matmul, matmul_multi, MatmulPlan, Scratch, ThreadPool,
@@ -491,6 +492,108 @@ fn section_warm(pool: &ThreadPool, types: &[GgmlType]) {
     }
 }
 
+/// Calls of 1..=8 tokens on cold weights (a Qwen3.5-4B FFN matrix, enough copies to overflow the
+/// caches), all threads: the cost of a speculative verification pass, per plan family, as a
+/// multiple of the one-token call.
+fn section_verify(pool: &ThreadPool, types: &[GgmlType]) {
+    println!();
+    println!("few-token calls on cold weights, all threads: us/call (x the 1-token call)");
+    let (rows, cols) = (9216, 2560);
+    let mut rng = Rng::new(13);
+    let base = MatmulPlan::new();
+    for &ty in types {
+        let data = random_weights(&mut rng, ty, rows, cols);
+        let copies = (256 << 20) / data.len().max(1) + 1;
+        let all: Vec<Vec<u8>> = (0..copies).map(|_| data.clone()).collect();
+        let mut mats: Vec<WeightMatrix> = all
+            .iter()
+            .map(|d| WeightMatrix::new(ty, rows, cols, d).expect("valid"))
+            .collect();
+        let repacked: Vec<RepackedMatrix> = mats
+            .iter()
+            .filter(|w| w.repackable(base.isa))
+            .map(|w| w.repack(pool, base.isa, false).expect("repack"))
+            .collect();
+        for (w, rp) in mats.iter_mut().zip(&repacked) {
+            w.repacked = Some(rp);
+        }
+        let mut plans = vec![
+            (
+                "tiles 4x4",
+                MatmulPlan {
+                    panel: false,
+                    row_tile: 4,
+                    token_tile: 4,
+                    ..base
+                },
+            ),
+            (
+                "tiles 2x4",
+                MatmulPlan {
+                    panel: false,
+                    row_tile: 2,
+                    token_tile: 4,
+                    ..base
+                },
+            ),
+            (
+                "panel",
+                MatmulPlan {
+                    panel: true,
+                    token_tile: 8,
+                    ..base
+                },
+            ),
+        ];
+        if !repacked.is_empty() {
+            plans.push((
+                "repacked",
+                MatmulPlan {
+                    repacked: true,
+                    token_tile: 8,
+                    ..base
+                },
+            ));
+        }
+        let x = random_input(&mut rng, cols * 8);
+        let mut y = vec![0.0; rows * 8];
+        let mut s = Scratch::default();
+        let mut k = 0;
+        let mut time = |plan: &MatmulPlan, n: usize| {
+            per_call(Duration::from_millis(300), || {
+                k = (k + 1) % mats.len();
+                matmul(
+                    pool,
+                    &mats[k],
+                    &x[..cols * n],
+                    n,
+                    &mut y[..rows * n],
+                    plan,
+                    &mut s,
+                )
+                .expect("matmul");
+            })
+        };
+        let one = time(&base, 1);
+        println!(
+            "{:<6} {rows}x{cols}: 1 token {:.1} us",
+            ty.name(),
+            one * 1e6
+        );
+        for (name, plan) in plans {
+            print!("  {name:<10}");
+            for n in 1..=8 {
+                if n == 1 && !plan.repacked {
+                    continue;
+                }
+                let t = time(&plan, n);
+                print!(" | {n} {:>7.1} ({:.2}x)", t * 1e6, t / one);
+            }
+            println!();
+        }
+    }
+}
+
 fn main() {
     let words: Vec<String> = std::env::args()
         .skip(1)
@@ -511,6 +614,12 @@ fn main() {
     let pool = ThreadPool::new(max_threads).expect("thread pool");
     if words.iter().any(|a| a.eq_ignore_ascii_case("warm")) {
         return section_warm(&pool, &types);
+    }
+    if words.iter().any(|a| a.eq_ignore_ascii_case("verify")) {
+        if !only_types {
+            types = vec![GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
+        }
+        return section_verify(&pool, &types);
     }
     if words.iter().any(|a| a.eq_ignore_ascii_case("prompt")) {
         // Alone: no bandwidth section first; the types of a Q8_0 and a Q4_K_M file by default.

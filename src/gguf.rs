@@ -46,6 +46,11 @@ impl std::fmt::Debug for MappedFile {
 }
 
 impl Storage {
+    /// Whether the bytes are the file's map (not a copy in memory).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self, Storage::Mapped(_))
+    }
+
     pub fn bytes(&self) -> &[u8] {
         match self {
             Storage::Mapped(file) => &file.map,

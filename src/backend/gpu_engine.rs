@@ -182,6 +182,7 @@ impl<D: Device> GpuEngine<D> {
             graph_nodes: self.cx.graph.node_count(),
             kernel_plans: vec![],
             plan_cache: None,
+            repacked: None,
         }
     }
 }

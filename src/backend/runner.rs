@@ -152,4 +152,8 @@ pub struct Features {
     pub kernel_plans: Vec<String>,
     /// Where chosen plans are cached, if anywhere.
     pub plan_cache: Option<String>,
+    /// The weights repacked into panels once at compile (parallel mode), with the time it
+    /// took and the mapped bytes given back; absent where none were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repacked: Option<String>,
 }

@@ -14,6 +14,7 @@ use super::error::KernelError;
 use super::features::{cpu_features, Isa};
 use super::pool::ThreadPool;
 use super::quantize::{ActFormat, QuantActs};
+use super::repack::{self, RepackedMatrix};
 use super::shared::SharedMut;
 
 /// Checks that the kernels take `ty` and that `cols` is a whole number of its blocks; returns
@@ -56,6 +57,9 @@ pub struct WeightMatrix<'a> {
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
+    /// The same matrix repacked into panels ([`RepackedMatrix`]), where the caller holds one:
+    /// plans with `repacked` read it instead of `data`.
+    pub repacked: Option<&'a RepackedMatrix>,
 }
 
 impl<'a> WeightMatrix<'a> {
@@ -71,9 +75,33 @@ impl<'a> WeightMatrix<'a> {
             rows,
             cols,
             data,
+            repacked: None,
         };
         w.row_bytes()?;
         Ok(w)
+    }
+
+    /// Whether the matrix can be repacked into panels for `isa` ([`super::repack`]).
+    pub fn repackable(&self, isa: Isa) -> bool {
+        repack::repackable(self.ty, self.rows, self.cols, isa)
+    }
+
+    /// The matrix repacked into panels for `isa` on `pool`'s threads; with `release` (the
+    /// bytes are a read-only file map) its pages are released as they are packed.
+    pub fn repack(
+        &self,
+        pool: &ThreadPool,
+        isa: Isa,
+        release: bool,
+    ) -> Result<RepackedMatrix, KernelError> {
+        let source = repack::Source {
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+            row_bytes: self.row_bytes()?,
+            data: self.data,
+        };
+        RepackedMatrix::new(pool, isa, source, release)
     }
 
     /// Bytes per row, after checking everything [`WeightMatrix::new`] checks.
@@ -115,6 +143,10 @@ pub struct MatmulPlan {
     /// ([`super::dot::panel`]); `row_tile` then has no effect.
     #[serde(default)]
     pub panel: bool,
+    /// Read the matrices' repacked panels ([`RepackedMatrix`]) at every token count, 1
+    /// included, where each has one; others take the plan's other fields.
+    #[serde(default)]
+    pub repacked: bool,
 }
 
 impl MatmulPlan {
@@ -132,6 +164,7 @@ impl MatmulPlan {
             token_tile: 8,
             quantize_activations: true,
             panel: panel::any(isa),
+            repacked: false,
         }
     }
 
@@ -153,7 +186,13 @@ impl MatmulPlan {
             } else {
                 "f32"
             },
-            if self.panel { " panel16" } else { "" }
+            if self.repacked {
+                " repacked16"
+            } else if self.panel {
+                " panel16"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -281,10 +320,15 @@ pub fn matmul_multi(
     let mut any_panel = false;
     for (i, (w, y)) in ws.iter().zip(ys.iter_mut()).enumerate() {
         let Some(ks) = sets[i] else { continue };
-        let use_panel = plan.panel
-            && n_tokens > 1
-            && ks.fmt != ActFormat::F32
-            && panel::supports(w.ty, plan.isa);
+        let repacked = w
+            .repacked
+            .filter(|rp| plan.repacked && rp.isa == plan.isa && ks.fmt != ActFormat::F32)
+            .filter(|rp| (rp.ty, rp.rows, rp.cols) == (w.ty, w.rows, w.cols));
+        let use_panel = repacked.is_some()
+            || (plan.panel
+                && n_tokens > 1
+                && ks.fmt != ActFormat::F32
+                && panel::supports(w.ty, plan.isa));
         let row_tile = if use_panel {
             panel::ROWS
         } else {
@@ -297,7 +341,7 @@ pub fn matmul_multi(
         // Never more than the matrix (a plan may come from a cache file): no overflow below.
         let chunk = chunk.min(w.rows.max(1)).div_ceil(row_tile) * row_tile;
         let dequant = ks.fmt == ActFormat::F32 && !is_float(w.ty);
-        any_panel |= use_panel;
+        any_panel |= use_panel && repacked.is_none();
         if dequant {
             dequant_rows = dequant_rows.max(row_tile);
         }
@@ -310,6 +354,7 @@ pub fn matmul_multi(
             first_chunk: n_chunks,
             dequant,
             panel: use_panel,
+            repacked,
             y: SharedMut::new(y),
         });
         n_chunks += w.rows.div_ceil(chunk);
@@ -372,6 +417,8 @@ struct Part<'a> {
     dequant: bool,
     /// Rows go through 16-row panels ([`panel`]).
     panel: bool,
+    /// The panels, packed once: read as they lie.
+    repacked: Option<&'a RepackedMatrix>,
     y: SharedMut<'a, f32>,
 }
 
@@ -415,6 +462,9 @@ impl Job<'_> {
     /// order as `i` advances: hardware prefetchers follow that, and not `nr` adjacent rows
     /// read side by side.
     fn rows(&self, p: &Part<'_>, tid: usize, begin: usize, end: usize) {
+        if let Some(rp) = p.repacked {
+            return self.repacked_rows(p, rp, begin, end);
+        }
         if p.panel {
             return self.panel_rows(p, tid, begin, end);
         }
@@ -462,6 +512,37 @@ impl Job<'_> {
                     self.isa,
                     p.w.ty,
                     &pan,
+                    self.acts,
+                    0..self.n_tokens,
+                    tt,
+                    &out,
+                );
+            }
+            r += valid;
+        }
+    }
+
+    /// Rows `begin..end` (`begin` a multiple of 16) of `p` for every token, from its panels
+    /// packed once.
+    fn repacked_rows(&self, p: &Part<'_>, rp: &RepackedMatrix, begin: usize, end: usize) {
+        let tt = self.token_tile.clamp(1, panel::MAX_TOKENS);
+        let mut r = begin;
+        while r < end {
+            let valid = (end - r).min(panel::ROWS);
+            let out = panel::Out {
+                y: p.y.as_ptr(),
+                stride: p.w.rows,
+                row0: r,
+                valid,
+            };
+            // SAFETY: the panel was packed for this ISA from this matrix's rows (type and
+            // shape checked when the part was made); the activations hold every token in the
+            // type's format; this thread alone owns rows r..r + valid of the output.
+            unsafe {
+                panel::gemm(
+                    self.isa,
+                    p.w.ty,
+                    &rp.panel(r / panel::ROWS),
                     self.acts,
                     0..self.n_tokens,
                     tt,

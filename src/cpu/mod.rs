@@ -25,6 +25,8 @@ pub mod moe;
 pub mod plans;
 pub mod pool;
 pub mod quantize;
+pub mod repack;
+pub mod repack_store;
 pub(crate) mod shared;
 pub mod synth;
 

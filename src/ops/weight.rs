@@ -15,7 +15,25 @@ use crate::cpu::matmul::WeightMatrix;
 use crate::quant::{self, GgmlType};
 
 /// Bytes that can back a weight: a memory map, or an owned buffer in tests.
-pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+pub type SharedBytes = Arc<dyn WeightBytes>;
+
+/// What backs weights: their bytes, and whether those are a file's read-only map (whose pages
+/// may be given back to the kernel and read again later, where an owned buffer's may not).
+pub trait WeightBytes: AsRef<[u8]> + Send + Sync {
+    fn file_backed(&self) -> bool;
+}
+
+impl WeightBytes for Vec<u8> {
+    fn file_backed(&self) -> bool {
+        false
+    }
+}
+
+impl WeightBytes for crate::gguf::Storage {
+    fn file_backed(&self) -> bool {
+        self.is_mapped()
+    }
+}
 
 /// A 2-D (or 1-D, `rows == 1`) weight in GGUF row-major layout: `rows` rows of `cols` weights.
 #[derive(Clone)]
@@ -64,6 +82,11 @@ impl WeightData {
         &(*self.bytes).as_ref()[self.offset..self.offset + self.len]
     }
 
+    /// Whether the bytes are a file's read-only map ([`WeightBytes::file_backed`]).
+    pub fn file_backed(&self) -> bool {
+        self.bytes.file_backed()
+    }
+
     /// The cost of `x [n_tokens, cols] · Wᵀ` over this whole matrix (activations not included).
     pub fn matmul_cost(&self, n_tokens: u64) -> Cost {
         Cost::matmul(
@@ -81,6 +104,7 @@ impl WeightData {
             rows: self.rows,
             cols: self.cols,
             data: self.bytes(),
+            repacked: None,
         }
     }
 

@@ -188,6 +188,9 @@ fn features_section(out: &mut String, r: &RunReport) {
     for p in &f.kernel_plans {
         let _ = writeln!(out, "plan       {p}");
     }
+    if let Some(repacked) = &f.repacked {
+        let _ = writeln!(out, "repacked   {repacked}");
+    }
     if let Some(cache) = &f.plan_cache {
         let _ = writeln!(out, "plan cache {cache}");
     }

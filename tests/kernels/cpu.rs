@@ -455,6 +455,7 @@ fn bad_inputs_are_errors_not_panics() {
         rows: 4,
         cols: 32,
         data: &data[..100],
+        repacked: None,
     };
     assert!(matches!(
         matmul(&pool, &bad, &[0.0; 64], 2, &mut y, &plan, &mut s),

@@ -6,3 +6,4 @@ mod common;
 mod cpu;
 mod dequant;
 mod moe;
+mod repack;

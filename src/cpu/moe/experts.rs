@@ -79,6 +79,7 @@ impl<'a> ExpertTensor<'a> {
             rows: self.rows,
             cols: self.cols,
             data: &self.data[e * bytes..(e + 1) * bytes],
+            repacked: None,
         }
     }
 }

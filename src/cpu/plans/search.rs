@@ -87,6 +87,25 @@ fn variants(
         crate::quant::GgmlType::F32 | crate::quant::GgmlType::F16 | crate::quant::GgmlType::BF16
     );
     for &t in &thread_counts {
+        if base.repacked {
+            // Panels packed once: the token tile (batches) and the work split.
+            let token_tiles: &[usize] = if n_tokens == 1 { &[8] } else { &[8, 6, 4] };
+            for &token_tile in token_tiles {
+                for chunk in [0, 32, 128] {
+                    out.push(MatmulPlan {
+                        threads: t,
+                        rows_per_chunk: chunk,
+                        token_tile,
+                        ..*base
+                    });
+                }
+            }
+        }
+        let base = &MatmulPlan {
+            repacked: false,
+            panel: base.panel && n_tokens > 1,
+            ..*base
+        };
         if n_tokens == 1 {
             for row_tile in [1, 2, 4] {
                 for chunk in [0, 32, 128, 512] {
@@ -195,12 +214,19 @@ pub fn search(
     }
 }
 
-/// The default plan for a job: panels for batches of types that have panel kernels.
+/// The default plan for a job: the repacked panels where every matrix has them (the search
+/// reads in place only where that is clearly faster), else panels for batches of types that
+/// have panel kernels.
 pub fn base_plan(ws: &[WeightMatrix<'_>], n_tokens: usize) -> MatmulPlan {
     let plan = MatmulPlan::new();
     let panels = ws.iter().all(|w| panel::supports(w.ty, plan.isa));
+    let repacked = !ws.is_empty()
+        && ws
+            .iter()
+            .all(|w| w.repacked.is_some_and(|rp| rp.isa == plan.isa));
     MatmulPlan {
-        panel: plan.panel && n_tokens > 1 && panels,
+        panel: plan.panel && (n_tokens > 1 || repacked) && panels,
+        repacked,
         ..plan
     }
 }
@@ -310,5 +336,37 @@ mod tests {
         // After the default plan (threads 0: all of the pool's), every batch plan uses both.
         let batch = candidates(&[w], 64, 2);
         assert!(batch.len() >= 4 && batch[1..].iter().all(|p| p.threads == 2));
+    }
+
+    #[test]
+    fn matrices_with_copies_default_to_them_and_are_searched_both_ways() {
+        use crate::cpu::features::{cpu_features, Isa};
+        use crate::cpu::pool::ThreadPool;
+        if MatmulPlan::new().isa != Isa::Avx512Vnni || !cpu_features().supports(Isa::Avx512Vnni) {
+            eprintln!("skipped: repacked panels are for AVX-512 VNNI, which this CPU lacks");
+            return;
+        }
+        let data = random_weights(&mut Rng::new(2), GgmlType::Q8_0, 40, 256);
+        let w = WeightMatrix::new(GgmlType::Q8_0, 40, 256, &data).unwrap();
+        let pool = ThreadPool::new(2).unwrap();
+        let rp = w.repack(&pool, Isa::Avx512Vnni, false).unwrap();
+        let with = WeightMatrix {
+            repacked: Some(&rp),
+            ..w
+        };
+        for n in [1, 4, 64] {
+            assert!(!base_plan(&[w], n).repacked, "no copy: read in place");
+            let plans = candidates(&[with], n, 2);
+            assert!(
+                plans[0].repacked && plans[0].panel,
+                "n={n}: the copy by default"
+            );
+            assert!(
+                plans.iter().any(|p| !p.repacked),
+                "n={n}: in place is timed too"
+            );
+            // A plan found for the copies is one the search could have chosen only with them.
+            assert!(candidates(&[w], n, 2).iter().all(|p| !p.repacked));
+        }
     }
 }

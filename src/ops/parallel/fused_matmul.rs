@@ -28,6 +28,7 @@ use super::runtime::Runtime;
 use crate::cpu::dot::kernel_set;
 use crate::cpu::matmul::{matmul_multi, MatmulPlan, WeightMatrix, MAX_MATRICES};
 use crate::cpu::plans::{job_key, BATCH_TOKENS, SHORT_BATCH_MAX, SHORT_BATCH_TOKENS};
+use crate::cpu::repack::RepackedMatrix;
 use crate::cpu::shared::SharedMut;
 use crate::progress::Phase;
 
@@ -54,6 +55,9 @@ pub struct FusedMatMul {
     decode: MatmulPlan,
     short: MatmulPlan,
     batch: MatmulPlan,
+    /// The weights repacked into panels, in weight order, where the plans read them so
+    /// (empty: every weight is read in place).
+    repacked: Vec<Arc<RepackedMatrix>>,
     /// Normalised activations during a call: a buffer of the runtime's pool, handed back
     /// after the matmuls (held per op, a long prompt's would add up to gigabytes).
     normed: Vec<f32>,
@@ -111,7 +115,11 @@ impl FusedMatMul {
         let first_weight = 1 + usize::from(self.norm_eps.is_some());
         let ws: Vec<WeightMatrix<'_>> = inp[first_weight..first_weight + self.n_weights]
             .iter()
-            .map(|(t, _)| as_weight(t).expect("fused matmul: weight input").matrix())
+            .enumerate()
+            .map(|(i, (t, _))| WeightMatrix {
+                repacked: self.repacked.get(i).map(Arc::as_ref),
+                ..as_weight(t).expect("fused matmul: weight input").matrix()
+            })
             .collect();
         let cols = ws[0].cols;
         let n_tokens = x.len() / cols;
@@ -365,14 +373,7 @@ impl FusedMatMulCompiler {
             .map(|&m| sources(graph, m)[1])
             .collect();
         let mats = part_matrices(graph, &fusion.matmuls);
-        let pool = &self.runtime.pool;
-        let decode = self.runtime.plans.choose(pool, &mats, 1).plan;
-        let short = self
-            .runtime
-            .plans
-            .choose(pool, &mats, SHORT_BATCH_TOKENS)
-            .plan;
-        let batch = self.runtime.plans.choose(pool, &mats, BATCH_TOKENS).plan;
+        let (decode, short, batch, repacked) = self.choose_plans(graph, &fusion.matmuls, &mats);
         let op = FusedMatMul {
             runtime: self.runtime.clone(),
             norm_eps: fusion.norm.map(|n| n.3),
@@ -381,6 +382,7 @@ impl FusedMatMulCompiler {
             decode,
             short,
             batch,
+            repacked,
             normed: vec![],
         };
         let mut inputs = vec![];
@@ -402,6 +404,53 @@ impl FusedMatMulCompiler {
         dead.extend(fusion.tail);
         dead.extend(fusion.norm.map(|n| n.0));
         rewrite::remove_nodes(graph, &dead);
+    }
+}
+
+impl FusedMatMulCompiler {
+    /// The decode, short-batch and batch plans of a part's matrices `mats`, and the repacked
+    /// copies they read. Matrices that can be repacked are, first; the decode job's search
+    /// decides whether they stay so (a decode step is what a run does most), and then every
+    /// job reads the copies. Where all three do and the weights are the file's map, the mapped
+    /// pages are released: the run holds the copies instead of the rows.
+    fn choose_plans(
+        &self,
+        graph: &Graph,
+        matmuls: &[NodeIndex],
+        mats: &[WeightMatrix<'_>],
+    ) -> (MatmulPlan, MatmulPlan, MatmulPlan, Vec<Arc<RepackedMatrix>>) {
+        let rt = &self.runtime;
+        let (pool, plans) = (&rt.pool, &rt.plans);
+        let isa = MatmulPlan::new().isa;
+        let file_backed = matmuls
+            .iter()
+            .all(|&m| weight_of(graph, m).is_some_and(WeightData::file_backed));
+        let copies = rt
+            .repacked
+            .pack_all(pool, isa, mats, file_backed)
+            .unwrap_or_default();
+        let with_copies: Vec<WeightMatrix<'_>> = mats
+            .iter()
+            .zip(&copies)
+            .map(|(w, rp)| WeightMatrix {
+                repacked: Some(rp),
+                ..*w
+            })
+            .collect();
+        let keep = !copies.is_empty() && plans.choose(pool, &with_copies, 1).plan.repacked;
+        if !keep {
+            rt.repacked.forget(mats);
+        }
+        let ws = if keep { &with_copies[..] } else { mats };
+        // With copies, the decode job was chosen above (the same job key: the same choice).
+        let decode = plans.choose(pool, ws, 1).plan;
+        let short = plans.choose(pool, ws, SHORT_BATCH_TOKENS).plan;
+        let batch = plans.choose(pool, ws, BATCH_TOKENS).plan;
+        if keep && short.repacked && batch.repacked && file_backed {
+            rt.repacked.release(mats);
+        }
+        let copies = if keep { copies.clone() } else { vec![] };
+        (decode, short, batch, copies)
     }
 }
 

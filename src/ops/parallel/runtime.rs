@@ -6,6 +6,7 @@ use crate::cpu::matmul::Scratch;
 use crate::cpu::moe::MoeScratch;
 use crate::cpu::plans;
 use crate::cpu::pool::ThreadPool;
+use crate::cpu::repack_store::RepackStore;
 use crate::cpu::KernelError;
 use crate::trace::Tracer;
 
@@ -19,6 +20,8 @@ pub struct Runtime {
     /// The mixture-of-experts ops' buffers (one layer runs at a time).
     pub moe_scratch: Mutex<MoeScratch>,
     pub plans: plans::PlanBook,
+    /// Matrices repacked into panels once, where the kernel search reads them so.
+    pub repacked: RepackStore,
     pub buffers: buffers::BufferPool,
 }
 
@@ -40,6 +43,7 @@ impl Runtime {
             scratch: Mutex::new(Scratch::default()),
             moe_scratch: Mutex::new(MoeScratch::default()),
             plans: plans::PlanBook::load(threads, plans).traced(trace.cloned()),
+            repacked: RepackStore::default(),
             buffers: buffers::BufferPool::default(),
         }))
     }

@@ -31,6 +31,15 @@ pub struct Panel {
 }
 
 impl Panel {
+    /// A panel of `blocks` blocks at `q` without mins: the quants, then the row scales
+    /// `[block][row]` at `q + blocks * 512`, as `crate::cpu::repack` keeps the types it repacks
+    /// (their kernels read no mins; `m` points at the scales). `q` must be 64-byte aligned and
+    /// hold `blocks * (512 + 64)` bytes for the kernels to read it.
+    pub fn without_mins(q: *mut u8, blocks: usize) -> Panel {
+        let d = q.wrapping_add(blocks * 512) as *mut f32;
+        Panel { q, d, m: d, blocks }
+    }
+
     /// Lays a panel of `cols` columns out in `buf` (at least [`scratch_bytes`] long).
     pub fn new(buf: &mut [u8], cols: usize) -> Panel {
         let blocks = cols / 32;
