@@ -8,8 +8,13 @@
 //! A recurrent state cannot be cut back to a prefix as a KV cache can: the engine saves it at
 //! chosen positions and restores one when it rewinds ([`StateCommand`], sent through luminal's
 //! `Operator::custom` hook, which the decorators forward); it re-runs the tokens from there.
-//! A speculative verification pass instead keeps the state after each of its tokens
-//! ([`StateCommand::KeepSteps`]), so that rejected drafts are undone by a restore alone.
+//! A speculative verification pass instead keeps what a rewind into it needs
+//! ([`StateCommand::KeepSteps`]), so that rejected drafts are undone without running the model
+//! again: the state after each of its tokens (the standard op: a restore alone), or, where the
+//! kernel's results do not depend on how a run of tokens is split into calls (the fused op,
+//! [`LayerState::replaying`]), the state at its start and its inputs: the pass then runs in one
+//! call, and a rewind into it restores the start and folds the accepted tokens in again before
+//! the state is next used (one call over a few tokens instead of a copy of the state per token).
 //!
 //! Inputs: `qkv [seq, conv_dim]`, `z [seq, value_dim]`, `beta`, `alpha [seq, v_heads]`,
 //! `ssm_conv1d [conv_dim, conv_kernel]`, `ssm_dt [v_heads]`, `ssm_a [v_heads]`, `ssm_norm
@@ -55,6 +60,54 @@ pub struct LayerState {
     steps_at: usize,
     /// Set by [`StateCommand::KeepSteps`] for the next pass.
     keep_next: Option<usize>,
+    /// Kept passes are replayed rather than stepped ([`LayerState::replaying`]).
+    replay: Option<Box<ReplayPass>>,
+}
+
+/// A pass kept for replay: the state at its start and its inputs.
+#[derive(Debug, Clone, Default)]
+struct ReplayPass {
+    start: Option<GdnState>,
+    qkv: Vec<f32>,
+    z: Vec<f32>,
+    alpha: Vec<f32>,
+    beta: Vec<f32>,
+    /// The position of its first token; its tokens (0: nothing to restore into).
+    at: usize,
+    len: usize,
+    /// Tokens of it a rewind left to fold into the live state before its next use.
+    pending: usize,
+}
+
+impl ReplayPass {
+    /// Keeps `now` (the state at `at`) and the pass's inputs.
+    fn keep(&mut self, at: usize, now: &GdnState, inputs: &GdnInputs<'_>, n: usize) {
+        match &mut self.start {
+            Some(s) => s.clone_from(now),
+            None => self.start = Some(now.clone()),
+        }
+        for (dst, src) in [
+            (&mut self.qkv, inputs.qkv),
+            (&mut self.z, inputs.z),
+            (&mut self.alpha, inputs.alpha),
+            (&mut self.beta, inputs.beta),
+        ] {
+            dst.clear();
+            dst.extend_from_slice(src);
+        }
+        (self.at, self.len, self.pending) = (at, n, 0);
+    }
+
+    /// The first `n` tokens' inputs.
+    fn inputs(&self, shape: &GdnShape, n: usize) -> GdnInputs<'_> {
+        let (cd, vd, vh) = (shape.conv_dim(), shape.value_dim(), shape.v_heads);
+        GdnInputs {
+            qkv: &self.qkv[..n * cd],
+            z: &self.z[..n * vd],
+            alpha: &self.alpha[..n * vh],
+            beta: &self.beta[..n * vh],
+        }
+    }
 }
 
 impl LayerState {
@@ -67,7 +120,25 @@ impl LayerState {
             steps_len: 0,
             steps_at: 0,
             keep_next: None,
+            replay: None,
         }
+    }
+
+    /// Kept passes run in one call and are replayed on a rewind (see the module comment): for
+    /// kernels whose results over a run of tokens are those of one call per token.
+    pub fn replaying(mut self) -> Self {
+        self.replay = Some(Box::default());
+        self
+    }
+
+    /// Folds the tokens a rewind left pending into the live state, with `layer`.
+    fn fold_pending(&mut self, layer: &mut impl FnMut(&mut GdnState, &GdnInputs<'_>, &mut [f32])) {
+        let Some(r) = self.replay.as_deref_mut().filter(|r| r.pending > 0) else {
+            return;
+        };
+        let n = std::mem::take(&mut r.pending);
+        let mut out = vec![0.0; n * self.shape.value_dim()];
+        layer(&mut self.now, &r.inputs(&self.shape, n), &mut out);
     }
 
     /// Runs one pass over `inputs` with `layer` (a kernel over any run of tokens): in one call,
@@ -79,13 +150,22 @@ impl LayerState {
         out: &mut [f32],
         mut layer: impl FnMut(&mut GdnState, &GdnInputs<'_>, &mut [f32]),
     ) {
+        self.fold_pending(&mut layer);
         self.steps_len = 0;
-        let Some(at) = self.keep_next.take() else {
+        let keep = self.keep_next.take();
+        let n = inputs.n_tokens(&self.shape);
+        if let Some(r) = self.replay.as_deref_mut() {
+            match keep {
+                Some(at) => r.keep(at, &self.now, inputs, n),
+                None => r.len = 0,
+            }
+            return layer(&mut self.now, inputs, out);
+        }
+        let Some(at) = keep else {
             return layer(&mut self.now, inputs, out);
         };
         self.steps_at = at;
         let shape = self.shape;
-        let n = inputs.n_tokens(&shape);
         let (cd, vd, vh) = (shape.conv_dim(), shape.value_dim(), shape.v_heads);
         for (t, out) in out.chunks_exact_mut(vd).enumerate().take(n) {
             let one = GdnInputs {
@@ -111,21 +191,35 @@ impl LayerState {
     }
 
     /// Carries out `command`; `false` when a restore finds nothing saved at that position.
+    /// `layer` folds tokens a rewind left pending into the state before it is saved.
+    pub fn apply_with(
+        &mut self,
+        command: StateCommand,
+        mut layer: impl FnMut(&mut GdnState, &GdnInputs<'_>, &mut [f32]),
+    ) -> bool {
+        match command {
+            StateCommand::Save { at } => {
+                self.fold_pending(&mut layer);
+                self.saved.insert(at, self.now.clone());
+            }
+            StateCommand::Restore { at } => return self.restore(at),
+            _ => return self.apply(command),
+        }
+        true
+    }
+
+    /// Carries out `command`; `false` when a restore finds nothing saved at that position.
+    /// A save with replayed tokens pending needs the kernel: [`LayerState::apply_with`].
     pub fn apply(&mut self, command: StateCommand) -> bool {
         match command {
             StateCommand::Save { at } => {
+                assert!(
+                    self.replay.as_ref().is_none_or(|r| r.pending == 0),
+                    "a state with tokens to replay is saved through apply_with"
+                );
                 self.saved.insert(at, self.now.clone());
             }
-            StateCommand::Restore { at: 0 } => self.now.reset(),
-            StateCommand::Restore { at } => {
-                let kept = self.steps[..self.steps_len].get(step_index(self.steps_at, at));
-                match self.saved.get(&at).or(kept) {
-                    Some(s) => self.now.clone_from(s),
-                    None => return false,
-                }
-                // The steps after `at` are gone with the tokens they folded in.
-                self.steps_len = 0;
-            }
+            StateCommand::Restore { at } => return self.restore(at),
             StateCommand::Forget { at } => {
                 self.saved.remove(&at);
             }
@@ -134,17 +228,51 @@ impl LayerState {
         true
     }
 
-    /// Answers the custom hook: `Some(Box<bool>)` for a [`StateCommand`] under [`STATE`].
+    /// Goes back to the state at `at`: the start, a saved state, a step the last pass kept,
+    /// or a position inside a replayable pass (its start, and its first tokens to fold in).
+    fn restore(&mut self, at: usize) -> bool {
+        // Whatever happens, the steps after `at` are gone with the tokens they folded in.
+        let kept = self.steps[..self.steps_len].get(step_index(self.steps_at, at));
+        let inside = self
+            .replay
+            .as_deref()
+            .filter(|r| at > r.at && at < r.at + r.len)
+            .and_then(|r| r.start.as_ref());
+        let found = match (at, self.saved.get(&at).or(kept), inside) {
+            (0, _, _) => {
+                self.now.reset();
+                None
+            }
+            (_, Some(s), _) => {
+                self.now.clone_from(s);
+                None
+            }
+            (_, None, Some(start)) => {
+                self.now.clone_from(start);
+                self.replay.as_deref().map(|r| at - r.at)
+            }
+            (_, None, None) => return false,
+        };
+        self.steps_len = 0;
+        if let Some(r) = self.replay.as_deref_mut() {
+            (r.pending, r.len) = (found.unwrap_or(0), 0);
+        }
+        true
+    }
+
+    /// Answers the custom hook: `Some(Box<bool>)` for a [`StateCommand`] under [`STATE`];
+    /// `layer` as for [`LayerState::apply_with`].
     pub fn answer(
         &mut self,
         key: &str,
         input: Box<dyn std::any::Any>,
+        layer: impl FnMut(&mut GdnState, &GdnInputs<'_>, &mut [f32]),
     ) -> Option<Box<dyn std::any::Any>> {
         if key != STATE {
             return None;
         }
         let command = input.downcast::<StateCommand>().ok()?;
-        Some(Box::new(self.apply(*command)))
+        Some(Box::new(self.apply_with(*command, layer)))
     }
 }
 
@@ -243,7 +371,11 @@ impl Operator for DeltaNet {
         key: &str,
         input: Box<dyn std::any::Any>,
     ) -> Option<Box<dyn std::any::Any>> {
-        cost::answer(self, key).or_else(|| self.state.answer(key, input))
+        cost::answer(self, key).or_else(|| {
+            self.state.answer(key, input, |_, _, _| {
+                unreachable!("the standard op keeps a pass's steps: nothing to replay")
+            })
+        })
     }
 }
 
@@ -453,11 +585,132 @@ mod tests {
     #[test]
     fn the_hook_answers_only_state_commands() {
         let mut s = LayerState::new(shape());
-        assert!(s.answer("other", Box::new(())).is_none());
-        let done = s.answer(STATE, Box::new(StateCommand::Restore { at: 0 }));
+        let no_replay = |_: &mut GdnState, _: &GdnInputs<'_>, _: &mut [f32]| unreachable!();
+        assert!(s.answer("other", Box::new(()), no_replay).is_none());
+        let done = s.answer(STATE, Box::new(StateCommand::Restore { at: 0 }), no_replay);
         assert_eq!(
             done.and_then(|b| b.downcast::<bool>().ok()).map(|b| *b),
             Some(true)
         );
+    }
+
+    /// A replaying state runs a kept pass in one call; a rewind into it restores its start and
+    /// folds the accepted tokens in before the state is next used (the next pass, or a save):
+    /// the states and outputs of one call per token, bit for bit.
+    #[test]
+    fn a_replayed_pass_rewinds_to_any_position_inside_it() {
+        use crate::cpu::delta::fused::{self, FusedOptions, FusedScratch, FusedWeights};
+        use crate::cpu::pool::ThreadPool;
+        let sh = GdnShape {
+            k_heads: 2,
+            v_heads: 4,
+            head_dim: 16,
+            conv_kernel: 4,
+            map: HeadMap::Tiled,
+            eps: 1e-6,
+        };
+        let n = 4;
+        let seq = |len: usize, k: f32, from: usize| -> Vec<f32> {
+            (from * len..(from + n + 1) * len)
+                .map(|i| (i as f32 * k).sin())
+                .collect()
+        };
+        let (cd, vd, vh) = (sh.conv_dim(), sh.value_dim(), sh.v_heads);
+        let (qkv, z, alpha, beta) = (
+            seq(cd, 0.37, 0),
+            seq(vd, 0.11, 0),
+            seq(vh, 0.9, 0),
+            seq(vh, 0.45, 0),
+        );
+        let tokens = |a: usize, b: usize| GdnInputs {
+            qkv: &qkv[a * cd..b * cd],
+            z: &z[a * vd..b * vd],
+            alpha: &alpha[a * vh..b * vh],
+            beta: &beta[a * vh..b * vh],
+        };
+        let params = (
+            seq(cd * sh.conv_kernel / (n + 1) + 1, 0.2, 0),
+            vec![0.1; vh],
+            vec![-0.5; vh],
+            vec![1.0; sh.head_dim],
+        );
+        let w = GdnWeights {
+            conv: &params.0[..cd * sh.conv_kernel],
+            dt_bias: &params.1,
+            a: &params.2,
+            norm: &params.3,
+        };
+        let fused = FusedWeights::new(&sh, &w).unwrap();
+        let pool = ThreadPool::new(2).unwrap();
+        let mut scratch = FusedScratch::default();
+        let mut layer = |state: &mut GdnState, inputs: &GdnInputs<'_>, out: &mut [f32]| {
+            fused::layer(
+                &pool,
+                &fused,
+                state,
+                inputs,
+                out,
+                &mut scratch,
+                FusedOptions::default(),
+            )
+            .unwrap();
+        };
+        // One call per token: the state after each of the pass's tokens.
+        let mut one = GdnState::new(&sh);
+        let mut states = vec![];
+        for t in 0..n {
+            layer(&mut one, &tokens(t, t + 1), &mut vec![0.0; vd]);
+            states.push(one.clone());
+        }
+        let mut s = LayerState::new(sh).replaying();
+        assert!(s.apply(StateCommand::KeepSteps { at: 10 }));
+        s.run(&tokens(0, n), &mut vec![0.0; n * vd], &mut layer);
+        assert_eq!(
+            s.now.ssm,
+            states[n - 1].ssm,
+            "the live state is the last token's"
+        );
+        // The token after a rewind to 10 + k is the pass's token k (any input would do).
+        for k in 1..n {
+            let mut want = states[k - 1].clone();
+            let mut want_out = vec![0.0; vd];
+            layer(&mut want, &tokens(k, k + 1), &mut want_out);
+
+            let mut back = s.clone();
+            assert!(back.apply_with(StateCommand::Restore { at: 10 + k }, &mut layer));
+            assert!(
+                !back.apply(StateCommand::Restore { at: 10 + k }),
+                "only once"
+            );
+            let mut out = vec![0.0; vd];
+            back.run(&tokens(k, k + 1), &mut out, &mut layer);
+            assert_eq!(
+                (&back.now.ssm, &back.now.conv),
+                (&want.ssm, &want.conv),
+                "k={k}"
+            );
+            assert_eq!(out, want_out, "k={k}: the next token's output");
+
+            let mut saved = s.clone();
+            assert!(saved.apply_with(StateCommand::Restore { at: 10 + k }, &mut layer));
+            assert!(saved.apply_with(StateCommand::Save { at: 10 + k }, &mut layer));
+            assert!(saved.apply(StateCommand::Restore { at: 10 + k }));
+            assert_eq!(
+                saved.now.ssm,
+                states[k - 1].ssm,
+                "k={k}: a save folds the replay"
+            );
+        }
+        assert!(
+            !s.clone().apply(StateCommand::Restore { at: 10 }),
+            "not the start"
+        );
+        assert!(
+            !s.clone().apply(StateCommand::Restore { at: 10 + n }),
+            "nor the end"
+        );
+        // An ordinary pass forgets the kept one.
+        s.run(&tokens(n, n + 1), &mut vec![0.0; vd], &mut layer);
+        assert!(!s.apply(StateCommand::Restore { at: 11 }));
     }
 }

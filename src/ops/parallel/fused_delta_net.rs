@@ -13,7 +13,7 @@ use super::super::cost::{self, Cost, OpCost};
 use super::super::delta_net::{call_cost, weights, DeltaNet, LayerState, Projections};
 use super::super::rewrite::is_op;
 use super::runtime::Runtime;
-use crate::cpu::delta::{self, FusedOptions, FusedScratch, FusedWeights};
+use crate::cpu::delta::{self, FusedOptions, FusedScratch, FusedWeights, Prefill};
 
 /// The gated DeltaNet on the fused kernels.
 pub struct FusedDeltaNet {
@@ -67,7 +67,17 @@ impl Operator for FusedDeltaNet {
         key: &str,
         input: Box<dyn std::any::Any>,
     ) -> Option<Box<dyn std::any::Any>> {
-        cost::answer(self, key).or_else(|| self.state.answer(key, input))
+        if let Some(answer) = cost::answer(self, key) {
+            return Some(answer);
+        }
+        let (pool, scratch, options) = (&self.runtime.pool, &mut self.scratch, self.options);
+        let weights = &self.weights;
+        self.state.answer(key, input, |state, inputs, out| {
+            // Tokens to replay come from a pass this op ran, so its weights are there.
+            let fused = weights.as_ref().expect("a replayed pass ran with weights");
+            delta::fused::layer(pool, fused, state, inputs, out, scratch, options)
+                .expect("replayed inputs have the layer's shape");
+        })
     }
 }
 
@@ -97,13 +107,20 @@ impl Compiler for FusedDeltaNetCompiler {
                 continue;
             };
             let state = LayerState::new(standard.state.shape);
-            let state = std::mem::replace(&mut standard.state, state);
+            let mut state = std::mem::replace(&mut standard.state, state);
+            let options = FusedOptions::default();
+            // The sequential kernels' results over a run of tokens are those of one call per
+            // token (`cpu::delta::rows`), so a verification pass runs in one call and is
+            // replayed on a rewind; the chunked form's last bits depend on the run.
+            if matches!(options.prefill, Prefill::Sequential { .. }) {
+                state = state.replaying();
+            }
             *op = Box::new(FusedDeltaNet {
                 state,
                 weights: None,
                 runtime: self.runtime.clone(),
                 scratch: FusedScratch::default(),
-                options: FusedOptions::default(),
+                options,
             });
         }
     }
