@@ -103,7 +103,9 @@ impl RepackedMatrix {
             .checked_mul(panel_bytes)
             .ok_or(KernelError::Overflow)?
             / 64;
-        let mut lines = vec![Line([0; 64]); n_lines];
+        let mut lines = Vec::with_capacity(n_lines);
+        huge_pages(lines.spare_capacity_mut());
+        lines.resize(n_lines, Line([0; 64]));
         let shared = SharedMut::new(&mut lines[..]);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let data = w.data;
@@ -159,6 +161,26 @@ impl RepackedMatrix {
 /// block (the repackable types have no mins).
 fn panel_view(base: *const u8, blocks: usize) -> Panel {
     Panel::without_mins(base as *mut u8, blocks)
+}
+
+/// Asks for transparent huge pages under `buf` (not yet touched) where the system gives them
+/// on request: a decode step streams every panel once, and 2 MiB pages spare it a page walk per
+/// 4 KiB (the file's map, in the page cache, has small pages).
+fn huge_pages<T>(buf: &mut [std::mem::MaybeUninit<T>]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let (start, len) = (buf.as_ptr() as usize, std::mem::size_of_val(buf));
+        let first = start.next_multiple_of(HUGE);
+        let end = (start + len) / HUGE * HUGE;
+        if end > first {
+            // SAFETY: [first, end) lies inside `buf`, memory this process owns; the advice
+            // changes how it is backed, never its contents.
+            unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buf;
 }
 
 /// Gives the pages of `bytes` (a weight in the model file's map) back to the kernel: they are
