@@ -56,6 +56,11 @@ pub struct Choice {
 pub fn candidates(ws: &[WeightMatrix<'_>], n_tokens: usize, threads: usize) -> Vec<MatmulPlan> {
     let base = base_plan(ws, n_tokens);
     let mut candidates = vec![base];
+    if base.repacked && !times_in_place(ws) {
+        let copies = variants(&base, &ws[0], n_tokens, threads);
+        candidates.extend(copies.into_iter().filter(|p| p.repacked && *p != base));
+        return candidates;
+    }
     if let Some(largest) = ws.iter().max_by_key(|w| w.data.len()) {
         candidates.extend(
             variants(&base, largest, n_tokens, threads)
@@ -64,6 +69,17 @@ pub fn candidates(ws: &[WeightMatrix<'_>], n_tokens: usize, threads: usize) -> V
         );
     }
     candidates
+}
+
+/// Mapped bytes above which matrices with repacked copies are not timed in place: the timing
+/// would page their rows back in beside the copies (a large matrix, the LM head of a big
+/// vocabulary, raised a run's peak memory to 1.5x its file), and a decode step over that many
+/// bytes is bound by reading them either way.
+const MAX_IN_PLACE_BYTES_WITH_COPIES: usize = 64 << 20;
+
+/// Whether a job on `ws`, which have repacked copies, also times plans reading in place.
+fn times_in_place(ws: &[WeightMatrix<'_>]) -> bool {
+    ws.iter().map(|w| w.data.len()).sum::<usize>() <= MAX_IN_PLACE_BYTES_WITH_COPIES
 }
 
 /// Plans to try for `w` times `n_tokens` tokens on up to `threads` threads with `base`'s ISA.
@@ -368,5 +384,11 @@ mod tests {
             // A plan found for the copies is one the search could have chosen only with them.
             assert!(candidates(&[w], n, 2).iter().all(|p| !p.repacked));
         }
+        // Past 64 MB, copies are not timed against their rows (which would be paged back in).
+        assert!(times_in_place(&[with]));
+        let rows = (64 << 20) / 272 + 1; // a Q8_0 row of 256 weights: 272 bytes
+        let big = vec![0u8; rows * 272];
+        let big = WeightMatrix::new(GgmlType::Q8_0, rows, 256, &big).unwrap();
+        assert!(!times_in_place(&[big]));
     }
 }

@@ -409,10 +409,10 @@ impl FusedMatMulCompiler {
 
 impl FusedMatMulCompiler {
     /// The decode, short-batch and batch plans of a part's matrices `mats`, and the repacked
-    /// copies they read. Matrices that can be repacked are, first; the decode job's search
-    /// decides whether they stay so (a decode step is what a run does most), and then every
-    /// job reads the copies. Where all three do and the weights are the file's map, the mapped
-    /// pages are released: the run holds the copies instead of the rows.
+    /// copies they read. Matrices that can be repacked are, first (their mapped pages released
+    /// as they are packed); the decode job's search decides whether they stay so (a decode step
+    /// is what a run does most), and then every job reads the copies and the pages the search
+    /// read in place are released again: the run holds the copies instead of the rows.
     fn choose_plans(
         &self,
         graph: &Graph,
