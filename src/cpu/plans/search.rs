@@ -104,18 +104,8 @@ fn variants(
     );
     for &t in &thread_counts {
         if base.repacked {
-            // Panels packed once: the token tile (batches) and the work split.
             let token_tiles: &[usize] = if n_tokens == 1 { &[8] } else { &[8, 6, 4] };
-            for &token_tile in token_tiles {
-                for chunk in [0, 32, 128] {
-                    out.push(MatmulPlan {
-                        threads: t,
-                        rows_per_chunk: chunk,
-                        token_tile,
-                        ..*base
-                    });
-                }
-            }
+            out.extend(panel_variants(base, t, token_tiles));
         }
         let base = &MatmulPlan {
             repacked: false,
@@ -138,16 +128,7 @@ fn variants(
             }
         } else {
             if base.panel {
-                for token_tile in [8, 6, 4] {
-                    for chunk in [0, 32, 128] {
-                        out.push(MatmulPlan {
-                            threads: t,
-                            rows_per_chunk: chunk,
-                            token_tile,
-                            ..*base
-                        });
-                    }
-                }
+                out.extend(panel_variants(base, t, &[8, 6, 4]));
             }
             for (row_tile, token_tile) in [(4, 4), (2, 4), (4, 2), (2, 2), (1, 4), (1, 8)] {
                 for chunk in [0, 64] {
@@ -170,6 +151,23 @@ fn variants(
                     ..*base
                 });
             }
+        }
+    }
+    out
+}
+
+/// Panel plans as `base` (packed per call or repacked once) on `threads` threads: each token
+/// tile of `token_tiles` with each work split.
+fn panel_variants(base: &MatmulPlan, threads: usize, token_tiles: &[usize]) -> Vec<MatmulPlan> {
+    let mut out = Vec::new();
+    for &token_tile in token_tiles {
+        for chunk in [0, 32, 128] {
+            out.push(MatmulPlan {
+                threads,
+                rows_per_chunk: chunk,
+                token_tile,
+                ..*base
+            });
         }
     }
     out
