@@ -19,7 +19,7 @@ use super::pool::ThreadPool;
 use super::shared::SharedMut;
 use crate::quant::GgmlType;
 
-/// Panels one thread packs at a time: their rows (a few hundred KB) are released together,
+/// Panels one thread packs at a time: their rows (a megabyte or more) are released together,
 /// so only the pages at the ends of each range are shared with another range.
 const PANELS_PER_TAKE: usize = 64;
 
