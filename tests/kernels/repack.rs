@@ -215,7 +215,11 @@ fn released_pages_of_a_file_map_read_back_unchanged() {
                 ..plan
             },
         );
-        assert!(copy.iter().all(|v| v.is_finite()));
+        // The default plan runs these 3 tokens on panels packed per call: the same bits.
+        assert!(
+            same_bits(&before, &copy),
+            "the copy made while releasing differs"
+        );
     }
     release_pages(&map);
     assert!(map[..] == data[..], "the bytes read back after a release");
