@@ -492,16 +492,23 @@ fn section_warm(pool: &ThreadPool, types: &[GgmlType]) {
     }
 }
 
-/// Calls of 1..=8 tokens on cold weights (a Qwen3.5-4B FFN matrix, enough copies to overflow the
-/// caches), all threads: the cost of a speculative verification pass, per plan family, as a
-/// multiple of the one-token call.
+/// Calls of 1..=8 tokens on cold weights (Qwen3.5-4B FFN matrices, up and down, enough copies to
+/// overflow the caches), all threads: the cost of a speculative verification pass, per plan
+/// family, as a multiple of the one-token call.
 fn section_verify(pool: &ThreadPool, types: &[GgmlType]) {
     println!();
     println!("few-token calls on cold weights, all threads: us/call (x the 1-token call)");
-    let (rows, cols) = (9216, 2560);
+    for &ty in types {
+        for (rows, cols) in [(9216, 2560), (2560, 9216)] {
+            verify_shape(pool, ty, rows, cols);
+        }
+    }
+}
+
+fn verify_shape(pool: &ThreadPool, ty: GgmlType, rows: usize, cols: usize) {
     let mut rng = Rng::new(13);
     let base = MatmulPlan::new();
-    for &ty in types {
+    {
         let data = random_weights(&mut rng, ty, rows, cols);
         let copies = (256 << 20) / data.len().max(1) + 1;
         let all: Vec<Vec<u8>> = (0..copies).map(|_| data.clone()).collect();

@@ -120,6 +120,9 @@ pub unsafe fn gemm<const MIN: bool, const T: usize>(
     let s: [*const f32; T] = std::array::from_fn(|t| tb.s.wrapping_add((t0 + t) * tb.s_step));
     let mut acc = [_mm512_setzero_ps(); T];
     for b in 0..panel.blocks {
+        if panel.ahead > 0 {
+            prefetch_stream(panel, b);
+        }
         // The offset correction (`-offset * sum` of the token's block) starts each lane.
         let isum = dots(panel, &qs, b, 0..8, std::array::from_fn(|t| *c[t].add(b)));
         add_scaled(&mut acc, isum, panel.d.add(16 * b), &d, b);
@@ -153,6 +156,17 @@ pub(super) unsafe fn dots<const T: usize>(
         }
     }
     isum
+}
+
+/// Prefetches block `b`'s share of the stream `panel.ahead` bytes ahead, into L2.
+#[inline(always)]
+unsafe fn prefetch_stream(panel: &Panel, b: usize) {
+    let at = panel.q.wrapping_add(b * panel.stream_step + panel.ahead);
+    let mut off = 0;
+    while off < panel.stream_step {
+        _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(off) as *const i8);
+        off += 64;
+    }
 }
 
 /// `acc[t] += isum[t] * (row scales at dw * token t's scale of block b)`.

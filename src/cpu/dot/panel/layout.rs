@@ -28,6 +28,12 @@ pub struct Panel {
     pub(super) d: *mut f32,
     pub(super) m: *mut f32,
     pub(super) blocks: usize,
+    /// Bytes ahead of block `b`'s place in the panel (at `q + b * stream_step`) that the
+    /// kernel prefetches, or 0: a panel read from memory once per call (a repacked one) is a
+    /// stream the kernel's arithmetic would otherwise wait on at a few tokens.
+    pub(super) ahead: usize,
+    /// Bytes of the stream per block (quants and scales).
+    pub(super) stream_step: usize,
 }
 
 impl Panel {
@@ -37,7 +43,21 @@ impl Panel {
     /// hold `blocks * (512 + 64)` bytes for the kernels to read it.
     pub fn without_mins(q: *mut u8, blocks: usize) -> Panel {
         let d = q.wrapping_add(blocks * 512) as *mut f32;
-        Panel { q, d, m: d, blocks }
+        Panel {
+            q,
+            d,
+            m: d,
+            blocks,
+            ahead: 0,
+            stream_step: 512 + 64,
+        }
+    }
+
+    /// The same panel, read from memory: the kernel prefetches `ahead` bytes in front of
+    /// where it reads (past the panel's end, into whatever follows it: prefetches never
+    /// fault).
+    pub fn streamed(self, ahead: usize) -> Panel {
+        Panel { ahead, ..self }
     }
 
     /// Lays a panel of `cols` columns out in `buf` (at least [`scratch_bytes`] long).
@@ -54,6 +74,8 @@ impl Panel {
                 d,
                 m: d.add(blocks * 32),
                 blocks,
+                ahead: 0,
+                stream_step: 0,
             }
         }
     }
