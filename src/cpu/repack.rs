@@ -6,8 +6,8 @@
 //! costs as much as the products. Packed once, every call reads the panels as they lie (one
 //! sequential stream per thread, lane `r` holding row `r`), at any token count, 1 included.
 //!
-//! Only where the panel is about the size of the GGUF rows: Q8_0 on AVX-512 VNNI, whose panel
-//! (16 rows x 32 quants, then 16 f32 scales) is 576 bytes where the rows take 544. The nibble
+//! Only where the panel is the size of the GGUF rows: Q8_0 on AVX-512 VNNI, whose panel (16
+//! rows x 32 quants, then the 16 rows' f16 scales) takes the rows' 544 bytes. The nibble
 //! types would double (their panels hold one byte per weight), so they keep reading in place.
 //! The caller releases the file's pages of a repacked matrix ([`release_pages`]), so a run
 //! holds the repacked copy instead of the mapped rows, not both.
@@ -33,8 +33,8 @@ struct Line([u8; 64]);
 /// it is not (no panel kernels, or a panel much larger than the rows).
 pub fn panel_block_bytes(ty: GgmlType, isa: Isa) -> Option<usize> {
     match (ty, isa) {
-        // 16 rows x 32 unsigned quants, then the 16 rows' scales as f32.
-        (GgmlType::Q8_0, Isa::Avx512Vnni) if panel::supports(ty, isa) => Some(512 + 64),
+        // 16 rows x 32 unsigned quants, then the 16 rows' scales as f16.
+        (GgmlType::Q8_0, Isa::Avx512Vnni) if panel::supports(ty, isa) => Some(512 + 32),
         _ => None,
     }
 }
@@ -97,7 +97,9 @@ impl RepackedMatrix {
             .filter(|_| repackable(w.ty, w.rows, w.cols, isa))
             .ok_or(KernelError::UnsupportedType(w.ty))?;
         let blocks = w.cols / 32;
-        let panel_bytes = blocks * per_block;
+        // Whole lines, so that every panel starts 64-byte aligned (a line of padding after
+        // the scales where `blocks` is odd).
+        let panel_bytes = (blocks * per_block).next_multiple_of(64);
         let panels = w.rows.div_ceil(ROWS);
         let n_lines = panels
             .checked_mul(panel_bytes)
@@ -151,13 +153,13 @@ impl RepackedMatrix {
         panel_view(lines.as_ptr() as *const u8, self.cols / 32)
     }
 
-    /// The row scales of panel `p` (a line per block after its quants), to prefetch: the
+    /// The row scales of panel `p` (the lines after its quants), to prefetch: the
     /// kernel reads them beside the quants, a second stream that the hardware prefetchers
     /// pick up too late in each panel (the profile put a third of the decode kernel's time on
     /// the first use of each block's scales).
     pub fn scales(&self, p: usize) -> &[u8] {
         let lines = &self.lines[p * self.panel_bytes / 64..(p + 1) * self.panel_bytes / 64];
-        let tail = &lines[lines.len() - self.cols / 32..];
+        let tail = &lines[self.cols / 32 * 512 / 64..];
         // SAFETY: `Line` is 64 plain bytes; the view covers exactly `tail`.
         unsafe { std::slice::from_raw_parts(tail.as_ptr() as *const u8, tail.len() * 64) }
     }
@@ -168,10 +170,10 @@ impl RepackedMatrix {
     }
 }
 
-/// A panel of `blocks` blocks laid out at `base`: the quants, then one f32 scale per row and
+/// A panel of `blocks` blocks laid out at `base`: the quants, then one f16 scale per row and
 /// block (the repackable types have no mins).
 fn panel_view(base: *const u8, blocks: usize) -> Panel {
-    Panel::without_mins(base as *mut u8, blocks)
+    Panel::repacked(base as *mut u8, blocks)
 }
 
 /// Asks for transparent huge pages under `buf` (not yet touched) where the system gives them

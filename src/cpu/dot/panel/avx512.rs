@@ -99,6 +99,14 @@ pub unsafe fn pack<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
         for (j, v) in transpose(z).into_iter().enumerate() {
             _mm512_store_si512(dst.add(64 * j) as *mut _, v);
         }
+        if panel.half_scales {
+            // Kept as stored (the repacked types have no mins); `row_scales` widens them.
+            let h: [u16; ROWS] =
+                std::array::from_fn(|r| read_unaligned(rows[r].add(b * bs) as *const u16));
+            let dst = (panel.d as *mut u16).add(16 * b) as *mut __m256i;
+            _mm256_store_si256(dst, _mm256_loadu_si256(h.as_ptr() as *const __m256i));
+            continue;
+        }
         _mm512_store_ps(panel.d.add(16 * b), row_halves(rows, b * bs));
         if has_min(TY) {
             _mm512_store_ps(panel.m.add(16 * b), row_halves(rows, b * bs + 2));
@@ -125,7 +133,7 @@ pub unsafe fn gemm<const MIN: bool, const T: usize>(
         }
         // The offset correction (`-offset * sum` of the token's block) starts each lane.
         let isum = dots(panel, &qs, b, 0..8, std::array::from_fn(|t| *c[t].add(b)));
-        add_scaled(&mut acc, isum, panel.d.add(16 * b), &d, b);
+        add_scaled(&mut acc, isum, row_scales(panel, b), &d, b);
         if MIN {
             let mw = _mm512_load_ps(panel.m.add(16 * b));
             for t in 0..T {
@@ -169,16 +177,25 @@ unsafe fn prefetch_stream(panel: &Panel, b: usize) {
     }
 }
 
-/// `acc[t] += isum[t] * (row scales at dw * token t's scale of block b)`.
+/// The 16 rows' scales of block `b`, widened where the panel keeps them as f16.
+#[inline(always)]
+unsafe fn row_scales(panel: &Panel, b: usize) -> __m512 {
+    if panel.half_scales {
+        let h = _mm256_load_si256((panel.d as *const u16).add(16 * b) as *const __m256i);
+        return _mm512_cvtph_ps(h);
+    }
+    _mm512_load_ps(panel.d.add(16 * b))
+}
+
+/// `acc[t] += isum[t] * (row scales dw * token t's scale of block b)`.
 #[inline(always)]
 pub(super) unsafe fn add_scaled<const T: usize>(
     acc: &mut [__m512; T],
     isum: [__m512i; T],
-    dw: *const f32,
+    dw: __m512,
     d: &[*const f32; T],
     b: usize,
 ) {
-    let dw = _mm512_load_ps(dw);
     for t in 0..T {
         let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*d[t].add(b)));
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), scale, acc[t]);
@@ -213,7 +230,7 @@ pub unsafe fn gemm16<const T: usize>(panel: &Panel, tables: &Tables, t0: usize, 
             let g = 2 * b + h;
             let init = std::array::from_fn(|t| *c[t].add(g));
             let isum = dots(panel, &qs, b, 4 * h..4 * h + 4, init);
-            add_scaled(&mut acc, isum, panel.d.add(16 * g), &d, b);
+            add_scaled(&mut acc, isum, _mm512_load_ps(panel.d.add(16 * g)), &d, b);
         }
     }
     store(&acc, t0, out);

@@ -110,7 +110,7 @@ pub unsafe fn gemm16_min<const T: usize>(panel: &Panel, tables: &Tables, t0: usi
         for h in 0..2 {
             let g = 2 * b + h;
             let isum = dots(panel, &qs, b, 4 * h..4 * h + 4, [0; T]);
-            add_scaled(&mut acc, isum, panel.d.add(ROWS * g), &d, b);
+            add_scaled(&mut acc, isum, _mm512_load_ps(panel.d.add(ROWS * g)), &d, b);
             let mw = _mm512_load_ps(panel.m.add(ROWS * g));
             for t in 0..T {
                 acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(*s[t].add(g)), acc[t]);

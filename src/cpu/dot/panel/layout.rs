@@ -28,6 +28,8 @@ pub struct Panel {
     pub(super) d: *mut f32,
     pub(super) m: *mut f32,
     pub(super) blocks: usize,
+    /// The row scales are f16 (`[block][row]`, 32 bytes a block), not f32: a repacked panel.
+    pub(super) half_scales: bool,
     /// Bytes ahead of block `b`'s place in the panel (at `q + b * stream_step`) that the
     /// kernel prefetches, or 0: a panel read from memory once per call (a repacked one) is a
     /// stream the kernel's arithmetic would otherwise wait on at a few tokens.
@@ -37,19 +39,22 @@ pub struct Panel {
 }
 
 impl Panel {
-    /// A panel of `blocks` blocks at `q` without mins: the quants, then the row scales
-    /// `[block][row]` at `q + blocks * 512`, as `crate::cpu::repack` keeps the types it repacks
-    /// (their kernels read no mins; `m` points at the scales). `q` must be 64-byte aligned and
-    /// hold `blocks * (512 + 64)` bytes for the kernels to read it.
-    pub fn without_mins(q: *mut u8, blocks: usize) -> Panel {
+    /// A panel as `crate::cpu::repack` keeps the types it repacks (their kernels read no
+    /// mins): `blocks` blocks of quants at `q`, then the row scales `[block][row]` as the f16
+    /// the rows store them in, at `q + blocks * 512` (`m` points there too). Half-width
+    /// scales make the copy no larger than the rows (544 bytes per 16 rows x 32 quants); the
+    /// kernels widen them exactly. `q` must be 64-byte aligned and hold `blocks * 544` bytes
+    /// for the kernels to read it.
+    pub fn repacked(q: *mut u8, blocks: usize) -> Panel {
         let d = q.wrapping_add(blocks * 512) as *mut f32;
         Panel {
             q,
             d,
             m: d,
             blocks,
+            half_scales: true,
             ahead: 0,
-            stream_step: 512 + 64,
+            stream_step: 512 + 32,
         }
     }
 
@@ -74,6 +79,7 @@ impl Panel {
                 d,
                 m: d.add(blocks * 32),
                 blocks,
+                half_scales: false,
                 ahead: 0,
                 stream_step: 0,
             }
