@@ -2,7 +2,8 @@
 //! binary. Greedy tokens must equal those of a run without `--mtp` whatever the block drafts:
 //! a random block (drafts rejected), a block that agrees with its trunk by construction (every
 //! draft accepted) and one that agrees most of the time (accepted, rejected and partly
-//! accepted rounds), in both modes; the report's counts add up; bad uses are one-line errors.
+//! accepted rounds), in both modes, and a qwen35moe file's block (experts in its feed-forward);
+//! the report's counts add up; bad uses are one-line errors.
 
 use std::path::{Path, PathBuf};
 
@@ -83,6 +84,19 @@ fn a_random_block_changes_no_token() {
     let m = model(dir.path(), MtpKind::Random { seed: 41 });
     for m in same_tokens(&m, 24, "3") {
         assert!(m["drafted"].as_u64().unwrap() > 0, "{m}");
+    }
+}
+
+/// A qwen35moe file's block has a mixture-of-experts feed-forward, as its trunk: it loads,
+/// drafts, and leaves the greedy tokens as they are in both modes.
+#[test]
+fn a_moe_files_block_drafts_and_changes_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = GgufFile::open(path("models/tiny-qwen35moe-q8_0.gguf")).unwrap();
+    let m = dir.path().join("tiny-qwen35moe-mtp.gguf");
+    std::fs::write(&m, with_mtp(&src, MtpKind::Random { seed: 43 })).unwrap();
+    for r in same_tokens(&m, 24, "2") {
+        assert!(r["drafted"].as_u64().unwrap() > 0, "{r}");
     }
 }
 

@@ -1,4 +1,5 @@
-//! qwen35 files with a multi-token-prediction block, written at test time from an F32 fixture:
+//! qwen35 and qwen35moe files with a multi-token-prediction block, written at test time from a
+//! fixture (an F32 one where the trunk is scaled):
 //! its metadata and tensors copied, `block_count` and `nextn_predict_layers` raised by one, and
 //! block `N` (the trunk's depth) appended as HYBRID.md section 9 lays it out.
 //!
@@ -24,7 +25,8 @@ pub enum MtpKind {
     Agreeing { trunk_scale: f32 },
 }
 
-/// The bytes of `src` (an F32 qwen35 file without a block) with a block of `kind`.
+/// The bytes of `src` (a qwen35 or qwen35moe file without a block; F32 for an agreeing block)
+/// with a block of `kind`.
 pub fn with_mtp(src: &GgufFile, kind: MtpKind) -> Vec<u8> {
     let arch = src.get_str("general.architecture").unwrap().to_string();
     let key = |k: &str| format!("{arch}.{k}");
@@ -60,13 +62,24 @@ pub fn with_mtp(src: &GgufFile, kind: MtpKind) -> Vec<u8> {
 /// Block `n`'s tensors, F32, shapes outermost first.
 fn block(src: &GgufFile, arch: &str, n: u64, kind: MtpKind, output_norm: &[f32]) -> Vec<T> {
     let u = |k: &str| src.get_u32(&format!("{arch}.{k}")).unwrap() as u64;
-    let (h, heads, kv, hd, ffn) = (
+    let (h, heads, kv, hd) = (
         u("embedding_length"),
         u("attention.head_count"),
         u("attention.head_count_kv"),
         u("attention.key_length"),
-        u("feed_forward_length"),
     );
+    // (experts, expert width, shared-expert width) of a qwen35moe file.
+    let moe = src.get_u32(&format!("{arch}.expert_count")).ok().map(|e| {
+        (
+            e as u64,
+            u("expert_feed_forward_length"),
+            u("expert_shared_feed_forward_length"),
+        )
+    });
+    let ffn = match moe {
+        Some(_) => 0,
+        None => u("feed_forward_length"),
+    };
     let mut rng = Lcg(match kind {
         MtpKind::Random { seed } => seed,
         MtpKind::Agreeing { .. } => 1,
@@ -105,7 +118,7 @@ fn block(src: &GgufFile, arch: &str, n: u64, kind: MtpKind, output_norm: &[f32])
     } else {
         Fill::Values(output_norm)
     };
-    vec![
+    let mut tensors = vec![
         t("attn_norm", &[h], Fill::Ones),
         t("post_attention_norm", &[h], Fill::Ones),
         t("attn_q", &[2 * heads * hd, h], Fill::Matrix),
@@ -114,14 +127,32 @@ fn block(src: &GgufFile, arch: &str, n: u64, kind: MtpKind, output_norm: &[f32])
         t("attn_q_norm", &[hd], Fill::Ones),
         t("attn_k_norm", &[hd], Fill::Ones),
         t("attn_output", &[h, heads * hd], Fill::Zeros),
-        t("ffn_gate", &[ffn, h], Fill::Matrix),
-        t("ffn_up", &[ffn, h], Fill::Matrix),
-        t("ffn_down", &[h, ffn], Fill::Zeros),
+    ];
+    match moe {
+        // A qwen35moe block's feed-forward is the trunk's kind: routed experts and a shared one.
+        Some((experts, ffe, ffs)) => tensors.extend([
+            t("ffn_gate_inp", &[experts, h], Fill::Matrix),
+            t("ffn_gate_exps", &[experts, ffe, h], Fill::Matrix),
+            t("ffn_up_exps", &[experts, ffe, h], Fill::Matrix),
+            t("ffn_down_exps", &[experts, h, ffe], Fill::Zeros),
+            t("ffn_gate_inp_shexp", &[h], Fill::Matrix),
+            t("ffn_gate_shexp", &[ffs, h], Fill::Matrix),
+            t("ffn_up_shexp", &[ffs, h], Fill::Matrix),
+            t("ffn_down_shexp", &[h, ffs], Fill::Zeros),
+        ]),
+        None => tensors.extend([
+            t("ffn_gate", &[ffn, h], Fill::Matrix),
+            t("ffn_up", &[ffn, h], Fill::Matrix),
+            t("ffn_down", &[h, ffn], Fill::Zeros),
+        ]),
+    }
+    tensors.extend([
         t("nextn.eh_proj", &[h, 2 * h], eh),
         t("nextn.enorm", &[h], Fill::Ones),
         t("nextn.hnorm", &[h], Fill::Ones),
         t("nextn.shared_head_norm", &[h], head_norm),
-    ]
+    ]);
+    tensors
 }
 
 /// How a block tensor is drawn (a random block draws every kind at random).
