@@ -101,6 +101,7 @@ pub unsafe fn pack<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
         }
         if panel.half_scales {
             // Kept as stored (the repacked types have no mins); `row_scales` widens them.
+            debug_assert!(!has_min(TY), "f16 scales leave no room for mins");
             let h: [u16; ROWS] =
                 std::array::from_fn(|r| read_unaligned(rows[r].add(b * bs) as *const u16));
             let dst = (panel.d as *mut u16).add(16 * b) as *mut __m256i;

@@ -32,7 +32,8 @@ pub struct Panel {
     pub(super) half_scales: bool,
     /// Bytes ahead of block `b`'s place in the panel (at `q + b * stream_step`) that the
     /// kernel prefetches, or 0: a panel read from memory once per call (a repacked one) is a
-    /// stream the kernel's arithmetic would otherwise wait on at a few tokens.
+    /// stream the kernel's arithmetic would otherwise wait on at a few tokens. Only the
+    /// kernel of the repackable types (32-block types without a min) reads it.
     pub(super) ahead: usize,
     /// Bytes of the stream per block (quants and scales).
     pub(super) stream_step: usize,
