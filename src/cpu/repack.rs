@@ -6,9 +6,11 @@
 //! costs as much as the products. Packed once, every call reads the panels as they lie (one
 //! sequential stream per thread, lane `r` holding row `r`), at any token count, 1 included.
 //!
-//! Only where the panel is the size of the GGUF rows: Q8_0 on AVX-512 VNNI, whose panel (16
-//! rows x 32 quants, then the 16 rows' f16 scales) takes the rows' 544 bytes. The nibble
-//! types would double (their panels hold one byte per weight), so they keep reading in place.
+//! Only where the panel is about the size of the GGUF rows, on AVX-512 VNNI: Q8_0, whose panel
+//! (16 rows x 32 quants, then the 16 rows' f16 scales) takes the rows' 544 bytes, and Q4_K,
+//! two quants a byte with the rows' scale bits (296 bytes where the rows take 288). The other
+//! types' per-call panels hold a byte per weight (twice the nibble types' rows): they keep
+//! reading in place.
 //! The caller releases the file's pages of a repacked matrix ([`release_pages`]), so a run
 //! holds the repacked copy instead of the mapped rows, not both.
 
@@ -35,6 +37,10 @@ pub fn panel_block_bytes(ty: GgmlType, isa: Isa) -> Option<usize> {
     match (ty, isa) {
         // 16 rows x 32 unsigned quants, then the 16 rows' scales as f16.
         (GgmlType::Q8_0, Isa::Avx512Vnni) if panel::supports(ty, isa) => Some(512 + 32),
+        // Two quants a byte, the rows' scale bits ([`Panel::repacked_q4k`]).
+        (GgmlType::Q4_K, Isa::Avx512Vnni) if panel::supports(ty, isa) => {
+            Some(panel::Q4K_REPACKED_BLOCK)
+        }
         _ => None,
     }
 }
@@ -127,7 +133,7 @@ impl RepackedMatrix {
                 // SAFETY: panel `p` is this thread's alone (the counter hands each range out
                 // once).
                 let dst = unsafe { shared.slice(p * panel_bytes / 64, panel_bytes / 64) };
-                let view = panel_view(dst.as_ptr() as *const u8, blocks);
+                let view = panel_view(w.ty, dst.as_ptr() as *const u8, blocks);
                 // SAFETY: whole rows of a type with panel kernels on `isa` (checked above),
                 // which the CPU has; the view spans `panel_bytes` of this panel's lines.
                 unsafe { panel::pack(isa, w.ty, &rows, &view) };
@@ -150,7 +156,7 @@ impl RepackedMatrix {
     /// The panel holding rows `16p..16p + 16`, for the kernels to read.
     pub fn panel(&self, p: usize) -> Panel {
         let lines = &self.lines[p * self.panel_bytes / 64..(p + 1) * self.panel_bytes / 64];
-        panel_view(lines.as_ptr() as *const u8, self.cols / 32)
+        panel_view(self.ty, lines.as_ptr() as *const u8, self.cols / 32)
     }
 
     /// The row scales of panel `p` (the lines after its quants), to prefetch: the
@@ -159,7 +165,7 @@ impl RepackedMatrix {
     /// the first use of each block's scales).
     pub fn scales(&self, p: usize) -> &[u8] {
         let lines = &self.lines[p * self.panel_bytes / 64..(p + 1) * self.panel_bytes / 64];
-        let tail = &lines[self.cols / 32 * 512 / 64..];
+        let tail = &lines[self.cols / 32 * quant_bytes(self.ty) / 64..];
         // SAFETY: `Line` is 64 plain bytes; the view covers exactly `tail`.
         unsafe { std::slice::from_raw_parts(tail.as_ptr() as *const u8, tail.len() * 64) }
     }
@@ -170,10 +176,20 @@ impl RepackedMatrix {
     }
 }
 
-/// A panel of `blocks` blocks laid out at `base`: the quants, then one f16 scale per row and
-/// block (the repackable types have no mins).
-fn panel_view(base: *const u8, blocks: usize) -> Panel {
-    Panel::repacked(base as *mut u8, blocks)
+/// A panel of `blocks` blocks of `ty` laid out at `base`: the quants, then the scales.
+fn panel_view(ty: GgmlType, base: *const u8, blocks: usize) -> Panel {
+    match ty {
+        GgmlType::Q4_K => Panel::repacked_q4k(base as *mut u8, blocks),
+        _ => Panel::repacked(base as *mut u8, blocks),
+    }
+}
+
+/// Bytes of a repacked panel's quants per block of 32, before its scales.
+fn quant_bytes(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q4_K => 256,
+        _ => 512,
+    }
 }
 
 /// Asks for transparent huge pages under `buf` (not yet touched) where the system gives them

@@ -43,9 +43,20 @@ fn repacked_panels_give_the_bits_of_panels_packed_per_call() {
         panel: true,
         ..MatmulPlan::for_isa(Isa::Avx512Vnni)
     };
-    for (rows, cols) in [(1, 32), (15, 64), (16, 512), (37, 512), (100, 2560)] {
-        let data = random_weights(&mut rng, GgmlType::Q8_0, rows, cols);
-        let w = WeightMatrix::new(GgmlType::Q8_0, rows, cols, &data).unwrap();
+    let shapes = [
+        (GgmlType::Q8_0, 1, 32),
+        (GgmlType::Q8_0, 15, 64),
+        (GgmlType::Q8_0, 16, 512),
+        (GgmlType::Q8_0, 37, 512),
+        (GgmlType::Q8_0, 100, 2560),
+        (GgmlType::Q4_K, 1, 256),
+        (GgmlType::Q4_K, 15, 512),
+        (GgmlType::Q4_K, 37, 512),
+        (GgmlType::Q4_K, 100, 2560),
+    ];
+    for (ty, rows, cols) in shapes {
+        let data = random_weights(&mut rng, ty, rows, cols);
+        let w = WeightMatrix::new(ty, rows, cols, &data).unwrap();
         let rp = w.repack(&pool, Isa::Avx512Vnni, false).unwrap();
         let with = WeightMatrix {
             repacked: Some(&rp),
@@ -64,7 +75,7 @@ fn repacked_panels_give_the_bits_of_panels_packed_per_call() {
                 let got = run(&pool, &with, &x[..n * cols], n, &plan);
                 assert!(
                     same_bits(&want[..n * rows], &got),
-                    "{rows}x{cols} n={n} tile {tt} chunk {chunk}: not the per-call panels' bits"
+                    "{ty} {rows}x{cols} n={n} tile {tt} chunk {chunk}: not the per-call panels' bits"
                 );
             }
         }
@@ -143,7 +154,7 @@ fn a_repacked_plan_without_a_copy_reads_in_place() {
 fn only_matrices_whose_panels_fit_their_rows_are_repacked() {
     for ty in SUPPORTED_TYPES {
         for isa in [Isa::Avx512Vnni, Isa::Avx2, Isa::Scalar] {
-            let expected = ty == GgmlType::Q8_0 && isa == Isa::Avx512Vnni;
+            let expected = matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_K) && isa == Isa::Avx512Vnni;
             assert_eq!(
                 panel_block_bytes(ty, isa).is_some(),
                 expected && cfg!(target_arch = "x86_64"),
@@ -165,8 +176,20 @@ fn only_matrices_whose_panels_fit_their_rows_are_repacked() {
         let bound = rows.div_ceil(16) * (16 * data.len() / rows + 64);
         assert!(rp.bytes() <= bound, "{rows} rows: {} bytes", rp.bytes());
     }
-    let data = random_weights(&mut rng, GgmlType::Q4_K, 16, 256);
-    let w = WeightMatrix::new(GgmlType::Q4_K, 16, 256, &data).unwrap();
+    // Q4_K: 296 bytes per 16 rows x 32 quants where the rows take 288.
+    for rows in [16, 161] {
+        let data = random_weights(&mut rng, GgmlType::Q4_K, rows, 2560);
+        let w = WeightMatrix::new(GgmlType::Q4_K, rows, 2560, &data).unwrap();
+        let rp = w.repack(&pool, Isa::Avx512Vnni, false).unwrap();
+        let panel_rows = rows.div_ceil(16) * 16 * data.len() / rows;
+        assert!(
+            rp.bytes() * 288 <= panel_rows * 296,
+            "{rows} rows: {}",
+            rp.bytes()
+        );
+    }
+    let data = random_weights(&mut rng, GgmlType::Q6_K, 16, 256);
+    let w = WeightMatrix::new(GgmlType::Q6_K, 16, 256, &data).unwrap();
     assert!(!w.repackable(Isa::Avx512Vnni));
     assert!(w.repack(&pool, Isa::Avx512Vnni, false).is_err());
 }
@@ -182,10 +205,10 @@ fn a_store_holds_one_copy_per_matrix_and_forgets_on_request() {
     let mut rng = Rng::new(8383);
     let a_bytes = random_weights(&mut rng, GgmlType::Q8_0, 32, 512);
     let b_bytes = random_weights(&mut rng, GgmlType::Q8_0, 48, 512);
-    let k_bytes = random_weights(&mut rng, GgmlType::Q4_K, 32, 512);
+    let k_bytes = random_weights(&mut rng, GgmlType::Q6_K, 32, 512);
     let a = WeightMatrix::new(GgmlType::Q8_0, 32, 512, &a_bytes).unwrap();
     let b = WeightMatrix::new(GgmlType::Q8_0, 48, 512, &b_bytes).unwrap();
-    let k = WeightMatrix::new(GgmlType::Q4_K, 32, 512, &k_bytes).unwrap();
+    let k = WeightMatrix::new(GgmlType::Q6_K, 32, 512, &k_bytes).unwrap();
     let store = RepackStore::default();
     assert!(store
         .pack_all(&pool, Isa::Avx512Vnni, &[a, k], false)

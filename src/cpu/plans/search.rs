@@ -229,8 +229,11 @@ pub fn search(
 }
 
 /// The default plan for a job: the repacked panels where every matrix has them (the search
-/// reads in place only where that is clearly faster), else panels for batches of types that
-/// have panel kernels.
+/// reads in place only where that is clearly faster), else panels for batches (more than
+/// [`SHORT_BATCH_MAX`] tokens) of types that have panel kernels, else tiles in place. A short
+/// job (a verification pass) does not pay a per-call repack back: on cold weights 4 tokens
+/// cost 1.5-3.7x a one-token call through per-call panels and 1.0-2.9x through tiles (`cargo
+/// bench --bench matmul -- verify`, Zen 4), and the LM head, never searched, keeps this plan.
 pub fn base_plan(ws: &[WeightMatrix<'_>], n_tokens: usize) -> MatmulPlan {
     let plan = MatmulPlan::new();
     let panels = ws.iter().all(|w| panel::supports(w.ty, plan.isa));
@@ -239,7 +242,7 @@ pub fn base_plan(ws: &[WeightMatrix<'_>], n_tokens: usize) -> MatmulPlan {
             .iter()
             .all(|w| w.repacked.is_some_and(|rp| rp.isa == plan.isa));
     MatmulPlan {
-        panel: plan.panel && (n_tokens > 1 || repacked) && panels,
+        panel: plan.panel && (n_tokens > SHORT_BATCH_MAX || repacked) && panels,
         repacked,
         ..plan
     }

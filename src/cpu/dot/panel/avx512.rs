@@ -169,7 +169,7 @@ pub(super) unsafe fn dots<const T: usize>(
 
 /// Prefetches block `b`'s share of the stream `panel.ahead` bytes ahead, into L2.
 #[inline(always)]
-unsafe fn prefetch_stream(panel: &Panel, b: usize) {
+pub(super) unsafe fn prefetch_stream(panel: &Panel, b: usize) {
     let at = panel.q.wrapping_add(b * panel.stream_step + panel.ahead);
     let mut off = 0;
     while off < panel.stream_step {
@@ -247,7 +247,7 @@ unsafe fn nibbles(v: __m256i, high: bool) -> __m256i {
 /// Block `j` (weights 32j..32j+32) of the K-quant super-block at `p`, unsigned, in
 /// weight order (ggml's `dequantize_row_q*_K` layouts).
 #[inline(always)]
-unsafe fn k_quants<const TY: u8>(p: *const u8, j: usize) -> __m256i {
+pub(super) unsafe fn k_quants<const TY: u8>(p: *const u8, j: usize) -> __m256i {
     match TY {
         Q4_K | Q5_K => {
             // 64 weights per 32 bytes of quants: low nibbles first, then high.

@@ -8,6 +8,9 @@ use crate::quant::GgmlType;
 /// Weight rows per panel: one per 32-bit lane of a 512-bit vector.
 pub const ROWS: usize = 16;
 
+/// Bytes of a repacked Q4_K panel per block of 32 ([`Panel::repacked_q4k`]).
+pub const Q4K_REPACKED_BLOCK: usize = 256 + 16 + 16 + 4 + 4;
+
 /// Most tokens one kernel call takes (its accumulators must stay in registers).
 pub const MAX_TOKENS: usize = 8;
 
@@ -30,6 +33,8 @@ pub struct Panel {
     pub(super) blocks: usize,
     /// The row scales are f16 (`[block][row]`, 32 bytes a block), not f32: a repacked panel.
     pub(super) half_scales: bool,
+    /// A repacked Q4_K panel ([`Panel::repacked_q4k`]): nibble pairs and compact scales.
+    pub(super) q4k: bool,
     /// Bytes ahead of block `b`'s place in the panel (at `q + b * stream_step`) that the
     /// kernel prefetches, or 0: a panel read from memory once per call (a repacked one) is a
     /// stream the kernel's arithmetic would otherwise wait on at a few tokens. Only the
@@ -54,8 +59,30 @@ impl Panel {
             m: d,
             blocks,
             half_scales: true,
+            q4k: false,
             ahead: 0,
             stream_step: 512 + 32,
+        }
+    }
+
+    /// A Q4_K panel as `crate::cpu::repack` keeps it, 296 bytes per 16 rows x 32 quants where
+    /// the rows take 288: quants `[block][group pair][row][4]` at `q`, groups `g` and `g + 4`
+    /// of a block in the low and high nibbles of one byte (256 bytes a block); then each
+    /// block's 6-bit scales `[block][row]` (u8), its mins likewise, and per super-block the
+    /// rows' `d` and `dmin` as the f16 they are stored as (`[super-block][row]`). The kernel
+    /// forms `d * scale` and `dmin * min` in f32 exactly as the per-call panel's pack does.
+    /// `blocks` is a multiple of 8; `q` 64-byte aligned, holding `blocks * 296` bytes.
+    pub fn repacked_q4k(q: *mut u8, blocks: usize) -> Panel {
+        let d = q.wrapping_add(blocks * 256) as *mut f32;
+        Panel {
+            q,
+            d,
+            m: d,
+            blocks,
+            half_scales: false,
+            q4k: true,
+            ahead: 0,
+            stream_step: Q4K_REPACKED_BLOCK,
         }
     }
 
@@ -81,6 +108,7 @@ impl Panel {
                 m: d.add(blocks * 32),
                 blocks,
                 half_scales: false,
+                q4k: false,
                 ahead: 0,
                 stream_step: 0,
             }

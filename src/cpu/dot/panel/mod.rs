@@ -57,10 +57,14 @@ mod avx512;
 mod avx512_iquant;
 #[cfg(target_arch = "x86_64")]
 mod avx512_low_bit;
+#[cfg(target_arch = "x86_64")]
+mod avx512_repacked;
 mod layout;
 
 use layout::Kernel;
-pub use layout::{scratch_bytes, Out, Panel, Tables, BYTES_PER_BLOCK, MAX_TOKENS, ROWS};
+pub use layout::{
+    scratch_bytes, Out, Panel, Tables, BYTES_PER_BLOCK, MAX_TOKENS, Q4K_REPACKED_BLOCK, ROWS,
+};
 
 /// Whether `isa` has panel kernels for any type (batch plans default to panels there).
 pub fn any(isa: Isa) -> bool {
@@ -119,6 +123,9 @@ pub unsafe fn pack(isa: Isa, ty: GgmlType, rows: &[*const u8; ROWS], panel: &Pan
                 (_, _, Some(c)) => avx2_kquant::pack_kquant(c, rows, panel),
                 _ => {}
             };
+        }
+        if panel.q4k {
+            return avx512_repacked::pack_q4k(rows, panel);
         }
         if let Some(c) = iquant::code(ty) {
             return avx512_iquant::pack_iquant(c, rows, panel);
@@ -184,6 +191,11 @@ pub unsafe fn gemm(
         let mut t = tokens.start;
         while t < tokens.end {
             let n = tile.min(tokens.end - t);
+            if panel.q4k {
+                for_tokens!(n, avx512_repacked::gemm_q4k[](panel, &tables, t, out));
+                t += n;
+                continue;
+            }
             match kernel {
                 Kernel::Halves => for_tokens!(n, avx512::gemm16[](panel, &tables, t, out)),
                 Kernel::HalvesMin => {

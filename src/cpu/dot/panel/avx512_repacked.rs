@@ -1,0 +1,111 @@
+//! Q4_K repacked once ([`Panel::repacked_q4k`]): the pack and the kernel over the compact
+//! layout. The per-call panels hold a byte per weight and f32 scales, twice the rows; these
+//! keep two weights per byte and the rows' own scale bits (3% over the rows), and the kernel
+//! unpacks them in registers. Same integer sums, same f32 products (`d * scale`, `dmin *
+//! min`, formed from the same values), same order: the per-call panels' bits.
+
+use std::arch::x86_64::*;
+use std::ptr::read_unaligned;
+
+use super::super::kquant::{self, Q4_K};
+use super::avx512::{add_scaled, k_quants, prefetch_stream, store, transpose};
+use super::layout::{Out, Panel, Tables, ROWS};
+use crate::quant::blocks::scales_mins_k4;
+
+/// Where the compact scales of a panel of `blocks` blocks lie: (scales, mins, d, dmin).
+#[inline(always)]
+unsafe fn scale_regions(panel: &Panel) -> (*mut u8, *mut u8, *mut u16, *mut u16) {
+    let n = panel.blocks;
+    let q = panel.q;
+    (
+        q.add(n * 256),
+        q.add(n * 272),
+        q.add(n * 288) as *mut u16,
+        q.add(n * 292) as *mut u16,
+    )
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+pub unsafe fn pack_q4k(rows: &[*const u8; ROWS], panel: &Panel) {
+    let bs = kquant::block_bytes(Q4_K);
+    let (sc, mn, dd, dm) = scale_regions(panel);
+    let nib = _mm512_set1_epi8(0x0F);
+    for sb in 0..panel.blocks / 8 {
+        for j in 0..8 {
+            let z: [__m512i; 8] = std::array::from_fn(|i| {
+                let lo = k_quants::<Q4_K>(rows[i].add(sb * bs), j);
+                let hi = k_quants::<Q4_K>(rows[i + 8].add(sb * bs), j);
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+            });
+            let g = transpose(z);
+            let dst = panel.q.add((8 * sb + j) * 256);
+            for k in 0..4 {
+                // Quants are below 16: the shift moves nothing across a byte.
+                let pair = _mm512_or_si512(
+                    _mm512_and_si512(g[k], nib),
+                    _mm512_slli_epi16::<4>(g[k + 4]),
+                );
+                _mm512_store_si512(dst.add(64 * k) as *mut _, pair);
+            }
+        }
+        for (r, &row) in rows.iter().enumerate() {
+            let blk = std::slice::from_raw_parts(row.add(sb * bs), bs);
+            let (s, m) = scales_mins_k4(&blk[4..16]);
+            for j in 0..8 {
+                *sc.add((8 * sb + j) * ROWS + r) = s[j];
+                *mn.add((8 * sb + j) * ROWS + r) = m[j];
+            }
+            *dd.add(sb * ROWS + r) = read_unaligned(blk.as_ptr() as *const u16);
+            *dm.add(sb * ROWS + r) = read_unaligned(blk.as_ptr().add(2) as *const u16);
+        }
+    }
+}
+
+/// The 16 rows' `f * v` for the block's u8 values at `v`: `f` the super-block's f32 factors.
+#[inline(always)]
+unsafe fn times_bytes(f: __m512, v: *const u8) -> __m512 {
+    let v = _mm512_cvtepu8_epi32(_mm_load_si128(v as *const __m128i));
+    _mm512_mul_ps(f, _mm512_cvtepi32_ps(v))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+pub unsafe fn gemm_q4k<const T: usize>(panel: &Panel, tables: &Tables, t0: usize, out: &Out) {
+    let tb = tables;
+    let qs: [*const i8; T] = std::array::from_fn(|t| tb.qs.add((t0 + t) * tb.qs_step));
+    let d: [*const f32; T] = std::array::from_fn(|t| tb.d.add((t0 + t) * tb.d_step));
+    let c: [*const i32; T] = std::array::from_fn(|t| tb.c.wrapping_add((t0 + t) * tb.c_step));
+    let s: [*const f32; T] = std::array::from_fn(|t| tb.s.wrapping_add((t0 + t) * tb.s_step));
+    let (sc, mn, dd, dm) = scale_regions(panel);
+    let nib = _mm512_set1_epi8(0x0F);
+    let mut acc = [_mm512_setzero_ps(); T];
+    let (mut d_sb, mut m_sb) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    for b in 0..panel.blocks {
+        if panel.ahead > 0 {
+            prefetch_stream(panel, b);
+        }
+        if b % 8 == 0 {
+            let at = b / 8 * ROWS;
+            d_sb = _mm512_cvtph_ps(_mm256_load_si256(dd.add(at) as *const __m256i));
+            m_sb = _mm512_cvtph_ps(_mm256_load_si256(dm.add(at) as *const __m256i));
+        }
+        let mut isum: [__m512i; T] = std::array::from_fn(|t| _mm512_set1_epi32(*c[t].add(b)));
+        let w = panel.q.add(b * 256);
+        for k in 0..4 {
+            let pair = _mm512_load_si512(w.add(64 * k) as *const _);
+            let lo = _mm512_and_si512(pair, nib);
+            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(pair), nib);
+            for t in 0..T {
+                let a_lo = read_unaligned(qs[t].add(32 * b + 4 * k) as *const i32);
+                let a_hi = read_unaligned(qs[t].add(32 * b + 4 * (k + 4)) as *const i32);
+                isum[t] = _mm512_dpbusd_epi32(isum[t], lo, _mm512_set1_epi32(a_lo));
+                isum[t] = _mm512_dpbusd_epi32(isum[t], hi, _mm512_set1_epi32(a_hi));
+            }
+        }
+        add_scaled(&mut acc, isum, times_bytes(d_sb, sc.add(ROWS * b)), &d, b);
+        let mw = times_bytes(m_sb, mn.add(ROWS * b));
+        for t in 0..T {
+            acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(*s[t].add(b)), acc[t]);
+        }
+    }
+    store(&acc, t0, out);
+}
