@@ -247,7 +247,7 @@ unsafe fn nibbles(v: __m256i, high: bool) -> __m256i {
 /// Block `j` (weights 32j..32j+32) of the K-quant super-block at `p`, unsigned, in
 /// weight order (ggml's `dequantize_row_q*_K` layouts).
 #[inline(always)]
-pub(super) unsafe fn k_quants<const TY: u8>(p: *const u8, j: usize) -> __m256i {
+unsafe fn k_quants<const TY: u8>(p: *const u8, j: usize) -> __m256i {
     match TY {
         Q4_K | Q5_K => {
             // 64 weights per 32 bytes of quants: low nibbles first, then high.
@@ -276,18 +276,30 @@ pub(super) unsafe fn k_quants<const TY: u8>(p: *const u8, j: usize) -> __m256i {
     }
 }
 
+/// Block `j` of super-block `sb` of the 16 rows, unsigned, as 8 vectors: vector `g` holds
+/// quants `4g..4g + 4` of rows 0..16 in lane order (the panel's `[group][row][4]`).
+#[inline(always)]
+pub(super) unsafe fn k_block_groups<const TY: u8>(
+    rows: &[*const u8; ROWS],
+    sb: usize,
+    j: usize,
+) -> [__m512i; 8] {
+    let bs = kquant::block_bytes(TY);
+    let z: [__m512i; 8] = std::array::from_fn(|i| {
+        let lo = k_quants::<TY>(rows[i].add(sb * bs), j);
+        let hi = k_quants::<TY>(rows[i + 8].add(sb * bs), j);
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+    });
+    transpose(z)
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
 pub unsafe fn pack_k<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
     let bs = kquant::block_bytes(TY);
     for sb in 0..panel.blocks / 8 {
         for j in 0..8 {
-            let z: [__m512i; 8] = std::array::from_fn(|i| {
-                let lo = k_quants::<TY>(rows[i].add(sb * bs), j);
-                let hi = k_quants::<TY>(rows[i + 8].add(sb * bs), j);
-                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
-            });
             let dst = panel.q.add((8 * sb + j) * 512);
-            for (g, v) in transpose(z).into_iter().enumerate() {
+            for (g, v) in k_block_groups::<TY>(rows, sb, j).into_iter().enumerate() {
                 _mm512_store_si512(dst.add(64 * g) as *mut _, v);
             }
         }

@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
 use super::super::kquant::{self, Q4_K};
-use super::avx512::{add_scaled, k_quants, prefetch_stream, store, transpose};
+use super::avx512::{add_scaled, k_block_groups, prefetch_stream, store};
 use super::layout::{Out, Panel, Tables, ROWS};
 use crate::quant::blocks::scales_mins_k4;
 
@@ -32,12 +32,7 @@ pub unsafe fn pack_q4k(rows: &[*const u8; ROWS], panel: &Panel) {
     let nib = _mm512_set1_epi8(0x0F);
     for sb in 0..panel.blocks / 8 {
         for j in 0..8 {
-            let z: [__m512i; 8] = std::array::from_fn(|i| {
-                let lo = k_quants::<Q4_K>(rows[i].add(sb * bs), j);
-                let hi = k_quants::<Q4_K>(rows[i + 8].add(sb * bs), j);
-                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
-            });
-            let g = transpose(z);
+            let g = k_block_groups::<Q4_K>(rows, sb, j);
             let dst = panel.q.add((8 * sb + j) * 256);
             for k in 0..4 {
                 // Quants are below 16: the shift moves nothing across a byte.
