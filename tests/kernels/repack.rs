@@ -1,6 +1,7 @@
 //! Weights repacked into panels once ([`qwen::cpu::repack`]): the same bits as the panels
-//! packed per call, at every token count and row count; which types are repacked; one copy per
-//! matrix in a store; and released pages of a file map reading back unchanged.
+//! packed per call (Q8_0 and Q4_K), at every token count and row count; which types are
+//! repacked; where a panel's scales lie; one copy per matrix in a store; and released pages
+//! of a file map reading back unchanged.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -82,11 +83,10 @@ fn repacked_panels_give_the_bits_of_panels_packed_per_call() {
     }
 }
 
-/// A plan that asks for the copy runs on a matrix without one (a cached plan, a copy dropped):
-/// it reads in place with the plan's other fields.
-/// The bytes a kernel prefetches as a panel's scales are its rows' block scales as the rows
-/// store them (f16), `[block][row]` (the last panel repeating the matrix's last row): prefetching the wrong lines would cost
-/// nothing but time, so the region is checked against the rows themselves.
+/// The bytes a kernel prefetches as a Q8_0 panel's scales are its rows' block scales as the
+/// rows store them (f16), `[block][row]` (the last panel repeating the matrix's last row):
+/// prefetching the wrong lines would cost nothing but time, so the region is checked against
+/// the rows themselves.
 #[test]
 fn a_panels_scales_are_its_rows_block_scales() {
     if !has_avx512_vnni() {
@@ -119,6 +119,8 @@ fn a_panels_scales_are_its_rows_block_scales() {
     }
 }
 
+/// A plan that asks for the copy runs on a matrix without one (a cached plan, a copy dropped):
+/// it reads in place with the plan's other fields.
 #[test]
 fn a_repacked_plan_without_a_copy_reads_in_place() {
     let isa = MatmulPlan::new().isa;
