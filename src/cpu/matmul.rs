@@ -491,7 +491,6 @@ impl Job<'_> {
         // SAFETY: job index `tid` runs on one thread at a time and owns this scratch.
         let buf = unsafe { self.panels.slice(tid * self.panel_bytes, self.panel_bytes) };
         let pan = panel::Panel::new(buf, self.cols);
-        let tt = self.token_tile.clamp(1, panel::MAX_TOKENS);
         let base = p.w.data.as_ptr();
         let mut r = begin;
         while r < end {
@@ -501,28 +500,14 @@ impl Job<'_> {
                 // SAFETY: row r + min(i, valid - 1) < rows: inside the checked weight data.
                 unsafe { base.add((r + i.min(valid - 1)) * p.row_bytes) }
             });
-            let out = panel::Out {
-                y: p.y.as_ptr(),
-                stride: p.w.rows,
-                row0: r,
-                valid,
-            };
             let next = (r + valid)..(r + valid + panel::ROWS).min(end);
             panel::prefetch(&p.w.data[next.start * p.row_bytes..next.end * p.row_bytes]);
             // SAFETY: the rows are whole rows of a supported type (checked when the part was
-            // made, with the ISA); the activations hold every token in the type's format;
-            // this thread alone owns rows r..r + valid of the output.
+            // made, with the ISA), packed here into this thread's panel; this thread alone
+            // owns rows r..r + valid of the output.
             unsafe {
                 panel::pack(self.isa, p.w.ty, &rows, &pan);
-                panel::gemm(
-                    self.isa,
-                    p.w.ty,
-                    &pan,
-                    self.acts,
-                    0..self.n_tokens,
-                    tt,
-                    &out,
-                );
+                self.panel_gemm(p, &pan, r, valid);
             }
             r += valid;
         }
@@ -533,7 +518,6 @@ impl Job<'_> {
     /// stream [`REPACKED_AHEAD`] bytes ahead (the last panel of the chunk does not: what
     /// follows is another thread's), and the next panel's scales before it starts.
     fn repacked_rows(&self, p: &Part<'_>, rp: &RepackedMatrix, begin: usize, end: usize) {
-        let tt = self.token_tile.clamp(1, panel::MAX_TOKENS);
         let mut r = begin;
         panel::prefetch(rp.scales(r / panel::ROWS));
         while r < end {
@@ -545,28 +529,30 @@ impl Job<'_> {
             } else {
                 pan
             };
-            let out = panel::Out {
-                y: p.y.as_ptr(),
-                stride: p.w.rows,
-                row0: r,
-                valid,
-            };
             // SAFETY: the panel was packed for this ISA from this matrix's rows (type and
-            // shape checked when the part was made); the activations hold every token in the
-            // type's format; this thread alone owns rows r..r + valid of the output.
-            unsafe {
-                panel::gemm(
-                    self.isa,
-                    p.w.ty,
-                    &pan,
-                    self.acts,
-                    0..self.n_tokens,
-                    tt,
-                    &out,
-                );
-            }
+            // shape checked when the part was made); this thread alone owns rows r..r + valid
+            // of the output.
+            unsafe { self.panel_gemm(p, &pan, r, valid) };
             r += valid;
         }
+    }
+
+    /// Every token's outputs of rows `r..r + valid` of `p` from `pan`.
+    ///
+    /// # Safety
+    /// `pan` holds those rows of `p`, packed for the call's ISA; this thread alone owns them in
+    /// the output.
+    unsafe fn panel_gemm(&self, p: &Part<'_>, pan: &panel::Panel, r: usize, valid: usize) {
+        let out = panel::Out {
+            y: p.y.as_ptr(),
+            stride: p.w.rows,
+            row0: r,
+            valid,
+        };
+        let tt = self.token_tile.clamp(1, panel::MAX_TOKENS);
+        // SAFETY: the caller's contract; the activations hold every token in the type's format
+        // (prepared for the call's kernel set).
+        unsafe { panel::gemm(self.isa, p.w.ty, pan, self.acts, 0..self.n_tokens, tt, &out) };
     }
 
     /// Rows `first + k * step` for `k in 0..nr`, every token.
