@@ -5,5 +5,6 @@ mod common;
 
 mod cpu;
 mod dequant;
+mod inlining;
 mod moe;
 mod repack;

@@ -175,17 +175,27 @@ enum Third {
 /// offset's correction `offset * (lo, hi)`.
 #[inline(always)]
 unsafe fn put_scale_words(panel: &Panel, sb: usize, h: usize, words: &ScaleWords) {
+    // Plain `match` and loops: closures (`map_or`, `array::from_fn`) stay out of line without
+    // the kernel's target features, and their intrinsics become calls.
     let lo = byte_lanes(words.lo, words.signed);
-    let hi = words.hi.map_or(lo, |hi| byte_lanes(hi, words.signed));
-    let third: [__m256i; 8] = match words.third {
+    let hi = match words.hi {
+        Some(hi) => byte_lanes(hi, words.signed),
+        None => lo,
+    };
+    let mut third = [_mm256_setzero_si256(); 8];
+    match words.third {
         Third::Mins(a, b) => {
             let (a, b) = (byte_lanes(a, false), byte_lanes(b, false));
-            std::array::from_fn(|j| halves(a[j], b[j]))
+            for (j, v) in third.iter_mut().enumerate() {
+                *v = halves(a[j], b[j]);
+            }
         }
         Third::Offset(o) => {
-            std::array::from_fn(|j| _mm256_mullo_epi16(halves(lo[j], hi[j]), _mm256_set1_epi16(o)))
+            for (j, v) in third.iter_mut().enumerate() {
+                *v = _mm256_mullo_epi16(halves(lo[j], hi[j]), _mm256_set1_epi16(o));
+            }
         }
-    };
+    }
     for j in 0..8 {
         let s = scales(panel, 8 * sb + j, h);
         _mm256_store_si256(s, lo[j]);
