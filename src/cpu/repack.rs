@@ -7,10 +7,11 @@
 //! sequential stream per thread, lane `r` holding row `r`), at any token count, 1 included.
 //!
 //! Only where the panel is about the size of the GGUF rows, on AVX-512 VNNI: Q8_0, whose panel
-//! (16 rows x 32 quants, then the 16 rows' f16 scales) takes the rows' 544 bytes, and Q4_K,
-//! two quants a byte with the rows' scale bits (296 bytes where the rows take 288). The other
-//! types' per-call panels hold a byte per weight (twice the nibble types' rows): they keep
-//! reading in place.
+//! (16 rows x 32 quants, then the 16 rows' f16 scales) takes the rows' 544 bytes; Q4_K, two
+//! quants a byte with the rows' scale bits (296 bytes where the rows take 288); Q5_K, the same
+//! and a plane of fifth bits (360 for 352); Q6_K, four and two bits a quant with the rows'
+//! scales (their 420 bytes). The other types' per-call panels
+//! hold a byte per weight (twice the nibble types' rows): they keep reading in place.
 //! The caller releases the file's pages of a repacked matrix ([`release_pages`]), so a run
 //! holds the repacked copy instead of the mapped rows, not both.
 
@@ -40,6 +41,14 @@ pub fn panel_block_bytes(ty: GgmlType, isa: Isa) -> Option<usize> {
         // Two quants a byte, the rows' scale bits ([`Panel::repacked_q4k`]).
         (GgmlType::Q4_K, Isa::Avx512Vnni) if panel::supports(ty, isa) => {
             Some(panel::Q4K_REPACKED_BLOCK)
+        }
+        // Q4_K's layout and a plane of fifth bits ([`Panel::repacked_q5k`]).
+        (GgmlType::Q5_K, Isa::Avx512Vnni) if panel::supports(ty, isa) => {
+            Some(panel::Q5K_REPACKED_BLOCK)
+        }
+        // Four bits and two bits a quant, the rows' scales ([`Panel::repacked_q6k`]).
+        (GgmlType::Q6_K, Isa::Avx512Vnni) if panel::supports(ty, isa) => {
+            Some(panel::Q6K_REPACKED_BLOCK)
         }
         _ => None,
     }
@@ -165,7 +174,7 @@ impl RepackedMatrix {
     /// the first use of each block's scales).
     pub fn scales(&self, p: usize) -> &[u8] {
         let lines = &self.lines[p * self.panel_bytes / 64..(p + 1) * self.panel_bytes / 64];
-        let tail = &lines[self.cols / 32 * quant_bytes(self.ty) / 64..];
+        let tail = &lines[self.panel(p).scales_offset() / 64..];
         // SAFETY: `Line` is 64 plain bytes; the view covers exactly `tail`.
         unsafe { std::slice::from_raw_parts(tail.as_ptr() as *const u8, tail.len() * 64) }
     }
@@ -180,15 +189,9 @@ impl RepackedMatrix {
 fn panel_view(ty: GgmlType, base: *const u8, blocks: usize) -> Panel {
     match ty {
         GgmlType::Q4_K => Panel::repacked_q4k(base as *mut u8, blocks),
+        GgmlType::Q5_K => Panel::repacked_q5k(base as *mut u8, blocks),
+        GgmlType::Q6_K => Panel::repacked_q6k(base as *mut u8, blocks),
         _ => Panel::repacked(base as *mut u8, blocks),
-    }
-}
-
-/// Bytes of a repacked panel's quants per block of 32, before its scales.
-fn quant_bytes(ty: GgmlType) -> usize {
-    match ty {
-        GgmlType::Q4_K => 256,
-        _ => 512,
     }
 }
 

@@ -11,6 +11,13 @@ pub const ROWS: usize = 16;
 /// Bytes of a repacked Q4_K panel per block of 32 ([`Panel::repacked_q4k`]).
 pub const Q4K_REPACKED_BLOCK: usize = 256 + 16 + 16 + 4 + 4;
 
+/// Bytes of a repacked Q5_K panel per block of 32 ([`Panel::repacked_q5k`]).
+pub const Q5K_REPACKED_BLOCK: usize = 320 + 16 + 16 + 4 + 4;
+
+/// Bytes of a repacked Q6_K panel per block of 32 ([`Panel::repacked_q6k`]): the rows' own
+/// 420 (16 x 26.25).
+pub const Q6K_REPACKED_BLOCK: usize = 384 + 32 + 4;
+
 /// Most tokens one kernel call takes (its accumulators must stay in registers).
 pub const MAX_TOKENS: usize = 8;
 
@@ -33,8 +40,9 @@ pub struct Panel {
     pub(super) blocks: usize,
     /// The row scales are f16 (`[block][row]`, 32 bytes a block), not f32: a repacked panel.
     pub(super) half_scales: bool,
-    /// A repacked Q4_K panel ([`Panel::repacked_q4k`]): nibble pairs and compact scales.
-    pub(super) q4k: bool,
+    /// A repacked K-quant panel in its compact layout ([`Panel::repacked_q4k`],
+    /// [`Panel::repacked_q5k`], [`Panel::repacked_q6k`]), or `None`: a byte per quant.
+    pub(super) compact: Option<Compact>,
     /// Bytes ahead of block `b`'s place in the panel (at `q + b * stream_step`) that the
     /// kernel prefetches, or 0: a panel read from memory once per call (a repacked one) is a
     /// stream the kernel's arithmetic would otherwise wait on at a few tokens. Only the
@@ -59,7 +67,7 @@ impl Panel {
             m: d,
             blocks,
             half_scales: true,
-            q4k: false,
+            compact: None,
             ahead: 0,
             stream_step: 512 + 32,
         }
@@ -73,17 +81,54 @@ impl Panel {
     /// forms `d * scale` and `dmin * min` in f32 exactly as the per-call panel's pack does.
     /// `blocks` is a multiple of 8; `q` 64-byte aligned, holding `blocks * 296` bytes.
     pub fn repacked_q4k(q: *mut u8, blocks: usize) -> Panel {
-        let d = q.wrapping_add(blocks * 256) as *mut f32;
+        Panel::compact(q, blocks, Compact::Q4K, 256, Q4K_REPACKED_BLOCK)
+    }
+
+    /// A Q5_K panel as `crate::cpu::repack` keeps it, 360 bytes per 16 rows x 32 quants where
+    /// the rows take 352: Q4_K's layout ([`Panel::repacked_q4k`]) with a fifth vector after
+    /// each block's four, bit `g` of each byte the fifth bit of group `g` (320 bytes of quants
+    /// a block). `blocks` is a multiple of 8; `q` 64-byte aligned, holding `blocks * 360`.
+    pub fn repacked_q5k(q: *mut u8, blocks: usize) -> Panel {
+        Panel::compact(q, blocks, Compact::Q5K, 320, Q5K_REPACKED_BLOCK)
+    }
+
+    /// A Q6_K panel as `crate::cpu::repack` keeps it, the rows' 420 bytes per 16 rows x 32
+    /// quants: per block at `q + 384 b`, the low four bits of groups `g` and `g + 4` in the
+    /// low and high nibbles of one byte (four vectors, `[group pair][row][4]`), then their top
+    /// two bits, groups `m`, `m + 2`, `m + 4`, `m + 6` in bits 0-1 ... 6-7 of vector `m` (two
+    /// vectors); then each half-block's i8 scale `[half-block][row]` and per super-block the
+    /// rows' `d` as their f16 (`[super-block][row]`). The kernel forms `d * scale` in f32 as
+    /// the per-call pack does. `blocks` is a multiple of 8; `q` 64-byte aligned, holding
+    /// `blocks * 420` bytes.
+    pub fn repacked_q6k(q: *mut u8, blocks: usize) -> Panel {
+        Panel::compact(q, blocks, Compact::Q6K, 384, Q6K_REPACKED_BLOCK)
+    }
+
+    /// A compact panel: `quant_bytes` of quants a block, then the scales; `block_bytes` in
+    /// all a block.
+    fn compact(
+        q: *mut u8,
+        blocks: usize,
+        layout: Compact,
+        quant_bytes: usize,
+        block_bytes: usize,
+    ) -> Panel {
+        let d = q.wrapping_add(blocks * quant_bytes) as *mut f32;
         Panel {
             q,
             d,
             m: d,
             blocks,
             half_scales: false,
-            q4k: true,
+            compact: Some(layout),
             ahead: 0,
-            stream_step: Q4K_REPACKED_BLOCK,
+            stream_step: block_bytes,
         }
+    }
+
+    /// Bytes from the panel's start to its scales (all that follows its quants).
+    pub fn scales_offset(&self) -> usize {
+        self.d as usize - self.q as usize
     }
 
     /// The same panel, read from memory: the kernel prefetches `ahead` bytes in front of
@@ -108,12 +153,20 @@ impl Panel {
                 m: d.add(blocks * 32),
                 blocks,
                 half_scales: false,
-                q4k: false,
+                compact: None,
                 ahead: 0,
                 stream_step: 0,
             }
         }
     }
+}
+
+/// The compact layouts of repacked K-quant panels.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Compact {
+    Q4K,
+    Q5K,
+    Q6K,
 }
 
 /// Where one kernel call writes: `y[t * stride + row0 + i]` for the first `valid` panel rows.

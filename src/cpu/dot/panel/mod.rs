@@ -61,10 +61,11 @@ mod avx512_low_bit;
 mod avx512_repacked;
 mod layout;
 
-use layout::Kernel;
 pub use layout::{
-    scratch_bytes, Out, Panel, Tables, BYTES_PER_BLOCK, MAX_TOKENS, Q4K_REPACKED_BLOCK, ROWS,
+    scratch_bytes, Out, Panel, Tables, BYTES_PER_BLOCK, MAX_TOKENS, Q4K_REPACKED_BLOCK,
+    Q5K_REPACKED_BLOCK, Q6K_REPACKED_BLOCK, ROWS,
 };
+use layout::{Compact, Kernel};
 
 /// Whether `isa` has panel kernels for any type (batch plans default to panels there).
 pub fn any(isa: Isa) -> bool {
@@ -124,8 +125,11 @@ pub unsafe fn pack(isa: Isa, ty: GgmlType, rows: &[*const u8; ROWS], panel: &Pan
                 _ => {}
             };
         }
-        if panel.q4k {
-            return avx512_repacked::pack_q4k(rows, panel);
+        match panel.compact {
+            Some(Compact::Q4K) => return avx512_repacked::pack_q45k::<false>(rows, panel),
+            Some(Compact::Q5K) => return avx512_repacked::pack_q45k::<true>(rows, panel),
+            Some(Compact::Q6K) => return avx512_repacked::pack_q6k(rows, panel),
+            None => {}
         }
         if let Some(c) = iquant::code(ty) {
             return avx512_iquant::pack_iquant(c, rows, panel);
@@ -191,20 +195,24 @@ pub unsafe fn gemm(
         let mut t = tokens.start;
         while t < tokens.end {
             let n = tile.min(tokens.end - t);
-            if panel.q4k {
-                for_tokens!(n, avx512_repacked::gemm_q4k[](panel, &tables, t, out));
-                t += n;
-                continue;
-            }
-            match kernel {
-                Kernel::Halves => for_tokens!(n, avx512::gemm16[](panel, &tables, t, out)),
-                Kernel::HalvesMin => {
+            match (panel.compact, kernel) {
+                (Some(Compact::Q4K), _) => {
+                    for_tokens!(n, avx512_repacked::gemm_q45k[false](panel, &tables, t, out))
+                }
+                (Some(Compact::Q5K), _) => {
+                    for_tokens!(n, avx512_repacked::gemm_q45k[true](panel, &tables, t, out))
+                }
+                (Some(Compact::Q6K), _) => {
+                    for_tokens!(n, avx512_repacked::gemm_q6k[](panel, &tables, t, out))
+                }
+                (None, Kernel::Halves) => for_tokens!(n, avx512::gemm16[](panel, &tables, t, out)),
+                (None, Kernel::HalvesMin) => {
                     for_tokens!(n, avx512_low_bit::gemm16_min[](panel, &tables, t, out))
                 }
-                Kernel::Blocks { min: false } => {
+                (None, Kernel::Blocks { min: false }) => {
                     for_tokens!(n, avx512::gemm[false](panel, &tables, t, out))
                 }
-                Kernel::Blocks { min: true } => {
+                (None, Kernel::Blocks { min: true }) => {
                     for_tokens!(n, avx512::gemm[true](panel, &tables, t, out))
                 }
             }
