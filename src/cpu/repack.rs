@@ -8,9 +8,8 @@
 //!
 //! Only where the panel is about the size of the GGUF rows, on AVX-512 VNNI: Q8_0, whose panel
 //! (16 rows x 32 quants, then the 16 rows' f16 scales) takes the rows' 544 bytes; Q4_K, two
-//! quants a byte with the rows' scale bits (296 bytes where the rows take 288); Q5_K, the same
-//! and a plane of fifth bits (360 for 352); Q6_K, four and two bits a quant with the rows'
-//! scales (their 420 bytes). The other types' per-call panels
+//! quants a byte with the rows' scale bits (296 bytes where the rows take 288); Q6_K, four and
+//! two bits a quant with the rows' scales (their 420 bytes). The other types' per-call panels
 //! hold a byte per weight (twice the nibble types' rows): they keep reading in place.
 //! The caller releases the file's pages of a repacked matrix ([`release_pages`]), so a run
 //! holds the repacked copy instead of the mapped rows, not both.
@@ -41,10 +40,6 @@ pub fn panel_block_bytes(ty: GgmlType, isa: Isa) -> Option<usize> {
         // Two quants a byte, the rows' scale bits ([`Panel::repacked_q4k`]).
         (GgmlType::Q4_K, Isa::Avx512Vnni) if panel::supports(ty, isa) => {
             Some(panel::Q4K_REPACKED_BLOCK)
-        }
-        // Q4_K's layout and a plane of fifth bits ([`Panel::repacked_q5k`]).
-        (GgmlType::Q5_K, Isa::Avx512Vnni) if panel::supports(ty, isa) => {
-            Some(panel::Q5K_REPACKED_BLOCK)
         }
         // Four bits and two bits a quant, the rows' scales ([`Panel::repacked_q6k`]).
         (GgmlType::Q6_K, Isa::Avx512Vnni) if panel::supports(ty, isa) => {
@@ -189,7 +184,6 @@ impl RepackedMatrix {
 fn panel_view(ty: GgmlType, base: *const u8, blocks: usize) -> Panel {
     match ty {
         GgmlType::Q4_K => Panel::repacked_q4k(base as *mut u8, blocks),
-        GgmlType::Q5_K => Panel::repacked_q5k(base as *mut u8, blocks),
         GgmlType::Q6_K => Panel::repacked_q6k(base as *mut u8, blocks),
         _ => Panel::repacked(base as *mut u8, blocks),
     }

@@ -1,5 +1,5 @@
 //! Weights repacked into panels once ([`qwen::cpu::repack`]): the same bits as the panels
-//! packed per call (Q8_0 and Q4_K ... Q6_K), at every token count and row count; which types are
+//! packed per call (Q8_0, Q4_K and Q6_K), at every token count and row count; which types are
 //! repacked; where a panel's scales lie; one copy per matrix in a store; and released pages
 //! of a file map reading back unchanged.
 
@@ -54,10 +54,6 @@ fn repacked_panels_give_the_bits_of_panels_packed_per_call() {
         (GgmlType::Q4_K, 15, 512),
         (GgmlType::Q4_K, 37, 512),
         (GgmlType::Q4_K, 100, 2560),
-        (GgmlType::Q5_K, 1, 256),
-        (GgmlType::Q5_K, 15, 512),
-        (GgmlType::Q5_K, 37, 512),
-        (GgmlType::Q5_K, 100, 2560),
         (GgmlType::Q6_K, 1, 256),
         (GgmlType::Q6_K, 15, 512),
         (GgmlType::Q6_K, 37, 512),
@@ -157,17 +153,15 @@ fn a_repacked_plan_without_a_copy_reads_in_place() {
     }
 }
 
-/// Only Q8_0 and Q4_K ... Q6_K on AVX-512 VNNI, whose panels are about the size of their rows;
+/// Only Q8_0, Q4_K and Q6_K on AVX-512 VNNI, whose panels are about the size of their rows;
 /// the other types' per-call panels would double them or more. The copy of a matrix is its
 /// rows' bytes (Q4_K: 3% more) and a line of padding per panel at most.
 #[test]
 fn only_matrices_whose_panels_fit_their_rows_are_repacked() {
     for ty in SUPPORTED_TYPES {
         for isa in [Isa::Avx512Vnni, Isa::Avx2, Isa::Scalar] {
-            let expected = matches!(
-                ty,
-                GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K
-            ) && isa == Isa::Avx512Vnni;
+            let expected = matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K)
+                && isa == Isa::Avx512Vnni;
             assert_eq!(
                 panel_block_bytes(ty, isa).is_some(),
                 expected && cfg!(target_arch = "x86_64"),
@@ -189,19 +183,17 @@ fn only_matrices_whose_panels_fit_their_rows_are_repacked() {
         let bound = rows.div_ceil(16) * (16 * data.len() / rows + 64);
         assert!(rp.bytes() <= bound, "{rows} rows: {} bytes", rp.bytes());
     }
-    // Q4_K: 296 bytes per 16 rows x 32 quants where the rows take 288; Q5_K 360 for 352.
-    for (ty, theirs, ours) in [(GgmlType::Q4_K, 288, 296), (GgmlType::Q5_K, 352, 360)] {
-        for rows in [16, 161] {
-            let data = random_weights(&mut rng, ty, rows, 2560);
-            let w = WeightMatrix::new(ty, rows, 2560, &data).unwrap();
-            let rp = w.repack(&pool, Isa::Avx512Vnni, false).unwrap();
-            let panel_rows = rows.div_ceil(16) * 16 * data.len() / rows;
-            assert!(
-                rp.bytes() * theirs <= panel_rows * ours,
-                "{ty} {rows} rows: {}",
-                rp.bytes()
-            );
-        }
+    // Q4_K: 296 bytes per 16 rows x 32 quants where the rows take 288.
+    for rows in [16, 161] {
+        let data = random_weights(&mut rng, GgmlType::Q4_K, rows, 2560);
+        let w = WeightMatrix::new(GgmlType::Q4_K, rows, 2560, &data).unwrap();
+        let rp = w.repack(&pool, Isa::Avx512Vnni, false).unwrap();
+        let panel_rows = rows.div_ceil(16) * 16 * data.len() / rows;
+        assert!(
+            rp.bytes() * 288 <= panel_rows * 296,
+            "{rows} rows: {}",
+            rp.bytes()
+        );
     }
     // Q6_K: the rows' 420 bytes per 16 rows x 32 quants, a line of padding per panel at most.
     for rows in [16, 161] {
@@ -211,8 +203,8 @@ fn only_matrices_whose_panels_fit_their_rows_are_repacked() {
         let bound = rows.div_ceil(16) * (16 * data.len() / rows + 64);
         assert!(rp.bytes() <= bound, "{rows} rows: {}", rp.bytes());
     }
-    let data = random_weights(&mut rng, GgmlType::Q3_K, 16, 256);
-    let w = WeightMatrix::new(GgmlType::Q3_K, 16, 256, &data).unwrap();
+    let data = random_weights(&mut rng, GgmlType::Q5_K, 16, 256);
+    let w = WeightMatrix::new(GgmlType::Q5_K, 16, 256, &data).unwrap();
     assert!(!w.repackable(Isa::Avx512Vnni));
     assert!(w.repack(&pool, Isa::Avx512Vnni, false).is_err());
 }
@@ -228,10 +220,10 @@ fn a_store_holds_one_copy_per_matrix_and_forgets_on_request() {
     let mut rng = Rng::new(8383);
     let a_bytes = random_weights(&mut rng, GgmlType::Q8_0, 32, 512);
     let b_bytes = random_weights(&mut rng, GgmlType::Q8_0, 48, 512);
-    let k_bytes = random_weights(&mut rng, GgmlType::Q3_K, 32, 512);
+    let k_bytes = random_weights(&mut rng, GgmlType::Q5_K, 32, 512);
     let a = WeightMatrix::new(GgmlType::Q8_0, 32, 512, &a_bytes).unwrap();
     let b = WeightMatrix::new(GgmlType::Q8_0, 48, 512, &b_bytes).unwrap();
-    let k = WeightMatrix::new(GgmlType::Q3_K, 32, 512, &k_bytes).unwrap();
+    let k = WeightMatrix::new(GgmlType::Q5_K, 32, 512, &k_bytes).unwrap();
     let store = RepackStore::default();
     assert!(store
         .pack_all(&pool, Isa::Avx512Vnni, &[a, k], false)

@@ -1,31 +1,20 @@
-//! Q4_K, Q5_K and Q6_K repacked once ([`Panel::repacked_q4k`], [`Panel::repacked_q5k`],
-//! [`Panel::repacked_q6k`]): the packs and the kernels over the compact layouts. The per-call
-//! panels hold a byte per weight and f32 scales, twice the rows or more; these keep the rows'
-//! bits (Q4_K 3% over the rows, Q5_K 2%, Q6_K their size), and the kernels unpack them in
-//! registers. Same integer sums, same f32 products
+//! Q4_K and Q6_K repacked once ([`Panel::repacked_q4k`], [`Panel::repacked_q6k`]): the packs
+//! and the kernels over the compact layouts. The per-call panels hold a byte per weight and
+//! f32 scales, twice the rows or more; these keep the rows' bits (Q4_K 3% over the rows, Q6_K
+//! their size), and the kernels unpack them in registers. Same integer sums, same f32 products
 //! (`d * scale`, `dmin * min`, formed from the same values), same order: the per-call panels'
-//! bits.
+//! bits. (Q5_K in Q4_K's layout with a plane of fifth bits decoded a Qwen3-0.6B Q5_K_M file
+//! 5-10% slower than its tiles in place, two more operations per group; it reads in place.)
 
 use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
-use super::super::kquant::{self, Q4_K, Q5_K, Q6_K};
+use super::super::kquant::{self, Q4_K, Q6_K};
 use super::avx512::{add_scaled, k_block_groups, prefetch_stream, store};
 use super::layout::{Out, Panel, Tables, ROWS};
 use crate::quant::blocks::scales_mins_k4;
 
-/// Bytes of a Q4_K (`FIFTH` false) or Q5_K block's quants in the panel: four vectors of nibble
-/// pairs, and for Q5_K a fifth of the groups' fifth bits.
-const fn k_quant_bytes(fifth: bool) -> usize {
-    if fifth {
-        320
-    } else {
-        256
-    }
-}
-
-/// Where the compact scales of a Q4_K or Q5_K panel lie, after its quants: (scales, mins, d,
-/// dmin).
+/// Where the compact scales of a Q4_K panel lie, after its quants: (scales, mins, d, dmin).
 #[inline(always)]
 unsafe fn scale_regions(panel: &Panel) -> (*mut u8, *mut u8, *mut u16, *mut u16) {
     let n = panel.blocks;
@@ -38,34 +27,22 @@ unsafe fn scale_regions(panel: &Panel) -> (*mut u8, *mut u8, *mut u16, *mut u16)
     )
 }
 
-/// Packs Q4_K rows, or Q5_K rows with `FIFTH`, into the compact panel.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
-pub unsafe fn pack_q45k<const FIFTH: bool>(rows: &[*const u8; ROWS], panel: &Panel) {
-    let bs = kquant::block_bytes(if FIFTH { Q5_K } else { Q4_K });
+pub unsafe fn pack_q4k(rows: &[*const u8; ROWS], panel: &Panel) {
+    let bs = kquant::block_bytes(Q4_K);
     let (sc, mn, dd, dm) = scale_regions(panel);
-    let (nib, bit4) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x10));
+    let nib = _mm512_set1_epi8(0x0F);
     for sb in 0..panel.blocks / 8 {
         for j in 0..8 {
-            let g = if FIFTH {
-                k_block_groups::<Q5_K>(rows, sb, j)
-            } else {
-                k_block_groups::<Q4_K>(rows, sb, j)
-            };
-            let dst = panel.q.add((8 * sb + j) * k_quant_bytes(FIFTH));
+            let g = k_block_groups::<Q4_K>(rows, sb, j);
+            let dst = panel.q.add((8 * sb + j) * 256);
             for k in 0..4 {
-                // Masked to a nibble before the shift: nothing moves across a byte.
-                let high = _mm512_slli_epi16::<4>(_mm512_and_si512(g[k + 4], nib));
-                let pair = _mm512_or_si512(_mm512_and_si512(g[k], nib), high);
+                // Quants are below 16: the shift moves nothing across a byte.
+                let pair = _mm512_or_si512(
+                    _mm512_and_si512(g[k], nib),
+                    _mm512_slli_epi16::<4>(g[k + 4]),
+                );
                 _mm512_store_si512(dst.add(64 * k) as *mut _, pair);
-            }
-            if FIFTH {
-                // Group i's fifth bit (bit 4 of its quants) to bit i of each byte.
-                let mut bits = _mm512_setzero_si512();
-                for (i, &v) in g.iter().enumerate() {
-                    let b = _mm512_srli_epi16::<4>(_mm512_and_si512(v, bit4));
-                    bits = _mm512_or_si512(bits, _mm512_sll_epi16(b, _mm_cvtsi32_si128(i as i32)));
-                }
-                _mm512_store_si512(dst.add(256) as *mut _, bits);
             }
         }
         for (r, &row) in rows.iter().enumerate() {
@@ -88,38 +65,15 @@ unsafe fn times_bytes(f: __m512, v: *const u8) -> __m512 {
     _mm512_mul_ps(f, _mm512_cvtepi32_ps(v))
 }
 
-/// Group `g`'s fifth bit (bit `g` of the bits vector) moved to bit 4 of each byte (still to
-/// be masked: the 16-bit shifts carry bits across bytes).
-#[inline(always)]
-unsafe fn fifth_bit(v: __m512i, g: usize) -> __m512i {
-    match g {
-        0 => _mm512_slli_epi16::<4>(v),
-        1 => _mm512_slli_epi16::<3>(v),
-        2 => _mm512_slli_epi16::<2>(v),
-        3 => _mm512_slli_epi16::<1>(v),
-        4 => v,
-        5 => _mm512_srli_epi16::<1>(v),
-        6 => _mm512_srli_epi16::<2>(v),
-        _ => _mm512_srli_epi16::<3>(v),
-    }
-}
-
-/// Q4_K, or Q5_K with `FIFTH`, on the compact panel: blocks of 32 with a min, as the per-call
-/// kernel (`avx512::gemm::<true>`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
-pub unsafe fn gemm_q45k<const FIFTH: bool, const T: usize>(
-    panel: &Panel,
-    tables: &Tables,
-    t0: usize,
-    out: &Out,
-) {
+pub unsafe fn gemm_q4k<const T: usize>(panel: &Panel, tables: &Tables, t0: usize, out: &Out) {
     let tb = tables;
     let qs: [*const i8; T] = std::array::from_fn(|t| tb.qs.add((t0 + t) * tb.qs_step));
     let d: [*const f32; T] = std::array::from_fn(|t| tb.d.add((t0 + t) * tb.d_step));
     let c: [*const i32; T] = std::array::from_fn(|t| tb.c.wrapping_add((t0 + t) * tb.c_step));
     let s: [*const f32; T] = std::array::from_fn(|t| tb.s.wrapping_add((t0 + t) * tb.s_step));
     let (sc, mn, dd, dm) = scale_regions(panel);
-    let (nib, bit4) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x10));
+    let nib = _mm512_set1_epi8(0x0F);
     let mut acc = [_mm512_setzero_ps(); T];
     let (mut d_sb, mut m_sb) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     for b in 0..panel.blocks {
@@ -132,21 +86,11 @@ pub unsafe fn gemm_q45k<const FIFTH: bool, const T: usize>(
             m_sb = _mm512_cvtph_ps(_mm256_load_si256(dm.add(at) as *const __m256i));
         }
         let mut isum: [__m512i; T] = std::array::from_fn(|t| _mm512_set1_epi32(*c[t].add(b)));
-        let w = panel.q.add(b * k_quant_bytes(FIFTH));
-        let bits = if FIFTH {
-            _mm512_load_si512(w.add(256) as *const _)
-        } else {
-            _mm512_setzero_si512()
-        };
+        let w = panel.q.add(b * 256);
         for k in 0..4 {
             let pair = _mm512_load_si512(w.add(64 * k) as *const _);
-            let mut lo = _mm512_and_si512(pair, nib);
-            let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(pair), nib);
-            if FIFTH {
-                // low | (bit & 0x10): the group's five bits.
-                lo = _mm512_ternarylogic_epi32::<0xF8>(lo, fifth_bit(bits, k), bit4);
-                hi = _mm512_ternarylogic_epi32::<0xF8>(hi, fifth_bit(bits, k + 4), bit4);
-            }
+            let lo = _mm512_and_si512(pair, nib);
+            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(pair), nib);
             for t in 0..T {
                 let a_lo = read_unaligned(qs[t].add(32 * b + 4 * k) as *const i32);
                 let a_hi = read_unaligned(qs[t].add(32 * b + 4 * (k + 4)) as *const i32);

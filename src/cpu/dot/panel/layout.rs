@@ -11,9 +11,6 @@ pub const ROWS: usize = 16;
 /// Bytes of a repacked Q4_K panel per block of 32 ([`Panel::repacked_q4k`]).
 pub const Q4K_REPACKED_BLOCK: usize = 256 + 16 + 16 + 4 + 4;
 
-/// Bytes of a repacked Q5_K panel per block of 32 ([`Panel::repacked_q5k`]).
-pub const Q5K_REPACKED_BLOCK: usize = 320 + 16 + 16 + 4 + 4;
-
 /// Bytes of a repacked Q6_K panel per block of 32 ([`Panel::repacked_q6k`]): the rows' own
 /// 420 (16 x 26.25).
 pub const Q6K_REPACKED_BLOCK: usize = 384 + 32 + 4;
@@ -41,7 +38,7 @@ pub struct Panel {
     /// The row scales are f16 (`[block][row]`, 32 bytes a block), not f32: a repacked panel.
     pub(super) half_scales: bool,
     /// A repacked K-quant panel in its compact layout ([`Panel::repacked_q4k`],
-    /// [`Panel::repacked_q5k`], [`Panel::repacked_q6k`]), or `None`: a byte per quant.
+    /// [`Panel::repacked_q6k`]), or `None`: a byte per quant.
     pub(super) compact: Option<Compact>,
     /// Bytes ahead of block `b`'s place in the panel (at `q + b * stream_step`) that the
     /// kernel prefetches, or 0: a panel read from memory once per call (a repacked one) is a
@@ -82,14 +79,6 @@ impl Panel {
     /// `blocks` is a multiple of 8; `q` 64-byte aligned, holding `blocks * 296` bytes.
     pub fn repacked_q4k(q: *mut u8, blocks: usize) -> Panel {
         Panel::compact(q, blocks, Compact::Q4K, 256, Q4K_REPACKED_BLOCK)
-    }
-
-    /// A Q5_K panel as `crate::cpu::repack` keeps it, 360 bytes per 16 rows x 32 quants where
-    /// the rows take 352: Q4_K's layout ([`Panel::repacked_q4k`]) with a fifth vector after
-    /// each block's four, bit `g` of each byte the fifth bit of group `g` (320 bytes of quants
-    /// a block). `blocks` is a multiple of 8; `q` 64-byte aligned, holding `blocks * 360`.
-    pub fn repacked_q5k(q: *mut u8, blocks: usize) -> Panel {
-        Panel::compact(q, blocks, Compact::Q5K, 320, Q5K_REPACKED_BLOCK)
     }
 
     /// A Q6_K panel as `crate::cpu::repack` keeps it, the rows' 420 bytes per 16 rows x 32
@@ -165,7 +154,6 @@ impl Panel {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Compact {
     Q4K,
-    Q5K,
     Q6K,
 }
 

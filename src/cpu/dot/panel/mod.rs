@@ -63,7 +63,7 @@ mod layout;
 
 pub use layout::{
     scratch_bytes, Out, Panel, Tables, BYTES_PER_BLOCK, MAX_TOKENS, Q4K_REPACKED_BLOCK,
-    Q5K_REPACKED_BLOCK, Q6K_REPACKED_BLOCK, ROWS,
+    Q6K_REPACKED_BLOCK, ROWS,
 };
 use layout::{Compact, Kernel};
 
@@ -126,8 +126,7 @@ pub unsafe fn pack(isa: Isa, ty: GgmlType, rows: &[*const u8; ROWS], panel: &Pan
             };
         }
         match panel.compact {
-            Some(Compact::Q4K) => return avx512_repacked::pack_q45k::<false>(rows, panel),
-            Some(Compact::Q5K) => return avx512_repacked::pack_q45k::<true>(rows, panel),
+            Some(Compact::Q4K) => return avx512_repacked::pack_q4k(rows, panel),
             Some(Compact::Q6K) => return avx512_repacked::pack_q6k(rows, panel),
             None => {}
         }
@@ -197,10 +196,7 @@ pub unsafe fn gemm(
             let n = tile.min(tokens.end - t);
             match (panel.compact, kernel) {
                 (Some(Compact::Q4K), _) => {
-                    for_tokens!(n, avx512_repacked::gemm_q45k[false](panel, &tables, t, out))
-                }
-                (Some(Compact::Q5K), _) => {
-                    for_tokens!(n, avx512_repacked::gemm_q45k[true](panel, &tables, t, out))
+                    for_tokens!(n, avx512_repacked::gemm_q4k[](panel, &tables, t, out))
                 }
                 (Some(Compact::Q6K), _) => {
                     for_tokens!(n, avx512_repacked::gemm_q6k[](panel, &tables, t, out))
