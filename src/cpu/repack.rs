@@ -209,6 +209,26 @@ fn huge_pages<T>(buf: &mut [std::mem::MaybeUninit<T>]) {
     let _ = buf;
 }
 
+/// The most a read fault maps at once in a file map: Linux maps the page cache's pages around
+/// the faulting one too (64 KiB "fault-around", or the whole large folio holding it, up to 2
+/// MiB), aligned to the span. A read of one row of a 1 MiB file mapped all of it here.
+const READ_SPAN: usize = 2 << 20;
+
+/// Gives back the pages a read of `row` brought into `table`'s map (a weight in the model
+/// file's read-only map, `row` inside it): the aligned spans holding the row, as far as they
+/// lie inside `table` (a later read of a neighbour faults its pages in again, a minor fault). The embedding lookup of a tied LM head whose copy was
+/// repacked reads a row per token; without this, the spans around those rows came back into
+/// the map and, over a few thousand tokens, half the table with them.
+pub fn release_read(row: &[u8], table: &[u8]) {
+    let base = table.as_ptr() as usize;
+    let start = (row.as_ptr() as usize) / READ_SPAN * READ_SPAN;
+    let end = (row.as_ptr() as usize + row.len()).next_multiple_of(READ_SPAN);
+    let (lo, hi) = (start.max(base) - base, end.min(base + table.len()) - base);
+    if lo < hi {
+        release_pages(&table[lo..hi]);
+    }
+}
+
 /// Gives the pages of `bytes` (a weight in the model file's map) back to the kernel: they are
 /// read again from the page cache only if something touches them (the embedding rows of a
 /// tied LM head, for one). Only whole pages inside the range are released.

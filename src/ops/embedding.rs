@@ -2,7 +2,8 @@
 //!
 //! Our own op because stock luminal 0.2 gathers wrong rows after `CPUCompiler` (its CPU `Equal`
 //! computes `a < b`), and because the table stays quantized in the memory map: only the rows of
-//! the tokens in this step are decoded.
+//! the tokens in this step are decoded, and the pages a row's read maps are given back (a tied
+//! LM head reads its repacked copy, not these pages: `cpu::repack::release_read`).
 
 use luminal::op::{InputTensor, Operator};
 use luminal::prelude::*;
@@ -10,6 +11,7 @@ use luminal::prelude::*;
 use super::cost::{self, Cost, OpCost};
 use super::input::f32_data;
 use super::weight::as_weight;
+use crate::cpu::repack::release_read;
 
 /// Inputs: token ids `[seq]` (as f32, exact up to 2^24), the embedding table `[vocab, hidden]`.
 /// Output: `[seq, hidden]`.
@@ -27,6 +29,9 @@ impl Operator for Embedding {
             let id = id as usize;
             if id < table.rows {
                 table.dequantize_row_into(id, row);
+                if table.file_backed() {
+                    release_read(table.row(id), table.bytes());
+                }
             }
         }
         vec![Tensor::new(out)]

@@ -1,12 +1,12 @@
 //! Weights repacked into panels once ([`qwen::cpu::repack`]): the same bits as the panels
 //! packed per call (Q8_0, Q4_K and Q6_K), at every token count and row count; which types are
-//! repacked; where a panel's scales lie; one copy per matrix in a store; and released pages
-//! of a file map reading back unchanged.
+//! repacked; where a panel's scales lie; one copy per matrix in a store; released pages of a
+//! file map reading back unchanged; and a row's read giving its pages back.
 
 use std::io::Write;
 use std::sync::Arc;
 
-use qwen::cpu::repack::{panel_block_bytes, release_pages};
+use qwen::cpu::repack::{panel_block_bytes, release_pages, release_read};
 use qwen::cpu::repack_store::RepackStore;
 use qwen::cpu::synth::{random_input, random_weights, Rng};
 use qwen::cpu::{cpu_features, matmul, Isa, MatmulPlan, Scratch, ThreadPool, WeightMatrix};
@@ -295,6 +295,60 @@ fn released_pages_of_a_file_map_read_back_unchanged() {
     assert!(map[..] == data[..], "the bytes read back after a release");
     let after = run(&pool, &w, &x, 3, &plan);
     assert!(same_bits(&before, &after));
+    drop(map);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The resident kilobytes of the mapping that starts at `at` (`/proc/self/smaps`), or `None`
+/// where there is no such file.
+fn mapping_rss_kb(at: *const u8) -> Option<usize> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let start = format!("{:x}-", at as usize);
+    let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start)).skip(1);
+    let rss = lines.find(|l| l.starts_with("Rss:"))?;
+    rss.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Reading a row of a released table maps the pages around it again (Linux maps a read fault's
+/// neighbours too); `release_read` gives all of them back, and the bytes read back unchanged.
+#[test]
+fn a_rows_read_gives_its_pages_back() {
+    let mut rng = Rng::new(8585);
+    let data = random_weights(&mut rng, GgmlType::Q8_0, 1024, 1024);
+    let dir = std::env::temp_dir().join(format!("qwen-release-read-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("table.bin");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(&data)
+        .unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    // SAFETY: a file of this test's own, not changed while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let sum = |b: &[u8]| b.iter().map(|&x| x as u64).sum::<u64>();
+    assert_eq!(sum(&map), sum(&data));
+    let Some(full) = mapping_rss_kb(map.as_ptr()) else {
+        eprintln!("skipped: no /proc/self/smaps to read resident pages from");
+        return;
+    };
+    release_pages(&map);
+    let released = mapping_rss_kb(map.as_ptr()).unwrap();
+    let row_bytes = 1024 / 32 * 34;
+    let row = &map[517 * row_bytes..518 * row_bytes];
+    assert_eq!(row, &data[517 * row_bytes..518 * row_bytes]);
+    let read = mapping_rss_kb(map.as_ptr()).unwrap();
+    release_read(row, &map);
+    let given_back = mapping_rss_kb(map.as_ptr()).unwrap();
+    assert!(
+        full > released && read > released,
+        "resident {full} kB, released {released}, a row read {read}: the setting is not measured"
+    );
+    assert_eq!(given_back, released, "a row's read left pages mapped");
+    assert_eq!(
+        sum(&map),
+        sum(&data),
+        "the bytes read back after the release"
+    );
     drop(map);
     let _ = std::fs::remove_dir_all(&dir);
 }
