@@ -10,7 +10,8 @@
 //! (16 rows x 32 quants, then the 16 rows' f16 scales) takes the rows' 544 bytes; Q4_K, two
 //! quants a byte with the rows' scale bits (296 bytes where the rows take 288); Q6_K, four and
 //! two bits a quant with the rows' scales (their 420 bytes). The other types' per-call panels
-//! hold a byte per weight (twice the nibble types' rows): they keep reading in place.
+//! hold a byte per weight (twice the nibble types' rows): they keep reading in place, as does
+//! Q5_K, whose compact panels decoded slower than its tiles (`dot/panel/avx512_repacked.rs`).
 //! The caller releases the file's pages of a repacked matrix ([`release_pages`]), so a run
 //! holds the repacked copy instead of the mapped rows, not both.
 
@@ -216,9 +217,10 @@ const READ_SPAN: usize = 2 << 20;
 
 /// Gives back the pages a read of `row` brought into `table`'s map (a weight in the model
 /// file's read-only map, `row` inside it): the aligned spans holding the row, as far as they
-/// lie inside `table` (a later read of a neighbour faults its pages in again, a minor fault). The embedding lookup of a tied LM head whose copy was
-/// repacked reads a row per token; without this, the spans around those rows came back into
-/// the map and, over a few thousand tokens, half the table with them.
+/// lie inside `table` (a later read of a neighbour faults its pages in again, a minor fault).
+/// The embedding lookup of a tied LM head whose copy was repacked reads a row per token;
+/// without this, the spans around those rows came back into the map and, over a few thousand
+/// tokens, half the table with them.
 pub fn release_read(row: &[u8], table: &[u8]) {
     let base = table.as_ptr() as usize;
     let start = (row.as_ptr() as usize) / READ_SPAN * READ_SPAN;

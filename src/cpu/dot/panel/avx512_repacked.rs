@@ -27,6 +27,7 @@ unsafe fn scale_regions(panel: &Panel) -> (*mut u8, *mut u8, *mut u16, *mut u16)
     )
 }
 
+/// Packs 16 Q4_K rows into the compact panel ([`Panel::repacked_q4k`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
 pub unsafe fn pack_q4k(rows: &[*const u8; ROWS], panel: &Panel) {
     let bs = kquant::block_bytes(Q4_K);
@@ -114,6 +115,7 @@ unsafe fn q6k_scale_regions(panel: &Panel) -> (*mut u8, *mut u16) {
     (at, at.add(panel.blocks * 32) as *mut u16)
 }
 
+/// Packs 16 Q6_K rows into the compact panel ([`Panel::repacked_q6k`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 pub unsafe fn pack_q6k(rows: &[*const u8; ROWS], panel: &Panel) {
     let bs = kquant::block_bytes(Q6_K);
