@@ -247,6 +247,22 @@ fn a_store_holds_one_copy_per_matrix_and_forgets_on_request() {
     );
 }
 
+/// `data` written to a file in a directory of this test's own (`stem` and the process id) and
+/// mapped read-only: the directory, to remove, and the map.
+fn mapped_file(stem: &str, data: &[u8]) -> (std::path::PathBuf, memmap2::Mmap) {
+    let dir = std::env::temp_dir().join(format!("{stem}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("weights.bin");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(data)
+        .unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    // SAFETY: a file of this test's own, not changed while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    (dir, map)
+}
+
 /// Released pages of a read-only file map are read again from the file: the bytes, and a
 /// matrix read in place after its copy was made, are unchanged.
 #[test]
@@ -254,16 +270,7 @@ fn released_pages_of_a_file_map_read_back_unchanged() {
     let mut rng = Rng::new(8484);
     let (rows, cols) = (300, 1024);
     let data = random_weights(&mut rng, GgmlType::Q8_0, rows, cols);
-    let dir = std::env::temp_dir().join(format!("qwen-repack-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("weights.bin");
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(&data)
-        .unwrap();
-    let file = std::fs::File::open(&path).unwrap();
-    // SAFETY: a file of this test's own, not changed while mapped.
-    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let (dir, map) = mapped_file("qwen-repack", &data);
     let w = WeightMatrix::new(GgmlType::Q8_0, rows, cols, &map).unwrap();
     let pool = ThreadPool::new(2).unwrap();
     let x = random_input(&mut rng, 3 * cols);
@@ -315,16 +322,7 @@ fn mapping_rss_kb(at: *const u8) -> Option<usize> {
 fn a_rows_read_gives_its_pages_back() {
     let mut rng = Rng::new(8585);
     let data = random_weights(&mut rng, GgmlType::Q8_0, 1024, 1024);
-    let dir = std::env::temp_dir().join(format!("qwen-release-read-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("table.bin");
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(&data)
-        .unwrap();
-    let file = std::fs::File::open(&path).unwrap();
-    // SAFETY: a file of this test's own, not changed while mapped.
-    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let (dir, map) = mapped_file("qwen-release-read", &data);
     let sum = |b: &[u8]| b.iter().map(|&x| x as u64).sum::<u64>();
     assert_eq!(sum(&map), sum(&data));
     let Some(full) = mapping_rss_kb(map.as_ptr()) else {
