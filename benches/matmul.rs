@@ -420,6 +420,14 @@ fn thread_cpu_time() -> Duration {
 
 /// Prompt matmuls of Qwen3-0.6B's layer shapes on one thread, timed in thread CPU time (the
 /// least of several calls): GMAC/s per core for 64 and 512 tokens, panels and tiles.
+/// Whether panels run on AMX tiles in this process.
+fn amx_runs() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return qwen::cpu::dot::panel::amx::usable();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 fn section_prompt(pool: &ThreadPool, types: &[GgmlType]) {
     println!();
     println!("prompt matmuls, 1 thread, thread CPU time (least of 7 calls): GMAC/s per core");
@@ -437,8 +445,17 @@ fn section_prompt(pool: &ThreadPool, types: &[GgmlType]) {
                 let x = random_input(&mut rng, cols * n);
                 let mut y = vec![0.0; rows * n];
                 let mut s = Scratch::default();
-                for panel in [true, false] {
-                    let plan = MatmulPlan { panel, ..plan };
+                // (panel, AMX tiles): the tiles where this process runs them.
+                let variants = [(true, false), (false, false)]
+                    .into_iter()
+                    .chain(amx_runs().then_some((true, true)));
+                for (panel, amx) in variants {
+                    let plan = MatmulPlan {
+                        panel,
+                        amx,
+                        token_tile: if amx { 16 } else { plan.token_tile },
+                        ..plan
+                    };
                     let mut best = Duration::MAX;
                     for _ in 0..7 {
                         let t = thread_cpu_time();
@@ -446,7 +463,11 @@ fn section_prompt(pool: &ThreadPool, types: &[GgmlType]) {
                         best = best.min(thread_cpu_time() - t);
                     }
                     let macs = (rows * cols * n) as f64;
-                    let name = if panel { "panel" } else { "tiles" };
+                    let name = match (panel, amx) {
+                        (_, true) => "amx",
+                        (true, _) => "panel",
+                        _ => "tiles",
+                    };
                     print!(" | {n:>3} {name} {:>6.1}", macs / best.as_secs_f64() / 1e9);
                 }
             }

@@ -229,7 +229,7 @@ impl Engine {
                     "FusedAttention: q/k RMSNorm + RoPE + KV-cache append + causal GQA, heads in parallel",
                     "Embedding: table rows decoded from the GGUF encoding",
                 ],
-                crate::cpu::cpu_features().describe(),
+                cpu_description(),
             ),
         };
         if let Some(m) = &self.config.moe {
@@ -299,6 +299,17 @@ impl Engine {
             h.recurrent_count()
         )
     }
+}
+
+/// The SIMD path and the CPU's flags; on a CPU with AMX, what became of its tiles (granted
+/// by the OS, checked against AVX-512, offered to the kernel search).
+fn cpu_description() -> String {
+    let simd = crate::cpu::cpu_features().describe();
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::amx::in_cpu() {
+        return format!("{simd}; {}", crate::cpu::dot::panel::amx::describe());
+    }
+    simd
 }
 
 /// What the hybrid models' mixer ops do in `mode`.

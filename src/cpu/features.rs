@@ -123,6 +123,7 @@ impl CpuFeatures {
             (self.avx512vnni, "avx512vnni"),
             (self.neon, "neon"),
             (self.dotprod, "dotprod"),
+            (crate::cpu::amx::in_cpu(), "amx-int8"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))

@@ -147,6 +147,10 @@ pub struct MatmulPlan {
     /// included, where each has one; others take the plan's other fields.
     #[serde(default)]
     pub repacked: bool,
+    /// Panels of the types AMX takes run their integer dots on AMX tiles, 16 tokens a call,
+    /// where [`panel::amx::usable`] says yes (elsewhere the flag changes nothing).
+    #[serde(default)]
+    pub amx: bool,
 }
 
 impl MatmulPlan {
@@ -165,6 +169,7 @@ impl MatmulPlan {
             quantize_activations: true,
             panel: panel::any(isa),
             repacked: false,
+            amx: false,
         }
     }
 
@@ -175,7 +180,7 @@ impl MatmulPlan {
             n => n.to_string(),
         };
         format!(
-            "{} t{} chunk{} tile{}x{} {}{}",
+            "{} t{} chunk{} tile{}x{} {}{}{}",
             self.isa,
             self.threads,
             chunk,
@@ -192,7 +197,8 @@ impl MatmulPlan {
                 " panel16"
             } else {
                 ""
-            }
+            },
+            if self.amx { " amx" } else { "" }
         )
     }
 }
@@ -383,6 +389,7 @@ pub fn matmul_multi(
         n_tokens,
         token_tile: plan.token_tile.max(1),
         isa: plan.isa,
+        amx: amx_tiles(plan),
         acts: &scratch.acts,
         rows_f32: SharedMut::new(&mut scratch.rows_f32[..]),
         per_thread,
@@ -398,6 +405,18 @@ pub fn matmul_multi(
         job.chunk(tid, c);
     });
     Ok(())
+}
+
+/// Whether a call of `plan` runs its panels on AMX tiles: asked for, on the AVX-512 panels,
+/// and usable in this process.
+fn amx_tiles(plan: &MatmulPlan) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return plan.amx && plan.isa == Isa::Avx512Vnni && panel::amx::usable();
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = plan;
+        false
+    }
 }
 
 fn is_float(ty: GgmlType) -> bool {
@@ -437,6 +456,8 @@ struct Job<'a> {
     token_tile: usize,
     /// The plan's ISA: which panel kernels run.
     isa: Isa,
+    /// Panels run their integer dots on AMX tiles.
+    amx: bool,
     acts: &'a QuantActs,
     /// `per_thread` f32s per job index, for dequantized rows.
     rows_f32: SharedMut<'a, f32>,
@@ -550,9 +571,16 @@ impl Job<'_> {
             valid,
         };
         let tt = self.token_tile.clamp(1, panel::MAX_TOKENS);
+        let tokens = 0..self.n_tokens;
         // SAFETY: the caller's contract; the activations hold every token in the type's format
-        // (prepared for the call's kernel set).
-        unsafe { panel::gemm(self.isa, p.w.ty, pan, self.acts, 0..self.n_tokens, tt, &out) };
+        // (prepared for the call's kernel set); `amx` only where the tiles were checked.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            if self.amx {
+                return panel::gemm_amx(p.w.ty, pan, self.acts, tokens, &out);
+            }
+            panel::gemm(self.isa, p.w.ty, pan, self.acts, tokens, tt, &out)
+        };
     }
 
     /// Rows `first + k * step` for `k in 0..nr`, every token.

@@ -13,6 +13,7 @@
 //! - [`moe`] runs a mixture-of-experts layer's router and routed experts on the same kernels.
 //! - [`delta`] holds the gated DeltaNet layers' convolution, recurrence and norms (Qwen3.5).
 
+pub mod amx;
 pub mod bandwidth;
 pub mod delta;
 pub mod dot;

@@ -124,6 +124,17 @@ fn cols_for(ty: GgmlType) -> [usize; 2] {
     }
 }
 
+/// Whether panels of `isa` run on AMX tiles in this process.
+fn amx_runs(isa: Isa) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return isa == Isa::Avx512Vnni && panel::amx::usable();
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        false
+    }
+}
+
 #[test]
 fn every_path_matches_scalar_and_exact_math() {
     let pool = ThreadPool::new(2).unwrap();
@@ -162,7 +173,16 @@ fn every_path_matches_scalar_and_exact_math() {
                     panel: true,
                     ..tiles
                 };
-                std::iter::once(tiles).chain(panel::supports(ty, isa).then_some(panels))
+                // AMX tiles, where this process runs them (the emulated tiles are tested in
+                // the crate's own tests on every CPU with AVX-512).
+                let amx = MatmulPlan {
+                    amx: true,
+                    token_tile: 16,
+                    ..panels
+                };
+                std::iter::once(tiles)
+                    .chain(panel::supports(ty, isa).then_some(panels))
+                    .chain((panel::supports(ty, isa) && amx_runs(isa)).then_some(amx))
             });
             for plan in plans {
                 let got = run(&pool, &w, &x, n, &plan);

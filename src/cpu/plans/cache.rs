@@ -27,7 +27,7 @@ pub fn job_key(ws: &[WeightMatrix<'_>], n_tokens: usize) -> String {
 }
 
 /// Bumped when the kernels or the search change enough that plans chosen before no longer hold.
-const KERNELS_VERSION: u32 = 14;
+const KERNELS_VERSION: u32 = 15;
 
 /// CPU model, SIMD path and threads: a plan timed elsewhere says nothing about this machine.
 /// (The read-bandwidth cache keys its figures the same way.)
@@ -41,8 +41,17 @@ pub(crate) fn machine_key(threads: usize) -> String {
                 .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    // Tiles granted or not change which plans exist (the OS may refuse them in one run).
+    #[cfg(target_arch = "x86_64")]
+    let amx = if crate::cpu::dot::panel::amx::usable() {
+        " + amx"
+    } else {
+        ""
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let amx = "";
     format!(
-        "{model} | {} | {threads} threads | kernels v{KERNELS_VERSION}",
+        "{model} | {}{amx} | {threads} threads | kernels v{KERNELS_VERSION}",
         cpu_features().best()
     )
 }

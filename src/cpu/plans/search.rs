@@ -153,7 +153,51 @@ fn variants(
             }
         }
     }
+    if n_tokens > 1 && tiles_run() {
+        let twins = amx_twins(&out, w);
+        out.splice(0..0, twins);
+    }
     out
+}
+
+/// Whether this process runs panels on AMX tiles.
+fn tiles_run() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return panel::amx::usable();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The AMX twins of the panel plans among `plans` (one per work split and thread count, 16
+/// tokens a call) where `w`'s panels take tiles; none elsewhere. They go first in the list:
+/// where tiles run, they are a prompt's likeliest winners.
+pub(crate) fn amx_twins(plans: &[MatmulPlan], w: &WeightMatrix<'_>) -> Vec<MatmulPlan> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::cpu::features::Isa;
+        if !panel::amx::supports_type(w.ty) {
+            return Vec::new();
+        }
+        // Repacked panels in a compact layout (Q4_K) are not the tiles' byte-per-quant rows.
+        let copies_take_tiles = w
+            .repacked
+            .is_some_and(|rp| panel::amx::supports(w.ty, &rp.panel(0)));
+        plans
+            .iter()
+            .filter(|p| p.isa == Isa::Avx512Vnni && p.token_tile == 8)
+            .filter(|p| (p.panel && !p.repacked) || (p.repacked && copies_take_tiles))
+            .map(|p| MatmulPlan {
+                amx: true,
+                token_tile: panel::amx::MAX_TOKENS,
+                ..*p
+            })
+            .collect()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (plans, w);
+        Vec::new()
+    }
 }
 
 /// Panel plans as `base` (packed per call or repacked once) on `threads` threads: each token
@@ -391,5 +435,35 @@ mod tests {
         let big = vec![0u8; rows * 272];
         let big = WeightMatrix::new(GgmlType::Q8_0, rows, 256, &big).unwrap();
         assert!(!times_in_place(&[big]));
+    }
+
+    #[test]
+    fn amx_twins_are_the_panel_plans_of_the_types_tiles_take() {
+        use crate::cpu::features::Isa;
+        if !cfg!(target_arch = "x86_64") {
+            return;
+        }
+        let q8 = random_weights(&mut Rng::new(3), GgmlType::Q8_0, 16, 256);
+        let w = WeightMatrix::new(GgmlType::Q8_0, 16, 256, &q8).unwrap();
+        let plans = variants(&MatmulPlan::for_isa(Isa::Avx512Vnni), &w, 64, 2);
+        let twins = amx_twins(&plans, &w);
+        let panels = plans
+            .iter()
+            .filter(|p| p.panel && p.token_tile == 8)
+            .count();
+        assert!(
+            panels > 0 && twins.len() == panels,
+            "one twin per panel plan"
+        );
+        assert!(twins.iter().all(|p| p.amx && p.panel && p.token_tile == 16));
+        // Half-block scales (Q6_K) and tile plans have none.
+        let q6 = random_weights(&mut Rng::new(4), GgmlType::Q6_K, 16, 256);
+        let w6 = WeightMatrix::new(GgmlType::Q6_K, 16, 256, &q6).unwrap();
+        assert!(amx_twins(&plans, &w6).is_empty());
+        let tiles: Vec<_> = plans.iter().filter(|p| !p.panel).copied().collect();
+        assert!(amx_twins(&tiles, &w).is_empty());
+        // Only where this process runs tiles are they searched.
+        let searched = candidates(&[w], 64, 2).iter().any(|p| p.amx);
+        assert_eq!(searched, tiles_run());
     }
 }

@@ -180,7 +180,7 @@ pub(super) unsafe fn prefetch_stream(panel: &Panel, b: usize) {
 
 /// The 16 rows' scales of block `b`, widened where the panel keeps them as f16.
 #[inline(always)]
-unsafe fn row_scales(panel: &Panel, b: usize) -> __m512 {
+pub(super) unsafe fn row_scales(panel: &Panel, b: usize) -> __m512 {
     if panel.half_scales {
         let h = _mm256_load_si256((panel.d as *const u16).add(16 * b) as *const __m256i);
         return _mm512_cvtph_ps(h);

@@ -44,6 +44,8 @@ macro_rules! for_tokens {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_iquant;
@@ -217,6 +219,34 @@ pub unsafe fn gemm(
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (isa, ty, panel, acts, tokens, tile, out);
+}
+
+/// As [`gemm`] on AVX-512 VNNI, with each block's integer dots on AMX tiles, 16 tokens a call
+/// (`amx.rs`); panels the tiles do not take ([`amx::supports`]) run [`gemm`].
+///
+/// # Safety
+/// As [`gemm`] on [`Isa::Avx512Vnni`], and [`amx::usable`] must have said yes.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn gemm_amx(
+    ty: GgmlType,
+    panel: &Panel,
+    acts: &QuantActs,
+    tokens: std::ops::Range<usize>,
+    out: &Out,
+) {
+    if !amx::supports(ty, panel) {
+        return gemm(Isa::Avx512Vnni, ty, panel, acts, tokens, MAX_TOKENS, out);
+    }
+    assert!(tokens.end <= acts.n_tokens);
+    let tables = Tables::new(ty, acts);
+    amx::gemm_tokens(
+        &mut crate::cpu::amx::Hardware,
+        ty,
+        panel,
+        &tables,
+        tokens,
+        out,
+    );
 }
 
 /// One AVX2 kernel call on `n` tokens from `t0`: groups per scale, mins or an offset, and the
