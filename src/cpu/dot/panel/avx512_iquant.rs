@@ -44,11 +44,26 @@ unsafe fn put_block(z: [__m512i; 8], panel: &Panel, b: usize) {
     }
 }
 
+/// Stores row `r`'s effective scale of scale slot `i` (a block, or a half-block for the
+/// types with scales per 16): `d * F * ls`, and its min `128 * d * F * ls`.
+#[inline(always)]
+unsafe fn put_scale(panel: &Panel, i: usize, r: usize, df: f32, ls: i32) {
+    let dl = df * ls as f32;
+    *panel.d.add(i * ROWS + r) = dl;
+    *panel.m.add(i * ROWS + r) = 128.0 * dl;
+}
+
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,f16c")]
 unsafe fn pack<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
     let bs = iquant::block_bytes(TY);
     let offset = _mm256_set1_epi8(-128);
     for sb in 0..panel.blocks / 8 {
+        // The scales come from the decoded sub-blocks' scale vectors and the super-block's
+        // `d`; decoding each block's integer form again for them (scalar grid lookups of all
+        // 256 quants) cost most of an IQ2_S or IQ3_S pack.
+        let df: [f32; ROWS] = std::array::from_fn(|r| {
+            iquant::super_scale_avx2::<TY>(rows[r].add(sb * bs)) * iquant::factor(TY)
+        });
         for j in 0..4 {
             let subs: [[iquant::Sub; 2]; ROWS] =
                 std::array::from_fn(|i| iquant::pair_avx2::<TY>(rows[i].add(sb * bs), j));
@@ -61,25 +76,18 @@ unsafe fn pack<const TY: u8>(rows: &[*const u8; ROWS], panel: &Panel) {
                     let (lo, hi) = (unsigned(i), unsigned(i + 8));
                     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
                 });
-                put_block(z, panel, 8 * sb + 2 * j + k);
-            }
-        }
-        for (r, &row) in rows.iter().enumerate() {
-            let blk = std::slice::from_raw_parts(row.add(sb * bs), bs);
-            let form = iquant::integer_form::<TY>(blk);
-            let df = form.d * iquant::factor(TY);
-            let put = |i: usize, ls: u8| {
-                let dl = df * f32::from(ls);
-                *panel.d.add(i * ROWS + r) = dl;
-                *panel.m.add(i * ROWS + r) = 128.0 * dl;
-            };
-            if scales_per_16(TY) {
-                for (g, &ls) in form.ls.iter().enumerate() {
-                    put(16 * sb + g, ls);
-                }
-            } else {
-                for j in 0..8 {
-                    put(8 * sb + j, form.ls[2 * j]);
+                let b = 8 * sb + 2 * j + k;
+                put_block(z, panel, b);
+                // A sub-block's scale vector: its first 16 weights' `ls` in 16-bit lanes 0-7,
+                // its last 16's in lanes 8-15.
+                for (r, sub) in subs.iter().enumerate() {
+                    let sc = sub[k].2;
+                    if scales_per_16(TY) {
+                        put_scale(panel, 2 * b, r, df[r], _mm256_extract_epi16::<0>(sc));
+                        put_scale(panel, 2 * b + 1, r, df[r], _mm256_extract_epi16::<8>(sc));
+                    } else {
+                        put_scale(panel, b, r, df[r], _mm256_extract_epi16::<0>(sc));
+                    }
                 }
             }
         }
