@@ -122,6 +122,27 @@ pub unsafe fn gemm<const MIN: bool, const T: usize>(
     t0: usize,
     out: &Out,
 ) {
+    // The panel's kind is settled before the block loop: a branch inside it (on the scales'
+    // width, on prefetching) split each block's code, and the compiler, no longer folding the
+    // activations' broadcasts into `vpdpbusd`, built them in vectors spilled to the stack
+    // (the kernels with a min ran at half the rate of those without).
+    match (panel.half_scales, panel.ahead > 0) {
+        (false, false) => blocks::<MIN, T, false, false>(panel, tables, t0, out),
+        (false, true) => blocks::<MIN, T, false, true>(panel, tables, t0, out),
+        (true, false) => blocks::<MIN, T, true, false>(panel, tables, t0, out),
+        (true, true) => blocks::<MIN, T, true, true>(panel, tables, t0, out),
+    }
+}
+
+/// [`gemm`] for a panel whose scales are f16 (`HALF`) or f32, prefetched (`AHEAD`) or not.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
+unsafe fn blocks<const MIN: bool, const T: usize, const HALF: bool, const AHEAD: bool>(
+    panel: &Panel,
+    tables: &Tables,
+    t0: usize,
+    out: &Out,
+) {
     let tb = tables;
     let qs: [*const i8; T] = std::array::from_fn(|t| tb.qs.add((t0 + t) * tb.qs_step));
     let d: [*const f32; T] = std::array::from_fn(|t| tb.d.add((t0 + t) * tb.d_step));
@@ -129,12 +150,12 @@ pub unsafe fn gemm<const MIN: bool, const T: usize>(
     let s: [*const f32; T] = std::array::from_fn(|t| tb.s.wrapping_add((t0 + t) * tb.s_step));
     let mut acc = [_mm512_setzero_ps(); T];
     for b in 0..panel.blocks {
-        if panel.ahead > 0 {
+        if AHEAD {
             prefetch_stream(panel, b);
         }
         // The offset correction (`-offset * sum` of the token's block) starts each lane.
         let isum = dots(panel, &qs, b, 0..8, std::array::from_fn(|t| *c[t].add(b)));
-        add_scaled(&mut acc, isum, row_scales(panel, b), &d, b);
+        add_scaled(&mut acc, isum, scales_of::<HALF>(panel, b), &d, b);
         if MIN {
             let mw = _mm512_load_ps(panel.m.add(16 * b));
             for t in 0..T {
@@ -182,6 +203,15 @@ pub(super) unsafe fn prefetch_stream(panel: &Panel, b: usize) {
 #[inline(always)]
 pub(super) unsafe fn row_scales(panel: &Panel, b: usize) -> __m512 {
     if panel.half_scales {
+        return scales_of::<true>(panel, b);
+    }
+    scales_of::<false>(panel, b)
+}
+
+/// [`row_scales`] for a panel known to keep f16 (`HALF`) or f32 scales.
+#[inline(always)]
+unsafe fn scales_of<const HALF: bool>(panel: &Panel, b: usize) -> __m512 {
+    if HALF {
         let h = _mm256_load_si256((panel.d as *const u16).add(16 * b) as *const __m256i);
         return _mm512_cvtph_ps(h);
     }
