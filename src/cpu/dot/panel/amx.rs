@@ -17,6 +17,7 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
+use super::super::{iquant, kquant, legacy};
 use super::avx512::{self, add_scaled, prefetch_stream, row_scales, store};
 use super::layout::{Kernel, Out, Panel, Tables};
 use crate::cpu::amx::{self, AmxSupport, Hardware, TileConfig, TileOps};
@@ -33,7 +34,9 @@ pub fn supports(ty: GgmlType, panel: &Panel) -> bool {
 
 /// Whether `ty`'s byte-per-quant panels run on tiles (its blocks of 32 have one scale each).
 pub fn supports_type(ty: GgmlType) -> bool {
-    super::supports(ty, Isa::Avx512Vnni) && matches!(Kernel::of(ty), Kernel::Blocks { .. })
+    let panels =
+        iquant::code(ty).is_some() || legacy::code(ty).is_some() || kquant::code(ty).is_some();
+    panels && matches!(Kernel::of(ty), Kernel::Blocks { .. })
 }
 
 /// Whether this process runs panels on AMX tiles: granted by the CPU and the OS, and the
@@ -51,7 +54,10 @@ pub fn usable() -> bool {
 pub fn describe() -> String {
     match amx::support() {
         AmxSupport::Absent => "AMX: absent".to_string(),
-        AmxSupport::Granted if usable() => "AMX: prompt panels on tiles".to_string(),
+        AmxSupport::Granted if usable() => {
+            "AMX: granted and checked, prompt panels on tiles offered to the kernel search"
+                .to_string()
+        }
         AmxSupport::Granted => "AMX: disagreed with AVX-512 on a test panel, not used".to_string(),
         s => format!("AMX: {}", s.name()),
     }
@@ -168,7 +174,7 @@ macro_rules! for_tokens16 {
 /// Tokens `tokens` times the panel into `out`, 16 at a time, on `ops`' tiles.
 ///
 /// # Safety
-/// As [`super::gemm`] on AVX-512 VNNI, `ty` supported ([`supports`]), and `ops` may run tile
+/// As the AVX-512 VNNI panel kernels, `ty` supported ([`supports`]), and `ops` may run tile
 /// instructions.
 pub unsafe fn gemm_tokens<O: TileOps>(
     ops: &mut O,
@@ -191,8 +197,8 @@ pub unsafe fn gemm_tokens<O: TileOps>(
 /// (scales as f32 and as the repacked f16, with and without mins, an odd and an even number
 /// of blocks) times 1..=16 random tokens, on tiles and with the AVX-512 kernel.
 pub mod check {
+    use super::super::layout::{scratch_bytes, MAX_TOKENS as VNNI_TOKENS, ROWS};
     use super::*;
-    use crate::cpu::dot::panel::{layout::Tables, scratch_bytes, ROWS};
     use crate::cpu::synth::Rng;
 
     /// Whether the tile kernel gives the AVX-512 kernel's bits on every case of `seed`.
@@ -268,7 +274,7 @@ pub mod check {
             let o = out(&mut vnni);
             let mut t = 0;
             while t < n {
-                let k = (n - t).min(super::super::MAX_TOKENS);
+                let k = (n - t).min(VNNI_TOKENS);
                 match (min, k) {
                     (false, _) => for_tokens!(k, avx512::gemm[false](&panel, &tables, t, &o)),
                     (true, _) => for_tokens!(k, avx512::gemm[true](&panel, &tables, t, &o)),
