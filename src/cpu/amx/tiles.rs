@@ -116,6 +116,30 @@ pub trait TileOps {
 /// The AMX instructions themselves. Only where [`super::support`] says `Granted`.
 pub struct Hardware;
 
+/// `tileloadd` into tile `tmm` (0, 1, 3 or 4: the A and B tiles of the two sets); the register
+/// is part of the instruction, so each has its own line (the match folds away when inlined).
+///
+/// # Safety
+/// As [`TileOps::load_a`], for tile `tmm`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn tile_load(tmm: usize, src: *const u8, stride: usize) {
+    use std::arch::asm;
+    // SAFETY: the caller's contract.
+    unsafe {
+        match tmm {
+            0 => asm!("tileloadd tmm0, [{} + {}*1]", in(reg) src, in(reg) stride,
+                options(nostack, readonly, preserves_flags)),
+            1 => asm!("tileloadd tmm1, [{} + {}*1]", in(reg) src, in(reg) stride,
+                options(nostack, readonly, preserves_flags)),
+            3 => asm!("tileloadd tmm3, [{} + {}*1]", in(reg) src, in(reg) stride,
+                options(nostack, readonly, preserves_flags)),
+            _ => asm!("tileloadd tmm4, [{} + {}*1]", in(reg) src, in(reg) stride,
+                options(nostack, readonly, preserves_flags)),
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 impl TileOps for Hardware {
     #[inline(always)]
@@ -130,29 +154,13 @@ impl TileOps for Hardware {
     #[inline(always)]
     unsafe fn load_a<const S: usize>(&mut self, src: *const u8, stride: usize) {
         // SAFETY: the caller's contract: the configured rows of A lie at `src`, `stride` apart.
-        unsafe {
-            if S == 0 {
-                std::arch::asm!("tileloadd tmm0, [{} + {}*1]", in(reg) src, in(reg) stride,
-                    options(nostack, readonly, preserves_flags))
-            } else {
-                std::arch::asm!("tileloadd tmm3, [{} + {}*1]", in(reg) src, in(reg) stride,
-                    options(nostack, readonly, preserves_flags))
-            }
-        }
+        unsafe { tile_load(3 * S, src, stride) }
     }
 
     #[inline(always)]
     unsafe fn load_b<const S: usize>(&mut self, src: *const u8, stride: usize) {
         // SAFETY: as `load_a`, for B.
-        unsafe {
-            if S == 0 {
-                std::arch::asm!("tileloadd tmm1, [{} + {}*1]", in(reg) src, in(reg) stride,
-                    options(nostack, readonly, preserves_flags))
-            } else {
-                std::arch::asm!("tileloadd tmm4, [{} + {}*1]", in(reg) src, in(reg) stride,
-                    options(nostack, readonly, preserves_flags))
-            }
-        }
+        unsafe { tile_load(3 * S + 1, src, stride) }
     }
 
     #[inline(always)]
