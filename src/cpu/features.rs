@@ -49,6 +49,12 @@ pub struct CpuFeatures {
     pub avx512bw: bool,
     pub avx512vl: bool,
     pub avx512vnni: bool,
+    /// Byte permutes across a whole vector (`vpermb`, `vpermt2b`, `vpmultishiftqb`).
+    pub avx512vbmi: bool,
+    /// Bit counts per byte (`vpopcntb`).
+    pub avx512bitalg: bool,
+    /// Bit gathers in general registers (`pext`).
+    pub bmi2: bool,
     pub neon: bool,
     pub dotprod: bool,
 }
@@ -64,6 +70,9 @@ impl CpuFeatures {
             avx512bw: false,
             avx512vl: false,
             avx512vnni: false,
+            avx512vbmi: false,
+            avx512bitalg: false,
+            bmi2: false,
             neon: false,
             dotprod: false,
         };
@@ -76,6 +85,9 @@ impl CpuFeatures {
             f.avx512bw = is_x86_feature_detected!("avx512bw");
             f.avx512vl = is_x86_feature_detected!("avx512vl");
             f.avx512vnni = is_x86_feature_detected!("avx512vnni");
+            f.avx512vbmi = is_x86_feature_detected!("avx512vbmi");
+            f.avx512bitalg = is_x86_feature_detected!("avx512bitalg");
+            f.bmi2 = is_x86_feature_detected!("bmi2");
         }
         #[cfg(target_arch = "aarch64")]
         {
@@ -96,6 +108,13 @@ impl CpuFeatures {
             }
             Isa::Neon => self.neon,
         }
+    }
+
+    /// Whether the AVX-512 kernels may also look grid points up by byte permutes (the i-quant
+    /// decode tiles of `dot::iquant::avx512_vbmi`): VBMI and BITALG (and BMI2) beside AVX-512
+    /// VNNI, as on Intel since Ice Lake and AMD since Zen 4.
+    pub fn byte_permutes(&self) -> bool {
+        self.supports(Isa::Avx512Vnni) && self.avx512vbmi && self.avx512bitalg && self.bmi2
     }
 
     /// Every path this CPU can run, slowest first (the tests run each against scalar).
@@ -121,6 +140,8 @@ impl CpuFeatures {
             (self.avx512bw, "avx512bw"),
             (self.avx512vl, "avx512vl"),
             (self.avx512vnni, "avx512vnni"),
+            (self.avx512vbmi, "avx512vbmi"),
+            (self.avx512bitalg, "avx512bitalg"),
             (self.neon, "neon"),
             (self.dotprod, "dotprod"),
             (crate::cpu::amx::in_cpu(), "amx-int8"),

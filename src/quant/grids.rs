@@ -67,6 +67,30 @@ const fn iq1_bytes() -> [u8; 3] {
     ]
 }
 
+/// The points' level indices (their `u16` codes) split into two byte tables, low bytes then
+/// high bytes: what a kernel looks up by byte permutes and spreads into levels itself.
+const fn code_bytes<const N: usize>(points: &[u16; N]) -> [[u8; N]; 2] {
+    let mut out = [[0u8; N]; 2];
+    let mut i = 0;
+    while i < N {
+        out[0][i] = points[i] as u8;
+        out[1][i] = (points[i] >> 8) as u8;
+        i += 1;
+    }
+    out
+}
+
+/// IQ2_XXS's 256 codes (2 bits of level index per coordinate), low and high bytes.
+pub static IQ2XXS_CODES: [[u8; 256]; 2] = code_bytes(&IQ2XXS_POINTS);
+/// IQ2_XS's 512 codes.
+pub static IQ2XS_CODES: [[u8; 512]; 2] = code_bytes(&IQ2XS_POINTS);
+/// IQ2_S's 1024 codes.
+pub static IQ2S_CODES: [[u8; 1024]; 2] = code_bytes(&IQ2S_POINTS);
+/// IQ3_XXS's 256 codes (3 bits of level index per coordinate), low and high bytes.
+pub static IQ3XXS_CODES: [[u8; 256]; 2] = code_bytes(&IQ3XXS_POINTS);
+/// IQ3_S's 512 codes.
+pub static IQ3S_CODES: [[u8; 512]; 2] = code_bytes(&IQ3S_POINTS);
+
 /// IQ2_XXS: 256 points of 8 bytes.
 pub static IQ2XXS_GRID: [u64; 256] = expand8(&IQ2XXS_POINTS, IQ2_LEVELS);
 /// IQ2_XS: 512 points of 8 bytes.
@@ -173,6 +197,33 @@ mod tests {
                 assert_eq!(b as i8, 8 * g[j] as i8 + delta, "entry {i} byte {j}");
             }
         }
+    }
+
+    #[test]
+    fn code_bytes_spread_back_into_the_grids() {
+        fn check<const N: usize, G: Copy + Into<u64>>(
+            name: &str,
+            grid: &[G; N],
+            codes: &[[u8; N]; 2],
+            levels: &[u8],
+        ) {
+            let bits = if levels.len() == 3 { 2 } else { 3 };
+            let coords = if bits == 2 { 8 } else { 4 };
+            for i in 0..N {
+                let code = u16::from_le_bytes([codes[0][i], codes[1][i]]);
+                assert!(u32::from(code) < 1 << (bits * coords), "{name} {i}");
+                let point = grid[i].into().to_le_bytes();
+                for j in 0..coords {
+                    let level = levels[usize::from(code >> (bits * j)) & ((1 << bits) - 1)];
+                    assert_eq!(point[j], level, "{name} point {i} coordinate {j}");
+                }
+            }
+        }
+        check("IQ2_XXS", &IQ2XXS_GRID, &IQ2XXS_CODES, &IQ2_LEVELS);
+        check("IQ2_XS", &IQ2XS_GRID, &IQ2XS_CODES, &IQ2_LEVELS);
+        check("IQ2_S", &IQ2S_GRID, &IQ2S_CODES, &IQ2_LEVELS);
+        check("IQ3_XXS", &IQ3XXS_GRID, &IQ3XXS_CODES, &IQ3XXS_LEVELS);
+        check("IQ3_S", &IQ3S_GRID, &IQ3S_CODES, &IQ3S_LEVELS);
     }
 
     #[test]

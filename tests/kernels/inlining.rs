@@ -88,3 +88,40 @@ fn no_integer_dot_reads_a_spilled_vector() {
         spilled[..spilled.len().min(20)].join("\n")
     );
 }
+
+/// The one helper a tile kernel calls by design: the f32 tiles' scalar reading of a row's last
+/// few weights (fewer than a vector), once per row and call.
+const ONCE_PER_ROW: &str = "float::avx2::tail_weights";
+
+/// A tile kernel that calls a helper of the kernels (a closure it builds its rows with, a
+/// lookup method) pays a call and the vectors' trip through memory per helper and step: the
+/// i-quant byte-permute tiles once ran at half their rate so (closures from `array::from_fn`
+/// and a table method left out of line). Everything a tile kernel needs is inlined into it.
+#[test]
+fn no_tile_kernel_calls_a_kernel_helper() {
+    let Some(dump) = disassembly() else { return };
+    let mut function = "";
+    let mut calls = vec![];
+    for line in dump.lines() {
+        if line.ends_with(">:") {
+            function = line;
+        } else if function.contains("qwen::cpu::dot::")
+            && function.contains("::tile")
+            && line.contains("call")
+            && line.contains("qwen::cpu::dot::")
+            && !line.contains(ONCE_PER_ROW)
+        {
+            calls.push(format!("{function} {}", line.trim()));
+        }
+    }
+    assert!(
+        dump.contains("qwen::cpu::dot::iquant::avx512::tile"),
+        "the i-quant tile kernels are not in this binary: nothing was checked"
+    );
+    assert!(
+        calls.is_empty(),
+        "{} calls from tile kernels into kernel helpers:\n{}",
+        calls.len(),
+        calls[..calls.len().min(20)].join("\n")
+    );
+}

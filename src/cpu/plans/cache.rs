@@ -27,7 +27,7 @@ pub fn job_key(ws: &[WeightMatrix<'_>], n_tokens: usize) -> String {
 }
 
 /// Bumped when the kernels or the search change enough that plans chosen before no longer hold.
-const KERNELS_VERSION: u32 = 15;
+const KERNELS_VERSION: u32 = 16;
 
 /// CPU model, SIMD path and threads: a plan timed elsewhere says nothing about this machine.
 /// (The read-bandwidth cache keys its figures the same way.)

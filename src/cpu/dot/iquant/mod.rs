@@ -24,6 +24,8 @@ mod avx2;
 pub(crate) use avx2::{pair as pair_avx2, super_scale as super_scale_avx2, Sub};
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_vbmi;
 mod formats;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -37,7 +39,7 @@ pub fn kernels(ty: GgmlType, isa: Isa) -> Option<KernelSet> {
     let tiles = match isa {
         Isa::Scalar => scalar::scalar_tiles(c),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => avx512::tiles(c),
+        Isa::Avx512Vnni => avx512_vbmi::tiles(c).unwrap_or_else(|| avx512::tiles(c)),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => avx2::tiles(c),
         #[cfg(target_arch = "aarch64")]
