@@ -301,13 +301,21 @@ impl Engine {
     }
 }
 
-/// The SIMD path and the CPU's flags; on a CPU with AMX, what became of its tiles (granted
-/// by the OS, checked against AVX-512, offered to the kernel search).
+/// The SIMD path and the CPU's flags; whether the i-quants decode with byte-permute lookups;
+/// on a CPU with AMX, what became of its tiles (granted by the OS, checked against AVX-512,
+/// offered to the kernel search).
 fn cpu_description() -> String {
-    let simd = crate::cpu::cpu_features().describe();
+    let features = crate::cpu::cpu_features();
+    #[allow(unused_mut)]
+    let mut simd = features.describe();
     #[cfg(target_arch = "x86_64")]
-    if crate::cpu::amx::in_cpu() {
-        return format!("{simd}; {}", crate::cpu::dot::panel::amx::describe());
+    {
+        if features.byte_permutes() {
+            simd.push_str("; i-quant decode tiles look their grids up by byte permutes");
+        }
+        if crate::cpu::amx::in_cpu() {
+            simd = format!("{simd}; {}", crate::cpu::dot::panel::amx::describe());
+        }
     }
     simd
 }
