@@ -33,14 +33,15 @@ fn disassembly() -> Option<String> {
     }
 }
 
-/// The lines of `dump` that `bad` flags, each after the name of its function.
-fn flagged(dump: &str, bad: impl Fn(&str) -> bool) -> Vec<String> {
+/// The lines of `dump` that `bad` flags (given the line and its function's header line), each
+/// after the name of its function.
+fn flagged(dump: &str, bad: impl Fn(&str, &str) -> bool) -> Vec<String> {
     let mut function = "";
     let mut lines = vec![];
     for line in dump.lines() {
         if line.ends_with(">:") {
             function = line;
-        } else if bad(line) {
+        } else if bad(line, function) {
             lines.push(format!("{function} {}", line.trim()));
         }
     }
@@ -50,7 +51,7 @@ fn flagged(dump: &str, bad: impl Fn(&str) -> bool) -> Vec<String> {
 #[test]
 fn no_simd_intrinsic_is_called_as_a_function() {
     let Some(dump) = disassembly() else { return };
-    let calls = flagged(&dump, |line| {
+    let calls = flagged(&dump, |line, _| {
         line.contains("call")
             && line.contains("core_arch::")
             && !EXPECTED_CALLS.iter().any(|name| line.contains(name))
@@ -78,7 +79,7 @@ fn no_integer_dot_reads_a_spilled_vector() {
         eprintln!("skipped: no AVX-512 VNNI code in this binary");
         return;
     }
-    let spilled = flagged(&dump, |line| {
+    let spilled = flagged(&dump, |line, _| {
         line.contains("vpdpbusd") && line.contains("(%rsp)")
     });
     assert!(
@@ -100,20 +101,13 @@ const ONCE_PER_ROW: &str = "float::avx2::tail_weights";
 #[test]
 fn no_tile_kernel_calls_a_kernel_helper() {
     let Some(dump) = disassembly() else { return };
-    let mut function = "";
-    let mut calls = vec![];
-    for line in dump.lines() {
-        if line.ends_with(">:") {
-            function = line;
-        } else if function.contains("qwen::cpu::dot::")
+    let calls = flagged(&dump, |line, function| {
+        function.contains("qwen::cpu::dot::")
             && function.contains("::tile")
             && line.contains("call")
             && line.contains("qwen::cpu::dot::")
             && !line.contains(ONCE_PER_ROW)
-        {
-            calls.push(format!("{function} {}", line.trim()));
-        }
-    }
+    });
     assert!(
         dump.contains("qwen::cpu::dot::iquant::avx512::tile"),
         "the i-quant tile kernels are not in this binary: nothing was checked"

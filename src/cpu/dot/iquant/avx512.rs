@@ -83,20 +83,60 @@ unsafe fn tile<const TY: u8, const R: usize, const T: usize>(a: &Tile<'_>) {
             for t in 0..T {
                 let av = _mm512_loadu_si512(qs[t].add(256 * sb + 32 * ib) as *const _);
                 for r in 0..R {
-                    let signed = _mm512_mask_sub_epi8(av, w[r].neg, zi, av);
-                    let pairs = _mm512_maddubs_epi16(w[r].u, signed);
-                    isum[r][t] = _mm512_dpwssd_epi32(isum[r][t], pairs, w[r].sc);
+                    isum[r][t] = dot64(isum[r][t], av, w[r].u, w[r].neg, w[r].sc);
                 }
             }
         }
-        for t in 0..T {
-            let da = *ds[t].add(sb) * factor(TY);
-            for r in 0..R {
-                let dd = _mm512_set1_ps(d[r] * da);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), dd, acc[r][t]);
-            }
+        add_block::<TY, R, T>(&mut acc, &isum, &d, &ds, sb);
+    }
+    store(a, &acc);
+}
+
+/// 64 weights of one (row, token): `isum` plus the activations `av`, given the signs of
+/// `neg`, times the magnitudes `u`, each pair sum times its 16-bit scale in `sc`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) fn dot64(
+    isum: __m512i,
+    av: __m512i,
+    u: __m512i,
+    neg: __mmask64,
+    sc: __m512i,
+) -> __m512i {
+    let signed = _mm512_mask_sub_epi8(av, neg, _mm512_setzero_si512(), av);
+    _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(u, signed), sc)
+}
+
+/// Adds super-block `sb`'s integer sums, times each row's `d`, each token's activation scale
+/// and the type's factor, to the float sums.
+///
+/// # Safety
+/// `ds[t]` must hold the activation scales of super-block `sb`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn add_block<const TY: u8, const R: usize, const T: usize>(
+    acc: &mut [[__m512; T]; R],
+    isum: &[[__m512i; T]; R],
+    d: &[f32; R],
+    ds: &[*const f32; T],
+    sb: usize,
+) {
+    for t in 0..T {
+        let da = *ds[t].add(sb) * factor(TY);
+        for r in 0..R {
+            let dd = _mm512_set1_ps(d[r] * da);
+            acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), dd, acc[r][t]);
         }
     }
+}
+
+/// Writes each (row, token)'s float sum to its output.
+///
+/// # Safety
+/// As for the tile kernel whose sums these are.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn store<const R: usize, const T: usize>(a: &Tile<'_>, acc: &[[__m512; T]; R]) {
     for r in 0..R {
         for t in 0..T {
             *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) =

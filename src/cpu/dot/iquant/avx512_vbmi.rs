@@ -25,7 +25,8 @@ use std::arch::x86_64::*;
 use std::ptr::read_unaligned;
 
 use super::avx2::super_scale;
-use super::{block_bytes, factor, IQ2_S, IQ2_XS, IQ2_XXS, IQ3_S, IQ3_XXS};
+use super::avx512::{add_block, dot64, store};
+use super::{block_bytes, IQ2_S, IQ2_XS, IQ2_XXS, IQ3_S, IQ3_XXS};
 use crate::cpu::dot::{tile_table, Tile, TileEntry, PREFETCH};
 use crate::cpu::features::cpu_features;
 use crate::quant::grids::{
@@ -446,26 +447,13 @@ unsafe fn tile_with<const TY: u8, const R: usize, const T: usize, const REGS: us
             for t in 0..T {
                 let av = _mm512_loadu_si512(qs[t].add(256 * sb + 64 * c) as *const _);
                 for r in 0..R {
-                    let signed = _mm512_mask_sub_epi8(av, blocks[r].neg[c], zi, av);
-                    let pairs = _mm512_maddubs_epi16(u[r], signed);
-                    isum[r][t] = _mm512_dpwssd_epi32(isum[r][t], pairs, sc[r]);
+                    isum[r][t] = dot64(isum[r][t], av, u[r], blocks[r].neg[c], sc[r]);
                 }
             }
         }
-        for t in 0..T {
-            let da = *ds[t].add(sb) * factor(TY);
-            for r in 0..R {
-                let dd = _mm512_set1_ps(d[r] * da);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), dd, acc[r][t]);
-            }
-        }
+        add_block::<TY, R, T>(&mut acc, &isum, &d, &ds, sb);
     }
-    for r in 0..R {
-        for t in 0..T {
-            *a.y.add((a.t0 + t) * a.y_stride + a.r0 + r * a.y_step) =
-                _mm512_reduce_add_ps(acc[r][t]);
-        }
-    }
+    store(a, &acc);
 }
 
 #[cfg(test)]
